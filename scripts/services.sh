@@ -1,0 +1,99 @@
+# shellcheck shell=bash
+# Sourced by scripts/demo and scripts/test: makes sure Postgres and Redis are
+# installed and running, then exports DATABASE_URL and REDIS_URL.
+#
+# When DATABASE_URL or REDIS_URL is already set, that server is used as is.
+# Otherwise private servers are started on loopback, with their data under
+# $MITRA_DEV_DIR (default /tmp/mitra-dev-$USER): Postgres on port 55432, Redis
+# on 56379. They keep running after the script ends; `scripts/stop-services`
+# stops them.
+
+MITRA_DEV_DIR="${MITRA_DEV_DIR:-/tmp/mitra-dev-$(id -un)}"
+MITRA_PG_PORT="${MITRA_PG_PORT:-55432}"
+MITRA_REDIS_PORT="${MITRA_REDIS_PORT:-56379}"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"
+    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+    else die "need root to run: $* (install it, or set DATABASE_URL/REDIS_URL)"
+    fi
+}
+
+apt_install() {
+    say "installing $* (Debian packages)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1 || {
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null 2>&1
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null \
+            || die "apt-get install $* failed"
+    }
+}
+
+pg_bin_dir() {
+    local dir
+    for dir in /usr/lib/postgresql/*/bin; do
+        [ -x "$dir/initdb" ] && { echo "$dir"; return 0; }
+    done
+    return 1
+}
+
+start_postgres() {
+    local bin data log run_as=()
+    bin="$(pg_bin_dir)" || { apt_install postgresql; bin="$(pg_bin_dir)" || die "no initdb after installing postgresql"; }
+    data="$MITRA_DEV_DIR/pg"
+    log="$MITRA_DEV_DIR/pg.log"
+    mkdir -p "$MITRA_DEV_DIR"
+    chmod 755 "$MITRA_DEV_DIR"
+    # The server refuses to run as root: run it as the postgres user then.
+    if [ "$(id -u)" -eq 0 ]; then
+        id postgres >/dev/null 2>&1 || die "no postgres user (is the postgresql package installed?)"
+        run_as=(runuser -u postgres --)
+    fi
+    if "$bin/pg_isready" -q -h 127.0.0.1 -p "$MITRA_PG_PORT"; then
+        :
+    else
+        if [ ! -s "$data/PG_VERSION" ]; then
+            say "creating a private PostgreSQL cluster in $data"
+            mkdir -p "$data"
+            [ ${#run_as[@]} -gt 0 ] && chown postgres "$data" "$MITRA_DEV_DIR"
+            "${run_as[@]}" "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null \
+                || die "initdb failed"
+        fi
+        [ ${#run_as[@]} -gt 0 ] && chown postgres "$MITRA_DEV_DIR" && touch "$log" && chown postgres "$log"
+        say "starting PostgreSQL on 127.0.0.1:$MITRA_PG_PORT"
+        # A throwaway development server: durability traded for speed.
+        "${run_as[@]}" "$bin/pg_ctl" -D "$data" -l "$log" -w -t 60 start -o \
+            "-h 127.0.0.1 -p $MITRA_PG_PORT -k $data -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=256MB" \
+            >/dev/null || { tail -n 20 "$log" >&2; die "PostgreSQL did not start"; }
+    fi
+    export DATABASE_URL="postgres://postgres@127.0.0.1:$MITRA_PG_PORT/${MITRA_DB_NAME:-mitra}"
+    "$bin/psql" -q -h 127.0.0.1 -p "$MITRA_PG_PORT" -U postgres -d postgres -tAc \
+        "select 1 from pg_database where datname = '${MITRA_DB_NAME:-mitra}'" | grep -q 1 \
+        || "$bin/createdb" -h 127.0.0.1 -p "$MITRA_PG_PORT" -U postgres "${MITRA_DB_NAME:-mitra}"
+}
+
+start_redis() {
+    command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+    mkdir -p "$MITRA_DEV_DIR/redis"
+    if ! redis-cli -h 127.0.0.1 -p "$MITRA_REDIS_PORT" ping >/dev/null 2>&1; then
+        say "starting Redis on 127.0.0.1:$MITRA_REDIS_PORT"
+        redis-server --bind 127.0.0.1 --port "$MITRA_REDIS_PORT" --daemonize yes \
+            --dir "$MITRA_DEV_DIR/redis" --pidfile "$MITRA_DEV_DIR/redis.pid" \
+            --logfile "$MITRA_DEV_DIR/redis.log" --save '' --appendonly no >/dev/null \
+            || die "Redis did not start"
+        for _ in $(seq 50); do
+            redis-cli -h 127.0.0.1 -p "$MITRA_REDIS_PORT" ping >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+    fi
+    export REDIS_URL="redis://127.0.0.1:$MITRA_REDIS_PORT"
+}
+
+ensure_services() {
+    if [ -z "${DATABASE_URL:-}" ]; then start_postgres; else say "using DATABASE_URL from the environment"; fi
+    if [ -z "${REDIS_URL:-}" ]; then start_redis; else say "using REDIS_URL from the environment"; fi
+    # Tests start throwaway Redis servers of their own (to stop one mid-test).
+    command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+}

@@ -1,0 +1,179 @@
+//! The `mitra` command line.
+
+use crate::config::Settings;
+use crate::startup::{Application, Roles};
+use crate::{db, demo, telemetry, webhook_signature};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "mitra",
+    version,
+    about = "Affiliate link tracking and commission service"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending migrations, then serve the API and run the workers.
+    Serve {
+        /// Which roles this process runs; scale out with several of each.
+        #[arg(long, value_enum, default_value_t = Role::All)]
+        role: Role,
+    },
+    /// Apply pending migrations and exit (for a deploy step or a Kubernetes Job).
+    Migrate,
+    /// Create a demo program, partner and link, print how to use them, and serve.
+    Demo,
+    /// Print a `Mitra-Signature` header value for a webhook body.
+    Sign {
+        /// The program's webhook secret (whsec_...).
+        #[arg(long, env = "MITRA_WEBHOOK_SECRET")]
+        secret: String,
+        /// Unix time to sign with; now by default.
+        #[arg(long)]
+        timestamp: Option<i64>,
+        /// The exact body that will be sent.
+        body: String,
+    },
+    /// Print a fresh entry for MITRA_LINK_KEYS.
+    GenKey {
+        /// Key id, 0 to 255; use a new one for each rotation.
+        #[arg(long, default_value_t = 1)]
+        id: u8,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Role {
+    /// The API and every worker.
+    All,
+    /// Only the HTTP API (redirects, webhooks, admin).
+    Api,
+    /// Only the workers (clicks, attribution, lifecycle); serves /metrics too.
+    Worker,
+}
+
+impl Role {
+    fn roles(self) -> Roles {
+        match self {
+            Role::All => Roles::ALL,
+            Role::Api => Roles::API,
+            Role::Worker => Roles::WORKER,
+        }
+    }
+}
+
+pub async fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Sign {
+            secret,
+            timestamp,
+            body,
+        } => {
+            let t = timestamp.unwrap_or_else(|| chrono::Utc::now().timestamp());
+            println!("{}", webhook_signature::header(&secret, t, body.as_bytes()));
+            ExitCode::SUCCESS
+        }
+        Command::GenKey { id } => {
+            println!("{id}:{}", crate::domain::random_token());
+            ExitCode::SUCCESS
+        }
+        Command::Migrate => {
+            with_settings(|settings| async move {
+                let pool = db::pool(&settings)?;
+                db::migrate(&pool).await?;
+                tracing::info!("migrations applied");
+                Ok(())
+            })
+            .await
+        }
+        Command::Serve { role } => {
+            with_settings(|settings| serve(settings, role.roles(), false)).await
+        }
+        Command::Demo => with_settings(|settings| serve(settings, Roles::ALL, true)).await,
+    }
+}
+
+/// Reads the settings (a bad one ends the start with one line naming it) and
+/// runs `f`, turning its error into a non-zero exit.
+async fn with_settings<F, Fut>(f: F) -> ExitCode
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mitra: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(settings.log_format);
+    match f(settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = ?e, "mitra stopped with an error");
+            eprintln!("mitra: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings, roles: Roles, with_demo: bool) -> anyhow::Result<()> {
+    let pool = db::pool(&settings)?;
+    wait_for_postgres(&pool).await?;
+    db::migrate(&pool).await?;
+    let public_base = settings.public_base();
+    let app = Application::build(settings, roles).await?;
+    tracing::info!(port = app.port(), api = roles.api, workers = ?roles.workers, "mitra is listening");
+    if with_demo {
+        let seeded = demo::seed(&app.state()).await?;
+        println!("{}", seeded.instructions(&public_base));
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    app.run_until_stopped(shutdown).await
+}
+
+/// Postgres may still be starting (a fresh container, a failover): wait up to 30 s.
+async fn wait_for_postgres(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match sqlx::query("select 1").execute(pool).await {
+            Ok(_) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "waiting for Postgres");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(anyhow::anyhow!("Postgres did not answer within 30 s: {e}")),
+        }
+    }
+}
+
+/// SIGTERM or SIGINT starts a graceful stop; if that takes longer than 9.5 s
+/// the process exits anyway, so an orchestrator's 10 s grace is never exceeded.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+    shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(9_500)).await;
+    tracing::error!("graceful shutdown took too long; exiting");
+    std::process::exit(1);
+}

@@ -1,0 +1,266 @@
+//! Settings, read from the environment once at start-up.
+//!
+//! Every variable is checked here, so a bad value stops the start with one
+//! line naming it, instead of failing later on the first request. Secrets are
+//! held as `SecretString` and never printed.
+
+use crate::signing::KeyRing;
+use secrecy::{ExposeSecret, SecretString};
+use std::net::SocketAddr;
+use std::time::Duration;
+use url::Url;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: SecretString,
+    pub redis_url: SecretString,
+    pub listen: SocketAddr,
+    /// Base of issued links, without a trailing slash.
+    pub public_url: Url,
+    pub admin_token: SecretString,
+    pub link_keys: KeyRing,
+    /// Every Redis key mitra writes starts with this, so several deployments
+    /// (or tests) can share one Redis.
+    pub redis_prefix: String,
+    pub log_format: LogFormat,
+    /// Actix worker threads; `None` uses one per core.
+    pub http_workers: Option<usize>,
+    pub db_max_connections: u32,
+    pub workers: WorkerSettings,
+}
+
+/// Pacing of the background workers.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// How long an idle worker waits before looking for work again.
+    pub idle_poll: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A variable that is missing or malformed. The message names the variable
+/// and what it should look like, never its value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests can pass a map.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |var: &'static str| lookup(var).filter(|v| !v.trim().is_empty());
+        let required = |var: &'static str, hint: &str| {
+            get(var).ok_or_else(|| ConfigError {
+                var,
+                problem: format!("is not set ({hint})"),
+            })
+        };
+        let bad = |var: &'static str, problem: String| ConfigError { var, problem };
+
+        let database_url = required("DATABASE_URL", "e.g. postgres://mitra@127.0.0.1/mitra")?;
+        check_url("DATABASE_URL", &database_url, &["postgres", "postgresql"])?;
+        let redis_url = required("REDIS_URL", "e.g. redis://127.0.0.1:6379")?;
+        check_url(
+            "REDIS_URL",
+            &redis_url,
+            &["redis", "rediss", "redis+unix", "unix"],
+        )?;
+
+        let listen_raw = get("MITRA_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_raw.trim().parse().map_err(|_| {
+            bad(
+                "MITRA_LISTEN",
+                "must be an address and port such as 127.0.0.1:8080".into(),
+            )
+        })?;
+
+        let public_raw = get("MITRA_PUBLIC_URL").unwrap_or_else(|| format!("http://{listen}"));
+        let public_url = Url::parse(public_raw.trim())
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .filter(|u| u.query().is_none() && u.fragment().is_none())
+            .ok_or_else(|| {
+                bad(
+                    "MITRA_PUBLIC_URL",
+                    "must be an http(s) base URL such as https://go.example.com".into(),
+                )
+            })?;
+
+        let admin_token = required("MITRA_ADMIN_TOKEN", "a random string for the admin API")?;
+        if admin_token.len() < MIN_ADMIN_TOKEN_LEN {
+            return Err(bad(
+                "MITRA_ADMIN_TOKEN",
+                format!("must be at least {MIN_ADMIN_TOKEN_LEN} characters"),
+            ));
+        }
+
+        let link_keys_raw = SecretString::from(required(
+            "MITRA_LINK_KEYS",
+            "comma-separated id:secret pairs; `mitra gen-key` prints one",
+        )?);
+        let link_keys =
+            KeyRing::parse(&link_keys_raw).map_err(|problem| bad("MITRA_LINK_KEYS", problem))?;
+
+        let redis_prefix = get("MITRA_REDIS_PREFIX").unwrap_or_else(|| "mitra:".into());
+        if redis_prefix.len() > 64 || redis_prefix.chars().any(|c| c.is_whitespace()) {
+            return Err(bad(
+                "MITRA_REDIS_PREFIX",
+                "must be at most 64 characters without spaces".into(),
+            ));
+        }
+
+        let log_format = match get("MITRA_LOG_FORMAT").as_deref().map(str::trim) {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(_) => return Err(bad("MITRA_LOG_FORMAT", "must be text or json".into())),
+        };
+
+        let http_workers = match get("MITRA_HTTP_WORKERS") {
+            None => None,
+            Some(v) => Some(parse_in_range("MITRA_HTTP_WORKERS", &v, 1, 256)? as usize),
+        };
+        let db_max_connections = match get("MITRA_DB_MAX_CONNECTIONS") {
+            None => 20,
+            Some(v) => parse_in_range("MITRA_DB_MAX_CONNECTIONS", &v, 2, 1000)? as u32,
+        };
+        let idle_poll_ms = match get("MITRA_WORKER_POLL_MS") {
+            None => 500,
+            Some(v) => parse_in_range("MITRA_WORKER_POLL_MS", &v, 10, 60_000)?,
+        };
+
+        Ok(Settings {
+            database_url: database_url.into(),
+            redis_url: redis_url.into(),
+            listen,
+            public_url,
+            admin_token: admin_token.into(),
+            link_keys,
+            redis_prefix,
+            log_format,
+            http_workers,
+            db_max_connections,
+            workers: WorkerSettings {
+                idle_poll: Duration::from_millis(idle_poll_ms),
+            },
+        })
+    }
+
+    /// The public base URL as text, without a trailing slash.
+    pub fn public_base(&self) -> String {
+        self.public_url.as_str().trim_end_matches('/').to_owned()
+    }
+
+    pub fn expose_database_url(&self) -> &str {
+        self.database_url.expose_secret()
+    }
+}
+
+fn check_url(var: &'static str, value: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    match Url::parse(value.trim()) {
+        Ok(url) if schemes.contains(&url.scheme()) => Ok(()),
+        _ => Err(ConfigError {
+            var,
+            problem: format!("must be a URL with scheme {}", schemes.join(" or ")),
+        }),
+    }
+}
+
+fn parse_in_range(var: &'static str, value: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+    value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| ConfigError {
+            var,
+            problem: format!("must be a whole number from {min} to {max}"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const KEY: &str = "1:0123456789abcdefghijklmnop";
+
+    fn env(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut map: HashMap<String, String> = [
+            ("DATABASE_URL", "postgres://u:hunter2@127.0.0.1/mitra"),
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("MITRA_ADMIN_TOKEN", "admin-token-0123456789"),
+            ("MITRA_LINK_KEYS", KEY),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for (k, v) in pairs {
+            if v.is_empty() {
+                map.remove(*k);
+            } else {
+                map.insert((*k).to_owned(), (*v).to_owned());
+            }
+        }
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_optional_variables_are_absent() {
+        let s = env(&[]).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.public_base(), "http://127.0.0.1:8080");
+        assert_eq!(s.redis_prefix, "mitra:");
+        assert_eq!(s.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn each_missing_or_malformed_variable_is_named() {
+        let cases: &[(&str, &str)] = &[
+            ("DATABASE_URL", ""),
+            ("DATABASE_URL", "mysql://x/y"),
+            ("REDIS_URL", ""),
+            ("REDIS_URL", "http://x"),
+            ("MITRA_LISTEN", "localhost"),
+            ("MITRA_PUBLIC_URL", "go.example.com"),
+            ("MITRA_PUBLIC_URL", "ftp://go.example.com"),
+            ("MITRA_ADMIN_TOKEN", ""),
+            ("MITRA_ADMIN_TOKEN", "short"),
+            ("MITRA_LINK_KEYS", ""),
+            ("MITRA_LINK_KEYS", "1:tooshort"),
+            ("MITRA_LOG_FORMAT", "xml"),
+            ("MITRA_HTTP_WORKERS", "0"),
+            ("MITRA_DB_MAX_CONNECTIONS", "many"),
+            ("MITRA_WORKER_POLL_MS", "1"),
+        ];
+        for (var, value) in cases {
+            let err = env(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, *var, "{var}={value}");
+        }
+    }
+
+    #[test]
+    fn errors_and_debug_output_never_show_secrets() {
+        let err = env(&[("MITRA_LINK_KEYS", "1:tooshort")]).unwrap_err();
+        assert!(!err.to_string().contains("tooshort"));
+        let debug = format!("{:?}", env(&[]).unwrap());
+        for secret in [
+            "hunter2",
+            "admin-token-0123456789",
+            "0123456789abcdefghijklmnop",
+        ] {
+            assert!(!debug.contains(secret), "Debug shows {secret}");
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! The Postgres pool and the migrations it runs.
+
+use crate::config::Settings;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use std::time::Duration;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A pool that connects on first use, so the API can start (and report
+/// itself unready) while Postgres is down. Acquiring waits at most 3 s: a
+/// request should fail fast with 503 rather than hang.
+pub fn pool(settings: &Settings) -> anyhow::Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(settings.db_max_connections)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy(settings.expose_database_url())
+        .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a usable Postgres URL"))?;
+    Ok(pool)
+}
+
+/// Applies pending migrations. Safe to run from several processes at once:
+/// sqlx holds an advisory lock while it migrates.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR
+        .run(pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("applying migrations failed: {e}"))
+}

@@ -1,0 +1,124 @@
+//! `mitra demo`: a program, a partner, an agreement and a link, created
+//! through the same code as the API, with copy-paste commands to try them.
+
+use crate::agreements::{self, Terms};
+use crate::domain::{
+    BasisPoints, CommissionRules, Currency, Email, KeyOwner, LandingDomains, Name, NewApiKey,
+    PartnerId, ProgramId, Share, Shares, SubIds, WebUrl, new_webhook_secret,
+};
+use crate::links::{self, NewLink};
+use crate::partners;
+use crate::programs::{self, NewProgram};
+use crate::state::AppState;
+use std::collections::BTreeMap;
+
+pub struct Seeded {
+    pub program: ProgramId,
+    pub program_key: String,
+    pub webhook_secret: String,
+    pub partner: PartnerId,
+    pub partner_key: String,
+    pub link_code: String,
+}
+
+pub async fn seed(state: &AppState) -> anyhow::Result<Seeded> {
+    let program_key = NewApiKey::generate(KeyOwner::Program);
+    let webhook_secret = new_webhook_secret();
+    let program = programs::insert(
+        &state.db,
+        &NewProgram {
+            name: Name::parse("Demo Shop")?,
+            currency: Currency::parse("EUR")?,
+            landing_domains: LandingDomains::parse(&["shop.example"])?,
+            default_url: WebUrl::parse("https://shop.example/")?,
+            attribution_window_days: 30,
+            hold_days: 0,
+            commission: CommissionRules::parse(&serde_json::json!({
+                "sale": {"percent_bps": 1000},
+                "lead": {"flat_minor": 200}
+            }))?,
+        },
+        &program_key.hash,
+        &webhook_secret,
+    )
+    .await?;
+    let partner_key = NewApiKey::generate(KeyOwner::Partner);
+    let partner = partners::insert(
+        &state.db,
+        &Name::parse("Ayu Lestari")?,
+        &Email::parse("ayu@example.com")?,
+        &partner_key.hash,
+    )
+    .await?;
+    let terms = Terms {
+        shares: Shares::new(vec![Share {
+            partner_id: partner.id,
+            share_bps: BasisPoints::WHOLE,
+        }])?,
+        commission: None,
+        coupon_codes: vec![],
+        valid_from: None,
+        valid_until: None,
+    };
+    let agreement = agreements::insert(&state.db, program.id, &terms).await?;
+    let sub_ids = SubIds::parse(&BTreeMap::from([("sub1".to_owned(), "demo".to_owned())]))?;
+    let link = links::insert(
+        &state.db,
+        &state.settings.link_keys,
+        &NewLink {
+            program_id: program.id,
+            agreement_id: agreement,
+            destination_url: Some(WebUrl::parse("https://shop.example/summer-sale")?),
+            sub_ids,
+            created_by_partner_id: None,
+        },
+    )
+    .await?;
+    Ok(Seeded {
+        program: program.id,
+        program_key: program_key.plaintext,
+        webhook_secret,
+        partner: partner.id,
+        partner_key: partner_key.plaintext,
+        link_code: link.code,
+    })
+}
+
+impl Seeded {
+    /// What the demo prints: the tracked link and ready-to-paste commands.
+    pub fn instructions(&self, base: &str) -> String {
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "mitra".into());
+        let link = format!("{base}/l/{}", self.link_code);
+        format!(
+            r#"
+================================================================ mitra demo
+Program  {program}  "Demo Shop": EUR, 10% of sales, 2.00 per lead, no hold
+Partner  {partner}  "Ayu Lestari", 100% of the agreement
+Tracked link:  {link}
+
+1. Be the shopper: follow the link and note the click id in Location.
+   curl -si {link} | grep -i '^location'
+
+2. Be the shop: post a signed sale for that click.
+   CLICK=$(curl -s -o /dev/null -w '%{{redirect_url}}' {link} | sed -n 's/.*mitra_click=\([^&#]*\).*/\1/p')
+   BODY='{{"order_id":"demo-'$RANDOM'","event":"sale","amount_minor":12500,"currency":"EUR","click_id":"'$CLICK'"}}'
+   curl -s -X POST {base}/v1/programs/{program}/conversions -H 'content-type: application/json' -H "Mitra-Signature: $({exe} sign --secret {secret} "$BODY")" -d "$BODY"; echo
+
+3. Be the partner: see the commission (12.50 EUR) and the balance.
+   curl -s {base}/v1/partners/{partner}/commissions -H 'authorization: Bearer {partner_key}'; echo
+   curl -s {base}/v1/partners/{partner}/balance -H 'authorization: Bearer {partner_key}'; echo
+
+Program API key: {program_key}
+Metrics: {base}/metrics     Stop: Ctrl-C
+===========================================================================
+"#,
+            program = self.program,
+            partner = self.partner,
+            secret = self.webhook_secret,
+            partner_key = self.partner_key,
+            program_key = self.program_key,
+        )
+    }
+}

@@ -1,0 +1,192 @@
+//! Commission rules, per event: `{"sale": {"percent_bps": 1000}, "lead": {"flat_minor": 200}}`.
+
+use super::BasisPoints;
+use serde::{Serialize, Serializer, ser::SerializeMap};
+use serde_json::Value;
+
+/// The largest flat commission accepted: a billion major units of a
+/// two-decimal currency. Anything above is a typo, not a deal.
+pub const MAX_FLAT_MINOR: i64 = 100_000_000_000;
+
+/// How one event earns a commission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// A share of the conversion's amount.
+    PercentBps(BasisPoints),
+    /// A fixed amount in the program's currency, whatever the order's amount.
+    FlatMinor(i64),
+}
+
+/// The events a shop reports that can earn a commission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EarningEvent {
+    Sale,
+    Lead,
+}
+
+impl EarningEvent {
+    pub const ALL: [EarningEvent; 2] = [EarningEvent::Sale, EarningEvent::Lead];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EarningEvent::Sale => "sale",
+            EarningEvent::Lead => "lead",
+        }
+    }
+}
+
+/// A complete, validated rule set. An event without a rule earns nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommissionRules {
+    sale: Option<Rule>,
+    lead: Option<Rule>,
+}
+
+/// What is wrong with a rule set, with the JSON path of the offending value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct RulesError {
+    pub path: String,
+    pub message: String,
+}
+
+impl CommissionRules {
+    /// Parses the JSON shape of the contract. Unknown events and unknown rule
+    /// kinds are refused rather than ignored: a typo must not silently pay nothing.
+    pub fn parse(value: &Value) -> Result<Self, RulesError> {
+        let err = |path: String, message: &str| RulesError {
+            path,
+            message: message.to_owned(),
+        };
+        let object = value
+            .as_object()
+            .ok_or_else(|| err(String::new(), "must be an object keyed by event"))?;
+        let mut rules = CommissionRules::default();
+        for (event, rule) in object {
+            let slot = match event.as_str() {
+                "sale" => &mut rules.sale,
+                "lead" => &mut rules.lead,
+                _ => return Err(err(event.clone(), "unknown event (expected sale or lead)")),
+            };
+            *slot = Some(parse_rule(rule).map_err(|m| err(event.clone(), m))?);
+        }
+        Ok(rules)
+    }
+
+    pub fn get(&self, event: EarningEvent) -> Option<Rule> {
+        match event {
+            EarningEvent::Sale => self.sale,
+            EarningEvent::Lead => self.lead,
+        }
+    }
+
+    /// These rules over `base`, event by event: an agreement's override
+    /// replaces the program's rule only for the events it names.
+    pub fn overriding(&self, base: &CommissionRules) -> CommissionRules {
+        CommissionRules {
+            sale: self.sale.or(base.sale),
+            lead: self.lead.or(base.lead),
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).expect("rules serialize to JSON")
+    }
+}
+
+fn parse_rule(value: &Value) -> Result<Rule, &'static str> {
+    let object = value
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .ok_or("must be an object with exactly one of percent_bps or flat_minor")?;
+    let (kind, amount) = object.iter().next().expect("one entry");
+    let amount = amount
+        .as_i64()
+        .ok_or("the rule's value must be a whole number")?;
+    match kind.as_str() {
+        "percent_bps" => BasisPoints::new(amount)
+            .map(Rule::PercentBps)
+            .map_err(|_| "percent_bps must be from 0 to 10000"),
+        "flat_minor" if (0..=MAX_FLAT_MINOR).contains(&amount) => Ok(Rule::FlatMinor(amount)),
+        "flat_minor" => Err("flat_minor must be from 0 to 100000000000"),
+        _ => Err("unknown rule kind (expected percent_bps or flat_minor)"),
+    }
+}
+
+impl Serialize for Rule {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(1))?;
+        match self {
+            Rule::PercentBps(bps) => map.serialize_entry("percent_bps", &bps.get())?,
+            Rule::FlatMinor(minor) => map.serialize_entry("flat_minor", minor)?,
+        }
+        map.end()
+    }
+}
+
+impl Serialize for CommissionRules {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        for event in EarningEvent::ALL {
+            if let Some(rule) = self.get(event) {
+                map.serialize_entry(event.as_str(), &rule)?;
+            }
+        }
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_contract_example_parses_and_round_trips() {
+        let value = json!({"sale": {"percent_bps": 1000}, "lead": {"flat_minor": 200}});
+        let rules = CommissionRules::parse(&value).unwrap();
+        assert_eq!(
+            rules.get(EarningEvent::Sale),
+            Some(Rule::PercentBps(BasisPoints::new(1000).unwrap()))
+        );
+        assert_eq!(rules.get(EarningEvent::Lead), Some(Rule::FlatMinor(200)));
+        assert_eq!(rules.to_json(), value);
+    }
+
+    #[test]
+    fn malformed_rules_name_the_offending_event() {
+        let cases = [
+            (json!([]), ""),
+            (json!({"refund": {"flat_minor": 1}}), "refund"),
+            (json!({"sale": {"percent_bps": 10001}}), "sale"),
+            (json!({"sale": {"percent_bps": -1}}), "sale"),
+            (json!({"sale": {"percent_bps": 10.5}}), "sale"),
+            (json!({"sale": {"percent_bps": "10"}}), "sale"),
+            (json!({"lead": {"flat_minor": -200}}), "lead"),
+            (json!({"lead": {"flat_minor": 100_000_000_001i64}}), "lead"),
+            (
+                json!({"sale": {"percent_bps": 10, "flat_minor": 1}}),
+                "sale",
+            ),
+            (json!({"sale": {}}), "sale"),
+            (json!({"sale": {"percent": 10}}), "sale"),
+            (json!({"sale": 10}), "sale"),
+        ];
+        for (value, path) in cases {
+            let err = CommissionRules::parse(&value).unwrap_err();
+            assert_eq!(err.path, path, "{value}");
+        }
+    }
+
+    #[test]
+    fn an_override_replaces_only_the_events_it_names() {
+        let program = CommissionRules::parse(
+            &json!({"sale": {"percent_bps": 1000}, "lead": {"flat_minor": 200}}),
+        )
+        .unwrap();
+        let agreement = CommissionRules::parse(&json!({"sale": {"flat_minor": 500}})).unwrap();
+        let merged = agreement.overriding(&program);
+        assert_eq!(merged.get(EarningEvent::Sale), Some(Rule::FlatMinor(500)));
+        assert_eq!(merged.get(EarningEvent::Lead), Some(Rule::FlatMinor(200)));
+    }
+}

@@ -1,0 +1,103 @@
+//! ISO 4217 currency codes.
+
+use std::fmt;
+
+/// An active ISO 4217 currency: funds, precious metals, test codes and
+/// superseded currencies are refused, since nobody pays commissions in them.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Currency(iso_currency::Currency);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an active ISO 4217 currency code")]
+pub struct CurrencyError(String);
+
+impl Currency {
+    /// Parses an upper-case three-letter code such as `EUR`.
+    pub fn parse(code: &str) -> Result<Self, CurrencyError> {
+        let err = || CurrencyError(code.chars().take(8).collect());
+        if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(err());
+        }
+        let currency = iso_currency::Currency::from_code(code).ok_or_else(err)?;
+        if currency.is_fund() || currency.is_special() || currency.is_superseded().is_some() {
+            return Err(err());
+        }
+        Ok(Self(currency))
+    }
+
+    pub fn code(self) -> &'static str {
+        self.0.code()
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl fmt::Debug for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl serde::Serialize for Currency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.code())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Currency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl sqlx::Type<sqlx::Postgres> for Currency {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <&str as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Postgres> for Currency {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <&str as sqlx::Encode<sqlx::Postgres>>::encode(self.code(), buf)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Currency {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let code = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        Ok(Self::parse(code)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn active_currencies_parse() {
+        for code in ["EUR", "USD", "JPY", "IDR", "CHF", "BHD"] {
+            assert_eq!(Currency::parse(code).unwrap().code(), code);
+        }
+    }
+
+    #[test]
+    fn anything_else_is_refused() {
+        for code in [
+            "", "eur", "EURO", "EU", "XXX", "XAU", "XTS", "ZZZ", "€", "E U",
+        ] {
+            assert!(Currency::parse(code).is_err(), "{code}");
+        }
+    }
+}

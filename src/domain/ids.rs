@@ -1,0 +1,166 @@
+//! Typed, prefixed public ids.
+//!
+//! Rows have bigint identities; the API shows them as `prg_` + base62, so a
+//! partner id can never be passed where a program id is wanted, and an id of
+//! the wrong kind fails to parse instead of reaching the database.
+
+use std::fmt;
+
+/// Why a public id did not parse. Handlers answer 404 for it: an id that cannot
+/// exist names nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid {kind} id")]
+pub struct IdError {
+    pub kind: &'static str,
+}
+
+/// Parses the base62 part of an id: canonical (no leading zeros), positive and
+/// within i64.
+pub(crate) fn parse_base62_i64(s: &str) -> Option<i64> {
+    if s.is_empty() || s.len() > 11 || s.starts_with('0') {
+        return None;
+    }
+    let n = base62::decode(s).ok()?;
+    i64::try_from(n).ok().filter(|n| *n > 0)
+}
+
+/// Parses a pagination cursor: the base62 id of the last row of a page.
+pub fn parse_cursor(s: &str) -> Result<i64, IdError> {
+    parse_base62_i64(s).ok_or(IdError { kind: "cursor" })
+}
+
+macro_rules! public_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type)]
+        #[sqlx(transparent)]
+        pub struct $name(i64);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            /// Wraps a row id read from the database.
+            pub fn from_db(id: i64) -> Self {
+                Self(id)
+            }
+
+            pub fn get(self) -> i64 {
+                self.0
+            }
+
+            pub fn parse(s: &str) -> Result<Self, IdError> {
+                s.strip_prefix($prefix)
+                    .and_then(parse_base62_i64)
+                    .map(Self)
+                    .ok_or(IdError { kind: $kind })
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}{}", $prefix, base62::encode(self.0 as u64))
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                Self::parse(s)
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+public_id!(
+    /// A merchant's affiliate program.
+    ProgramId, "prg_", "program"
+);
+public_id!(
+    /// An affiliate, influencer, reseller or other partner.
+    PartnerId, "ptn_", "partner"
+);
+public_id!(
+    /// The terms between a program and its partners.
+    AgreementId, "agr_", "agreement"
+);
+public_id!(
+    /// A tracked link.
+    LinkId, "lnk_", "link"
+);
+public_id!(
+    /// A conversion posted by a shop.
+    ConversionId, "cnv_", "conversion"
+);
+public_id!(
+    /// What one partner earns from one conversion.
+    CommissionId, "com_", "commission"
+);
+public_id!(
+    /// A batch payment of approved commissions.
+    PayoutId, "pay_", "payout"
+);
+public_id!(
+    /// One append-only ledger entry.
+    LedgerEntryId, "led_", "ledger entry"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ids_print_with_their_prefix() {
+        assert_eq!(ProgramId::from_db(1).to_string(), "prg_1");
+        assert_eq!(PartnerId::from_db(62).to_string(), "ptn_10");
+    }
+
+    #[test]
+    fn an_id_of_another_kind_does_not_parse() {
+        assert!(ProgramId::parse("ptn_1").is_err());
+        assert!(ProgramId::parse("1").is_err());
+    }
+
+    #[test]
+    fn non_canonical_or_out_of_range_ids_do_not_parse() {
+        let too_big = format!("prg_{}", base62::encode(i64::MAX as u64 + 1));
+        for bad in [
+            "prg_",
+            "prg_0",
+            "prg_01",
+            "prg_-1",
+            "prg_a b",
+            "prg_zzzzzzzzzzzz",
+            &too_big,
+        ] {
+            assert!(ProgramId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn every_positive_id_round_trips(n in 1..=i64::MAX) {
+            let id = LinkId::from_db(n);
+            prop_assert_eq!(LinkId::parse(&id.to_string()), Ok(id));
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! Domain types: parsed at the edge, so an invalid value cannot exist past it.
+
+mod basis_points;
+mod commission_rules;
+mod contact;
+mod coupon;
+mod currency;
+mod ids;
+mod money;
+mod secrets;
+mod shares;
+mod sub_ids;
+mod web_url;
+
+pub use basis_points::{BasisPoints, BasisPointsError};
+pub use commission_rules::{CommissionRules, EarningEvent, MAX_FLAT_MINOR, Rule, RulesError};
+pub use contact::{ContactError, Email, Name};
+pub use coupon::{CouponCode, CouponError};
+pub use currency::{Currency, CurrencyError};
+pub use ids::{
+    AgreementId, CommissionId, ConversionId, IdError, LedgerEntryId, LinkId, PartnerId, PayoutId,
+    ProgramId, parse_cursor,
+};
+pub use money::{Money, MoneyError, allocate, apply_rate, mul_div_round};
+pub use secrets::{KeyOwner, NewApiKey, hash_api_key, new_webhook_secret, random_token};
+pub use shares::{MAX_PARTNERS, Share, Shares, SharesError};
+pub use sub_ids::{SUB_KEYS, SubIds, SubIdsError};
+pub use web_url::{DomainsError, LandingDomain, LandingDomains, UrlError, WebUrl};

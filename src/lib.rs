@@ -1,0 +1,24 @@
+//! mitra: affiliate link tracking and commission service.
+#![forbid(unsafe_code)]
+
+pub mod agreements;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod domain;
+pub mod error;
+pub mod links;
+pub mod metrics;
+pub mod middleware;
+pub mod partners;
+pub mod programs;
+pub mod redis_client;
+pub mod routes;
+pub mod signing;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod webhook_signature;
+pub mod workers;

@@ -1,0 +1,102 @@
+//! Partners: affiliates, influencers, resellers and other parties.
+
+use crate::domain::{Email, Name, PartnerId, ProgramId};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Partner {
+    pub id: PartnerId,
+    pub name: String,
+    pub email: String,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn insert(
+    db: &PgPool,
+    name: &Name,
+    email: &Email,
+    api_key_hash: &[u8],
+) -> Result<Partner, sqlx::Error> {
+    sqlx::query_as!(
+        Partner,
+        r#"
+        insert into partners (name, email, api_key_hash) values ($1, $2, $3)
+        returning id as "id: PartnerId", name, email, created_at
+        "#,
+        name.as_str(),
+        email.as_str(),
+        api_key_hash
+    )
+    .fetch_one(db)
+    .await
+}
+
+pub async fn get(db: &PgPool, id: PartnerId) -> Result<Option<Partner>, sqlx::Error> {
+    sqlx::query_as!(
+        Partner,
+        r#"select id as "id: PartnerId", name, email, created_at from partners where id = $1"#,
+        id.get()
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Partners in id order; with `program`, only those in one of its agreements
+/// (any version: a partner dropped from the terms still has history there).
+pub async fn list(
+    db: &PgPool,
+    program: Option<ProgramId>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Partner>, sqlx::Error> {
+    sqlx::query_as!(
+        Partner,
+        r#"
+        select p.id as "id: PartnerId", p.name, p.email, p.created_at
+        from partners p
+        where p.id > $1
+          and ($2::bigint is null or exists (
+                select 1 from agreement_partners ap
+                join agreements a on a.id = ap.agreement_id
+                where ap.partner_id = p.id and a.program_id = $2))
+        order by p.id
+        limit $3
+        "#,
+        after,
+        program.map(ProgramId::get),
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Whether the partner appears in any agreement of the program.
+pub async fn works_with(
+    db: &PgPool,
+    partner: PartnerId,
+    program: ProgramId,
+) -> Result<bool, sqlx::Error> {
+    let found = sqlx::query_scalar!(
+        r#"
+        select exists (
+            select 1 from agreement_partners ap
+            join agreements a on a.id = ap.agreement_id
+            where ap.partner_id = $1 and a.program_id = $2
+        ) as "found!"
+        "#,
+        partner.get(),
+        program.get()
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(found)
+}
+
+/// Which of `ids` exist.
+pub async fn existing(db: &PgPool, ids: &[i64]) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar!("select id from partners where id = any($1)", ids)
+        .fetch_all(db)
+        .await
+}

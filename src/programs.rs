@@ -1,0 +1,124 @@
+//! Programs: a merchant's affiliate program and its settings.
+
+use crate::domain::{CommissionRules, Currency, LandingDomains, Name, ProgramId, WebUrl};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgExecutor, PgPool};
+
+/// A program as validated at the edge, ready to insert.
+pub struct NewProgram {
+    pub name: Name,
+    pub currency: Currency,
+    pub landing_domains: LandingDomains,
+    pub default_url: WebUrl,
+    pub attribution_window_days: i32,
+    pub hold_days: i32,
+    pub commission: CommissionRules,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Program {
+    pub id: ProgramId,
+    pub name: String,
+    pub currency: Currency,
+    pub landing_domains: Vec<String>,
+    pub default_url: String,
+    pub attribution_window_days: i32,
+    pub hold_days: i32,
+    pub commission: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Program {
+    /// The program's commission rules; they were validated when written.
+    pub fn rules(&self) -> anyhow::Result<CommissionRules> {
+        CommissionRules::parse(&self.commission)
+            .map_err(|e| anyhow::anyhow!("stored rules of {} are invalid: {e}", self.id))
+    }
+
+    pub fn landing(&self) -> LandingDomains {
+        LandingDomains::from_db(self.landing_domains.clone())
+    }
+}
+
+/// Inserts the program with its API key hash and first webhook secret, in one transaction.
+pub async fn insert(
+    db: &PgPool,
+    new: &NewProgram,
+    api_key_hash: &[u8],
+    webhook_secret: &str,
+) -> Result<Program, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let program = sqlx::query_as!(
+        Program,
+        r#"
+        insert into programs
+            (name, currency, landing_domains, default_url, attribution_window_days,
+             hold_days, commission, api_key_hash)
+        values ($1, $2, $3, $4, $5, $6, $7, $8)
+        returning id as "id: ProgramId", name, currency as "currency: Currency",
+                  landing_domains, default_url, attribution_window_days, hold_days,
+                  commission, created_at
+        "#,
+        new.name.as_str(),
+        new.currency.code(),
+        &new.landing_domains.as_strings(),
+        new.default_url.as_str(),
+        new.attribution_window_days,
+        new.hold_days,
+        new.commission.to_json(),
+        api_key_hash,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "insert into webhook_secrets (program_id, secret) values ($1, $2)",
+        program.id.get(),
+        webhook_secret
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(program)
+}
+
+pub async fn get(db: impl PgExecutor<'_>, id: ProgramId) -> Result<Option<Program>, sqlx::Error> {
+    sqlx::query_as!(
+        Program,
+        r#"
+        select id as "id: ProgramId", name, currency as "currency: Currency",
+               landing_domains, default_url, attribution_window_days, hold_days,
+               commission, created_at
+        from programs where id = $1
+        "#,
+        id.get()
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Programs in id order after `after`; only `only` when given.
+pub async fn list(
+    db: &PgPool,
+    only: Option<ProgramId>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Program>, sqlx::Error> {
+    sqlx::query_as!(
+        Program,
+        r#"
+        select id as "id: ProgramId", name, currency as "currency: Currency",
+               landing_domains, default_url, attribution_window_days, hold_days,
+               commission, created_at
+        from programs
+        where id > $1 and ($2::bigint is null or id = $2)
+        order by id
+        limit $3
+        "#,
+        after,
+        only.map(ProgramId::get),
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
