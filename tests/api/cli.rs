@@ -1,0 +1,167 @@
+//! The `mitra` binary as an operator runs it.
+
+use crate::helpers::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn mitra() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mitra"));
+    for var in [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "MITRA_LISTEN",
+        "MITRA_PUBLIC_URL",
+        "MITRA_ADMIN_TOKEN",
+        "MITRA_LINK_KEYS",
+        "MITRA_REDIS_PREFIX",
+        "MITRA_LOG_FORMAT",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+const GOOD: &[(&str, &str)] = &[
+    ("DATABASE_URL", "postgres://mitra:hunter2@127.0.0.1:1/mitra"),
+    ("REDIS_URL", "redis://127.0.0.1:1"),
+    ("MITRA_ADMIN_TOKEN", "admin-token-secret-0123456789"),
+    ("MITRA_LINK_KEYS", "1:linkkeysecretlinkkeysecret"),
+];
+
+#[test]
+fn a_missing_or_malformed_variable_stops_the_start_with_one_clear_line() {
+    let cases: &[(&str, Option<&str>)] = &[
+        ("DATABASE_URL", None),
+        ("REDIS_URL", None),
+        ("MITRA_ADMIN_TOKEN", None),
+        ("MITRA_LINK_KEYS", None),
+        ("MITRA_LINK_KEYS", Some("1:short")),
+        ("MITRA_LINK_KEYS", Some("nonsense")),
+        ("MITRA_LISTEN", Some("not-an-address")),
+        ("MITRA_PUBLIC_URL", Some("example.com")),
+        ("DATABASE_URL", Some("mysql://x@y/z")),
+    ];
+    for (var, value) in cases {
+        let mut cmd = mitra();
+        cmd.arg("serve");
+        for (k, v) in GOOD {
+            if k != var {
+                cmd.env(k, v);
+            }
+        }
+        if let Some(v) = value {
+            cmd.env(var, v);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}={value:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert!(lines[0].contains(var), "{stderr}");
+        assert!(!stderr.contains("panicked"));
+        for secret in ["hunter2", "admin-token-secret", "linkkeysecret", "short"] {
+            assert!(!stderr.contains(secret), "leaked {secret}: {stderr}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn serve_migrates_serves_and_exits_0_soon_after_sigterm() {
+    let (_name, url) = fresh_empty_database().await;
+    let mut child = mitra()
+        .arg("serve")
+        .envs(GOOD.iter().copied())
+        .env("DATABASE_URL", url.as_str())
+        .env("REDIS_URL", std::env::var("REDIS_URL").unwrap())
+        .env("MITRA_LISTEN", "127.0.0.1:0")
+        .env("MITRA_LOG_FORMAT", "json")
+        .env("MITRA_REDIS_PREFIX", "test:cli:")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // JSON logs on stdout: find the line announcing the port.
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut port = None;
+    let mut logged = Vec::new();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        logged.push(line.clone());
+        if let Some(p) = json["port"].as_u64() {
+            port = Some(p);
+            break;
+        }
+    }
+    let port = port.expect("a listening line");
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let pool = sqlx::PgPool::connect(url.as_str()).await.unwrap();
+    let tables: i64 = sqlx::query_scalar(
+        "select count(*) from information_schema.tables where table_name = 'programs'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 1, "migrations were applied");
+    for line in &logged {
+        assert!(
+            !line.contains("hunter2") && !line.contains("admin-token-secret"),
+            "{line}"
+        );
+    }
+
+    let started = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        reqwest::get(format!("{base}/healthz")).await.is_err(),
+        "no longer accepting"
+    );
+}
+
+#[test]
+fn sign_prints_the_header_a_shop_would_send() {
+    let out = mitra()
+        .args([
+            "sign",
+            "--secret",
+            "whsec_test",
+            "--timestamp",
+            "1700000000",
+            r#"{"a":1}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    let expected = mitra::webhook_signature::header("whsec_test", 1_700_000_000, br#"{"a":1}"#);
+    assert_eq!(line.trim(), expected);
+    assert!(line.starts_with("t=1700000000,v1="));
+}
+
+#[test]
+fn gen_key_prints_a_usable_link_key() {
+    let out = mitra().args(["gen-key", "--id", "7"]).output().unwrap();
+    let key = String::from_utf8(out.stdout).unwrap();
+    let ring = mitra::signing::KeyRing::parse(&secrecy::SecretString::from(key.trim().to_owned()))
+        .unwrap();
+    assert_eq!(ring.signer().id(), 7);
+}

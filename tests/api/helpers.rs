@@ -1,0 +1,440 @@
+#![allow(dead_code)] // each test uses a different part of the helpers
+//! Starts the real application (the same `Application::build` as `mitra
+//! serve`, on port 0) against real Postgres and Redis. Every test gets its
+//! own database, cloned from a migrated template, and its own Redis key
+//! prefix, so tests run in parallel without seeing each other.
+
+use mitra::config::Settings;
+use mitra::startup::{Application, Roles};
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub db: PgPool,
+    pub database: std::sync::Arc<TempDatabase>,
+    pub settings: Settings,
+    pub admin_token: String,
+    pub client: reqwest::Client,
+    pub shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+fn base_database_url() -> Url {
+    let raw = std::env::var("DATABASE_URL").expect(
+        "DATABASE_URL is not set: run the tests with scripts/test, which starts Postgres and Redis",
+    );
+    Url::parse(&raw).expect("DATABASE_URL is a URL")
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").expect(
+        "REDIS_URL is not set: run the tests with scripts/test, which starts Postgres and Redis",
+    )
+}
+
+fn with_database(url: &Url, name: &str) -> Url {
+    let mut url = url.clone();
+    url.set_path(&format!("/{name}"));
+    url
+}
+
+fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}_{}_{}", std::process::id(), n, nanos % 1_000_000_000)
+}
+
+/// A migrated template database named after the migrations' checksums, made
+/// once per migration set and shared by every test process.
+async fn template_database() -> &'static str {
+    static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+    TEMPLATE
+        .get_or_init(|| async {
+            let mut hash: u64 = 0xcbf29ce484222325;
+            for m in mitra::db::MIGRATOR.iter() {
+                for b in m.checksum.iter() {
+                    hash = (hash ^ u64::from(*b)).wrapping_mul(0x100000001b3);
+                }
+            }
+            let name = format!("mitra_tmpl_{:016x}", hash);
+            let base = base_database_url();
+            let mut admin = PgConnection::connect(with_database(&base, "postgres").as_str())
+                .await
+                .expect("connect to the postgres database");
+            // Serialize template creation across test processes.
+            admin
+                .execute("select pg_advisory_lock(727274)")
+                .await
+                .unwrap();
+            let exists: bool =
+                sqlx::query_scalar("select exists(select 1 from pg_database where datname = $1)")
+                    .bind(&name)
+                    .fetch_one(&mut admin)
+                    .await
+                    .unwrap();
+            if !exists {
+                let building = format!("{name}_building");
+                admin
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        r#"drop database if exists "{building}" with (force)"#
+                    )))
+                    .await
+                    .unwrap();
+                admin
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        r#"create database "{building}""#
+                    )))
+                    .await
+                    .unwrap();
+                let pool = PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(with_database(&base, &building).as_str())
+                    .await
+                    .unwrap();
+                mitra::db::migrate(&pool).await.expect("migrations apply");
+                pool.close().await;
+                admin
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        r#"alter database "{building}" rename to "{name}""#
+                    )))
+                    .await
+                    .unwrap();
+            }
+            admin
+                .execute("select pg_advisory_unlock(727274)")
+                .await
+                .unwrap();
+            name
+        })
+        .await
+}
+
+/// A fresh database cloned from the template.
+pub async fn fresh_database() -> (TempDatabase, Url) {
+    let template = template_database().await;
+    let name = format!("mitra_test_{}", unique_suffix());
+    let base = base_database_url();
+    let mut admin = PgConnection::connect(with_database(&base, "postgres").as_str())
+        .await
+        .unwrap();
+    // Cloning fails while another session is connected to the template;
+    // that only happens for an instant while another process checks it.
+    let mut tries = 0;
+    loop {
+        let sql = format!(r#"create database "{name}" template "{template}""#);
+        match admin.execute(sqlx::AssertSqlSafe(sql)).await {
+            Ok(_) => break,
+            Err(e) if tries < 50 => {
+                tries += 1;
+                let _ = e;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot create the test database: {e}"),
+        }
+    }
+    let url = with_database(&base, &name);
+    (TempDatabase { name }, url)
+}
+
+/// A fresh database with nothing in it, not even migrations.
+pub async fn fresh_empty_database() -> (TempDatabase, Url) {
+    let name = format!("mitra_test_{}", unique_suffix());
+    let base = base_database_url();
+    let mut admin = PgConnection::connect(with_database(&base, "postgres").as_str())
+        .await
+        .unwrap();
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(r#"create database "{name}""#)))
+        .await
+        .unwrap();
+    let url = with_database(&base, &name);
+    (TempDatabase { name }, url)
+}
+
+/// Settings for a test: its own database and Redis prefix, port 0, fresh keys.
+pub fn test_settings(database_url: &Url, extra: &[(&str, &str)]) -> Settings {
+    let mut env: HashMap<String, String> = HashMap::from([
+        ("DATABASE_URL".into(), database_url.to_string()),
+        ("REDIS_URL".into(), redis_url()),
+        ("MITRA_LISTEN".into(), "127.0.0.1:0".into()),
+        (
+            "MITRA_ADMIN_TOKEN".into(),
+            format!("admin-{}", mitra::domain::random_token()),
+        ),
+        (
+            "MITRA_LINK_KEYS".into(),
+            format!("1:{}", mitra::domain::random_token()),
+        ),
+        (
+            "MITRA_REDIS_PREFIX".into(),
+            format!("test:{}:", unique_suffix()),
+        ),
+        ("MITRA_HTTP_WORKERS".into(), "2".into()),
+        ("MITRA_DB_MAX_CONNECTIONS".into(), "10".into()),
+        ("MITRA_WORKER_POLL_MS".into(), "50".into()),
+    ]);
+    for (k, v) in extra {
+        env.insert((*k).into(), (*v).into());
+    }
+    Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings are valid")
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Roles::API, &[]).await
+}
+
+pub async fn spawn_app_with(roles: Roles, extra: &[(&str, &str)]) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        mitra::telemetry::init(mitra::config::LogFormat::Text);
+    }
+    let (database, url) = fresh_database().await;
+    let settings = test_settings(&url, extra);
+    start(settings, std::sync::Arc::new(database), roles).await
+}
+
+/// Starts an application on `settings` (e.g. a second process on the same database).
+/// The database guard is shared, so it is dropped after the last process using it.
+pub async fn start(
+    settings: Settings,
+    database: std::sync::Arc<TempDatabase>,
+    roles: Roles,
+) -> TestApp {
+    let app = Application::build(settings.clone(), roles)
+        .await
+        .expect("the application builds");
+    let port = app.port();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let db = PgPoolOptions::new()
+        .max_connections(5)
+        .connect_lazy(settings.expose_database_url())
+        .expect("a valid database URL");
+    use secrecy::ExposeSecret;
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        db,
+        database,
+        admin_token: settings.admin_token.expose_secret().to_owned(),
+        settings,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        shutdown,
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.request(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.request(Method::POST, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.request(Method::PUT, path, Some(token), Some(body))
+            .await
+    }
+
+    /// Creates a program as the admin; answers its JSON (with api_key and webhook_secret).
+    pub async fn create_program(&self) -> Value {
+        self.create_program_with(json!({})).await
+    }
+
+    /// A program with fields of `overrides` replacing the defaults.
+    pub async fn create_program_with(&self, overrides: Value) -> Value {
+        let mut body = json!({
+            "name": "Batik Shop",
+            "currency": "EUR",
+            "landing_domains": ["shop.example", "www.shop.example"],
+            "default_url": "https://shop.example/",
+            "attribution_window_days": 30,
+            "hold_days": 30,
+            "commission": {"sale": {"percent_bps": 1000}, "lead": {"flat_minor": 200}}
+        });
+        merge(&mut body, overrides);
+        let res = self.post("/v1/programs", &self.admin_token, &body).await;
+        assert_status(res, StatusCode::CREATED).await
+    }
+
+    pub async fn create_partner(&self, name: &str) -> Value {
+        let body = json!({"name": name, "email": format!("{}@example.com", name.to_lowercase().replace(' ', "."))});
+        let res = self.post("/v1/partners", &self.admin_token, &body).await;
+        assert_status(res, StatusCode::CREATED).await
+    }
+
+    /// An agreement of `program` giving each partner its share.
+    pub async fn create_agreement(
+        &self,
+        program: &Value,
+        shares: &[(&Value, i64)],
+        extra: Value,
+    ) -> Value {
+        let mut body = json!({
+            "partners": shares.iter().map(|(p, bps)| json!({"partner_id": p["id"], "share_bps": bps})).collect::<Vec<_>>()
+        });
+        merge(&mut body, extra);
+        let path = format!(
+            "/v1/programs/{}/agreements",
+            program["id"].as_str().unwrap()
+        );
+        let res = self.post(&path, &self.admin_token, &body).await;
+        assert_status(res, StatusCode::CREATED).await
+    }
+
+    pub async fn create_link(&self, agreement: &Value, extra: Value) -> Value {
+        let mut body = json!({"agreement_id": agreement["id"]});
+        merge(&mut body, extra);
+        let res = self.post("/v1/links", &self.admin_token, &body).await;
+        assert_status(res, StatusCode::CREATED).await
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A database that is dropped when the guard goes out of scope.
+pub struct TempDatabase {
+    pub name: String,
+}
+
+impl Drop for TempDatabase {
+    fn drop(&mut self) {
+        let base = base_database_url();
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime; the cleanup needs one of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut admin) =
+                    PgConnection::connect(with_database(&base, "postgres").as_str()).await
+                {
+                    let _ = admin
+                        .execute(sqlx::AssertSqlSafe(format!(
+                            r#"drop database if exists "{name}" with (force)"#
+                        )))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Overwrites fields of `base` with those of `overrides`; a null removes one.
+pub fn merge(base: &mut Value, overrides: Value) {
+    if let (Some(b), Value::Object(o)) = (base.as_object_mut(), overrides) {
+        for (k, v) in o {
+            if v.is_null() {
+                b.remove(&k);
+            } else {
+                b.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Asserts the status and returns the JSON body, printing it on a mismatch.
+pub async fn assert_status(res: Response, status: StatusCode) -> Value {
+    let actual = res.status();
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let text = res.text().await.unwrap();
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    if text.is_empty() {
+        return Value::Null;
+    }
+    if !actual.is_success() {
+        assert!(
+            content_type.starts_with("application/problem+json"),
+            "an error must be problem+json, got {content_type:?}: {text}"
+        );
+    }
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
+
+/// Asserts an RFC 9457 problem with this status, returning it.
+pub async fn assert_problem(res: Response, status: StatusCode) -> Value {
+    let body = assert_status(res, status).await;
+    assert_eq!(body["status"], status.as_u16(), "{body}");
+    assert!(
+        body["type"].is_string() && body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    body
+}
+
+/// The fields named in a 422 problem.
+pub fn invalid_fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| e["field"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}

@@ -1,0 +1,9 @@
+//! API tests: one binary, one module per area.
+
+mod helpers;
+
+mod admin_api;
+mod cli;
+mod errors;
+mod health;
+mod tenancy;
