@@ -149,7 +149,7 @@ pub async fn new_version(
     let version = current.current_version + 1;
     write_version(&mut tx, id, current.program_id, version, terms).await?;
     sqlx::query!(
-        "update agreements set current_version = $2 where id = $1",
+        "update agreements set current_version = $2, updated_at = now() where id = $1",
         id.get(),
         version
     )

@@ -4,6 +4,7 @@
 //! line naming it, instead of failing later on the first request. Secrets are
 //! held as `SecretString` and never printed.
 
+use crate::clicks::client_ip::TrustedProxies;
 use crate::signing::KeyRing;
 use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
@@ -27,6 +28,22 @@ pub struct Settings {
     pub http_workers: Option<usize>,
     pub db_max_connections: u32,
     pub workers: WorkerSettings,
+    pub clicks: ClickSettings,
+}
+
+/// The redirect path and its click log.
+#[derive(Debug, Clone)]
+pub struct ClickSettings {
+    /// Proxies whose X-Forwarded-For is believed.
+    pub trusted_proxies: TrustedProxies,
+    /// Key of the client IP hash; derived from the first link key when unset.
+    pub ip_hash_key: Option<SecretString>,
+    /// Links held in each instance's cache.
+    pub link_cache_size: usize,
+    /// How long a redirect waits for its click event to reach Redis.
+    pub log_wait: Duration,
+    /// Click events held in memory while Redis is away.
+    pub log_capacity: usize,
 }
 
 /// Pacing of the background workers.
@@ -140,6 +157,31 @@ impl Settings {
             Some(v) => parse_in_range("MITRA_WORKER_POLL_MS", &v, 10, 60_000)?,
         };
 
+        let trusted_proxies =
+            TrustedProxies::parse(&get("MITRA_TRUSTED_PROXIES").unwrap_or_default())
+                .map_err(|problem| bad("MITRA_TRUSTED_PROXIES", problem))?;
+        let ip_hash_key = match get("MITRA_IP_HASH_KEY") {
+            Some(k) if k.len() < 16 => {
+                return Err(bad(
+                    "MITRA_IP_HASH_KEY",
+                    "must be at least 16 characters".into(),
+                ));
+            }
+            other => other.map(SecretString::from),
+        };
+        let link_cache_size = match get("MITRA_LINK_CACHE_SIZE") {
+            None => 100_000,
+            Some(v) => parse_in_range("MITRA_LINK_CACHE_SIZE", &v, 16, 100_000_000)? as usize,
+        };
+        let log_wait_ms = match get("MITRA_CLICK_LOG_WAIT_MS") {
+            None => 25,
+            Some(v) => parse_in_range("MITRA_CLICK_LOG_WAIT_MS", &v, 0, 1000)?,
+        };
+        let log_capacity = match get("MITRA_CLICK_LOG_CAPACITY") {
+            None => 200_000,
+            Some(v) => parse_in_range("MITRA_CLICK_LOG_CAPACITY", &v, 1, 100_000_000)? as usize,
+        };
+
         Ok(Settings {
             database_url: database_url.into(),
             redis_url: redis_url.into(),
@@ -153,6 +195,13 @@ impl Settings {
             db_max_connections,
             workers: WorkerSettings {
                 idle_poll: Duration::from_millis(idle_poll_ms),
+            },
+            clicks: ClickSettings {
+                trusted_proxies,
+                ip_hash_key,
+                link_cache_size,
+                log_wait: Duration::from_millis(log_wait_ms),
+                log_capacity,
             },
         })
     }
@@ -243,6 +292,11 @@ mod tests {
             ("MITRA_HTTP_WORKERS", "0"),
             ("MITRA_DB_MAX_CONNECTIONS", "many"),
             ("MITRA_WORKER_POLL_MS", "1"),
+            ("MITRA_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("MITRA_IP_HASH_KEY", "short"),
+            ("MITRA_LINK_CACHE_SIZE", "1"),
+            ("MITRA_CLICK_LOG_WAIT_MS", "5000"),
+            ("MITRA_CLICK_LOG_CAPACITY", "0"),
         ];
         for (var, value) in cases {
             let err = env(&[(var, value)]).unwrap_err();

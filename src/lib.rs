@@ -4,6 +4,7 @@
 pub mod agreements;
 pub mod auth;
 pub mod cli;
+pub mod clicks;
 pub mod config;
 pub mod db;
 pub mod demo;

@@ -33,6 +33,10 @@ pub struct Metrics {
     pub redirect_duration: Histogram,
     /// Conversions by program, event and outcome (received, duplicate, attributed, ...).
     pub conversions: IntCounterVec,
+    /// Clicks counted into the Postgres roll-ups, by program and kind (clicks, unique, bot).
+    pub click_rollup: IntCounterVec,
+    /// 1 when the back end answered the last check, else 0.
+    pub backend_up: IntGaugeVec,
     /// Commission booked, in minor units, by program, currency and status.
     pub commission_minor: IntCounterVec,
     /// Revenue of attributed sales, in minor units, by program and currency.
@@ -90,6 +94,22 @@ impl Metrics {
                     "Conversions by program, event and outcome",
                 ),
                 &["program", "event", "outcome"],
+            )
+            .unwrap(),
+            click_rollup: IntCounterVec::new(
+                Opts::new(
+                    "mitra_click_rollup_total",
+                    "Clicks rolled up into Postgres, by program and kind",
+                ),
+                &["program", "kind"],
+            )
+            .unwrap(),
+            backend_up: IntGaugeVec::new(
+                Opts::new(
+                    "mitra_backend_up",
+                    "1 when the back end answered the last health check",
+                ),
+                &["backend"],
             )
             .unwrap(),
             commission_minor: IntCounterVec::new(
@@ -159,6 +179,8 @@ impl Metrics {
         r.register(Box::new(self.redirect_duration.clone()))
             .unwrap();
         r.register(Box::new(self.conversions.clone())).unwrap();
+        r.register(Box::new(self.click_rollup.clone())).unwrap();
+        r.register(Box::new(self.backend_up.clone())).unwrap();
         r.register(Box::new(self.commission_minor.clone())).unwrap();
         r.register(Box::new(self.revenue_minor.clone())).unwrap();
         r.register(Box::new(self.webhook_duration.clone())).unwrap();

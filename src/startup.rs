@@ -1,8 +1,11 @@
 //! Building and running the application: the same path for `mitra serve`
 //! and for the tests, which bind port 0.
 
+use crate::clicks::client_ip::IpHasher;
+use crate::clicks::log::{self as click_log, ClickLog};
 use crate::config::Settings;
 use crate::error::ensure_problem_json;
+use crate::links::{self, cache::LinkCache};
 use crate::metrics::Metrics;
 use crate::redis_client::RedisClient;
 use crate::state::AppState;
@@ -11,6 +14,7 @@ use crate::{db, middleware, routes};
 use actix_web::dev::Server;
 use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, web};
+use secrecy::ExposeSecret;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +52,9 @@ pub struct Application {
     server: Server,
     state: web::Data<AppState>,
     roles: Roles,
+    /// Stops the click log's flusher once the HTTP server has drained.
+    click_log_stop: CancellationToken,
+    click_log_flusher: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -62,11 +69,36 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let http_workers = settings.http_workers;
+        let link_cache =
+            LinkCache::new(db.clone(), metrics.clone(), settings.clicks.link_cache_size);
+        let click_log_stop = CancellationToken::new();
+        let (click_log, click_log_flusher) = ClickLog::start(
+            redis.clone(),
+            metrics.clone(),
+            click_log::Settings {
+                capacity: settings.clicks.log_capacity,
+                wait: settings.clicks.log_wait,
+            },
+            click_log_stop.clone(),
+        );
+        let ip_hasher = match &settings.clicks.ip_hash_key {
+            Some(key) => IpHasher::new(key.expose_secret().as_bytes()),
+            // Derived, so a deployment that sets no key still never stores raw addresses.
+            None => IpHasher::new(
+                &settings
+                    .link_keys
+                    .signer()
+                    .tag(b"mitra/ip-hash-key/v1:", b""),
+            ),
+        };
         let state = web::Data::new(AppState {
             db,
             redis,
             settings,
             metrics,
+            link_cache,
+            click_log,
+            ip_hasher,
         });
         let server = {
             let state = state.clone();
@@ -96,6 +128,8 @@ impl Application {
             server,
             state,
             roles,
+            click_log_stop,
+            click_log_flusher,
         })
     }
 
@@ -119,9 +153,20 @@ impl Application {
             self.roles.workers,
             shutdown.clone(),
         );
+        if self.roles.api {
+            let cache = self.state.link_cache.clone();
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                links::cache::run_invalidation(cache, stop).await;
+                Ok(())
+            });
+        }
         shutdown.cancelled().await;
         tracing::info!("shutting down");
         handle.stop(true).await;
+        // Every redirect has been answered: write the clicks still queued.
+        self.click_log_stop.cancel();
+        let _ = self.click_log_flusher.await;
         let mut result = Ok(());
         while let Some(joined) = tasks.join_next().await {
             match joined {

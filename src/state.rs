@@ -1,6 +1,9 @@
 //! What every request handler and worker shares.
 
+use crate::clicks::client_ip::IpHasher;
+use crate::clicks::log::ClickLog;
 use crate::config::Settings;
+use crate::links::cache::LinkCache;
 use crate::metrics::Metrics;
 use crate::redis_client::RedisClient;
 use sqlx::PgPool;
@@ -11,4 +14,7 @@ pub struct AppState {
     pub redis: RedisClient,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
+    pub link_cache: LinkCache,
+    pub click_log: ClickLog,
+    pub ip_hasher: IpHasher,
 }

@@ -1,5 +1,6 @@
 //! Links: issued under an agreement, redirected by `GET /l/{code}`.
 
+pub mod cache;
 pub mod code;
 
 use crate::domain::{AgreementId, LinkId, PartnerId, ProgramId, SubIds, WebUrl};
@@ -147,5 +148,23 @@ pub async fn list(
         limit
     )
     .fetch_all(db)
+    .await
+}
+
+/// Marks a link disabled (idempotent) and bumps `updated_at` so every
+/// instance's cache drops it.
+pub async fn disable(db: &PgPool, id: LinkId) -> Result<Link, sqlx::Error> {
+    sqlx::query_as!(
+        Link,
+        r#"
+        update links set disabled_at = coalesce(disabled_at, now()), updated_at = now()
+        where id = $1
+        returning id as "id: LinkId", code, program_id as "program_id: ProgramId",
+                  agreement_id as "agreement_id: AgreementId", destination_url, sub_ids,
+                  created_by_partner_id as "created_by_partner_id: PartnerId", disabled_at, created_at
+        "#,
+        id.get()
+    )
+    .fetch_one(db)
     .await
 }

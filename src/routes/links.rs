@@ -150,3 +150,33 @@ pub async fn list(
         next_cursor: list.next_cursor,
     }))
 }
+
+/// Disables a link: it stops redirecting on every instance within seconds.
+/// The admin, the program, or the partner who issued it may do so.
+pub async fn disable(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = super::path_id::<LinkId>(&path, "link")?;
+    let link = links::get(&state.db, id)
+        .await?
+        .ok_or(ApiError::NotFound("link"))?;
+    let allowed = match who {
+        Principal::Admin => true,
+        Principal::Program(p) => p == link.program_id,
+        Principal::Partner(p) => link.created_by_partner_id == Some(p),
+    };
+    if !allowed {
+        return Err(if can_see(&state, who, &link).await? {
+            ApiError::Forbidden("only the partner who issued a link may disable it")
+        } else {
+            ApiError::NotFound("link")
+        });
+    }
+    let link = links::disable(&state.db, id).await?;
+    // This instance forgets it at once; the others on their next poll.
+    state.link_cache.invalidate(id.get());
+    tracing::info!(link = %id, "link disabled");
+    Ok(HttpResponse::Ok().json(link.view(&state.settings.public_base())))
+}

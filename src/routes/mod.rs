@@ -7,6 +7,7 @@ mod ops;
 mod pagination;
 mod partners;
 mod programs;
+mod redirect;
 mod validate;
 
 use crate::error::{ApiError, json_error};
@@ -33,6 +34,12 @@ pub fn api(cfg: &mut web::ServiceConfig) {
         web::QueryConfig::default().error_handler(|err, _| {
             ApiError::BadRequest(format!("bad query string: {err}")).into()
         }),
+    )
+    .route(
+        "/l/{code}",
+        web::route()
+            .guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
+            .to(redirect::redirect),
     )
     .service(
         web::scope("/v1")
@@ -71,7 +78,11 @@ pub fn api(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(links::create))
                     .route(web::get().to(links::list)),
             )
-            .route("/links/{id}", web::get().to(links::get)),
+            .service(
+                web::resource("/links/{id}")
+                    .route(web::get().to(links::get))
+                    .route(web::delete().to(links::disable)),
+            ),
     );
 }
 

@@ -5,6 +5,8 @@
 //! in flight always finishes (or, if the process is killed, rolls back and is
 //! claimed again). Tests drive the steps directly.
 
+pub mod clicks;
+
 use crate::metrics::Metrics;
 use std::future::Future;
 use std::sync::Arc;
@@ -111,8 +113,52 @@ pub fn spawn_all(
     roles: WorkerRoles,
     shutdown: CancellationToken,
 ) {
-    // The clicks, attribution and lifecycle roles register here as they land.
-    let _ = (tasks, state, roles, shutdown);
+    let idle = state.settings.workers.idle_poll;
+    if roles.clicks {
+        let worker = clicks::ClickWorker::new(
+            state.redis.clone(),
+            state.db.clone(),
+            state.metrics.clone(),
+            CLICK_RECLAIM_IDLE,
+        );
+        let (stop, metrics) = (shutdown.clone(), state.metrics.clone());
+        tasks.spawn(async move {
+            run_loop("clicks", stop, idle, metrics, || worker.step()).await;
+            Ok(())
+        });
+    }
+    // Every process reports whether its back ends answer, for alerts.
+    let state = state.clone();
+    tasks.spawn(async move {
+        probe_backends(state, shutdown).await;
+        Ok(())
+    });
+}
+
+/// A click entry pending this long with a consumer is taken over by another.
+pub const CLICK_RECLAIM_IDLE: Duration = Duration::from_secs(30);
+
+/// Sets `mitra_backend_up` every 5 s from a real query and a PING.
+async fn probe_backends(
+    state: actix_web::web::Data<crate::state::AppState>,
+    shutdown: CancellationToken,
+) {
+    let timeout = Duration::from_secs(1);
+    loop {
+        let pg = tokio::time::timeout(timeout, sqlx::query("select 1").execute(&state.db))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        let redis = tokio::time::timeout(timeout, state.redis.ping())
+            .await
+            .is_ok_and(|r| r.is_ok());
+        let up = &state.metrics.backend_up;
+        up.with_label_values(&["postgres"]).set(i64::from(pg));
+        up.with_label_values(&["redis"]).set(i64::from(redis));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
 }
 
 #[cfg(test)]

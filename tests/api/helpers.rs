@@ -25,6 +25,7 @@ pub struct TestApp {
     pub admin_token: String,
     pub client: reqwest::Client,
     pub shutdown: CancellationToken,
+    pub state: actix_web::web::Data<mitra::state::AppState>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -216,6 +217,7 @@ pub async fn start(
         .await
         .expect("the application builds");
     let port = app.port();
+    let state = app.state();
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     let db = PgPoolOptions::new()
@@ -235,6 +237,7 @@ pub async fn start(
             .build()
             .unwrap(),
         shutdown,
+        state,
         server: Some(server),
     }
 }
@@ -437,4 +440,168 @@ pub fn invalid_fields(problem: &Value) -> Vec<String> {
 
 pub fn s(v: &Value) -> &str {
     v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+impl TestApp {
+    /// The code of a link, from its JSON.
+    pub fn link_path(link: &Value) -> String {
+        format!("/l/{}", s(&link["code"]))
+    }
+
+    /// Every click event in this test's stream, oldest first.
+    pub async fn click_events(&self) -> Vec<mitra::clicks::ClickEvent> {
+        let mut conn = self.state.redis.conn();
+        let key = self.state.redis.key(mitra::clicks::log::STREAM);
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&key)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        reply
+            .ids
+            .iter()
+            .flat_map(|id| {
+                let data: Vec<u8> = id.get("d").unwrap();
+                serde_json::from_slice::<Vec<mitra::clicks::ClickEvent>>(&data).unwrap()
+            })
+            .collect()
+    }
+
+    /// A click worker on this app's Redis and database.
+    pub fn click_worker(
+        &self,
+        reclaim_idle: std::time::Duration,
+    ) -> mitra::workers::clicks::ClickWorker {
+        mitra::workers::clicks::ClickWorker::new(
+            self.state.redis.clone(),
+            self.state.db.clone(),
+            self.state.metrics.clone(),
+            reclaim_idle,
+        )
+    }
+
+    /// Runs click worker steps until the stream has nothing left for it.
+    pub async fn drain_clicks(&self) {
+        let worker = self.click_worker(std::time::Duration::from_secs(30));
+        while worker.step().await.unwrap() == mitra::workers::Step::Busy {}
+    }
+
+    /// The metrics text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+/// The value of one sample line in Prometheus text, 0 when absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+/// A program, a partner, an agreement and a link: what most click tests need.
+pub struct Fixture {
+    pub program: Value,
+    pub partner: Value,
+    pub agreement: Value,
+    pub link: Value,
+}
+
+pub async fn fixture(app: &TestApp, link_extra: Value) -> Fixture {
+    let program = app.create_program().await;
+    let partner = app.create_partner("Ayu").await;
+    let agreement = app
+        .create_agreement(&program, &[(&partner, 10000)], json!({}))
+        .await;
+    let link = app.create_link(&agreement, link_extra).await;
+    Fixture {
+        program,
+        partner,
+        agreement,
+        link,
+    }
+}
+
+/// A private redis-server this test can stop and start again.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<std::process::Child>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("mitra-test-redis-{}", unique_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = Self {
+            port,
+            child: None,
+            dir,
+        };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test installs it)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("redis-server did not start");
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

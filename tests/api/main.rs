@@ -4,6 +4,8 @@ mod helpers;
 
 mod admin_api;
 mod cli;
+mod clicks;
 mod errors;
 mod health;
+mod redirect;
 mod tenancy;
