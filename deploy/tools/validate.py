@@ -23,6 +23,7 @@ Each subcommand prints what it checked and exits non-zero on a problem:
 Needs PyYAML.
 """
 
+import fnmatch
 import json
 import os
 import re
@@ -247,7 +248,9 @@ def cmd_metric_names():
         for name in files:
             if name.endswith(".rs"):
                 with open(os.path.join(dirpath, name), errors="replace") as f:
-                    in_src.update(re.findall(r'"(mitra_[a-z0-9_]+)"', f.read()))
+                    code = f.read()
+                if "Opts::new" in code:  # where metrics are declared
+                    in_src.update(re.findall(r'"(mitra_[a-z0-9_]+)"', code))
     bases = {re.sub(r"_(bucket|sum|count)$", "", n) if re.sub(r"_(bucket|sum|count)$", "", n)
              in HISTOGRAMS else n for n in raw}
     missing = sorted(b for b in bases if b not in in_src)
@@ -313,6 +316,9 @@ def cmd_compose():
         if env.get("MITRA_LISTEN") != "0.0.0.0:8080":
             fail(f"{s} does not listen on 0.0.0.0:8080")
     for name, svc in services.items():
+        if svc.get("restart", "no") not in ("no", "always", "on-failure", "unless-stopped") \
+                and not str(svc.get("restart")).startswith("on-failure:"):
+            fail(f"{name}: restart {svc.get('restart')!r} is not a restart policy")
         deps = svc.get("depends_on", [])
         for d in (deps if isinstance(deps, list) else deps.keys()):
             if d not in services:
@@ -362,13 +368,17 @@ def check_dockerfile():
         fail("Dockerfile is not multi-stage")
     if not any("rust:" in l for l in froms) or not any("debian:" in l for l in froms):
         fail(f"Dockerfile stages are not rust -> debian: {froms}")
-    # COPY sources (outside --from stages) must exist in the build context.
+    # COPY sources (outside --from stages) must exist in the build context;
+    # a wildcard may match nothing (BuildKit then copies nothing).
+    copied = []
     for l in instr:
         if l.upper().startswith("COPY ") and "--from" not in l:
             parts = [p for p in l.split()[1:] if not p.startswith("--")]
             for src in parts[:-1]:
+                copied.append(src)
+                if any(ch in src for ch in "*?["):
+                    continue
                 if not os.path.exists(os.path.join(ROOT, src)):
-                    # benches/ may be empty (git keeps no empty directory).
                     fail(f"Dockerfile copies {src}, which is not in the repository root")
     text = "\n".join(instr)
     for want, why in (
@@ -377,7 +387,7 @@ def check_dockerfile():
         (r'HEALTHCHECK .*CMD \["mitra", "healthcheck"\]', "HEALTHCHECK mitra healthcheck"),
         (r"^EXPOSE 8080$", "EXPOSE 8080"),
         (r'^CMD \["mitra", "serve", "--role", "api"\]$', 'CMD ["mitra","serve","--role","api"]'),
-        (r"COPY benches", "COPY benches (the manifest needs them)"),
+        (r"^COPY benche(s|\[s\])", "COPY benches (the manifest needs them)"),
         (r"ca-certificates", "ca-certificates"),
     ):
         if not re.search(want, text, re.M):
@@ -390,10 +400,30 @@ def check_dockerfile():
     if os.path.exists(cargo):
         with open(cargo) as f:
             manifest = f.read()
-        for m in re.finditer(r'^path\s*=\s*"([^"]+)"', manifest, re.M):
-            top = m.group(1).split("/")[0]
-            if not re.search(rf"^COPY {re.escape(top)}\b", text, re.M):
-                fail(f"Cargo.toml declares {m.group(1)} but the Dockerfile does not copy {top}")
+        declared = [m.group(1) for m in re.finditer(r'^path\s*=\s*"([^"]+)"', manifest, re.M)]
+        if re.search(r"^\[\[bench\]\]", manifest, re.M):
+            declared.append("benches/")
+            if not os.path.isdir(os.path.join(ROOT, "benches")):
+                fail("Cargo.toml declares benches but there is no benches/ directory")
+        if os.path.exists(os.path.join(ROOT, "build.rs")):
+            declared.append("build.rs")
+        for path in declared:
+            top = path.split("/")[0]
+            if not any(fnmatch.fnmatch(top, c.rstrip("/")) for c in copied):
+                fail(f"Cargo.toml needs {path} but the Dockerfile does not copy {top}")
+    ignores = [os.path.join(COMPOSE_DIR, n) for n in ("dockerignore", "Dockerfile.dockerignore")]
+    contents = []
+    for path in ignores:
+        with open(path) as f:
+            contents.append(f.read())
+    if contents[0] != contents[1]:
+        fail("deploy/docker/dockerignore and Dockerfile.dockerignore differ")
+    patterns = [l.strip() for l in contents[0].splitlines() if l.strip() and not l.startswith("#")]
+    for c in copied:
+        top = c.rstrip("/").split("/")[0]
+        for pat in patterns:
+            if not pat.startswith("!") and fnmatch.fnmatch(top, pat):
+                fail(f"the ignore file pattern {pat!r} drops {c}, which the Dockerfile copies")
     print(f"  Dockerfile: {len(froms)} stages, non-root user {users[-1].split()[1] if users else '?'}")
 
 
