@@ -15,6 +15,8 @@ Each subcommand prints what it checked and exits non-zero on a problem:
                         resources into OUT (namespace applied).
   k8s RENDERED          semantic checks of the rendered manifests (labels and
                         selectors, probes, security context, references).
+  runbooks              every alert's runbook annotation names a section of
+                        deploy/README.md, and every alert has one.
   prom-k8s-config OUT   writes prometheus-kubernetes.yml with its Kubernetes
                         service discovery swapped for a static target, so
                         Debian's promtool (built without Kubernetes SD) can
@@ -581,6 +583,38 @@ def cmd_k8s(rendered):
     done("kubernetes semantics")
 
 
+def github_slug(heading):
+    s = heading.strip().lower()
+    s = re.sub(r"[^\w\- ]", "", s)
+    return s.replace(" ", "-")
+
+
+def cmd_runbooks():
+    readme = os.path.join(DEPLOY, "README.md")
+    with open(readme) as f:
+        text = f.read()
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    anchors = {github_slug(m.group(1)) for m in re.finditer(r"^#+\s+(.+)$", text, re.M)}
+    alerts = [r for r in load_rules(ALERTS) if "alert" in r]
+    names = set()
+    for r in alerts:
+        names.add(r["alert"])
+        link = r.get("annotations", {}).get("runbook", "")
+        if not link.startswith("deploy/README.md#"):
+            fail(f"alert {r['alert']} has no runbook link to deploy/README.md")
+            continue
+        if link.split("#", 1)[1] not in anchors:
+            fail(f"alert {r['alert']}: runbook anchor #{link.split('#', 1)[1]} is not a heading "
+                 "of deploy/README.md")
+        for key in ("summary", "description"):
+            if not r.get("annotations", {}).get(key):
+                fail(f"alert {r['alert']} has no {key}")
+        if r.get("labels", {}).get("severity") not in ("critical", "warning", "info"):
+            fail(f"alert {r['alert']} has no severity label")
+    print(f"  {len(alerts)} alert rules ({len(names)} alerts) link to existing runbook sections")
+    done("runbooks")
+
+
 def cmd_prom_k8s_config(out):
     src = os.path.join(DEPLOY, "prometheus", "prometheus-kubernetes.yml")
     doc = load_yaml(src)
@@ -609,6 +643,7 @@ def main(argv):
         "kustomize-fallback": cmd_kustomize_fallback,
         "k8s": cmd_k8s,
         "prom-k8s-config": cmd_prom_k8s_config,
+        "runbooks": cmd_runbooks,
     }
     if cmd not in table:
         print(f"unknown subcommand {cmd}\n{__doc__}")
