@@ -61,7 +61,7 @@ def _place(w, h):
     return pos
 
 
-def target(expr, legend="", ref="A", instant=False):
+def target(expr, legend="", ref="A", instant=False, fmt="time_series"):
     t = {
         "datasource": DS,
         "refId": ref,
@@ -69,6 +69,7 @@ def target(expr, legend="", ref="A", instant=False):
         "legendFormat": legend or "__auto",
         "range": not instant,
         "instant": instant,
+        "format": fmt,
     }
     return t
 
@@ -154,7 +155,10 @@ def table(title, targets, w=12, h=6, description=""):
             "gridPos": _place(w, h),
             "fieldConfig": {"defaults": {}, "overrides": []},
             "options": {"showHeader": True},
-            "transformations": [{"id": "labelsToFields", "options": {}}],
+            "transformations": [
+                {"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True,
+                                                                 "__name__": True}}}
+            ],
             "targets": _with_refs(targets),
         }
     )
@@ -257,7 +261,8 @@ def build():
                unit="percentunit", description="CPU seconds per second (1 = one core).")
 
     table("Firing alerts",
-          [target('ALERTS{alertname=~"Mitra.*", alertstate="firing"}', instant=True)],
+          [target('ALERTS{alertname=~"Mitra.*", alertstate="firing"}', instant=True,
+                  fmt="table")],
           w=24, h=5,
           description="Runbooks: deploy/README.md, section 'Alerts and runbooks'.")
 
