@@ -40,8 +40,8 @@ pub struct ClickSettings {
     pub ip_hash_key: Option<SecretString>,
     /// Links held in each instance's cache.
     pub link_cache_size: usize,
-    /// How long a redirect waits for its click event to reach Redis.
-    pub log_wait: Duration,
+    /// How long click events gather before they are written to Redis.
+    pub flush_interval: Duration,
     /// Click events held in memory while Redis is away.
     pub log_capacity: usize,
 }
@@ -173,9 +173,9 @@ impl Settings {
             None => 100_000,
             Some(v) => parse_in_range("MITRA_LINK_CACHE_SIZE", &v, 16, 100_000_000)? as usize,
         };
-        let log_wait_ms = match get("MITRA_CLICK_LOG_WAIT_MS") {
-            None => 25,
-            Some(v) => parse_in_range("MITRA_CLICK_LOG_WAIT_MS", &v, 0, 1000)?,
+        let flush_ms = match get("MITRA_CLICK_FLUSH_MS") {
+            None => 2,
+            Some(v) => parse_in_range("MITRA_CLICK_FLUSH_MS", &v, 1, 1000)?,
         };
         let log_capacity = match get("MITRA_CLICK_LOG_CAPACITY") {
             None => 200_000,
@@ -200,7 +200,7 @@ impl Settings {
                 trusted_proxies,
                 ip_hash_key,
                 link_cache_size,
-                log_wait: Duration::from_millis(log_wait_ms),
+                flush_interval: Duration::from_millis(flush_ms),
                 log_capacity,
             },
         })
@@ -295,7 +295,7 @@ mod tests {
             ("MITRA_TRUSTED_PROXIES", "10.0.0.0/33"),
             ("MITRA_IP_HASH_KEY", "short"),
             ("MITRA_LINK_CACHE_SIZE", "1"),
-            ("MITRA_CLICK_LOG_WAIT_MS", "5000"),
+            ("MITRA_CLICK_FLUSH_MS", "0"),
             ("MITRA_CLICK_LOG_CAPACITY", "0"),
         ];
         for (var, value) in cases {

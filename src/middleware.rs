@@ -18,8 +18,21 @@ pub async fn record_metrics(
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let res = next.call(req).await?;
     if let Some(state) = state {
-        let route = res.request().match_pattern();
-        let route = route.as_deref().unwrap_or("unmatched");
+        let request = res.request();
+        // Redirects are the hot path: their pattern is known without asking
+        // the router again.
+        let route = if request.path().starts_with(crate::routes::REDIRECT_PREFIX) {
+            None
+        } else {
+            request.match_pattern()
+        };
+        let route = match &route {
+            Some(r) => r.as_str(),
+            None if request.path().starts_with(crate::routes::REDIRECT_PREFIX) => {
+                crate::routes::REDIRECT_ROUTE
+            }
+            None => "unmatched",
+        };
         let method = res.request().method().as_str();
         let m = &state.metrics;
         m.http_requests

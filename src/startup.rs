@@ -77,7 +77,7 @@ impl Application {
             metrics.clone(),
             click_log::Settings {
                 capacity: settings.clicks.log_capacity,
-                wait: settings.clicks.log_wait,
+                flush_interval: settings.clicks.flush_interval,
             },
             click_log_stop.clone(),
         );

@@ -67,7 +67,7 @@ impl IpHasher {
     }
 
     /// 128 bits of the keyed hash, as 32 hex digits.
-    pub fn hash(&self, ip: Option<IpAddr>) -> String {
+    pub fn hash(&self, ip: Option<IpAddr>) -> IpHash {
         let mut mac = self.0.clone();
         match ip {
             Some(IpAddr::V4(v4)) => mac.update(&v4.octets()),
@@ -78,7 +78,30 @@ impl IpHasher {
             },
             None => mac.update(b"unknown"),
         }
-        crate::webhook_signature::hex(&mac.finalize().into_bytes()[..16])
+        let digest = mac.finalize().into_bytes();
+        let mut out = [0u8; 32];
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (i, b) in digest[..16].iter().enumerate() {
+            out[2 * i] = HEX[usize::from(b >> 4)];
+            out[2 * i + 1] = HEX[usize::from(b & 0x0f)];
+        }
+        IpHash(out)
+    }
+}
+
+/// A client address hash: 32 lower-case hex digits, kept on the stack.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct IpHash([u8; 32]);
+
+impl IpHash {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
+}
+
+impl std::fmt::Debug for IpHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -131,11 +154,12 @@ mod tests {
         let a = IpHasher::new(b"key-a");
         let b = IpHasher::new(b"key-b");
         let h = a.hash(Some(ip("203.0.113.9")));
-        assert_eq!(h.len(), 32);
+        assert_eq!(h.as_str().len(), 32);
+        assert!(h.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
         assert_eq!(h, a.hash(Some(ip("203.0.113.9"))));
         assert_eq!(h, a.hash(Some(ip("::ffff:203.0.113.9"))));
         assert_ne!(h, a.hash(Some(ip("203.0.113.10"))));
         assert_ne!(h, b.hash(Some(ip("203.0.113.9"))));
-        assert!(!h.contains("203"));
+        assert!(!h.as_str().contains("203"));
     }
 }

@@ -1,60 +1,77 @@
 //! The click log: every redirect appends one event to a Redis stream.
 //!
-//! Redirect handlers hand their event to a channel and wait (briefly) for
-//! it to be written. One flusher task takes whatever has queued up while the
-//! previous write was in flight and writes it as a single stream entry: many
-//! concurrent redirects share one round trip and one XADD (group commit), so
-//! logging adds little latency and almost no Redis work per click.
+//! A redirect does not wait for Redis. It serializes its event into a buffer
+//! of its own HTTP worker thread (no allocation, no lock contention) and
+//! answers. One flusher task collects the buffers every few milliseconds and
+//! writes each as a single stream entry, all in one pipelined round trip:
+//! thousands of redirects share one round trip (group commit), so logging
+//! costs the shopper no latency and the server little throughput.
 //!
-//! When Redis is down or slow the shopper is not kept waiting: handlers stop
-//! waiting for the write, events queue in memory (bounded) and are written
-//! once Redis answers again. Events that do not fit are counted as lost.
+//! When Redis is down or slow, events wait in memory (bounded) and are
+//! written once Redis answers; redirects go on meanwhile. Events beyond the
+//! bound are counted as lost (`mitra_clicks_total{outcome="log_failed"}`).
+//! On shutdown the flusher writes what is left. A crash loses at most the
+//! last flush interval: the money path never depends on the click log,
+//! because attribution decodes click ids on its own.
 
-use super::ClickEvent;
 use crate::metrics::Metrics;
 use crate::redis_client::RedisClient;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-
-/// Most events in one stream entry.
-pub const MAX_BATCH: usize = 1000;
 
 /// The stream's name under the deployment's prefix.
 pub const STREAM: &str = "clicks";
 
-struct Pending {
-    event: ClickEvent,
-    program_label: Arc<str>,
-    ack: Option<oneshot::Sender<()>>,
-}
-
-/// What became of one event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Logged {
-    /// Written to Redis before the redirect was answered.
-    Written,
-    /// Queued in memory; Redis is slow or down, it will be written later.
-    Queued,
-    /// The in-memory queue was full: the event is lost (and counted).
-    Lost,
-}
-
-#[derive(Clone)]
-pub struct ClickLog {
-    tx: mpsc::Sender<Pending>,
-    healthy: Arc<AtomicBool>,
-    wait: Duration,
-    metrics: Arc<Metrics>,
-}
-
 pub struct Settings {
     /// Events held in memory while Redis is away.
     pub capacity: usize,
-    /// How long a redirect waits for its event to be written.
-    pub wait: Duration,
+    /// How long the flusher lets events gather before writing them.
+    pub flush_interval: Duration,
+}
+
+/// One HTTP worker thread's events since the last flush: newline-separated JSON.
+#[derive(Default)]
+struct Buffer {
+    data: Vec<u8>,
+    count: usize,
+}
+
+struct Inner {
+    id: u64,
+    shards: Mutex<Vec<Arc<Mutex<Buffer>>>>,
+    /// Events appended but not yet written.
+    queued: AtomicUsize,
+    capacity: usize,
+    healthy: AtomicBool,
+    wake: Notify,
+    metrics: Arc<Metrics>,
+}
+
+/// The handle redirects use; cheap to clone.
+#[derive(Clone)]
+pub struct ClickLog {
+    inner: Arc<Inner>,
+    flush_now: mpsc::Sender<oneshot::Sender<bool>>,
+}
+
+thread_local! {
+    /// This thread's buffer in each click log (tests run several apps per process).
+    static SHARDS: RefCell<Vec<(u64, Arc<Mutex<Buffer>>)>> = const { RefCell::new(Vec::new()) };
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What became of one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Queued for the next flush.
+    Queued,
+    /// Over the in-memory bound (Redis has been away too long): lost, counted.
+    Lost,
 }
 
 impl ClickLog {
@@ -66,179 +83,208 @@ impl ClickLog {
         settings: Settings,
         stop: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(settings.capacity.max(1));
-        let healthy = Arc::new(AtomicBool::new(true));
+        let inner = Arc::new(Inner {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            shards: Mutex::new(Vec::new()),
+            queued: AtomicUsize::new(0),
+            capacity: settings.capacity.max(1),
+            healthy: AtomicBool::new(true),
+            wake: Notify::new(),
+            metrics,
+        });
+        let (flush_now, requests) = mpsc::channel(16);
         let flusher = Flusher {
+            key: redis.key(STREAM),
             redis,
-            metrics: metrics.clone(),
-            healthy: healthy.clone(),
-            key: String::new(),
+            inner: inner.clone(),
+            interval: settings.flush_interval,
+            unwritten: Vec::new(),
         };
-        let handle = tokio::spawn(flusher.run(rx, stop));
-        (
-            Self {
-                tx,
-                healthy,
-                wait: settings.wait,
-                metrics,
-            },
-            handle,
-        )
+        let handle = tokio::spawn(flusher.run(requests, stop));
+        (Self { inner, flush_now }, handle)
     }
 
     /// Whether the last write to Redis succeeded.
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.inner.healthy.load(Ordering::Relaxed)
     }
 
-    /// Logs one click. Waits for the write only while Redis is healthy, and
-    /// never longer than the configured wait.
-    pub async fn log(&self, event: ClickEvent, program_label: Arc<str>) -> Logged {
-        let wait = self.is_healthy() && !self.wait.is_zero();
-        let (ack, done) = if wait {
-            let (tx, rx) = oneshot::channel();
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
-        let pending = Pending {
-            event,
-            program_label,
-            ack,
-        };
-        if let Err(mpsc::error::TrySendError::Full(p) | mpsc::error::TrySendError::Closed(p)) =
-            self.tx.try_send(pending)
-        {
-            self.metrics
-                .clicks
-                .with_label_values(&[&p.program_label, "log_failed"])
-                .inc();
-            return Logged::Lost;
+    /// Events appended and not yet written to Redis.
+    pub fn queued(&self) -> usize {
+        self.inner.queued.load(Ordering::Relaxed)
+    }
+
+    /// Appends one event, serialized by `write` into this thread's buffer.
+    pub fn append(&self, write: impl FnOnce(&mut Vec<u8>)) -> Appended {
+        let inner = &self.inner;
+        if inner.queued.fetch_add(1, Ordering::Relaxed) >= inner.capacity {
+            inner.queued.fetch_sub(1, Ordering::Relaxed);
+            return Appended::Lost;
         }
-        match done {
-            Some(done) => match tokio::time::timeout(self.wait, done).await {
-                Ok(Ok(())) => Logged::Written,
-                _ => Logged::Queued,
-            },
-            None => Logged::Queued,
+        let shard = self.shard();
+        let first = {
+            let mut buf = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let first = buf.count == 0;
+            write(&mut buf.data);
+            buf.data.push(b'\n');
+            buf.count += 1;
+            first
+        };
+        if first {
+            inner.wake.notify_one();
         }
+        Appended::Queued
+    }
+
+    /// Writes everything queued now and waits for it; true when written.
+    /// For shutdown paths and tests.
+    pub async fn flush(&self) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.flush_now.send(tx).await.is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
+    fn shard(&self) -> Arc<Mutex<Buffer>> {
+        let id = self.inner.id;
+        SHARDS.with(|shards| {
+            let mut shards = shards.borrow_mut();
+            if let Some((_, shard)) = shards.iter().find(|(i, _)| *i == id) {
+                return shard.clone();
+            }
+            let shard = Arc::new(Mutex::new(Buffer::default()));
+            self.inner
+                .shards
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(shard.clone());
+            shards.push((id, shard.clone()));
+            shard
+        })
     }
 }
 
 struct Flusher {
     redis: RedisClient,
-    metrics: Arc<Metrics>,
-    healthy: Arc<AtomicBool>,
     key: String,
+    inner: Arc<Inner>,
+    interval: Duration,
+    /// Buffers taken from the shards but not yet written (Redis was away).
+    unwritten: Vec<Buffer>,
 }
 
 impl Flusher {
-    async fn run(mut self, mut rx: mpsc::Receiver<Pending>, stop: CancellationToken) {
-        self.key = self.redis.key(STREAM);
-        let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
-        loop {
-            let first = tokio::select! {
-                p = rx.recv() => p,
-                _ = stop.cancelled() => None,
-            };
-            let Some(first) = first else { break };
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(p) => batch.push(p),
-                    Err(_) => break,
-                }
-            }
-            if !self.write_until_done(&mut batch, &stop).await {
-                break;
-            }
-        }
-        // Shutting down: one last attempt for what is still queued.
-        rx.close();
-        while let Ok(p) = rx.try_recv() {
-            batch.push(p);
-        }
-        if !batch.is_empty() && !self.write(&batch).await {
-            tracing::error!(
-                lost = batch.len(),
-                "click events lost at shutdown: Redis did not answer"
-            );
-            self.count_lost(&batch);
-        }
-    }
-
-    /// Writes the batch, retrying with backoff while Redis is away. Waiting
-    /// handlers are released at the first failure. False when stopped first.
-    async fn write_until_done(
-        &mut self,
-        batch: &mut Vec<Pending>,
-        stop: &CancellationToken,
-    ) -> bool {
+    async fn run(
+        mut self,
+        mut requests: mpsc::Receiver<oneshot::Sender<bool>>,
+        stop: CancellationToken,
+    ) {
         let mut failures: u32 = 0;
         loop {
-            if self.write(batch).await {
-                for p in batch.drain(..) {
-                    if let Some(ack) = p.ack {
-                        let _ = ack.send(());
+            let asked = tokio::select! {
+                _ = self.inner.wake.notified() => {
+                    // Let events gather: one write for all of them.
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.interval) => {}
+                        _ = stop.cancelled() => {}
                     }
+                    None
                 }
-                return true;
+                Some(reply) = requests.recv() => Some(reply),
+                _ = stop.cancelled() => break,
+            };
+            let written = self.flush().await;
+            if let Some(reply) = asked {
+                let _ = reply.send(written);
             }
-            // Let the shoppers go; the events stay queued.
-            for p in batch.iter_mut() {
-                p.ack = None;
+            if written {
+                failures = 0;
+            } else {
+                // Try again after a pause; redirects keep queueing meanwhile.
+                failures = failures.saturating_add(1);
+                let pause = crate::workers::backoff(failures).min(Duration::from_secs(2));
+                self.inner.wake.notify_one();
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = stop.cancelled() => break,
+                }
             }
-            failures += 1;
-            let pause = crate::workers::backoff(failures).min(Duration::from_secs(2));
-            tokio::select! {
-                _ = stop.cancelled() => return false,
-                _ = tokio::time::sleep(pause) => {}
-            }
+        }
+        // Shutting down: every redirect has been answered; one last write.
+        if !self.flush().await {
+            let lost: usize = self.unwritten.iter().map(|b| b.count).sum();
+            tracing::error!(lost, "click events lost at shutdown: Redis did not answer");
+            self.count_lost();
         }
     }
 
-    async fn write(&self, batch: &[Pending]) -> bool {
-        let events: Vec<&ClickEvent> = batch.iter().map(|p| &p.event).collect();
-        let data = match serde_json::to_vec(&events) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!(error = %e, "click events do not serialize");
-                return true;
+    /// Takes every shard's buffer and writes all of them in one round trip.
+    async fn flush(&mut self) -> bool {
+        let shards: Vec<Arc<Mutex<Buffer>>> = self
+            .inner
+            .shards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for shard in shards {
+            let mut buf = shard.lock().unwrap_or_else(|p| p.into_inner());
+            if buf.count > 0 {
+                self.unwritten.push(std::mem::take(&mut *buf));
             }
-        };
+        }
+        if self.unwritten.is_empty() {
+            return true;
+        }
+        let mut pipe = redis::pipe();
+        for buf in &self.unwritten {
+            pipe.cmd("XADD")
+                .arg(&self.key)
+                .arg("*")
+                .arg("n")
+                .arg(buf.count)
+                .arg("d")
+                .arg(&buf.data)
+                .ignore();
+        }
         let mut conn = self.redis.conn();
-        let result: redis::RedisResult<String> = redis::cmd("XADD")
-            .arg(&self.key)
-            .arg("*")
-            .arg("n")
-            .arg(batch.len())
-            .arg("d")
-            .arg(data)
-            .query_async(&mut conn)
-            .await;
-        match result {
-            Ok(_) => {
-                if !self.healthy.swap(true, Ordering::Relaxed) {
+        match pipe.query_async::<()>(&mut conn).await {
+            Ok(()) => {
+                let written: usize = self.unwritten.iter().map(|b| b.count).sum();
+                self.inner.queued.fetch_sub(written, Ordering::Relaxed);
+                self.unwritten.clear();
+                if !self.inner.healthy.swap(true, Ordering::Relaxed) {
                     tracing::info!("click log writes to Redis again");
                 }
                 true
             }
             Err(e) => {
-                if self.healthy.swap(false, Ordering::Relaxed) {
+                if self.inner.healthy.swap(false, Ordering::Relaxed) {
                     tracing::warn!(error = %e, "click log cannot write to Redis; queueing in memory");
                 }
-                self.metrics.backend_error("redis");
+                self.inner.metrics.backend_error("redis");
                 false
             }
         }
     }
 
-    fn count_lost(&self, batch: &[Pending]) {
-        for p in batch {
-            self.metrics
-                .clicks
-                .with_label_values(&[&p.program_label, "log_failed"])
-                .inc();
+    /// Counts the unwritten events as lost, per program.
+    fn count_lost(&self) {
+        #[derive(serde::Deserialize)]
+        struct ProgramOnly {
+            program_id: i64,
+        }
+        for buf in &self.unwritten {
+            for line in buf.data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let program = serde_json::from_slice::<ProgramOnly>(line)
+                    .map(|p| crate::domain::ProgramId::from_db(p.program_id).to_string())
+                    .unwrap_or_else(|_| "unknown".into());
+                self.inner
+                    .metrics
+                    .clicks
+                    .with_label_values(&[&program, "log_failed"])
+                    .inc();
+            }
         }
     }
 }

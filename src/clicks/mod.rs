@@ -33,17 +33,80 @@ pub struct ClickEvent {
     pub bot: Option<BotReason>,
 }
 
+/// The same event, borrowing everything: what a redirect serializes, with
+/// no allocation, straight into the click log's buffer.
+#[derive(Debug, Serialize)]
+pub struct ClickEventRef<'a> {
+    pub click_id: &'a str,
+    pub link_id: i64,
+    pub program_id: i64,
+    pub partner_ids: &'a [i64],
+    pub at_ms: i64,
+    pub ip_hash: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<&'a str>,
+    #[serde(skip_serializing_if = "crate::domain::SubIds::is_empty")]
+    pub sub_ids: &'a crate::domain::SubIds,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bot: Option<BotReason>,
+}
+
 /// Longest user agent or referrer kept in an event; the rest is cut.
 pub const MAX_HEADER_LEN: usize = 512;
 
 /// A header value cut to `MAX_HEADER_LEN` bytes on a character boundary.
-pub fn truncate_header(value: &str) -> String {
+pub fn truncate_header(value: &str) -> &str {
     if value.len() <= MAX_HEADER_LEN {
-        return value.to_owned();
+        return value;
     }
     let mut end = MAX_HEADER_LEN;
     while !value.is_char_boundary(end) {
         end -= 1;
     }
-    value[..end].to_owned()
+    &value[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::SubIds;
+
+    #[test]
+    fn a_borrowed_event_reads_back_as_the_owned_one() {
+        let subs = SubIds::parse(&[("sub1".to_owned(), "ig".to_owned())].into()).unwrap();
+        let event = ClickEventRef {
+            click_id: "abc",
+            link_id: 7,
+            program_id: 3,
+            partner_ids: &[1, 2],
+            at_ms: 1_795_000_000_000,
+            ip_hash: "00ff",
+            user_agent: Some("Mozilla/5.0 \"quoted\"\nnewline"),
+            referrer: None,
+            sub_ids: &subs,
+            bot: Some(BotReason::UserAgent),
+        };
+        let line = serde_json::to_vec(&event).unwrap();
+        assert!(!line.contains(&b'\n'), "one event, one line");
+        let back: ClickEvent = serde_json::from_slice(&line).unwrap();
+        assert_eq!(back.click_id, "abc");
+        assert_eq!(back.partner_ids, vec![1, 2]);
+        assert_eq!(
+            back.user_agent.as_deref(),
+            Some("Mozilla/5.0 \"quoted\"\nnewline")
+        );
+        assert_eq!(back.referrer, None);
+        assert_eq!(back.sub_ids["sub1"], "ig");
+        assert_eq!(back.bot, Some(BotReason::UserAgent));
+    }
+
+    #[test]
+    fn long_headers_are_cut_on_a_character_boundary() {
+        let long = "é".repeat(400);
+        let cut = truncate_header(&long);
+        assert!(cut.len() <= MAX_HEADER_LEN);
+        assert!(long.starts_with(cut));
+    }
 }

@@ -33,14 +33,73 @@ pub struct CachedLink {
     /// The program id as a metrics label, formatted once.
     pub program_label: Arc<str>,
     pub partner_ids: Vec<i64>,
-    /// The link's destination, or the program's default URL.
-    pub destination: Url,
+    /// Where the shopper lands, split where the click id goes: the link's
+    /// destination (or the program's default URL) with the link's sub ids
+    /// added, built once so a redirect only concatenates.
+    pub location: Location,
     pub landing: LandingDomains,
     pub sub_ids: SubIds,
     pub disabled: bool,
     /// Counters of this link's program, resolved once (no label lookup per click).
     pub logged: IntCounter,
     pub bot: IntCounter,
+    pub log_failed: IntCounter,
+}
+
+/// A landing URL as `head` + click id + `tail`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    head: String,
+    tail: String,
+}
+
+/// The query parameter carrying the click id to the landing page.
+pub const CLICK_PARAM: &str = "mitra_click";
+
+impl Location {
+    /// Adds the sub ids the URL does not set itself, drops any click id it
+    /// carried, and keeps the rest of its query and its fragment.
+    pub fn new(mut url: Url, sub_ids: &SubIds) -> Self {
+        let had_click = url.query_pairs().any(|(k, _)| k == CLICK_PARAM);
+        if had_click {
+            let kept: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(k, _)| k != CLICK_PARAM)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            url.set_query(None);
+            if !kept.is_empty() {
+                url.query_pairs_mut().extend_pairs(kept);
+            }
+        }
+        let missing: Vec<(&str, &str)> = sub_ids
+            .iter()
+            .filter(|(k, _)| !url.query_pairs().any(|(q, _)| q == *k))
+            .collect();
+        if !missing.is_empty() {
+            url.query_pairs_mut().extend_pairs(missing);
+        }
+        let tail = url.fragment().map(|f| format!("#{f}")).unwrap_or_default();
+        url.set_fragment(None);
+        let separator = match url.query() {
+            None => "?",
+            Some("") => "",
+            Some(_) => "&",
+        };
+        Self {
+            head: format!("{url}{separator}{CLICK_PARAM}="),
+            tail,
+        }
+    }
+
+    /// The full URL for one click.
+    pub fn with_click(&self, click: &str) -> String {
+        let mut s = String::with_capacity(self.head.len() + click.len() + self.tail.len());
+        s.push_str(&self.head);
+        s.push_str(click);
+        s.push_str(&self.tail);
+        s
+    }
 }
 
 type Entry = Option<Arc<CachedLink>>;
@@ -119,6 +178,7 @@ impl LinkCache {
             tracing::error!(link = %id, "stored destination does not parse");
             return Ok(None);
         };
+        let sub_ids = SubIds::from_json(&row.sub_ids);
         let program_label: Arc<str> = row.program_id.to_string().into();
         let clicks = &self.metrics.clicks;
         Ok(Some(Arc::new(CachedLink {
@@ -126,11 +186,12 @@ impl LinkCache {
             program_id: row.program_id,
             logged: clicks.with_label_values(&[&*program_label, "logged"]),
             bot: clicks.with_label_values(&[&*program_label, "bot"]),
+            log_failed: clicks.with_label_values(&[&*program_label, "log_failed"]),
             program_label,
             partner_ids: row.partner_ids,
-            destination,
+            location: Location::new(destination, &sub_ids),
             landing: LandingDomains::from_db(row.landing_domains),
-            sub_ids: SubIds::from_json(&row.sub_ids),
+            sub_ids,
             disabled: row.disabled,
         })))
     }
@@ -189,5 +250,62 @@ pub async fn run_invalidation(cache: LinkCache, stop: tokio_util::sync::Cancella
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(POLL_INTERVAL) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn subs(pairs: &[(&str, &str)]) -> SubIds {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        SubIds::parse(&map).unwrap()
+    }
+
+    fn location(url: &str, pairs: &[(&str, &str)]) -> String {
+        Location::new(Url::parse(url).unwrap(), &subs(pairs)).with_click("CLICK")
+    }
+
+    #[test]
+    fn the_click_id_joins_the_query_before_the_fragment() {
+        assert_eq!(
+            location("https://shop.example/", &[]),
+            "https://shop.example/?mitra_click=CLICK"
+        );
+        assert_eq!(
+            location("https://shop.example/p?x=1#top", &[]),
+            "https://shop.example/p?x=1&mitra_click=CLICK#top"
+        );
+        assert_eq!(
+            location("https://shop.example/p?#top", &[]),
+            "https://shop.example/p?mitra_click=CLICK#top"
+        );
+    }
+
+    #[test]
+    fn sub_ids_are_added_unless_the_url_sets_them() {
+        assert_eq!(
+            location(
+                "https://shop.example/p?sub1=own",
+                &[("sub1", "link"), ("sub2", "a b")]
+            ),
+            "https://shop.example/p?sub1=own&sub2=a+b&mitra_click=CLICK"
+        );
+    }
+
+    #[test]
+    fn a_click_id_in_the_destination_is_replaced() {
+        assert_eq!(
+            location("https://shop.example/?mitra_click=forged&a=1", &[]),
+            "https://shop.example/?a=1&mitra_click=CLICK"
+        );
+        assert_eq!(
+            location("https://shop.example/?mitra_click=forged", &[]),
+            "https://shop.example/?mitra_click=CLICK"
+        );
     }
 }

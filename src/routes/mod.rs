@@ -13,6 +13,8 @@ mod validate;
 use crate::error::{ApiError, json_error};
 use actix_web::web;
 
+pub use redirect::{PREFIX as REDIRECT_PREFIX, ROUTE as REDIRECT_ROUTE};
+
 /// Largest JSON body the admin API reads.
 pub const JSON_LIMIT: usize = 64 * 1024;
 
@@ -35,12 +37,9 @@ pub fn api(cfg: &mut web::ServiceConfig) {
             ApiError::BadRequest(format!("bad query string: {err}")).into()
         }),
     )
-    .route(
-        "/l/{code}",
-        web::route()
-            .guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
-            .to(redirect::redirect),
-    )
+    // A static prefix, not a "/l/{code}" pattern: the router then matches
+    // without a regex, and the handler takes the code from the raw path.
+    .service(web::scope("/l").default_service(web::to(redirect::redirect)))
     .service(
         web::scope("/v1")
             .service(

@@ -145,14 +145,16 @@ impl ClickWorker {
     fn decode(&self, ids: Vec<StreamId>) -> Vec<Entry> {
         ids.into_iter()
             .map(|id| {
-                let events = id
-                    .get::<Vec<u8>>("d")
-                    .and_then(|d| serde_json::from_slice::<Vec<ClickEvent>>(&d).ok())
-                    .unwrap_or_else(|| {
-                        // Acknowledged like the rest, so it cannot block the stream.
-                        tracing::error!(entry = %id.id, "unreadable click entry dropped");
-                        Vec::new()
-                    });
+                let data = id.get::<Vec<u8>>("d").unwrap_or_default();
+                let mut events = Vec::new();
+                // One event per line; an unreadable line is dropped (and the
+                // entry acknowledged like the rest), so it cannot block the stream.
+                for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                    match serde_json::from_slice::<ClickEvent>(line) {
+                        Ok(e) => events.push(e),
+                        Err(e) => tracing::error!(entry = %id.id, error = %e, "unreadable click event dropped"),
+                    }
+                }
                 Entry { id: id.id, events }
             })
             .collect()

@@ -191,6 +191,7 @@ async fn a_worker_killed_before_acknowledging_loses_and_doubles_nothing() {
     }
     // Worker A reads and dies before applying; worker B reads the rest,
     // applies and dies before acknowledging.
+    app.state.click_log.flush().await;
     let a = app.click_worker(Duration::from_secs(30));
     a.ensure_group().await.unwrap();
     let read_by_a = a.read_new().await.unwrap();
@@ -199,6 +200,7 @@ async fn a_worker_killed_before_acknowledging_loses_and_doubles_nothing() {
     for i in 20..30 {
         click(&app, &path, BROWSER, &format!("198.51.100.{i}")).await;
     }
+    app.state.click_log.flush().await;
     let b = app.click_worker(Duration::from_secs(30));
     let read_by_b = b.read_new().await.unwrap();
     assert!(!read_by_b.is_empty());
@@ -228,10 +230,12 @@ async fn unprocessed_entries_are_never_trimmed() {
     let f = fixture(&app, json!({})).await;
     let path = TestApp::link_path(&f.link);
     click(&app, &path, BROWSER, "198.51.100.1").await;
+    app.state.click_log.flush().await;
     let w = app.click_worker(Duration::from_secs(30));
     w.ensure_group().await.unwrap();
     let pending = w.read_new().await.unwrap();
     click(&app, &path, BROWSER, "198.51.100.2").await;
+    app.state.click_log.flush().await;
     w.trim_and_measure().await.unwrap();
     assert_eq!(
         app.click_events().await.len(),
@@ -260,7 +264,7 @@ async fn with_redis_stopped_shoppers_are_still_redirected_and_queued_clicks_arri
         click(&app, &path, BROWSER, "1.1.1.1").await,
         StatusCode::FOUND
     );
-
+    assert!(app.state.click_log.flush().await);
     redis.stop();
     for _ in 0..10 {
         let started = std::time::Instant::now();
@@ -276,7 +280,9 @@ async fn with_redis_stopped_shoppers_are_still_redirected_and_queued_clicks_arri
     }
     let res = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!app.state.click_log.flush().await, "nothing can be written");
     assert!(!app.state.click_log.is_healthy());
+    assert_eq!(app.state.click_log.queued(), 10);
 
     redis.restart();
     // The flusher retries; the queued clicks land (the first was lost with the old server's memory).

@@ -450,6 +450,8 @@ impl TestApp {
 
     /// Every click event in this test's stream, oldest first.
     pub async fn click_events(&self) -> Vec<mitra::clicks::ClickEvent> {
+        // Events reach Redis in flushes; take what is queued first.
+        self.state.click_log.flush().await;
         let mut conn = self.state.redis.conn();
         let key = self.state.redis.key(mitra::clicks::log::STREAM);
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
@@ -464,7 +466,10 @@ impl TestApp {
             .iter()
             .flat_map(|id| {
                 let data: Vec<u8> = id.get("d").unwrap();
-                serde_json::from_slice::<Vec<mitra::clicks::ClickEvent>>(&data).unwrap()
+                data.split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(|l| serde_json::from_slice::<mitra::clicks::ClickEvent>(l).unwrap())
+                    .collect::<Vec<_>>()
             })
             .collect()
     }
@@ -484,6 +489,7 @@ impl TestApp {
 
     /// Runs click worker steps until the stream has nothing left for it.
     pub async fn drain_clicks(&self) {
+        self.state.click_log.flush().await;
         let worker = self.click_worker(std::time::Duration::from_secs(30));
         while worker.step().await.unwrap() == mitra::workers::Step::Busy {}
     }
