@@ -42,11 +42,20 @@ fn benches(c: &mut Criterion) {
         b.iter(|| bare_hmac(black_box(b"mitra/link-code/v1:\x01\0\0\0\0\0\x01\xe2\x40")))
     });
     g.bench_function("prekeyed_hmac_sha256_28_bytes", |b| {
-        b.iter(|| prekeyed_hmac(&keyed, black_box(b"mitra/link-code/v1:\x01\0\0\0\0\0\x01\xe2\x40")))
+        b.iter(|| {
+            prekeyed_hmac(
+                &keyed,
+                black_box(b"mitra/link-code/v1:\x01\0\0\0\0\0\x01\xe2\x40"),
+            )
+        })
     });
     g.bench_function("sign", |b| b.iter(|| code::sign(&keys, black_box(link))));
-    g.bench_function("verify", |b| b.iter(|| code::verify(&keys, black_box(&link_code))));
-    g.bench_function("verify_forged", |b| b.iter(|| code::verify(&keys, black_box("1TSABPIysdZyE"))));
+    g.bench_function("verify", |b| {
+        b.iter(|| code::verify(&keys, black_box(&link_code)))
+    });
+    g.bench_function("verify_forged", |b| {
+        b.iter(|| code::verify(&keys, black_box("1TSABPIysdZyE")))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("click_id");
@@ -57,8 +66,12 @@ fn benches(c: &mut Criterion) {
     g.bench_function("prekeyed_hmac_sha256_34_bytes", |b| {
         b.iter(|| prekeyed_hmac(&keyed, black_box(b"mitra/click-id/v1:0123456789abcdef")))
     });
-    g.bench_function("issue", |b| b.iter(|| click_id::issue(&keys, black_box(link), now, 42)));
-    g.bench_function("verify", |b| b.iter(|| click_id::verify(&keys, black_box(click.as_str()))));
+    g.bench_function("issue", |b| {
+        b.iter(|| click_id::issue(&keys, black_box(link), now, 42))
+    });
+    g.bench_function("verify", |b| {
+        b.iter(|| click_id::verify(&keys, black_box(click.as_str())))
+    });
     g.finish();
 }
 
