@@ -72,8 +72,11 @@ HEALTH_RPS=$(echo "$HEALTH" | rps)
 REDIRECT_RPS=$(echo "$REDIRECT" | rps)
 
 # Half the peak rate: connections that each wait 2 ms after every answer.
+# A short calibration run tells how many such connections make half the peak.
 HALF=$(python3 -c "print(int(float('$REDIRECT_RPS') / 2))")
 PACED_CONNS=$(python3 -c "import math; print(max(1, math.ceil($HALF * 2 / 1000)))")
+CALIBRATION=$(DURATION=3 WRK_DELAY_MS=2 run_wrk "$BASE/l/$CODE" "$PACED_CONNS" -s benches/paced.lua | rps)
+PACED_CONNS=$(python3 -c "import math; print(max(1, round($PACED_CONNS * $HALF / float('$CALIBRATION'))))")
 say "GET /l/{code} at about $HALF requests/s ($PACED_CONNS paced connections)"
 PACED=$(WRK_DELAY_MS=2 run_wrk "$BASE/l/$CODE" "$PACED_CONNS" -s benches/paced.lua)
 PACED_RPS=$(echo "$PACED" | rps)

@@ -14,25 +14,24 @@ pub async fn record_metrics(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let start = Instant::now();
     let state = req.app_data::<web::Data<AppState>>().cloned();
+    // Redirects are the hot path: they time themselves
+    // (mitra_redirect_duration_seconds) and are counted here by status
+    // through handles resolved once, without asking the router again.
+    if req.path().starts_with(crate::routes::REDIRECT_PREFIX) {
+        let res = next.call(req).await?;
+        if let Some(state) = state {
+            state
+                .metrics
+                .count_redirect(res.request().method().as_str(), res.status());
+        }
+        return Ok(res);
+    }
+    let start = Instant::now();
     let res = next.call(req).await?;
     if let Some(state) = state {
-        let request = res.request();
-        // Redirects are the hot path: their pattern is known without asking
-        // the router again.
-        let route = if request.path().starts_with(crate::routes::REDIRECT_PREFIX) {
-            None
-        } else {
-            request.match_pattern()
-        };
-        let route = match &route {
-            Some(r) => r.as_str(),
-            None if request.path().starts_with(crate::routes::REDIRECT_PREFIX) => {
-                crate::routes::REDIRECT_ROUTE
-            }
-            None => "unmatched",
-        };
+        let route = res.request().match_pattern();
+        let route = route.as_deref().unwrap_or("unmatched");
         let method = res.request().method().as_str();
         let m = &state.metrics;
         m.http_requests

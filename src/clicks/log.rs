@@ -99,6 +99,7 @@ impl ClickLog {
             inner: inner.clone(),
             interval: settings.flush_interval,
             unwritten: Vec::new(),
+            spare: Vec::new(),
         };
         let handle = tokio::spawn(flusher.run(requests, stop));
         (Self { inner, flush_now }, handle)
@@ -172,6 +173,8 @@ struct Flusher {
     interval: Duration,
     /// Buffers taken from the shards but not yet written (Redis was away).
     unwritten: Vec<Buffer>,
+    /// Emptied buffers kept for reuse, so shards do not regrow from nothing.
+    spare: Vec<Vec<u8>>,
 }
 
 impl Flusher {
@@ -230,7 +233,11 @@ impl Flusher {
         for shard in shards {
             let mut buf = shard.lock().unwrap_or_else(|p| p.into_inner());
             if buf.count > 0 {
-                self.unwritten.push(std::mem::take(&mut *buf));
+                let fresh = Buffer {
+                    data: self.spare.pop().unwrap_or_default(),
+                    count: 0,
+                };
+                self.unwritten.push(std::mem::replace(&mut *buf, fresh));
             }
         }
         if self.unwritten.is_empty() {
@@ -252,7 +259,14 @@ impl Flusher {
             Ok(()) => {
                 let written: usize = self.unwritten.iter().map(|b| b.count).sum();
                 self.inner.queued.fetch_sub(written, Ordering::Relaxed);
-                self.unwritten.clear();
+                for buf in self.unwritten.drain(..) {
+                    let mut data = buf.data;
+                    // Keep moderately sized buffers; let a burst's giant ones go.
+                    if data.capacity() <= 4 << 20 {
+                        data.clear();
+                        self.spare.push(data);
+                    }
+                }
                 if !self.inner.healthy.swap(true, Ordering::Relaxed) {
                     tracing::info!("click log writes to Redis again");
                 }

@@ -128,10 +128,6 @@ fn found(location: String) -> HttpResponse {
     // Each visit must reach us to be counted, and a click id must not be
     // cached by a browser or a shared proxy.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer-when-downgrade"),
-    );
     res
 }
 
