@@ -42,6 +42,8 @@ enum Command {
         /// The exact body that will be sent.
         body: String,
     },
+    /// Exit 0 when this host's mitra answers GET /healthz (for container health checks).
+    Healthcheck,
     /// Print a fresh entry for MITRA_LINK_KEYS.
     GenKey {
         /// Key id, 0 to 255; use a new one for each rotation.
@@ -82,6 +84,7 @@ pub async fn run() -> ExitCode {
             println!("{}", webhook_signature::header(&secret, t, body.as_bytes()));
             ExitCode::SUCCESS
         }
+        Command::Healthcheck => healthcheck(),
         Command::GenKey { id } => {
             println!("{id}:{}", crate::domain::random_token());
             ExitCode::SUCCESS
@@ -154,6 +157,39 @@ async fn wait_for_postgres(pool: &sqlx::PgPool) -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(e) => return Err(anyhow::anyhow!("Postgres did not answer within 30 s: {e}")),
+        }
+    }
+}
+
+/// GET /healthz on the port of MITRA_LISTEN, over loopback when it listens
+/// on every address. Plain std: the check must work without a runtime.
+fn healthcheck() -> ExitCode {
+    use std::io::{Read, Write};
+    let listen = std::env::var("MITRA_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let Ok(mut addr) = listen.trim().parse::<std::net::SocketAddr>() else {
+        eprintln!("mitra: configuration error: MITRA_LISTEN: must be an address and port");
+        return ExitCode::from(2);
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let timeout = Duration::from_secs(2);
+    let answer = std::net::TcpStream::connect_timeout(&addr, timeout).and_then(|mut stream| {
+        stream.set_read_timeout(Some(timeout))?;
+        stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head)?;
+        Ok(head)
+    });
+    match answer {
+        Ok(head) if head.starts_with(b"HTTP/1.") && &head[9..12] == b"200" => ExitCode::SUCCESS,
+        Ok(_) => {
+            eprintln!("mitra: /healthz did not answer 200");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("mitra: /healthz is unreachable on {addr}: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -98,6 +98,12 @@ async fn serve_migrates_serves_and_exits_0_soon_after_sigterm() {
     }
     let port = port.expect("a listening line");
     let base = format!("http://127.0.0.1:{port}");
+    let check = mitra()
+        .arg("healthcheck")
+        .env("MITRA_LISTEN", format!("0.0.0.0:{port}"))
+        .status()
+        .unwrap();
+    assert!(check.success(), "healthcheck passes while serving");
     let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
     let pool = sqlx::PgPool::connect(url.as_str()).await.unwrap();
