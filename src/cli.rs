@@ -1,8 +1,9 @@
 //! The `mitra` command line.
 
 use crate::config::Settings;
+use crate::conversions::signature as webhook_signature;
 use crate::startup::{Application, Roles};
-use crate::{db, demo, telemetry, webhook_signature};
+use crate::{db, demo, telemetry};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
 use std::time::Duration;

@@ -4,6 +4,8 @@
 //! line naming it, instead of failing later on the first request. Secrets are
 //! held as `SecretString` and never printed.
 
+use crate::attribution::AttributionSettings;
+use crate::attribution::fraud::FraudSettings;
 use crate::clicks::client_ip::TrustedProxies;
 use crate::signing::KeyRing;
 use secrecy::{ExposeSecret, SecretString};
@@ -29,6 +31,7 @@ pub struct Settings {
     pub db_max_connections: u32,
     pub workers: WorkerSettings,
     pub clicks: ClickSettings,
+    pub attribution: AttributionSettings,
 }
 
 /// The redirect path and its click log.
@@ -182,6 +185,23 @@ impl Settings {
             Some(v) => parse_in_range("MITRA_CLICK_LOG_CAPACITY", &v, 1, 100_000_000)? as usize,
         };
 
+        let number =
+            |var: &'static str, default: i64, min: u64, max: u64| -> Result<i64, ConfigError> {
+                match get(var) {
+                    None => Ok(default),
+                    Some(v) => parse_in_range(var, &v, min, max).map(|n| n as i64),
+                }
+            };
+        let attribution = AttributionSettings {
+            batch: number("MITRA_ATTRIBUTION_BATCH", 500, 1, 10_000)?,
+            fraud: FraudSettings {
+                min_click_seconds: number("MITRA_FRAUD_MIN_CLICK_SECONDS", 3, 0, 86_400)?,
+                max_orders_per_click: number("MITRA_FRAUD_MAX_ORDERS_PER_CLICK", 3, 1, 1_000_000)?,
+                amount_factor: number("MITRA_FRAUD_AMOUNT_FACTOR", 10, 2, 1_000_000)?,
+                amount_min_samples: number("MITRA_FRAUD_AMOUNT_MIN_SAMPLES", 20, 1, 1_000_000)?,
+            },
+        };
+
         Ok(Settings {
             database_url: database_url.into(),
             redis_url: redis_url.into(),
@@ -203,6 +223,7 @@ impl Settings {
                 flush_interval: Duration::from_millis(flush_ms),
                 log_capacity,
             },
+            attribution,
         })
     }
 
@@ -297,6 +318,9 @@ mod tests {
             ("MITRA_LINK_CACHE_SIZE", "1"),
             ("MITRA_CLICK_FLUSH_MS", "0"),
             ("MITRA_CLICK_LOG_CAPACITY", "0"),
+            ("MITRA_ATTRIBUTION_BATCH", "0"),
+            ("MITRA_FRAUD_MIN_CLICK_SECONDS", "-1"),
+            ("MITRA_FRAUD_AMOUNT_FACTOR", "1"),
         ];
         for (var, value) in cases {
             let err = env(&[(var, value)]).unwrap_err();

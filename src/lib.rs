@@ -2,14 +2,17 @@
 #![forbid(unsafe_code)]
 
 pub mod agreements;
+pub mod attribution;
 pub mod auth;
 pub mod cli;
 pub mod clicks;
 pub mod config;
+pub mod conversions;
 pub mod db;
 pub mod demo;
 pub mod domain;
 pub mod error;
+pub mod ledger;
 pub mod links;
 pub mod metrics;
 pub mod middleware;
@@ -21,5 +24,5 @@ pub mod signing;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
-pub mod webhook_signature;
+
 pub mod workers;

@@ -39,6 +39,11 @@ pub struct Metrics {
     pub backend_up: IntGaugeVec,
     /// Commission booked, in minor units, by program, currency and status.
     pub commission_minor: IntCounterVec,
+    /// Commissions moved into a status (pending, approved, paid, reversed), by program.
+    pub commissions: IntCounterVec,
+    /// Payouts made, and their amounts in minor units.
+    pub payouts: IntCounterVec,
+    pub payout_minor: IntCounterVec,
     /// Revenue of attributed sales, in minor units, by program and currency.
     pub revenue_minor: IntCounterVec,
     pub webhook_duration: Histogram,
@@ -122,6 +127,27 @@ impl Metrics {
                 &["program", "currency", "status"],
             )
             .unwrap(),
+            commissions: IntCounterVec::new(
+                Opts::new(
+                    "mitra_commissions_total",
+                    "Commissions moved into a status, by program",
+                ),
+                &["program", "status"],
+            )
+            .unwrap(),
+            payouts: IntCounterVec::new(
+                Opts::new("mitra_payouts_total", "Payouts made, by program"),
+                &["program"],
+            )
+            .unwrap(),
+            payout_minor: IntCounterVec::new(
+                Opts::new(
+                    "mitra_payout_minor_total",
+                    "Amounts paid out in minor units, by program and currency",
+                ),
+                &["program", "currency"],
+            )
+            .unwrap(),
             revenue_minor: IntCounterVec::new(
                 Opts::new(
                     "mitra_revenue_minor_total",
@@ -193,6 +219,9 @@ impl Metrics {
         r.register(Box::new(self.backend_up.clone())).unwrap();
         r.register(Box::new(self.commission_minor.clone())).unwrap();
         r.register(Box::new(self.revenue_minor.clone())).unwrap();
+        r.register(Box::new(self.commissions.clone())).unwrap();
+        r.register(Box::new(self.payouts.clone())).unwrap();
+        r.register(Box::new(self.payout_minor.clone())).unwrap();
         r.register(Box::new(self.webhook_duration.clone())).unwrap();
         r.register(Box::new(self.queue_depth.clone())).unwrap();
         r.register(Box::new(self.queue_oldest_age.clone())).unwrap();

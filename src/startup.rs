@@ -4,6 +4,7 @@
 use crate::clicks::client_ip::IpHasher;
 use crate::clicks::log::{self as click_log, ClickLog};
 use crate::config::Settings;
+use crate::conversions::webhook_context::WebhookContexts;
 use crate::error::ensure_problem_json;
 use crate::links::{self, cache::LinkCache};
 use crate::metrics::Metrics;
@@ -99,6 +100,7 @@ impl Application {
             link_cache,
             click_log,
             ip_hasher,
+            webhook_contexts: WebhookContexts::new(),
         });
         let server = {
             let state = state.clone();

@@ -3,6 +3,7 @@
 use crate::clicks::client_ip::IpHasher;
 use crate::clicks::log::ClickLog;
 use crate::config::Settings;
+use crate::conversions::webhook_context::WebhookContexts;
 use crate::links::cache::LinkCache;
 use crate::metrics::Metrics;
 use crate::redis_client::RedisClient;
@@ -17,4 +18,5 @@ pub struct AppState {
     pub link_cache: LinkCache,
     pub click_log: ClickLog,
     pub ip_hasher: IpHasher,
+    pub webhook_contexts: WebhookContexts,
 }

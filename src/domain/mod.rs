@@ -21,7 +21,7 @@ pub use ids::{
     AgreementId, CommissionId, ConversionId, IdError, LedgerEntryId, LinkId, PartnerId, PayoutId,
     ProgramId, parse_cursor,
 };
-pub use money::{Money, MoneyError, allocate, apply_rate, mul_div_round};
+pub use money::{Money, MoneyError, allocate, allocate_weighted, apply_rate, mul_div_round};
 pub use secrets::{KeyOwner, NewApiKey, hash_api_key, new_webhook_secret, random_token};
 pub use shares::{MAX_PARTNERS, Share, Shares, SharesError};
 pub use sub_ids::{SUB_KEYS, SubIds, SubIdsError};

@@ -68,6 +68,14 @@ pub fn mul_div_round(value: i64, numerator: i64, denominator: i64) -> Result<i64
 ///
 /// `weights` must not be empty and must not all be zero.
 pub fn allocate(total: i64, weights: &[u32]) -> Result<Vec<i64>, MoneyError> {
+    let weights: Vec<u64> = weights.iter().map(|w| u64::from(*w)).collect();
+    allocate_weighted(total, &weights)
+}
+
+/// `allocate` with weights of any size (amounts, when a refund reduces
+/// commissions in proportion to what each still holds). A part is never
+/// larger than its weight when `total` is at most the sum of the weights.
+pub fn allocate_weighted(total: i64, weights: &[u64]) -> Result<Vec<i64>, MoneyError> {
     let sum: u128 = weights.iter().map(|w| u128::from(*w)).sum();
     if sum == 0 {
         return Err(MoneyError::Overflow);
@@ -171,6 +179,21 @@ mod tests {
                 let diff = i128::from(*part) * sum - exact_times_sum;
                 prop_assert!(diff.abs() < sum);
                 prop_assert!(*part == 0 || part.signum() == total.signum());
+            }
+        }
+
+        #[test]
+        fn a_reduction_never_takes_more_than_a_part_holds(
+            parts in proptest::collection::vec(0u64..1_000_000, 1..6),
+            fraction in 0u64..=1000,
+        ) {
+            let held: u64 = parts.iter().sum();
+            prop_assume!(held > 0);
+            let reduction = (held * fraction / 1000) as i64;
+            let taken = allocate_weighted(reduction, &parts).unwrap();
+            prop_assert_eq!(taken.iter().sum::<i64>(), reduction);
+            for (t, p) in taken.iter().zip(&parts) {
+                prop_assert!(*t >= 0 && *t as u64 <= *p);
             }
         }
 

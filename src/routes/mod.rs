@@ -2,6 +2,7 @@
 //! modules, and map results to responses; they hold no business rules.
 
 mod agreements;
+mod conversions;
 mod links;
 mod ops;
 mod pagination;
@@ -48,6 +49,18 @@ pub fn api(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(programs::list)),
             )
             .route("/programs/{id}", web::get().to(programs::get))
+            .route(
+                "/programs/{id}/conversions",
+                web::post().to(conversions::receive),
+            )
+            .route(
+                "/programs/{id}/conversions/{order_id}",
+                web::get().to(conversions::by_order),
+            )
+            .route(
+                "/programs/{id}/webhook-secrets",
+                web::post().to(conversions::roll_secret),
+            )
             .service(
                 web::resource("/programs/{id}/agreements")
                     .route(web::post().to(agreements::create))

@@ -127,6 +127,19 @@ pub fn spawn_all(
             Ok(())
         });
     }
+    if roles.attribution {
+        let worker = crate::attribution::Attributor::new(
+            state.db.clone(),
+            state.settings.link_keys.clone(),
+            state.metrics.clone(),
+            state.settings.attribution.clone(),
+        );
+        let (stop, metrics) = (shutdown.clone(), state.metrics.clone());
+        tasks.spawn(async move {
+            run_loop("attribution", stop, idle, metrics, || worker.step()).await;
+            Ok(())
+        });
+    }
     // Every process reports whether its back ends answer, for alerts.
     let state = state.clone();
     tasks.spawn(async move {

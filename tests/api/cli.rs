@@ -158,7 +158,8 @@ fn sign_prints_the_header_a_shop_would_send() {
         .unwrap();
     assert!(out.status.success());
     let line = String::from_utf8(out.stdout).unwrap();
-    let expected = mitra::webhook_signature::header("whsec_test", 1_700_000_000, br#"{"a":1}"#);
+    let expected =
+        mitra::conversions::signature::header("whsec_test", 1_700_000_000, br#"{"a":1}"#);
     assert_eq!(line.trim(), expected);
     assert!(line.starts_with("t=1700000000,v1="));
 }

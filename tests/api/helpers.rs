@@ -611,3 +611,66 @@ impl Drop for RedisServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+impl TestApp {
+    /// Posts a conversion for `program`, signed with its webhook secret.
+    pub async fn post_conversion(&self, program: &Value, body: &Value) -> Response {
+        let raw = serde_json::to_vec(body).unwrap();
+        let t = chrono::Utc::now().timestamp();
+        let header = mitra::conversions::signature::header(s(&program["webhook_secret"]), t, &raw);
+        self.post_conversion_raw(program, raw, Some(header)).await
+    }
+
+    /// Posts raw bytes with the given signature header (or none).
+    pub async fn post_conversion_raw(
+        &self,
+        program: &Value,
+        raw: Vec<u8>,
+        signature: Option<String>,
+    ) -> Response {
+        let mut req = self
+            .client
+            .post(self.url(&format!("/v1/programs/{}/conversions", s(&program["id"]))))
+            .header("content-type", "application/json")
+            .body(raw);
+        if let Some(sig) = signature {
+            req = req.header("mitra-signature", sig);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub fn attributor(&self) -> mitra::attribution::Attributor {
+        mitra::attribution::Attributor::new(
+            self.state.db.clone(),
+            self.settings.link_keys.clone(),
+            self.state.metrics.clone(),
+            self.settings.attribution.clone(),
+        )
+    }
+
+    /// Runs attribution until nothing is left to claim.
+    pub async fn attribute(&self) {
+        let worker = self.attributor();
+        while worker.step().await.unwrap() == mitra::workers::Step::Busy {}
+    }
+
+    /// A click id for `link` as if clicked `ago` before now.
+    pub fn click_id_ago(&self, link: &Value, ago: chrono::Duration) -> String {
+        let id = mitra::domain::LinkId::parse(s(&link["id"])).unwrap();
+        let at = (chrono::Utc::now() - ago).timestamp_millis();
+        mitra::clicks::click_id::issue(&self.settings.link_keys, id, at, rand::random())
+            .unwrap()
+            .to_string()
+    }
+
+    /// GET /v1/programs/{id}/conversions/{order_id} as the admin.
+    pub async fn conversion(&self, program: &Value, order_id: &str) -> Value {
+        let path = format!("/v1/programs/{}/conversions/{order_id}", s(&program["id"]));
+        assert_status(self.get(&path, &self.admin_token).await, StatusCode::OK).await
+    }
+}
+
+/// A sale body for `order` of `amount` minor units, in EUR, with a click id.
+pub fn sale(order: &str, amount: i64, click_id: &str) -> Value {
+    json!({"order_id": order, "event": "sale", "amount_minor": amount, "currency": "EUR", "click_id": click_id})
+}

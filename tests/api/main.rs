@@ -5,6 +5,7 @@ mod helpers;
 mod admin_api;
 mod cli;
 mod clicks;
+mod conversions;
 mod errors;
 mod health;
 mod redirect;

@@ -1,0 +1,159 @@
+//! Fraud signals. A suspected conversion is still booked, as a pending
+//! commission held for review (it is never approved by the clock alone), and
+//! counted in `mitra_conversions_total{outcome="fraud_suspected"}`: a person
+//! decides, nothing is silently dropped.
+
+use super::Claimed;
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use std::collections::{HashMap, HashSet};
+
+#[derive(Debug, Clone)]
+pub struct FraudSettings {
+    /// A conversion this soon after its click is suspicious (bots, cookie stuffing).
+    pub min_click_seconds: i64,
+    /// One click id converting more often than this is suspicious.
+    pub max_orders_per_click: i64,
+    /// A sale above this many times the program's 30-day average is suspicious...
+    pub amount_factor: i64,
+    /// ...once the program has at least this many attributed sales to average.
+    pub amount_min_samples: i64,
+}
+
+impl Default for FraudSettings {
+    fn default() -> Self {
+        Self {
+            min_click_seconds: 3,
+            max_orders_per_click: 3,
+            amount_factor: 10,
+            amount_min_samples: 20,
+        }
+    }
+}
+
+/// What the database knows that bears on a batch's conversions.
+pub struct Signals {
+    flagged: HashSet<String>,
+    orders_per_click: HashMap<String, i64>,
+    first_lead: HashMap<String, i64>,
+    /// Program -> (average sale in minor units, number of sales).
+    sale_average: HashMap<i64, (i64, i64)>,
+}
+
+impl Signals {
+    pub(crate) async fn load(
+        tx: &mut PgConnection,
+        candidates: &[(&Claimed, Option<&str>)],
+        _settings: &FraudSettings,
+    ) -> Result<Self, sqlx::Error> {
+        let mut clicks: Vec<String> = candidates
+            .iter()
+            .filter_map(|(_, c)| c.map(str::to_owned))
+            .collect();
+        clicks.sort();
+        clicks.dedup();
+        let mut programs: Vec<i64> = candidates
+            .iter()
+            .filter(|(r, _)| r.event == "sale")
+            .map(|(r, _)| r.program_id)
+            .collect();
+        programs.sort_unstable();
+        programs.dedup();
+        let mut signals = Signals {
+            flagged: HashSet::new(),
+            orders_per_click: HashMap::new(),
+            first_lead: HashMap::new(),
+            sale_average: HashMap::new(),
+        };
+        if !clicks.is_empty() {
+            signals.flagged = sqlx::query_scalar!(
+                "select click_id from flagged_clicks where click_id = any($1)",
+                &clicks
+            )
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+            for r in sqlx::query!(
+                r#"select click_id as "click_id!", count(*) as "orders!",
+                          min(id) filter (where event = 'lead') as first_lead
+                   from conversions
+                   where click_id = any($1) and event in ('sale', 'lead')
+                   group by click_id"#,
+                &clicks
+            )
+            .fetch_all(&mut *tx)
+            .await?
+            {
+                signals
+                    .orders_per_click
+                    .insert(r.click_id.clone(), r.orders);
+                if let Some(first) = r.first_lead {
+                    signals.first_lead.insert(r.click_id, first);
+                }
+            }
+        }
+        if !programs.is_empty() {
+            for r in sqlx::query!(
+                r#"select program_id, avg(amount_minor)::bigint as "average!", count(*) as "sales!"
+                   from conversions
+                   where program_id = any($1) and event = 'sale' and status = 'attributed'
+                     and occurred_at > now() - interval '30 days'
+                   group by program_id"#,
+                &programs
+            )
+            .fetch_all(&mut *tx)
+            .await?
+            {
+                signals
+                    .sale_average
+                    .insert(r.program_id, (r.average, r.sales));
+            }
+        }
+        Ok(signals)
+    }
+
+    /// A lead whose click already produced an earlier lead.
+    pub(crate) fn is_repeat_lead(&self, id: i64, click: Option<&str>) -> bool {
+        click
+            .and_then(|c| self.first_lead.get(c))
+            .is_some_and(|first| *first != id)
+    }
+
+    /// The reasons to hold this conversion for review, if any.
+    pub(crate) fn check(
+        &self,
+        row: &Claimed,
+        click: Option<&str>,
+        clicked_at: Option<DateTime<Utc>>,
+        settings: &FraudSettings,
+    ) -> Vec<&'static str> {
+        let mut reasons = Vec::new();
+        if let Some(at) = clicked_at
+            && (row.occurred_at - at).num_seconds() < settings.min_click_seconds
+        {
+            reasons.push("too_fast");
+        }
+        if let Some(click) = click {
+            if self.flagged.contains(click) {
+                reasons.push("bot_click");
+            }
+            if self
+                .orders_per_click
+                .get(click)
+                .is_some_and(|n| *n > settings.max_orders_per_click)
+            {
+                reasons.push("click_reused");
+            }
+        }
+        if row.event == "sale"
+            && let Some((average, sales)) = self.sale_average.get(&row.program_id)
+            && *sales >= settings.amount_min_samples
+            && i128::from(row.amount_minor)
+                > i128::from(*average) * i128::from(settings.amount_factor)
+        {
+            reasons.push("amount_outlier");
+        }
+        reasons
+    }
+}

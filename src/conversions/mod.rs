@@ -1,0 +1,280 @@
+//! Conversions: what a shop reports (sale, lead, refund), stored in Postgres
+//! before the shop hears back, then attributed by the attribution worker.
+
+pub mod signature;
+pub mod webhook_context;
+
+use crate::domain::{ConversionId, Currency, ProgramId};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+
+/// The largest amount a conversion may carry: ten billion major units of a
+/// two-decimal currency. Anything above is a bug in the shop, not an order.
+pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000;
+pub const MAX_ID_LEN: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    Sale,
+    Lead,
+    Refund,
+}
+
+impl Event {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "sale" => Some(Event::Sale),
+            "lead" => Some(Event::Lead),
+            "refund" => Some(Event::Refund),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Sale => "sale",
+            Event::Lead => "lead",
+            Event::Refund => "refund",
+        }
+    }
+}
+
+/// A shop's reference (order id, event id): 1 to 128 characters, no control
+/// characters.
+pub fn check_reference(s: &str) -> Result<&str, String> {
+    if s.is_empty() || s.chars().count() > MAX_ID_LEN || s.chars().any(char::is_control) {
+        Err(format!(
+            "must be 1 to {MAX_ID_LEN} characters without control characters"
+        ))
+    } else {
+        Ok(s)
+    }
+}
+
+/// A conversion as validated at the edge.
+#[derive(Debug, Clone)]
+pub struct NewConversion {
+    pub program: ProgramId,
+    pub event_id: Option<String>,
+    pub order_id: String,
+    pub event: Event,
+    pub amount_minor: i64,
+    pub currency: Currency,
+    pub click_id: Option<String>,
+    pub coupon: Option<String>,
+    /// `None`: when it was received.
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+impl NewConversion {
+    /// `event_id` when the shop sends one, else the order id and event.
+    pub fn idempotency_key(&self) -> String {
+        match &self.event_id {
+            Some(id) => format!("event:{id}"),
+            None => format!("order:{}:{}", self.event.as_str(), self.order_id),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Stored {
+    /// Stored now.
+    New(ConversionId),
+    /// The same conversion was stored before: the shop is retrying.
+    Repeat { id: ConversionId, status: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The key was used before for a different conversion, or the order
+    /// already has a sale (or lead) under another event id.
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Stores a conversion exactly once per idempotency key; committed when
+/// this returns, so the shop may be told.
+pub async fn store(db: &PgPool, c: &NewConversion) -> Result<Stored, StoreError> {
+    let key = c.idempotency_key();
+    let inserted = sqlx::query_scalar!(
+        r#"
+        insert into conversions
+            (program_id, idempotency_key, event_id, order_id, event, amount_minor, currency,
+             click_id, coupon, occurred_at)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce($10, now()))
+        on conflict (program_id, idempotency_key) do nothing
+        returning id as "id: ConversionId"
+        "#,
+        c.program.get(),
+        key,
+        c.event_id,
+        c.order_id,
+        c.event.as_str(),
+        c.amount_minor,
+        c.currency.code(),
+        c.click_id,
+        c.coupon,
+        c.occurred_at,
+    )
+    .fetch_optional(db)
+    .await;
+    match inserted {
+        Ok(Some(id)) => return Ok(Stored::New(id)),
+        Ok(None) => {}
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some("conversions_one_per_order") => {
+            return Err(StoreError::Conflict(format!(
+                "order {} already has a {} under another event_id",
+                c.order_id,
+                c.event.as_str()
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let earlier = sqlx::query!(
+        r#"select id as "id: ConversionId", order_id, event, amount_minor, currency, status
+           from conversions where program_id = $1 and idempotency_key = $2"#,
+        c.program.get(),
+        key
+    )
+    .fetch_one(db)
+    .await?;
+    if earlier.order_id != c.order_id
+        || earlier.event != c.event.as_str()
+        || earlier.amount_minor != c.amount_minor
+        || earlier.currency != c.currency.code()
+    {
+        return Err(StoreError::Conflict(format!(
+            "this idempotency key was used for {} {} of {} {}",
+            earlier.event, earlier.order_id, earlier.amount_minor, earlier.currency
+        )));
+    }
+    Ok(Stored::Repeat {
+        id: earlier.id,
+        status: earlier.status,
+    })
+}
+
+/// A commission as shown inside a conversion.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommissionView {
+    pub id: crate::domain::CommissionId,
+    pub partner_id: crate::domain::PartnerId,
+    pub agreement_id: crate::domain::AgreementId,
+    pub agreement_version: i32,
+    pub rule: serde_json::Value,
+    pub share_bps: i32,
+    pub original_minor: i64,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub status: String,
+    pub review: bool,
+}
+
+/// A conversion, its attribution and its commissions.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConversionView {
+    pub id: ConversionId,
+    pub program_id: ProgramId,
+    pub order_id: String,
+    pub event_id: Option<String>,
+    pub event: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub fraud_reasons: Vec<String>,
+    pub attributed_via: Option<String>,
+    pub click_id: Option<String>,
+    pub coupon: Option<String>,
+    pub link_id: Option<crate::domain::LinkId>,
+    pub agreement_id: Option<crate::domain::AgreementId>,
+    pub agreement_version: Option<i32>,
+    pub refunded_minor: i64,
+    pub occurred_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+    pub commissions: Vec<CommissionView>,
+}
+
+/// Every conversion of an order (its sale or lead, and refunds), oldest first.
+pub async fn by_order(
+    db: &PgPool,
+    program: ProgramId,
+    order_id: &str,
+) -> Result<Vec<ConversionView>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"
+        select id as "id: ConversionId", program_id as "program_id: ProgramId", order_id, event_id,
+               event, amount_minor, currency, status, reason, fraud_reasons, attributed_via,
+               click_id, coupon, link_id as "link_id: crate::domain::LinkId",
+               agreement_id as "agreement_id: crate::domain::AgreementId", agreement_version,
+               refunded_minor, occurred_at, received_at, processed_at
+        from conversions where program_id = $1 and order_id = $2
+        order by id
+        "#,
+        program.get(),
+        order_id
+    )
+    .fetch_all(db)
+    .await?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.id.get()).collect();
+    let commissions = sqlx::query!(
+        r#"
+        select id as "id: crate::domain::CommissionId", conversion_id,
+               partner_id as "partner_id: crate::domain::PartnerId",
+               agreement_id as "agreement_id: crate::domain::AgreementId", agreement_version,
+               rule, share_bps, original_minor, amount_minor, currency, status, review
+        from commissions where conversion_id = any($1)
+        order by partner_id
+        "#,
+        &ids
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ConversionView {
+            commissions: commissions
+                .iter()
+                .filter(|c| c.conversion_id == r.id.get())
+                .map(|c| CommissionView {
+                    id: c.id,
+                    partner_id: c.partner_id,
+                    agreement_id: c.agreement_id,
+                    agreement_version: c.agreement_version,
+                    rule: c.rule.clone(),
+                    share_bps: c.share_bps,
+                    original_minor: c.original_minor,
+                    amount_minor: c.amount_minor,
+                    currency: c.currency.clone(),
+                    status: c.status.clone(),
+                    review: c.review,
+                })
+                .collect(),
+            id: r.id,
+            program_id: r.program_id,
+            order_id: r.order_id,
+            event_id: r.event_id,
+            event: r.event,
+            amount_minor: r.amount_minor,
+            currency: r.currency,
+            status: r.status,
+            reason: r.reason,
+            fraud_reasons: r.fraud_reasons,
+            attributed_via: r.attributed_via,
+            click_id: r.click_id,
+            coupon: r.coupon,
+            link_id: r.link_id,
+            agreement_id: r.agreement_id,
+            agreement_version: r.agreement_version,
+            refunded_minor: r.refunded_minor,
+            occurred_at: r.occurred_at,
+            received_at: r.received_at,
+            processed_at: r.processed_at,
+        })
+        .collect())
+}

@@ -1,0 +1,264 @@
+//! Conversion webhooks from shops, and reading conversions back.
+
+use super::validate::Checker;
+use crate::auth::Principal;
+use crate::conversions::signature::{self, SignatureError};
+use crate::conversions::{
+    self, Event, MAX_AMOUNT_MINOR, NewConversion, StoreError, Stored, check_reference,
+};
+use crate::domain::{Currency, ProgramId};
+use crate::error::ApiError;
+use crate::state::AppState;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Duration, Utc};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use std::time::Instant;
+
+/// Largest webhook body read.
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// Longest click id or coupon stored.
+const MAX_CODE_LEN: usize = 64;
+
+/// The webhook body. Unknown fields are ignored: shops send what their
+/// platform sends, and a new field must not break their integration.
+#[derive(Deserialize)]
+struct ConversionBody {
+    order_id: String,
+    event: String,
+    amount_minor: i64,
+    currency: String,
+    #[serde(default)]
+    click_id: Option<String>,
+    #[serde(default)]
+    coupon: Option<String>,
+    #[serde(default)]
+    occurred_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    event_id: Option<String>,
+}
+
+impl ConversionBody {
+    fn parse(
+        self,
+        program: ProgramId,
+        currency: Currency,
+        now: DateTime<Utc>,
+    ) -> Result<NewConversion, ApiError> {
+        let mut c = Checker::new();
+        c.check("order_id", check_reference(&self.order_id));
+        if let Some(id) = &self.event_id {
+            c.check("event_id", check_reference(id));
+        }
+        let event = Event::parse(&self.event);
+        if event.is_none() {
+            c.fail("event", "unknown event (expected sale, lead or refund)");
+        }
+        if !(0..=MAX_AMOUNT_MINOR).contains(&self.amount_minor) {
+            c.fail(
+                "amount_minor",
+                format!("must be from 0 to {MAX_AMOUNT_MINOR} minor units"),
+            );
+        } else if event == Some(Event::Refund) && self.amount_minor == 0 {
+            c.fail("amount_minor", "a refund must refund something");
+        }
+        match Currency::parse(&self.currency) {
+            Ok(cur) if cur == currency => {}
+            Ok(_) => c.fail("currency", format!("the program's currency is {currency}")),
+            Err(e) => c.fail("currency", e),
+        }
+        for (field, value) in [("click_id", &self.click_id), ("coupon", &self.coupon)] {
+            if let Some(v) = value
+                && (v.is_empty() || v.len() > MAX_CODE_LEN || v.chars().any(char::is_control))
+            {
+                c.fail(field, format!("must be 1 to {MAX_CODE_LEN} characters"));
+            }
+        }
+        if let Some(at) = self.occurred_at {
+            if at > now + Duration::minutes(5) {
+                c.fail("occurred_at", "is in the future");
+            } else if at < now - Duration::days(400) {
+                c.fail("occurred_at", "is more than 400 days ago");
+            }
+        }
+        c.finish(|| {
+            Some(NewConversion {
+                program,
+                event_id: self.event_id,
+                order_id: self.order_id,
+                event: event?,
+                amount_minor: self.amount_minor,
+                currency,
+                click_id: self.click_id,
+                coupon: self.coupon,
+                occurred_at: self.occurred_at,
+            })
+        })
+    }
+}
+
+/// Reads the raw body (the signature covers its exact bytes), refusing
+/// anything over the limit before reading it all.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<web::BytesMut, ApiError> {
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT) {
+        return Err(ApiError::PayloadTooLarge(BODY_LIMIT));
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(BODY_LIMIT));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("unreadable body: {e}")))?;
+        if body.len() + chunk.len() > BODY_LIMIT {
+            return Err(ApiError::PayloadTooLarge(BODY_LIMIT));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// POST /v1/programs/{id}/conversions: a shop reports a sale, lead or
+/// refund. Answered 202 only after the conversion is committed; a repeat
+/// answers 200 with the same id.
+pub async fn receive(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let result = receive_inner(&req, &path, payload, &state).await;
+    state
+        .metrics
+        .webhook_duration
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn receive_inner(
+    req: &HttpRequest,
+    path: &str,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
+    let program = super::path_id::<ProgramId>(path, "program")?;
+    let body = read_body(req, payload).await?;
+    let ctx = state
+        .webhook_contexts
+        .get(&state.db, program)
+        .await?
+        .ok_or(ApiError::NotFound("program"))?;
+    let header = req
+        .headers()
+        .get(signature::HEADER)
+        .and_then(|v| v.to_str().ok());
+    let now = Utc::now();
+    signature::verify(header, &body, now.timestamp(), &ctx.secrets).map_err(|e| {
+        tracing::info!(program = %program, reason = %e, "webhook signature refused");
+        ApiError::BadSignature(match e {
+            SignatureError::Missing => "the Mitra-Signature header is missing",
+            SignatureError::Malformed => {
+                "the Mitra-Signature header is malformed (expected t=<unix seconds>,v1=<hex>)"
+            }
+            SignatureError::Stale => "the signature's timestamp is more than 300 s away from now",
+            SignatureError::Mismatch => {
+                "no v1 signature matches the body under the program's webhook secrets"
+            }
+        })
+    })?;
+    let parsed: ConversionBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
+    let new = parsed.parse(program, ctx.currency, now)?;
+    let label = program.to_string();
+    let stored = conversions::store(&state.db, &new)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(detail) => ApiError::Conflict(detail),
+            StoreError::Db(e) => e.into(),
+        })?;
+    let (status, id, conversion_status, outcome) = match stored {
+        Stored::New(id) => (
+            actix_web::http::StatusCode::ACCEPTED,
+            id,
+            "received".to_owned(),
+            "received",
+        ),
+        Stored::Repeat { id, status } => (actix_web::http::StatusCode::OK, id, status, "duplicate"),
+    };
+    state
+        .metrics
+        .conversions
+        .with_label_values(&[&label, new.event.as_str(), outcome])
+        .inc();
+    Ok(HttpResponse::build(status).json(json!({
+        "conversion_id": id,
+        "status": conversion_status,
+    })))
+}
+
+/// GET /v1/programs/{id}/conversions/{order_id}: the order's sale or lead
+/// with its attribution and commissions, and its refunds.
+pub async fn by_order(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let program = super::path_id::<ProgramId>(&path.0, "program")?;
+    who.require_program(program)?;
+    let all = conversions::by_order(&state.db, program, &path.1).await?;
+    let (mut primary, refunds): (Vec<_>, Vec<_>) =
+        all.into_iter().partition(|c| c.event != "refund");
+    if primary.is_empty() && refunds.is_empty() {
+        return Err(ApiError::NotFound("conversion"));
+    }
+    // An order's refunds may arrive before its sale; then they are all there is.
+    let mut body = match primary.pop() {
+        Some(main) => serde_json::to_value(main),
+        None => serde_json::to_value(json!({"order_id": path.1, "status": "waiting"})),
+    }
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    body["refunds"] = serde_json::to_value(refunds).map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RollBody {
+    /// How long the current secret keeps verifying (default 24 h, at most 30 days).
+    #[serde(default)]
+    grace_hours: Option<i64>,
+}
+
+/// POST /v1/programs/{id}/webhook-secrets: a new webhook secret; the old
+/// one keeps verifying for `grace_hours`.
+pub async fn roll_secret(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: Option<web::Json<RollBody>>,
+) -> Result<HttpResponse, ApiError> {
+    let program = super::path_id::<ProgramId>(&path, "program")?;
+    who.require_program(program)?;
+    crate::programs::get(&state.db, program)
+        .await?
+        .ok_or(ApiError::NotFound("program"))?;
+    let hours = body.and_then(|b| b.grace_hours).unwrap_or(24);
+    if !(0..=720).contains(&hours) {
+        return Err(ApiError::invalid("grace_hours", "must be from 0 to 720"));
+    }
+    let grace = std::time::Duration::from_secs(hours as u64 * 3600);
+    let secret =
+        crate::conversions::webhook_context::roll_secret(&state.db, program, grace).await?;
+    state.webhook_contexts.forget(program);
+    tracing::info!(program = %program, grace_hours = hours, "webhook secret rolled");
+    Ok(HttpResponse::Created().json(json!({
+        "webhook_secret": secret,
+        "previous_valid_until": Utc::now() + Duration::hours(hours),
+    })))
+}
