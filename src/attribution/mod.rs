@@ -13,6 +13,7 @@ use crate::clicks::click_id;
 use crate::domain::{CommissionRules, EarningEvent, ProgramId, Rule, allocate, apply_rate};
 use crate::ledger::{self, NewCommission};
 use crate::metrics::Metrics;
+use crate::reports::rollup::{self, Delta};
 use crate::signing::KeyRing;
 use crate::workers::Step;
 use chrono::{DateTime, Duration, Utc};
@@ -145,11 +146,13 @@ impl Attributor {
         }
         let (earning, refund_rows): (Vec<Claimed>, Vec<Claimed>) =
             claimed.into_iter().partition(|c| c.event != "refund");
-        let (mut outcomes, bookings) = self.attribute(&mut tx, &earning).await?;
+        let (mut outcomes, bookings, mut deltas) = self.attribute(&mut tx, &earning).await?;
         let booked = ledger::book(&mut tx, &bookings).await?;
         let in_batch: Vec<i64> = earning.iter().map(|c| c.id).collect();
         let refund_report = refunds::apply(&mut tx, &refund_rows, &in_batch).await?;
         outcomes.extend(refund_report.outcomes.iter().cloned());
+        deltas.extend(refund_report.deltas.iter().copied());
+        rollup::add(&mut tx, &deltas).await?;
         write_outcomes(&mut tx, &outcomes).await?;
         // Refunds that arrived before these sales can now be applied.
         requeue_waiting_refunds(&mut tx).await?;
@@ -163,9 +166,9 @@ impl Attributor {
         &self,
         tx: &mut PgConnection,
         rows: &[Claimed],
-    ) -> anyhow::Result<(Vec<Outcome>, Vec<NewCommission>)> {
+    ) -> anyhow::Result<(Vec<Outcome>, Vec<NewCommission>, Vec<Delta>)> {
         if rows.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
+            return Ok((Vec::new(), Vec::new(), Vec::new()));
         }
         let programs = load_programs(tx, rows).await?;
         let coupons = load_coupons(tx, rows).await?;
@@ -251,6 +254,7 @@ impl Attributor {
             fraud::Signals::load(tx, &candidates_for_fraud(&candidates), &self.settings.fraud)
                 .await?;
         let mut bookings = Vec::new();
+        let mut deltas = Vec::new();
         let now = Utc::now();
         for (i, (row, cand)) in candidates.iter().enumerate() {
             let program = &programs[&row.program_id];
@@ -290,6 +294,19 @@ impl Attributor {
                 &self.settings.fraud,
             );
             outcome.status = "attributed";
+            let day_delta = |partner: Option<i64>, commission: i64| Delta {
+                program: row.program_id,
+                partner,
+                link: cand.link_id.unwrap_or(0),
+                day: row.occurred_at.date_naive(),
+                conversions: 1,
+                revenue_minor: if row.event == "sale" {
+                    row.amount_minor
+                } else {
+                    0
+                },
+                commission_minor: commission,
+            };
             let event = if row.event == "sale" {
                 EarningEvent::Sale
             } else {
@@ -297,6 +314,7 @@ impl Attributor {
             };
             let Some(rule) = t.rules.overriding(&program.rules).get(event) else {
                 outcome.reason = Some("no_rule".into());
+                deltas.push(day_delta(None, 0));
                 outcomes.push(outcome);
                 continue;
             };
@@ -313,10 +331,12 @@ impl Attributor {
                 continue;
             };
             let rule_json = serde_json::json!({"event": row.event, "rule": rule_value(rule)});
+            deltas.push(day_delta(None, total));
             for ((partner, share), amount) in t.partner_ids.iter().zip(&t.share_bps).zip(parts) {
                 if amount == 0 {
                     continue;
                 }
+                deltas.push(day_delta(Some(*partner), amount));
                 bookings.push(NewCommission {
                     conversion_id: row.id,
                     program_id: row.program_id,
@@ -336,7 +356,7 @@ impl Attributor {
             }
             outcomes.push(outcome);
         }
-        Ok((outcomes, bookings))
+        Ok((outcomes, bookings, deltas))
     }
 
     fn count(

@@ -12,6 +12,7 @@
 use super::{Claimed, Outcome};
 use crate::domain::allocate_weighted;
 use crate::ledger::{self, Entry, Held};
+use crate::reports::rollup::Delta;
 use sqlx::PgConnection;
 use std::collections::HashMap;
 
@@ -22,6 +23,8 @@ pub(crate) struct Report {
     pub reversed: Vec<(i64, String, i64, u64)>,
     /// Refund conversion id -> program, for metrics.
     pub programs: HashMap<i64, i64>,
+    /// What the refunds take off the daily roll-ups.
+    pub deltas: Vec<Delta>,
 }
 
 #[derive(Debug, Clone)]
@@ -34,6 +37,8 @@ struct Sale {
     agreement_version: Option<i32>,
     link_id: Option<i64>,
     attributed_via: Option<String>,
+    program_id: i64,
+    occurred_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// The commissions' new total after refunds of `refunded` out of `sale`.
@@ -76,7 +81,7 @@ pub(crate) async fn apply(
     let mut sales: HashMap<i64, Sale> = sqlx::query_as!(
         Sale,
         r#"select id, status, amount_minor, refunded_minor, agreement_id, agreement_version, link_id,
-                  attributed_via
+                  attributed_via, program_id, occurred_at
            from conversions where id = any($1) order by id for update skip locked"#,
         &sale_ids
     )
@@ -151,6 +156,7 @@ pub(crate) async fn apply(
             reason: capped.then(|| "refund_exceeds_sale".to_owned()),
             ..Default::default()
         };
+        let applied = refunded - sale.refunded_minor;
         sale.refunded_minor = refunded;
         touched_sales.push(sale.id);
         if sale.status != "attributed" {
@@ -161,6 +167,19 @@ pub(crate) async fn apply(
         }
         outcome.status = "attributed";
         let held = commissions.entry(sale.id).or_default();
+        let delta = |partner: Option<i64>, revenue: i64, commission: i64| Delta {
+            program: sale.program_id,
+            partner,
+            link: sale.link_id.unwrap_or(0),
+            day: sale.occurred_at.date_naive(),
+            conversions: 0,
+            revenue_minor: -revenue,
+            commission_minor: -commission,
+        };
+        report.deltas.push(delta(None, applied, 0));
+        for c in held.iter() {
+            report.deltas.push(delta(Some(c.partner_id), applied, 0));
+        }
         let original: i64 = held.iter().map(|c| c.original_minor).sum();
         let current: i64 = held.iter().map(|c| c.amount_minor).sum();
         let reduction = current - remaining_total(original, sale.amount_minor, refunded);
@@ -173,6 +192,8 @@ pub(crate) async fn apply(
             );
             for (c, part) in held.iter_mut().zip(parts) {
                 if let Some((entry, amount, status)) = ledger::reduce(c, part, refund.id, &reason) {
+                    report.deltas.push(delta(None, 0, part));
+                    report.deltas.push(delta(Some(c.partner_id), 0, part));
                     let reversed = u64::from(status == "reversed");
                     report
                         .reversed

@@ -28,6 +28,29 @@ impl Currency {
     pub fn code(self) -> &'static str {
         self.0.code()
     }
+
+    /// Digits after the decimal point (2 for EUR, 0 for JPY, 3 for BHD).
+    pub fn exponent(self) -> u32 {
+        u32::from(self.0.exponent().unwrap_or(0))
+    }
+
+    /// An amount in minor units written in major units, e.g. 12345 EUR as
+    /// "123.45": exact, from integers, for exports.
+    pub fn format_minor(self, amount_minor: i64) -> String {
+        let e = self.exponent();
+        if e == 0 {
+            return amount_minor.to_string();
+        }
+        let scale = 10u64.pow(e);
+        let abs = amount_minor.unsigned_abs();
+        let sign = if amount_minor < 0 { "-" } else { "" };
+        format!(
+            "{sign}{}.{:0width$}",
+            abs / scale,
+            abs % scale,
+            width = e as usize
+        )
+    }
 }
 
 impl fmt::Display for Currency {
@@ -90,6 +113,23 @@ mod tests {
         for code in ["EUR", "USD", "JPY", "IDR", "CHF", "BHD"] {
             assert_eq!(Currency::parse(code).unwrap().code(), code);
         }
+    }
+
+    #[test]
+    fn amounts_format_in_major_units_exactly() {
+        let eur = Currency::parse("EUR").unwrap();
+        assert_eq!(eur.format_minor(12_345), "123.45");
+        assert_eq!(eur.format_minor(5), "0.05");
+        assert_eq!(eur.format_minor(-105), "-1.05");
+        assert_eq!(eur.format_minor(i64::MIN), "-92233720368547758.08");
+        assert_eq!(
+            Currency::parse("JPY").unwrap().format_minor(12_345),
+            "12345"
+        );
+        assert_eq!(
+            Currency::parse("BHD").unwrap().format_minor(12_345),
+            "12.345"
+        );
     }
 
     #[test]

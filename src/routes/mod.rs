@@ -2,13 +2,17 @@
 //! modules, and map results to responses; they hold no business rules.
 
 mod agreements;
+mod commissions;
 mod conversions;
+mod earnings;
 mod links;
 mod ops;
 mod pagination;
 mod partners;
+mod payouts;
 mod programs;
 mod redirect;
+mod reports;
 mod validate;
 
 use crate::error::{ApiError, json_error};
@@ -72,6 +76,30 @@ pub fn api(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(partners::list)),
             )
             .route("/partners/{id}", web::get().to(partners::get))
+            .route(
+                "/partners/{id}/commissions",
+                web::get().to(earnings::commissions),
+            )
+            .route("/partners/{id}/balance", web::get().to(earnings::balance))
+            .route(
+                "/partners/{id}/statement",
+                web::get().to(earnings::statement),
+            )
+            .route(
+                "/commissions/{id}/approve",
+                web::post().to(commissions::approve),
+            )
+            .route(
+                "/commissions/{id}/reject",
+                web::post().to(commissions::reject),
+            )
+            .service(
+                web::resource("/programs/{id}/payouts")
+                    .route(web::post().to(payouts::create))
+                    .route(web::get().to(payouts::list)),
+            )
+            .route("/payouts/{id}", web::get().to(payouts::get))
+            .route("/reports", web::get().to(reports::get))
             .service(
                 web::resource("/agreements/{id}")
                     .route(web::get().to(agreements::get))

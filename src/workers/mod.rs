@@ -6,6 +6,7 @@
 //! claimed again). Tests drive the steps directly.
 
 pub mod clicks;
+pub mod lifecycle;
 
 use crate::metrics::Metrics;
 use std::future::Future;
@@ -137,6 +138,14 @@ pub fn spawn_all(
         let (stop, metrics) = (shutdown.clone(), state.metrics.clone());
         tasks.spawn(async move {
             run_loop("attribution", stop, idle, metrics, || worker.step()).await;
+            Ok(())
+        });
+    }
+    if roles.lifecycle {
+        let worker = lifecycle::Lifecycle::new(state.db.clone(), state.metrics.clone());
+        let (stop, metrics) = (shutdown.clone(), state.metrics.clone());
+        tasks.spawn(async move {
+            run_loop("lifecycle", stop, idle, metrics, || worker.step()).await;
             Ok(())
         });
     }

@@ -8,5 +8,7 @@ mod clicks;
 mod conversions;
 mod errors;
 mod health;
+mod lifecycle;
 mod redirect;
+mod reports;
 mod tenancy;

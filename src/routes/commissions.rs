@@ -1,0 +1,130 @@
+//! A person's decisions on single commissions: approve early, or reject.
+
+use crate::auth::Principal;
+use crate::domain::{CommissionId, ProgramId};
+use crate::error::ApiError;
+use crate::ledger;
+use crate::state::AppState;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Who decided, as the ledger records it.
+fn actor(who: Principal) -> String {
+    match who {
+        Principal::Admin => "admin".into(),
+        Principal::Program(p) => p.to_string(),
+        Principal::Partner(p) => p.to_string(),
+    }
+}
+
+fn reason(body: &Option<web::Json<Decision>>) -> Result<Option<String>, ApiError> {
+    match body
+        .as_ref()
+        .and_then(|b| b.reason.as_deref())
+        .map(str::trim)
+    {
+        None | Some("") => Ok(None),
+        Some(r) if r.chars().count() > 500 || r.chars().any(char::is_control) => {
+            Err(ApiError::invalid(
+                "reason",
+                "must be at most 500 characters without control characters",
+            ))
+        }
+        Some(r) => Ok(Some(r.to_owned())),
+    }
+}
+
+/// Locks the commission if `who` may decide on it (the admin, or its program).
+async fn locked(
+    tx: &mut sqlx::PgConnection,
+    who: Principal,
+    id: CommissionId,
+) -> Result<ledger::Held, ApiError> {
+    let held = ledger::lock(tx, &[id.get()])
+        .await?
+        .pop()
+        .ok_or(ApiError::NotFound("commission"))?;
+    who.require_program(ProgramId::from_db(held.program_id))
+        .map_err(|_| ApiError::NotFound("commission"))?;
+    if held.status != "pending" {
+        return Err(ApiError::Conflict(format!(
+            "the commission is {}, not pending",
+            held.status
+        )));
+    }
+    Ok(held)
+}
+
+/// POST /v1/commissions/{id}/approve: approve before the hold period ends,
+/// or clear a commission held for review.
+pub async fn approve(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: Option<web::Json<Decision>>,
+) -> Result<HttpResponse, ApiError> {
+    let id = super::path_id::<CommissionId>(&path, "commission")?;
+    let reason = reason(&body)?;
+    let mut tx = state.db.begin().await?;
+    let held = locked(&mut tx, who, id).await?;
+    let reason = reason.unwrap_or_else(|| "approved early".into());
+    ledger::approve(
+        &mut tx,
+        std::slice::from_ref(&held),
+        &actor(who),
+        Some(&reason),
+    )
+    .await?;
+    tx.commit().await?;
+    let label = ProgramId::from_db(held.program_id).to_string();
+    state
+        .metrics
+        .commission_minor
+        .with_label_values(&[&label, &held.currency, "approved"])
+        .inc_by(held.amount_minor as u64);
+    state
+        .metrics
+        .commissions
+        .with_label_values(&[&label, "approved"])
+        .inc();
+    tracing::info!(commission = %id, actor = %actor(who), "commission approved by hand");
+    Ok(HttpResponse::Ok().json(json!({"id": id, "status": "approved"})))
+}
+
+/// POST /v1/commissions/{id}/reject: a pending commission is not owed.
+/// A reason is required: the partner sees it in its statement.
+pub async fn reject(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: Option<web::Json<Decision>>,
+) -> Result<HttpResponse, ApiError> {
+    let id = super::path_id::<CommissionId>(&path, "commission")?;
+    let reason =
+        reason(&body)?.ok_or_else(|| ApiError::invalid("reason", "a rejection needs a reason"))?;
+    let mut tx = state.db.begin().await?;
+    let held = locked(&mut tx, who, id).await?;
+    ledger::reject(&mut tx, &held, &actor(who), &reason).await?;
+    tx.commit().await?;
+    let label = ProgramId::from_db(held.program_id).to_string();
+    state
+        .metrics
+        .commission_minor
+        .with_label_values(&[&label, &held.currency, "reversed"])
+        .inc_by(held.amount_minor as u64);
+    state
+        .metrics
+        .commissions
+        .with_label_values(&[&label, "rejected"])
+        .inc();
+    tracing::info!(commission = %id, actor = %actor(who), "commission rejected");
+    Ok(HttpResponse::Ok().json(json!({"id": id, "status": "reversed", "reason": reason})))
+}

@@ -1,0 +1,117 @@
+//! Payouts: pay approved commissions, read them back, export them as CSV.
+
+use super::pagination::{List, Page};
+use crate::auth::Principal;
+use crate::domain::{PayoutId, ProgramId};
+use crate::error::ApiError;
+use crate::payouts;
+use crate::state::AppState;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePayout {
+    /// Partners whose approved balance is below this are left for later.
+    #[serde(default)]
+    min_amount_minor: Option<i64>,
+}
+
+/// POST /v1/programs/{id}/payouts
+pub async fn create(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: Option<web::Json<CreatePayout>>,
+) -> Result<HttpResponse, ApiError> {
+    let program = super::path_id::<ProgramId>(&path, "program")?;
+    who.require_program(program)?;
+    crate::programs::get(&state.db, program)
+        .await?
+        .ok_or(ApiError::NotFound("program"))?;
+    let min = body.and_then(|b| b.min_amount_minor).unwrap_or(1);
+    if !(1..=crate::conversions::MAX_AMOUNT_MINOR).contains(&min) {
+        return Err(ApiError::invalid(
+            "min_amount_minor",
+            "must be a positive amount in minor units",
+        ));
+    }
+    let actor = match who {
+        Principal::Program(p) => p.to_string(),
+        _ => "admin".into(),
+    };
+    let payout = payouts::create(&state.db, program, min, &actor).await?;
+    let label = program.to_string();
+    state.metrics.payouts.with_label_values(&[&label]).inc();
+    for item in &payout.items {
+        state
+            .metrics
+            .payout_minor
+            .with_label_values(&[&label, &item.currency])
+            .inc_by(item.amount_minor.max(0) as u64);
+        state
+            .metrics
+            .commissions
+            .with_label_values(&[&label, "paid"])
+            .inc_by(item.commission_count as u64);
+    }
+    tracing::info!(payout = %payout.id, program = %program, items = payout.items.len(), "payout made");
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/v1/payouts/{}", payout.id)))
+        .json(payout))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// GET /v1/programs/{id}/payouts
+pub async fn list(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let program = super::path_id::<ProgramId>(&path, "program")?;
+    who.require_program(program)?;
+    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let rows = payouts::list(&state.db, program, page.after, page.fetch()).await?;
+    Ok(HttpResponse::Ok().json(List::from_rows(rows, page, |p| p.id.get())))
+}
+
+/// Whether the client asked for CSV.
+pub fn wants_csv(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"))
+}
+
+/// GET /v1/payouts/{id} (JSON, or CSV with `Accept: text/csv`)
+pub async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = super::path_id::<PayoutId>(&path, "payout")?;
+    let payout = payouts::get(&state.db, id)
+        .await?
+        .ok_or(ApiError::NotFound("payout"))?;
+    who.require_program(payout.program_id)
+        .map_err(|_| ApiError::NotFound("payout"))?;
+    if wants_csv(&req) {
+        return Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header((
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"payout-{id}.csv\""),
+            ))
+            .body(payouts::to_csv(&payout)));
+    }
+    Ok(HttpResponse::Ok().json(payout))
+}

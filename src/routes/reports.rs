@@ -1,0 +1,98 @@
+//! GET /v1/reports: daily figures, as JSON or CSV.
+
+use super::payouts::wants_csv;
+use crate::auth::Principal;
+use crate::domain::{LinkId, PartnerId, ProgramId};
+use crate::error::ApiError;
+use crate::reports::{self, MAX_DAYS, ReportQuery};
+use crate::state::AppState;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{Duration, NaiveDate, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Query {
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    program_id: Option<String>,
+    partner_id: Option<String>,
+    link_id: Option<String>,
+    group_by: Option<String>,
+}
+
+fn id<T: std::str::FromStr>(raw: &Option<String>, name: &str) -> Result<Option<T>, ApiError> {
+    raw.as_deref()
+        .map(|s| {
+            s.parse()
+                .map_err(|_| ApiError::BadRequest(format!("{name} is not a valid id")))
+        })
+        .transpose()
+}
+
+/// A program key sees its program, a partner key its own rows; naming
+/// another tenant's program, partner or link answers 404.
+pub async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    query: web::Query<Query>,
+) -> Result<HttpResponse, ApiError> {
+    if query.group_by.as_deref().is_some_and(|g| g != "day") {
+        return Err(ApiError::BadRequest("group_by must be day".into()));
+    }
+    let to = query.to.unwrap_or_else(|| Utc::now().date_naive());
+    let from = query.from.unwrap_or(to - Duration::days(29));
+    if from > to || (to - from).num_days() >= MAX_DAYS {
+        return Err(ApiError::BadRequest(format!(
+            "from must not be after to, and the period at most {MAX_DAYS} days"
+        )));
+    }
+    let mut program: Option<ProgramId> = id(&query.program_id, "program_id")?;
+    let mut partner: Option<PartnerId> = id(&query.partner_id, "partner_id")?;
+    let link: Option<LinkId> = id(&query.link_id, "link_id")?;
+    match who {
+        Principal::Admin => {}
+        Principal::Program(own) => {
+            if program.is_some_and(|p| p != own) {
+                return Err(ApiError::NotFound("program"));
+            }
+            program = Some(own);
+        }
+        Principal::Partner(own) => {
+            if partner.is_some_and(|p| p != own) {
+                return Err(ApiError::NotFound("partner"));
+            }
+            partner = Some(own);
+        }
+    }
+    if let Some(link) = link {
+        let found = crate::links::get(&state.db, link)
+            .await?
+            .ok_or(ApiError::NotFound("link"))?;
+        if !super::links::can_see(&state, who, &found).await? {
+            return Err(ApiError::NotFound("link"));
+        }
+    }
+    let q = ReportQuery {
+        from,
+        to,
+        program,
+        partner,
+        link,
+    };
+    let (rows, totals) = reports::daily(&state.db, &q).await?;
+    if wants_csv(&req) {
+        return Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .body(reports::to_csv(&rows)));
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "data": rows,
+        "totals": totals,
+        "next_cursor": null,
+        "from": from,
+        "to": to,
+    })))
+}

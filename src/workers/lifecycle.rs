@@ -1,0 +1,63 @@
+//! The lifecycle worker: pending commissions whose hold is over become
+//! approved. Commissions held for review wait for a person.
+
+use super::Step;
+use crate::domain::ProgramId;
+use crate::ledger::{self, Held};
+use crate::metrics::Metrics;
+use sqlx::PgPool;
+use std::sync::Arc;
+
+pub const BATCH: i64 = 500;
+
+pub struct Lifecycle {
+    db: PgPool,
+    metrics: Arc<Metrics>,
+}
+
+impl Lifecycle {
+    pub fn new(db: PgPool, metrics: Arc<Metrics>) -> Self {
+        Self { db, metrics }
+    }
+
+    /// Approves one batch of due commissions. Several workers may run: each
+    /// skips the rows another has locked, and the status check makes a
+    /// second approval impossible.
+    pub async fn step(&self) -> anyhow::Result<Step> {
+        let mut tx = self.db.begin().await?;
+        let due = sqlx::query_as!(
+            Held,
+            r#"select id, program_id, partner_id, currency, status, amount_minor, original_minor
+               from commissions
+               where status = 'pending' and not review and approve_after <= now()
+               order by id
+               limit $1
+               for update skip locked"#,
+            BATCH
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        if due.is_empty() {
+            tx.commit().await?;
+            return Ok(Step::Idle);
+        }
+        ledger::approve(&mut tx, &due, "worker", Some("hold period over")).await?;
+        tx.commit().await?;
+        for c in &due {
+            let label = ProgramId::from_db(c.program_id).to_string();
+            self.metrics
+                .commission_minor
+                .with_label_values(&[&label, &c.currency, "approved"])
+                .inc_by(c.amount_minor as u64);
+            self.metrics
+                .commissions
+                .with_label_values(&[&label, "approved"])
+                .inc();
+        }
+        Ok(if due.len() as i64 == BATCH {
+            Step::Busy
+        } else {
+            Step::Idle
+        })
+    }
+}
