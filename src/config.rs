@@ -194,6 +194,7 @@ impl Settings {
             };
         let attribution = AttributionSettings {
             batch: number("MITRA_ATTRIBUTION_BATCH", 500, 1, 10_000)?,
+            concurrency: number("MITRA_ATTRIBUTION_CONCURRENCY", 2, 1, 64)? as usize,
             fraud: FraudSettings {
                 min_click_seconds: number("MITRA_FRAUD_MIN_CLICK_SECONDS", 3, 0, 86_400)?,
                 max_orders_per_click: number("MITRA_FRAUD_MAX_ORDERS_PER_CLICK", 3, 1, 1_000_000)?,

@@ -5,6 +5,7 @@ use crate::clicks::client_ip::IpHasher;
 use crate::clicks::log::{self as click_log, ClickLog};
 use crate::config::Settings;
 use crate::conversions::webhook_context::WebhookContexts;
+use crate::conversions::writer::ConversionWriter;
 use crate::error::ensure_problem_json;
 use crate::links::{self, cache::LinkCache};
 use crate::metrics::Metrics;
@@ -93,7 +94,7 @@ impl Application {
             ),
         };
         let state = web::Data::new(AppState {
-            db,
+            db: db.clone(),
             redis,
             settings,
             metrics,
@@ -101,6 +102,7 @@ impl Application {
             click_log,
             ip_hasher,
             webhook_contexts: WebhookContexts::new(),
+            conversion_writer: ConversionWriter::start(db.clone()),
         });
         let server = {
             let state = state.clone();

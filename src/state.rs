@@ -4,6 +4,7 @@ use crate::clicks::client_ip::IpHasher;
 use crate::clicks::log::ClickLog;
 use crate::config::Settings;
 use crate::conversions::webhook_context::WebhookContexts;
+use crate::conversions::writer::ConversionWriter;
 use crate::links::cache::LinkCache;
 use crate::metrics::Metrics;
 use crate::redis_client::RedisClient;
@@ -19,4 +20,5 @@ pub struct AppState {
     pub click_log: ClickLog,
     pub ip_hasher: IpHasher,
     pub webhook_contexts: WebhookContexts,
+    pub conversion_writer: ConversionWriter,
 }

@@ -7,6 +7,8 @@ use super::Claimed;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
 
 #[derive(Debug, Clone)]
 pub struct FraudSettings {
@@ -31,6 +33,59 @@ impl Default for FraudSettings {
     }
 }
 
+/// Each program's average attributed sale over 30 days, read at most once a
+/// minute: an aggregate over a month of sales is too dear for every batch,
+/// and an outlier threshold does not need to move by the second.
+#[derive(Default)]
+pub struct SaleAverages {
+    cache: Mutex<HashMap<i64, (Average, Instant)>>,
+}
+
+/// Average sale in minor units, and how many sales it averages.
+type Average = (i64, i64);
+
+const AVERAGE_TTL: Duration = Duration::from_secs(60);
+
+impl SaleAverages {
+    /// Program -> (average sale in minor units, number of sales).
+    pub(crate) async fn get(
+        &self,
+        tx: &mut PgConnection,
+        programs: &[i64],
+    ) -> Result<HashMap<i64, (i64, i64)>, sqlx::Error> {
+        let mut cache = self.cache.lock().await;
+        let stale: Vec<i64> = programs
+            .iter()
+            .copied()
+            .filter(|p| {
+                cache
+                    .get(p)
+                    .is_none_or(|(_, at)| at.elapsed() > AVERAGE_TTL)
+            })
+            .collect();
+        if !stale.is_empty() {
+            let fresh = sqlx::query!(
+                r#"select p as "program_id!", coalesce(avg(c.amount_minor), 0)::bigint as "average!",
+                          count(c.id) as "sales!"
+                   from unnest($1::bigint[]) as p
+                   left join conversions c on c.program_id = p and c.event = 'sale'
+                        and c.status = 'attributed' and c.occurred_at > now() - interval '30 days'
+                   group by p"#,
+                &stale
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            for r in fresh {
+                cache.insert(r.program_id, ((r.average, r.sales), Instant::now()));
+            }
+        }
+        Ok(programs
+            .iter()
+            .filter_map(|p| cache.get(p).map(|(v, _)| (*p, *v)))
+            .collect())
+    }
+}
+
 /// What the database knows that bears on a batch's conversions.
 pub struct Signals {
     flagged: HashSet<String>,
@@ -44,7 +99,7 @@ impl Signals {
     pub(crate) async fn load(
         tx: &mut PgConnection,
         candidates: &[(&Claimed, Option<&str>)],
-        _settings: &FraudSettings,
+        averages: &SaleAverages,
     ) -> Result<Self, sqlx::Error> {
         let mut clicks: Vec<String> = candidates
             .iter()
@@ -93,23 +148,7 @@ impl Signals {
                 }
             }
         }
-        if !programs.is_empty() {
-            for r in sqlx::query!(
-                r#"select program_id, avg(amount_minor)::bigint as "average!", count(*) as "sales!"
-                   from conversions
-                   where program_id = any($1) and event = 'sale' and status = 'attributed'
-                     and occurred_at > now() - interval '30 days'
-                   group by program_id"#,
-                &programs
-            )
-            .fetch_all(&mut *tx)
-            .await?
-            {
-                signals
-                    .sale_average
-                    .insert(r.program_id, (r.average, r.sales));
-            }
-        }
+        signals.sale_average = averages.get(tx, &programs).await?;
         Ok(signals)
     }
 

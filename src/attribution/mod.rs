@@ -28,6 +28,8 @@ use tokio::sync::Mutex;
 pub struct AttributionSettings {
     /// Conversions claimed per transaction.
     pub batch: i64,
+    /// Attribution loops per worker process.
+    pub concurrency: usize,
     pub fraud: FraudSettings,
 }
 
@@ -36,6 +38,7 @@ pub struct Attributor {
     keys: KeyRing,
     metrics: Arc<Metrics>,
     settings: AttributionSettings,
+    averages: fraud::SaleAverages,
     last_housekeeping: Mutex<Option<Instant>>,
 }
 
@@ -118,6 +121,7 @@ impl Attributor {
             keys,
             metrics,
             settings,
+            averages: fraud::SaleAverages::default(),
             last_housekeeping: Mutex::new(None),
         }
     }
@@ -251,8 +255,7 @@ impl Attributor {
 
         let terms = load_terms(tx, &candidates).await?;
         let signals =
-            fraud::Signals::load(tx, &candidates_for_fraud(&candidates), &self.settings.fraud)
-                .await?;
+            fraud::Signals::load(tx, &candidates_for_fraud(&candidates), &self.averages).await?;
         let mut bookings = Vec::new();
         let mut deltas = Vec::new();
         let now = Utc::now();
@@ -549,39 +552,67 @@ async fn load_terms(
     }
     let agreements: Vec<i64> = candidates.iter().map(|(_, c)| c.agreement_id).collect();
     let times: Vec<DateTime<Utc>> = candidates.iter().map(|(r, _)| r.occurred_at).collect();
-    let rows = sqlx::query!(
+    // First which version each conversion falls under (cheap: no partner
+    // lists), then the terms of each distinct version once.
+    let versions = sqlx::query!(
         r#"
-        select q.idx as "idx!", t.version as "version!", t.commission, t.partner_ids as "partner_ids!",
-               t.share_bps as "share_bps!", t.valid_from, t.valid_until
+        select q.idx as "idx!", v.version as "version!"
         from unnest($1::bigint[], $2::timestamptz[]) with ordinality as q(agreement_id, at, idx)
         cross join lateral (
-            select * from agreement_terms t
-            where t.agreement_id = q.agreement_id
-            order by case when t.created_at <= q.at then t.version else -t.version end desc
+            select v.version from agreement_versions v
+            where v.agreement_id = q.agreement_id
+            order by case when v.created_at <= q.at then v.version else -v.version end desc
             limit 1
-        ) t
+        ) v
         "#,
         &agreements,
         &times
     )
     .fetch_all(&mut *tx)
     .await?;
-    let mut terms: Vec<Option<Terms>> = vec![None; candidates.len()];
+    let mut wanted: Vec<(i64, i32)> = versions
+        .iter()
+        .map(|v| (agreements[(v.idx - 1) as usize], v.version))
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let rows = sqlx::query!(
+        r#"
+        select t.agreement_id as "agreement_id!", t.version as "version!", t.commission,
+               t.partner_ids as "partner_ids!", t.share_bps as "share_bps!", t.valid_from, t.valid_until
+        from agreement_terms t
+        join unnest($1::bigint[], $2::int[]) as w(agreement_id, version)
+          on t.agreement_id = w.agreement_id and t.version = w.version
+        "#,
+        &wanted.iter().map(|w| w.0).collect::<Vec<_>>(),
+        &wanted.iter().map(|w| w.1).collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut by_version: HashMap<(i64, i32), Terms> = HashMap::new();
     for r in rows {
         let rules = match &r.commission {
             Some(v) => CommissionRules::parse(v)
                 .map_err(|e| anyhow::anyhow!("stored agreement rules invalid: {e}"))?,
             None => CommissionRules::default(),
         };
-        if let Some(slot) = terms.get_mut((r.idx - 1) as usize) {
-            *slot = Some(Terms {
+        by_version.insert(
+            (r.agreement_id, r.version),
+            Terms {
                 version: r.version,
                 rules,
                 partner_ids: r.partner_ids,
                 share_bps: r.share_bps,
                 valid_from: r.valid_from,
                 valid_until: r.valid_until,
-            });
+            },
+        );
+    }
+    let mut terms: Vec<Option<Terms>> = vec![None; candidates.len()];
+    for v in versions {
+        let i = (v.idx - 1) as usize;
+        if let Some(slot) = terms.get_mut(i) {
+            *slot = by_version.get(&(agreements[i], v.version)).cloned();
         }
     }
     Ok(terms)

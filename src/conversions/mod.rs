@@ -3,6 +3,7 @@
 
 pub mod signature;
 pub mod webhook_context;
+pub mod writer;
 
 use crate::domain::{ConversionId, Currency, ProgramId};
 use chrono::{DateTime, Utc};
@@ -94,68 +95,127 @@ pub enum StoreError {
     Conflict(String),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+    /// The batch this conversion was written with failed; nothing was stored.
+    #[error("{message}")]
+    Batch { unavailable: bool, message: String },
 }
 
 /// Stores a conversion exactly once per idempotency key; committed when
 /// this returns, so the shop may be told.
 pub async fn store(db: &PgPool, c: &NewConversion) -> Result<Stored, StoreError> {
-    let key = c.idempotency_key();
-    let inserted = sqlx::query_scalar!(
+    store_many(db, std::slice::from_ref(c))
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Db(sqlx::Error::RowNotFound))?
+}
+
+/// Stores several conversions in one statement and one commit (the
+/// webhook group commit), each exactly once per idempotency key. The outer
+/// error is a database failure: none of them was stored.
+pub async fn store_many(
+    db: &PgPool,
+    batch: &[NewConversion],
+) -> Result<Vec<Result<Stored, StoreError>>, sqlx::Error> {
+    let keys: Vec<String> = batch.iter().map(NewConversion::idempotency_key).collect();
+    // Any conflict (a repeated key, or a second sale for an order) skips the
+    // row instead of failing the others; skipped rows are sorted out below.
+    let inserted = sqlx::query!(
         r#"
         insert into conversions
             (program_id, idempotency_key, event_id, order_id, event, amount_minor, currency,
              click_id, coupon, occurred_at)
-        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce($10, now()))
-        on conflict (program_id, idempotency_key) do nothing
-        returning id as "id: ConversionId"
+        select p, k, e, o, ev, a, cur, cl, cp, coalesce(at, now())
+        from unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+                    $7::text[], $8::text[], $9::text[], $10::timestamptz[])
+             as u(p, k, e, o, ev, a, cur, cl, cp, at)
+        on conflict do nothing
+        returning id as "id: ConversionId", program_id, idempotency_key
         "#,
-        c.program.get(),
-        key,
-        c.event_id,
-        c.order_id,
-        c.event.as_str(),
-        c.amount_minor,
-        c.currency.code(),
-        c.click_id,
-        c.coupon,
-        c.occurred_at,
+        &batch.iter().map(|c| c.program.get()).collect::<Vec<_>>(),
+        &keys,
+        &batch.iter().map(|c| c.event_id.clone()).collect::<Vec<_>>() as &[Option<String>],
+        &batch.iter().map(|c| c.order_id.clone()).collect::<Vec<_>>(),
+        &batch
+            .iter()
+            .map(|c| c.event.as_str().to_owned())
+            .collect::<Vec<_>>(),
+        &batch.iter().map(|c| c.amount_minor).collect::<Vec<_>>(),
+        &batch
+            .iter()
+            .map(|c| c.currency.code().to_owned())
+            .collect::<Vec<_>>(),
+        &batch.iter().map(|c| c.click_id.clone()).collect::<Vec<_>>() as &[Option<String>],
+        &batch.iter().map(|c| c.coupon.clone()).collect::<Vec<_>>() as &[Option<String>],
+        &batch.iter().map(|c| c.occurred_at).collect::<Vec<_>>() as &[Option<DateTime<Utc>>],
     )
-    .fetch_optional(db)
-    .await;
-    match inserted {
-        Ok(Some(id)) => return Ok(Stored::New(id)),
-        Ok(None) => {}
-        Err(sqlx::Error::Database(e)) if e.constraint() == Some("conversions_one_per_order") => {
-            return Err(StoreError::Conflict(format!(
-                "order {} already has a {} under another event_id",
-                c.order_id,
-                c.event.as_str()
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let earlier = sqlx::query!(
-        r#"select id as "id: ConversionId", order_id, event, amount_minor, currency, status
-           from conversions where program_id = $1 and idempotency_key = $2"#,
-        c.program.get(),
-        key
-    )
-    .fetch_one(db)
+    .fetch_all(db)
     .await?;
-    if earlier.order_id != c.order_id
-        || earlier.event != c.event.as_str()
-        || earlier.amount_minor != c.amount_minor
-        || earlier.currency != c.currency.code()
-    {
-        return Err(StoreError::Conflict(format!(
-            "this idempotency key was used for {} {} of {} {}",
-            earlier.event, earlier.order_id, earlier.amount_minor, earlier.currency
-        )));
+    let mut new: std::collections::HashMap<(i64, &str), ConversionId> = inserted
+        .iter()
+        .map(|r| ((r.program_id, r.idempotency_key.as_str()), r.id))
+        .collect();
+    // The first of the batch with a key is new; a later one repeats it.
+    let mut results: Vec<Option<Result<Stored, StoreError>>> = batch
+        .iter()
+        .zip(&keys)
+        .map(|(c, k)| {
+            new.remove(&(c.program.get(), k.as_str()))
+                .map(|id| Ok(Stored::New(id)))
+        })
+        .collect();
+    let missing: Vec<usize> = (0..batch.len()).filter(|i| results[*i].is_none()).collect();
+    if !missing.is_empty() {
+        let earlier = sqlx::query!(
+            r#"select c.id as "id: ConversionId", c.program_id, c.idempotency_key, c.order_id, c.event,
+                      c.amount_minor, c.currency, c.status
+               from conversions c
+               join unnest($1::bigint[], $2::text[]) as q(program_id, key)
+                 on c.program_id = q.program_id and c.idempotency_key = q.key"#,
+            &missing.iter().map(|i| batch[*i].program.get()).collect::<Vec<_>>(),
+            &missing.iter().map(|i| keys[*i].clone()).collect::<Vec<_>>(),
+        )
+        .fetch_all(db)
+        .await?;
+        for i in missing {
+            let c = &batch[i];
+            let found = earlier
+                .iter()
+                .find(|e| e.program_id == c.program.get() && e.idempotency_key == keys[i]);
+            results[i] = Some(match found {
+                None => Err(StoreError::Conflict(format!(
+                    "order {} already has a {} under another event_id",
+                    c.order_id,
+                    c.event.as_str()
+                ))),
+                Some(e)
+                    if e.order_id != c.order_id
+                        || e.event != c.event.as_str()
+                        || e.amount_minor != c.amount_minor
+                        || e.currency != c.currency.code() =>
+                {
+                    Err(StoreError::Conflict(format!(
+                        "this idempotency key was used for {} {} of {} {}",
+                        e.event, e.order_id, e.amount_minor, e.currency
+                    )))
+                }
+                Some(e) => Ok(Stored::Repeat {
+                    id: e.id,
+                    status: e.status.clone(),
+                }),
+            });
+        }
     }
-    Ok(Stored::Repeat {
-        id: earlier.id,
-        status: earlier.status,
-    })
+    Ok(results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                Err(StoreError::Batch {
+                    unavailable: false,
+                    message: "a conversion of the batch got no result".into(),
+                })
+            })
+        })
+        .collect())
 }
 
 /// A commission as shown inside a conversion.

@@ -176,11 +176,19 @@ async fn receive_inner(
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
     let new = parsed.parse(program, ctx.currency, now)?;
     let label = program.to_string();
-    let stored = conversions::store(&state.db, &new)
+    let event = new.event;
+    let stored = state
+        .conversion_writer
+        .store(new)
         .await
         .map_err(|e| match e {
             StoreError::Conflict(detail) => ApiError::Conflict(detail),
             StoreError::Db(e) => e.into(),
+            StoreError::Batch {
+                unavailable: true,
+                message,
+            } => ApiError::Unavailable(anyhow::anyhow!(message)),
+            StoreError::Batch { message, .. } => ApiError::Internal(anyhow::anyhow!(message)),
         })?;
     let (status, id, conversion_status, outcome) = match stored {
         Stored::New(id) => (
@@ -194,7 +202,7 @@ async fn receive_inner(
     state
         .metrics
         .conversions
-        .with_label_values(&[&label, new.event.as_str(), outcome])
+        .with_label_values(&[&label, event.as_str(), outcome])
         .inc();
     Ok(HttpResponse::build(status).json(json!({
         "conversion_id": id,

@@ -129,17 +129,21 @@ pub fn spawn_all(
         });
     }
     if roles.attribution {
-        let worker = crate::attribution::Attributor::new(
-            state.db.clone(),
-            state.settings.link_keys.clone(),
-            state.metrics.clone(),
-            state.settings.attribution.clone(),
-        );
-        let (stop, metrics) = (shutdown.clone(), state.metrics.clone());
-        tasks.spawn(async move {
-            run_loop("attribution", stop, idle, metrics, || worker.step()).await;
-            Ok(())
-        });
+        // Several loops per process: while one waits on Postgres another
+        // computes; SKIP LOCKED keeps their batches apart.
+        for _ in 0..state.settings.attribution.concurrency {
+            let worker = crate::attribution::Attributor::new(
+                state.db.clone(),
+                state.settings.link_keys.clone(),
+                state.metrics.clone(),
+                state.settings.attribution.clone(),
+            );
+            let (stop, metrics) = (shutdown.clone(), state.metrics.clone());
+            tasks.spawn(async move {
+                run_loop("attribution", stop, idle, metrics, || worker.step()).await;
+                Ok(())
+            });
+        }
     }
     if roles.lifecycle {
         let worker = lifecycle::Lifecycle::new(state.db.clone(), state.metrics.clone());

@@ -674,3 +674,65 @@ impl TestApp {
 pub fn sale(order: &str, amount: i64, click_id: &str) -> Value {
     json!({"order_id": order, "event": "sale", "amount_minor": amount, "currency": "EUR", "click_id": click_id})
 }
+
+/// A `mitra` process started from the built binary, as an operator runs it.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub base: String,
+}
+
+impl ServerProcess {
+    /// Starts `mitra <args>` with exactly `env` (plus JSON logs on a free
+    /// port) and waits for the line announcing its port.
+    pub fn start(args: &[&str], env: &[(&str, String)]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mitra"));
+        cmd.args(args).env_clear();
+        for var in ["PATH", "HOME"] {
+            if let Ok(v) = std::env::var(var) {
+                cmd.env(var, v);
+            }
+        }
+        cmd.env("MITRA_LISTEN", "127.0.0.1:0")
+            .env("MITRA_LOG_FORMAT", "json");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("the mitra binary starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .expect("the server announces its port")
+                .unwrap();
+            let json: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if let Some(p) = json["port"].as_u64() {
+                break p as u16;
+            }
+        };
+        // Keep reading, so a chatty server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flush, nothing.
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}

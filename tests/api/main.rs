@@ -6,6 +6,7 @@ mod admin_api;
 mod cli;
 mod clicks;
 mod conversions;
+mod crash;
 mod errors;
 mod health;
 mod lifecycle;

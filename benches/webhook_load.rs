@@ -1,0 +1,226 @@
+//! Load generator for conversion webhooks; benches/conversions_load.sh runs
+//! it against a release server. Not a criterion bench: it drives a real
+//! server over HTTP and reads the real database.
+//!
+//! Phases, all in one run so they compare on the same machine state:
+//! 1. burst: N signed sales (valid click ids) posted with C connections;
+//!    time until every one is booked (attributed with commissions);
+//! 2. baseline: one plain multi-row INSERT of N rows into the same Postgres;
+//! 3. paced: R webhooks per second for S seconds, latency percentiles.
+
+use chrono::Utc;
+use mitra::clicks::click_id;
+use mitra::conversions::signature;
+use mitra::domain::LinkId;
+use mitra::signing::KeyRing;
+use secrecy::SecretString;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set (run benches/conversions_load.sh)"))
+}
+
+fn num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Target {
+    client: reqwest::Client,
+    url: String,
+    secret: String,
+    keys: KeyRing,
+    link: LinkId,
+}
+
+impl Target {
+    fn body(&self, order: &str) -> Vec<u8> {
+        let at = Utc::now().timestamp_millis() - 60_000;
+        let click = click_id::issue(&self.keys, self.link, at, rand::random()).expect("click id");
+        serde_json::to_vec(&serde_json::json!({
+            "order_id": order, "event": "sale", "amount_minor": 12_345,
+            "currency": "EUR", "click_id": click.as_str()
+        }))
+        .expect("json")
+    }
+
+    async fn post(&self, body: Vec<u8>) -> (bool, Duration) {
+        let header = signature::header(&self.secret, Utc::now().timestamp(), &body);
+        let started = Instant::now();
+        let res = self
+            .client
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("mitra-signature", header)
+            .body(body)
+            .send()
+            .await;
+        let ok = matches!(&res, Ok(r) if r.status().is_success());
+        if let Ok(r) = res {
+            let _ = r.bytes().await;
+        }
+        (ok, started.elapsed())
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes --bench, and test runners ask for a --list of
+    // tests (there are none); the settings come from the environment.
+    if std::env::args().any(|a| a == "--list") || std::env::var("LOAD_RUN_ID").is_err() {
+        eprintln!("webhook_load: run it through benches/conversions_load.sh");
+        return Ok(());
+    }
+    let n = num("LOAD_CONVERSIONS", 20_000) as usize;
+    let conns = num("LOAD_CONNECTIONS", 64) as usize;
+    let rate = num("LOAD_RATE", 1_000);
+    let paced_secs = num("LOAD_PACED_SECONDS", 10);
+    let run = env("LOAD_RUN_ID");
+    let target = Arc::new(Target {
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(conns)
+            .build()?,
+        url: format!(
+            "{}/v1/programs/{}/conversions",
+            env("LOAD_BASE"),
+            env("LOAD_PROGRAM")
+        ),
+        secret: env("LOAD_SECRET"),
+        keys: KeyRing::parse(&SecretString::from(env("MITRA_LINK_KEYS")))
+            .map_err(anyhow::Error::msg)?,
+        link: LinkId::parse(&env("LOAD_LINK")).map_err(|_| anyhow::anyhow!("LOAD_LINK"))?,
+    });
+    let db = sqlx::PgPool::connect(&env("DATABASE_URL")).await?;
+
+    // 1. Burst.
+    let bodies: Vec<Vec<u8>> = (0..n)
+        .map(|i| target.body(&format!("{run}-burst-{i}")))
+        .collect();
+    let bodies = Arc::new(tokio::sync::Mutex::new(bodies));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..conns {
+        let (target, bodies) = (target.clone(), bodies.clone());
+        workers.push(tokio::spawn(async move {
+            let mut failed = 0usize;
+            loop {
+                let Some(body) = bodies.lock().await.pop() else {
+                    break;
+                };
+                if !target.post(body).await.0 {
+                    failed += 1;
+                }
+            }
+            failed
+        }));
+    }
+    let mut failed = 0;
+    for w in workers {
+        failed += w.await?;
+    }
+    let accepted_in = started.elapsed();
+    let like = format!("{run}-burst-%");
+    loop {
+        // The queue's partial index makes this cheap; the run owns the database.
+        let left: i64 =
+            sqlx::query_scalar("select count(*) from conversions where status = 'received'")
+                .fetch_one(&db)
+                .await?;
+        if left == 0 {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            anyhow::bail!("{left} conversions still unbooked after 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let booked_in = started.elapsed();
+    let commissions: i64 = sqlx::query_scalar(
+        "select count(*) from commissions c join conversions v on v.id = c.conversion_id where v.order_id like $1",
+    )
+    .bind(&like)
+    .fetch_one(&db)
+    .await?;
+
+    // 2. Baseline: the same number of rows in one plain INSERT.
+    let mut conn = db.acquire().await?;
+    sqlx::query("create temporary table if not exists baseline (order_id text, event text, amount_minor bigint, currency text, click_id text, idempotency_key text)")
+        .execute(&mut *conn)
+        .await?;
+    let orders: Vec<String> = (0..n).map(|i| format!("{run}-base-{i}")).collect();
+    let started_base = Instant::now();
+    sqlx::query(
+        "insert into baseline (order_id, event, amount_minor, currency, click_id, idempotency_key)
+         select o, 'sale', 12345, 'EUR', 'x', o from unnest($1::text[]) as o",
+    )
+    .bind(&orders)
+    .execute(&mut *conn)
+    .await?;
+    let baseline = started_base.elapsed();
+
+    // 3. Paced: one request every 1/rate s, each on its own task (open loop).
+    let total = (rate * paced_secs) as usize;
+    let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut pending = Vec::with_capacity(total);
+    let paced_started = Instant::now();
+    for i in 0..total {
+        interval.tick().await;
+        let (target, body) = (target.clone(), target.body(&format!("{run}-paced-{i}")));
+        pending.push(tokio::spawn(async move { target.post(body).await }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let mut paced_failed = 0;
+    for p in pending {
+        let (ok, took) = p.await?;
+        if !ok {
+            paced_failed += 1;
+        }
+        latencies.push(took);
+    }
+    let achieved = total as f64 / paced_started.elapsed().as_secs_f64();
+    latencies.sort();
+
+    println!("conversions: {n} posted with {conns} connections, {failed} refused");
+    println!(
+        "  all accepted after {:.2} s ({:.0} webhooks/s)",
+        accepted_in.as_secs_f64(),
+        n as f64 / accepted_in.as_secs_f64()
+    );
+    println!(
+        "  all booked after {:.2} s: {:.0} conversions booked per second end to end ({commissions} commissions)",
+        booked_in.as_secs_f64(),
+        n as f64 / booked_in.as_secs_f64()
+    );
+    println!(
+        "  plain multi-row INSERT of {n} rows: {:.3} s ({:.0} rows/s); end to end / plain insert: {:.1}x",
+        baseline.as_secs_f64(),
+        n as f64 / baseline.as_secs_f64(),
+        booked_in.as_secs_f64() / baseline.as_secs_f64()
+    );
+    println!(
+        "paced: {total} webhooks at {achieved:.0}/s, {paced_failed} failed: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.9),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0)
+    );
+    println!(
+        "RESULT booked_per_s={:.0} p99_ms={:.2}",
+        n as f64 / booked_in.as_secs_f64(),
+        percentile(&latencies, 0.99)
+    );
+    Ok(())
+}
