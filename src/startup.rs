@@ -111,6 +111,7 @@ impl Application {
                     .app_data(state.clone())
                     .wrap(ErrorHandlers::new().default_handler(ensure_problem_json))
                     .wrap(from_fn(middleware::record_metrics))
+                    .wrap(from_fn(middleware::request_id))
                     .configure(routes::ops)
                     .configure(|cfg| {
                         if roles.api {

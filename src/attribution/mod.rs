@@ -54,6 +54,8 @@ pub(crate) struct Claimed {
     pub click_id: Option<String>,
     pub coupon: Option<String>,
     pub occurred_at: DateTime<Utc>,
+    /// The webhook's request id: log lines about this conversion carry it.
+    pub request_id: Option<String>,
 }
 
 /// What attribution decided for one conversion.
@@ -133,7 +135,8 @@ impl Attributor {
         let claimed = sqlx::query_as!(
             Claimed,
             r#"
-            select id, program_id, event, order_id, amount_minor, currency, click_id, coupon, occurred_at
+            select id, program_id, event, order_id, amount_minor, currency, click_id, coupon, occurred_at,
+                   request_id
             from conversions
             where status = 'received'
             order by id
@@ -163,6 +166,30 @@ impl Attributor {
         tx.commit().await?;
 
         self.count(&earning, &outcomes, &booked, &refund_report);
+        // One line per conversion, under the webhook's request id: the trace
+        // from "received" to "booked". Debug, for the volume.
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let request_ids: HashMap<i64, &Option<String>> = earning
+                .iter()
+                .chain(refund_rows.iter())
+                .map(|c| (c.id, &c.request_id))
+                .collect();
+            for o in &outcomes {
+                tracing::debug!(
+                    conversion = %crate::domain::ConversionId::from_db(o.id),
+                    request_id = request_ids.get(&o.id).and_then(|r| r.as_deref()).unwrap_or(""),
+                    status = o.status,
+                    reason = o.reason.as_deref().unwrap_or(""),
+                    fraud = ?o.fraud,
+                    "conversion processed"
+                );
+            }
+        }
+        tracing::info!(
+            claimed = earning.len() + refund_rows.len(),
+            commissions = booked.len(),
+            "attribution batch committed"
+        );
         Ok(Step::Busy)
     }
 

@@ -67,6 +67,8 @@ pub struct NewConversion {
     pub coupon: Option<String>,
     /// `None`: when it was received.
     pub occurred_at: Option<DateTime<Utc>>,
+    /// The webhook's request id, kept for tracing.
+    pub request_id: Option<String>,
 }
 
 impl NewConversion {
@@ -123,11 +125,11 @@ pub async fn store_many(
         r#"
         insert into conversions
             (program_id, idempotency_key, event_id, order_id, event, amount_minor, currency,
-             click_id, coupon, occurred_at)
-        select p, k, e, o, ev, a, cur, cl, cp, coalesce(at, now())
+             click_id, coupon, occurred_at, request_id)
+        select p, k, e, o, ev, a, cur, cl, cp, coalesce(at, now()), r
         from unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
-                    $7::text[], $8::text[], $9::text[], $10::timestamptz[])
-             as u(p, k, e, o, ev, a, cur, cl, cp, at)
+                    $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[])
+             as u(p, k, e, o, ev, a, cur, cl, cp, at, r)
         on conflict do nothing
         returning id as "id: ConversionId", program_id, idempotency_key
         "#,
@@ -147,6 +149,10 @@ pub async fn store_many(
         &batch.iter().map(|c| c.click_id.clone()).collect::<Vec<_>>() as &[Option<String>],
         &batch.iter().map(|c| c.coupon.clone()).collect::<Vec<_>>() as &[Option<String>],
         &batch.iter().map(|c| c.occurred_at).collect::<Vec<_>>() as &[Option<DateTime<Utc>>],
+        &batch
+            .iter()
+            .map(|c| c.request_id.clone())
+            .collect::<Vec<_>>() as &[Option<String>],
     )
     .fetch_all(db)
     .await?;
@@ -257,6 +263,8 @@ pub struct ConversionView {
     pub occurred_at: DateTime<Utc>,
     pub received_at: DateTime<Utc>,
     pub processed_at: Option<DateTime<Utc>>,
+    /// The request id of the webhook that brought it.
+    pub request_id: Option<String>,
     pub commissions: Vec<CommissionView>,
 }
 
@@ -272,7 +280,7 @@ pub async fn by_order(
                event, amount_minor, currency, status, reason, fraud_reasons, attributed_via,
                click_id, coupon, link_id as "link_id: crate::domain::LinkId",
                agreement_id as "agreement_id: crate::domain::AgreementId", agreement_version,
-               refunded_minor, occurred_at, received_at, processed_at
+               refunded_minor, occurred_at, received_at, processed_at, request_id
         from conversions where program_id = $1 and order_id = $2
         order by id
         "#,
@@ -335,6 +343,7 @@ pub async fn by_order(
             occurred_at: r.occurred_at,
             received_at: r.received_at,
             processed_at: r.processed_at,
+            request_id: r.request_id,
         })
         .collect())
 }

@@ -9,7 +9,7 @@ use crate::conversions::{
 use crate::domain::{Currency, ProgramId};
 use crate::error::ApiError;
 use crate::state::AppState;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -45,6 +45,7 @@ impl ConversionBody {
         program: ProgramId,
         currency: Currency,
         now: DateTime<Utc>,
+        request_id: Option<String>,
     ) -> Result<NewConversion, ApiError> {
         let mut c = Checker::new();
         c.check("order_id", check_reference(&self.order_id));
@@ -93,6 +94,7 @@ impl ConversionBody {
                 click_id: self.click_id,
                 coupon: self.coupon,
                 occurred_at: self.occurred_at,
+                request_id,
             })
         })
     }
@@ -174,7 +176,11 @@ async fn receive_inner(
     })?;
     let parsed: ConversionBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
-    let new = parsed.parse(program, ctx.currency, now)?;
+    let request_id = req
+        .extensions()
+        .get::<crate::middleware::RequestId>()
+        .map(|r| r.0.clone());
+    let new = parsed.parse(program, ctx.currency, now, request_id)?;
     let label = program.to_string();
     let event = new.event;
     let stored = state

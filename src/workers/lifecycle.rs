@@ -39,6 +39,7 @@ impl Lifecycle {
         .await?;
         if due.is_empty() {
             tx.commit().await?;
+            self.measure().await?;
             return Ok(Step::Idle);
         }
         ledger::approve(&mut tx, &due, "worker", Some("hold period over")).await?;
@@ -59,5 +60,24 @@ impl Lifecycle {
         } else {
             Step::Idle
         })
+    }
+
+    /// Sets the lifecycle queue gauges: commissions due for approval now,
+    /// and how long the oldest has been due.
+    pub async fn measure(&self) -> anyhow::Result<()> {
+        let row = sqlx::query!(
+            r#"select count(*) as "depth!", extract(epoch from now() - min(approve_after))::float8 as age
+               from commissions where status = 'pending' and not review and approve_after <= now()"#
+        )
+        .fetch_one(&self.db)
+        .await?;
+        let m = &self.metrics;
+        m.queue_depth
+            .with_label_values(&["lifecycle"])
+            .set(row.depth);
+        m.queue_oldest_age
+            .with_label_values(&["lifecycle"])
+            .set(row.age.unwrap_or(0.0).max(0.0));
+        Ok(())
     }
 }

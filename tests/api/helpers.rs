@@ -680,6 +680,8 @@ pub struct ServerProcess {
     pub child: std::process::Child,
     pub port: u16,
     pub base: String,
+    /// Every line it printed (JSON logs), as they come.
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
@@ -705,22 +707,30 @@ impl ServerProcess {
             .spawn()
             .expect("the mitra binary starts");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let port = loop {
             let line = lines
                 .next()
                 .expect("the server announces its port")
                 .unwrap();
+            logs.lock().unwrap().push(line.clone());
             let json: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
             if let Some(p) = json["port"].as_u64() {
                 break p as u16;
             }
         };
         // Keep reading, so a chatty server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
         Self {
             child,
             port,
             base: format!("http://127.0.0.1:{port}"),
+            logs,
         }
     }
 

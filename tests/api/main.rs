@@ -12,4 +12,6 @@ mod health;
 mod lifecycle;
 mod redirect;
 mod reports;
+mod scale_out;
 mod tenancy;
+mod tracing;
