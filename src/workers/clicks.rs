@@ -30,6 +30,8 @@ pub struct ClickWorker {
     consumer: String,
     /// Entries pending this long with another consumer are taken over.
     reclaim_idle: Duration,
+    /// Whether the group and this consumer are known to exist.
+    joined: std::sync::atomic::AtomicBool,
     last_housekeeping: Mutex<Option<Instant>>,
 }
 
@@ -58,6 +60,7 @@ impl ClickWorker {
             metrics,
             consumer,
             reclaim_idle,
+            joined: std::sync::atomic::AtomicBool::new(false),
             last_housekeeping: Mutex::new(None),
         }
     }
@@ -78,15 +81,62 @@ impl ClickWorker {
             .query_async(&mut conn)
             .await;
         match created {
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            other => other,
+            Err(e) if e.code() == Some("BUSYGROUP") => {}
+            other => other?,
         }
+        // Join by name at once, so XINFO CONSUMERS lists every worker, busy or not.
+        let _: i64 = redis::cmd("XGROUP")
+            .arg("CREATECONSUMER")
+            .arg(&self.key)
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets consumers that left: nothing pending and silent for an hour
+    /// (a worker that restarted comes back under a new name).
+    async fn forget_departed_consumers(&self) -> redis::RedisResult<()> {
+        let mut conn = self.redis.conn();
+        let consumers: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&self.key)
+            .arg(GROUP)
+            .query_async(&mut conn)
+            .await?;
+        for c in consumers.consumers {
+            if c.pending == 0 && c.idle > 3_600_000 && c.name != self.consumer {
+                let _: i64 = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&self.key)
+                    .arg(GROUP)
+                    .arg(&c.name)
+                    .query_async(&mut conn)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// One step: reclaim abandoned entries, else read new ones; apply them;
     /// acknowledge them. Then, now and then, housekeeping.
     pub async fn step(&self) -> anyhow::Result<Step> {
-        self.ensure_group().await?;
+        use std::sync::atomic::Ordering;
+        if !self.joined.load(Ordering::Relaxed) {
+            self.ensure_group().await?;
+            self.joined.store(true, Ordering::Relaxed);
+        }
+        let result = self.step_joined().await;
+        if result.is_err() {
+            // Redis may have lost the stream (a restart without persistence):
+            // join again before the next step.
+            self.joined.store(false, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn step_joined(&self) -> anyhow::Result<Step> {
         let mut entries = self.reclaim().await?;
         if entries.is_empty() {
             entries = self.read_new().await?;
@@ -202,6 +252,7 @@ impl ClickWorker {
         *last = Some(Instant::now());
         drop(last);
         self.trim_and_measure().await?;
+        self.forget_departed_consumers().await?;
         rollup::purge(&self.db).await?;
         Ok(())
     }
