@@ -50,11 +50,12 @@ macro_rules! route_table {
 }
 
 route_table! {
-    /// Health, readiness and metrics: served by every role.
+    /// Health, readiness, metrics and the OpenAPI document: served by every role.
     OPS_ROUTES, register_ops {
         "/healthz" => { get: ops::healthz },
         "/readyz" => { get: ops::readyz },
         "/metrics" => { get: ops::metrics },
+        "/openapi.json" => { get: ops::openapi },
     }
 }
 
@@ -101,7 +102,7 @@ pub fn served_routes() -> impl Iterator<Item = (&'static str, &'static str)> {
         .copied()
 }
 
-/// Health, readiness and metrics: served by every role.
+/// Health, readiness, metrics and the OpenAPI document: served by every role.
 pub fn ops(cfg: &mut web::ServiceConfig) {
     register_ops(cfg);
 }
