@@ -9,6 +9,7 @@ mod conversions;
 mod errors;
 mod health;
 mod lifecycle;
+mod openapi;
 mod redirect;
 mod reports;
 mod tenancy;
