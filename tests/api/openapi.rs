@@ -393,3 +393,19 @@ async fn every_documented_operation_is_served_with_a_documented_status() {
         .count();
     assert!(ok >= seen.len() / 2, "{seen:?}");
 }
+
+#[test]
+fn mitra_openapi_prints_the_served_document_without_configuration() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mitra"))
+        .arg("openapi")
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(printed.trim_end(), mitra::openapi::json());
+}
