@@ -19,14 +19,18 @@ pub struct Terms {
     pub valid_until: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One partner's share of an agreement's commissions.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Share)]
 pub struct ShareView {
     pub partner_id: PartnerId,
+    /// Basis points; the shares of one version sum to 10000.
+    #[schema(minimum = 0, maximum = 10000, examples(10000))]
     pub share_bps: i32,
 }
 
 /// One version of an agreement, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Agreement {
     pub id: AgreementId,
     pub program_id: ProgramId,
@@ -34,8 +38,10 @@ pub struct Agreement {
     pub current_version: i32,
     pub partners: Vec<ShareView>,
     /// This agreement's override, or null when the program's rules apply.
+    #[schema(value_type = Option<crate::domain::CommissionRules>)]
     pub commission: Option<serde_json::Value>,
     /// The rules in force under this version: the override over the program's.
+    #[schema(value_type = crate::domain::CommissionRules)]
     pub effective_commission: serde_json::Value,
     pub coupon_codes: Vec<String>,
     pub valid_from: Option<DateTime<Utc>>,

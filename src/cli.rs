@@ -45,6 +45,8 @@ enum Command {
     },
     /// Exit 0 when this host's mitra answers GET /healthz (for container health checks).
     Healthcheck,
+    /// Print the OpenAPI 3.1 document, as served at GET /openapi.json.
+    Openapi,
     /// Print a fresh entry for MITRA_LINK_KEYS.
     GenKey {
         /// Key id, 0 to 255; use a new one for each rotation.
@@ -86,6 +88,10 @@ pub async fn run() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Healthcheck => healthcheck(),
+        Command::Openapi => {
+            println!("{}", crate::openapi::json());
+            ExitCode::SUCCESS
+        }
         Command::GenKey { id } => {
             println!("{id}:{}", crate::domain::random_token());
             ExitCode::SUCCESS

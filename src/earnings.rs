@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
-#[derive(Debug, Clone, Serialize)]
+/// What one partner earns from one conversion.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Commission {
     pub id: CommissionId,
     pub conversion_id: ConversionId,
@@ -18,16 +19,23 @@ pub struct Commission {
     pub agreement_id: AgreementId,
     pub agreement_version: i32,
     pub order_id: String,
+    #[schema(schema_with = crate::openapi::enums::event)]
     pub event: String,
     /// The rule that produced the amount, and what it applied to.
+    #[schema(value_type = crate::openapi::schemas::AppliedRule)]
     pub rule: serde_json::Value,
+    /// The amount the rule applied to, in minor units.
     pub base_minor: i64,
+    /// The commission of every partner of the conversion together.
     pub total_minor: i64,
     pub share_bps: i32,
+    /// This partner's part when booked, before refunds.
     pub original_minor: i64,
     /// Net of refunds.
     pub amount_minor: i64,
+    #[schema(value_type = crate::domain::Currency)]
     pub currency: String,
+    #[schema(schema_with = crate::openapi::enums::commission_status)]
     pub status: String,
     pub review: bool,
     pub fraud_reasons: Vec<String>,
@@ -83,15 +91,17 @@ pub async fn commissions(
 }
 
 /// Sums per bucket, for one currency.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CurrencyBalance {
+    #[schema(value_type = crate::domain::Currency)]
     pub currency: String,
     pub pending_minor: i64,
     pub approved_minor: i64,
     pub paid_minor: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// What a partner has, per currency.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Balance {
     pub partner_id: PartnerId,
     pub balances: Vec<CurrencyBalance>,
@@ -141,21 +151,27 @@ pub async fn balance(db: &PgPool, partner: PartnerId) -> Result<Balance, sqlx::E
 }
 
 /// One ledger entry with what explains it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StatementLine {
     pub entry_id: LedgerEntryId,
     pub created_at: DateTime<Utc>,
+    #[schema(schema_with = crate::openapi::enums::ledger_kind)]
     pub kind: String,
+    #[schema(schema_with = crate::openapi::enums::ledger_bucket)]
     pub bucket: String,
+    /// Signed: what this entry adds to (or takes from) its bucket.
     pub amount_minor: i64,
+    #[schema(value_type = crate::domain::Currency)]
     pub currency: String,
     pub program_id: ProgramId,
     pub commission_id: Option<CommissionId>,
     pub conversion_id: Option<ConversionId>,
     pub order_id: Option<String>,
+    #[schema(schema_with = crate::openapi::enums::event_or_null)]
     pub event: Option<String>,
     pub agreement_id: Option<AgreementId>,
     pub agreement_version: Option<i32>,
+    #[schema(value_type = Option<crate::openapi::schemas::AppliedRule>)]
     pub rule: Option<serde_json::Value>,
     pub base_minor: Option<i64>,
     pub total_minor: Option<i64>,
@@ -165,7 +181,8 @@ pub struct StatementLine {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A partner's ledger over a period, between opening and closing balances.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Statement {
     pub partner_id: PartnerId,
     pub from: DateTime<Utc>,

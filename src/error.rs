@@ -15,9 +15,12 @@ use serde::Serialize;
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// One invalid field of a request, with a message a developer can act on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
+    /// The field's path in the request, e.g. `partners[0].share_bps` or `commission.sale`.
+    #[schema(examples("currency"))]
     pub field: String,
+    #[schema(examples("`EURO` is not an active ISO 4217 currency code"))]
     pub message: String,
 }
 
@@ -64,6 +67,15 @@ impl ApiError {
             field: field.into(),
             message: message.to_string(),
         }])
+    }
+
+    /// The problem details this error answers with (the documentation's examples).
+    pub fn problem(&self) -> Problem<'_> {
+        let errors = match self {
+            ApiError::Validation(errors) => Some(errors.as_slice()),
+            _ => None,
+        };
+        Problem::new(self.status_code(), self.slug(), self.to_string(), errors)
     }
 
     /// A slug for the problem `type` URI.
@@ -118,15 +130,46 @@ impl From<anyhow::Error> for ApiError {
 }
 
 /// The problem details body. `errors` is an extension member listing invalid fields.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(description = "An RFC 9457 problem (`application/problem+json`). \
+    `type` names the kind of problem and is stable; `detail` is for people.")]
 pub struct Problem<'a> {
+    /// `urn:mitra:problem:` and a slug: `bad-request`, `unauthorized`, `bad-signature`,
+    /// `forbidden`, `not-found`, `method-not-allowed`, `conflict`, `payload-too-large`,
+    /// `unsupported-media-type`, `validation`, `unavailable`, `not-ready` or `internal`.
     #[serde(rename = "type")]
+    #[schema(format = "uri", examples("urn:mitra:problem:not-found"))]
     pub kind: String,
+    /// The HTTP status's reason phrase.
+    #[schema(value_type = String, examples("Not Found"))]
     pub title: &'a str,
+    /// The HTTP status code, repeated.
+    #[schema(minimum = 400, maximum = 599, examples(404))]
     pub status: u16,
+    /// What went wrong, for a person to read.
+    #[schema(examples("no such program"))]
     pub detail: String,
+    /// 422 only: every invalid field of the request.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Vec<FieldError>)]
     pub errors: Option<&'a [FieldError]>,
+}
+
+impl<'a> Problem<'a> {
+    pub fn new(
+        status: StatusCode,
+        slug: &str,
+        detail: String,
+        errors: Option<&'a [FieldError]>,
+    ) -> Self {
+        Problem {
+            kind: problem_type(slug),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail,
+            errors,
+        }
+    }
 }
 
 pub fn problem_type(slug: &str) -> String {
@@ -139,13 +182,7 @@ pub fn problem_response(
     detail: String,
     errors: Option<&[FieldError]>,
 ) -> HttpResponse {
-    let body = Problem {
-        kind: problem_type(slug),
-        title: status.canonical_reason().unwrap_or("Error"),
-        status: status.as_u16(),
-        detail,
-        errors,
-    };
+    let body = Problem::new(status, slug, detail, errors);
     HttpResponse::build(status)
         .content_type(PROBLEM_JSON)
         .body(serde_json::to_vec(&body).expect("problem serializes"))

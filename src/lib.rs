@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod links;
 pub mod metrics;
 pub mod middleware;
+pub mod openapi;
 pub mod partners;
 pub mod payouts;
 pub mod programs;

@@ -5,10 +5,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 
-#[derive(Debug, Clone, Serialize)]
+/// An affiliate, influencer, reseller or other partner.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Partner {
     pub id: PartnerId,
+    #[schema(examples("Ayu"))]
     pub name: String,
+    #[schema(format = Email, examples("ayu@example.com"))]
     pub email: String,
     pub created_at: DateTime<Utc>,
 }

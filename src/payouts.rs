@@ -13,16 +13,20 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Serialize)]
+/// What one partner is paid in one currency.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PayoutItem {
     pub partner_id: PartnerId,
     pub partner_name: String,
+    #[schema(value_type = crate::domain::Currency)]
     pub currency: String,
+    /// Approved commissions net of debts carried from refunds.
     pub amount_minor: i64,
     pub commission_count: i32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A batch payment of approved commissions.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Payout {
     pub id: PayoutId,
     pub program_id: ProgramId,

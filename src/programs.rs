@@ -16,15 +16,25 @@ pub struct NewProgram {
     pub commission: CommissionRules,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A merchant's affiliate program.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Program {
     pub id: ProgramId,
+    #[schema(examples("Batik Shop"))]
     pub name: String,
     pub currency: Currency,
+    /// Hosts shoppers may land on (exact match).
+    #[schema(examples("shop.example"))]
     pub landing_domains: Vec<String>,
+    #[schema(format = "uri", examples("https://shop.example/"))]
     pub default_url: String,
+    /// How long after a click a conversion is attributed to it.
+    #[schema(examples(30))]
     pub attribution_window_days: i32,
+    /// How long a commission stays pending before it is approved.
+    #[schema(examples(30))]
     pub hold_days: i32,
+    #[schema(value_type = crate::domain::CommissionRules)]
     pub commission: serde_json::Value,
     pub created_at: DateTime<Utc>,
 }

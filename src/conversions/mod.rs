@@ -225,34 +225,47 @@ pub async fn store_many(
 }
 
 /// A commission as shown inside a conversion.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ConversionCommission)]
 pub struct CommissionView {
     pub id: crate::domain::CommissionId,
     pub partner_id: crate::domain::PartnerId,
     pub agreement_id: crate::domain::AgreementId,
     pub agreement_version: i32,
+    #[schema(value_type = crate::openapi::schemas::AppliedRule)]
     pub rule: serde_json::Value,
     pub share_bps: i32,
+    /// The amount when booked, before refunds.
     pub original_minor: i64,
+    /// Net of refunds.
     pub amount_minor: i64,
+    #[schema(value_type = crate::domain::Currency)]
     pub currency: String,
+    #[schema(schema_with = crate::openapi::enums::commission_status)]
     pub status: String,
+    /// Held for a person's review (fraud signals); not approved automatically.
     pub review: bool,
 }
 
 /// A conversion, its attribution and its commissions.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Conversion)]
 pub struct ConversionView {
     pub id: ConversionId,
     pub program_id: ProgramId,
     pub order_id: String,
     pub event_id: Option<String>,
+    #[schema(schema_with = crate::openapi::enums::event)]
     pub event: String,
     pub amount_minor: i64,
+    #[schema(value_type = crate::domain::Currency)]
     pub currency: String,
+    #[schema(schema_with = crate::openapi::enums::conversion_status)]
     pub status: String,
+    /// Why it was not attributed, when it was not.
     pub reason: Option<String>,
     pub fraud_reasons: Vec<String>,
+    #[schema(schema_with = crate::openapi::enums::attributed_via)]
     pub attributed_via: Option<String>,
     pub click_id: Option<String>,
     pub coupon: Option<String>,

@@ -136,6 +136,91 @@ impl Serialize for CommissionRules {
     }
 }
 
+/// In the OpenAPI document: exactly one of `percent_bps` or `flat_minor`.
+impl utoipa::PartialSchema for Rule {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+        let kind = |name: &str, description: &str, max: i64, example: i64| {
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property(
+                    name,
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                            utoipa::openapi::KnownFormat::Int64,
+                        )))
+                        .minimum(Some(0))
+                        .maximum(Some(max))
+                        .description(Some(description)),
+                )
+                .required(name)
+                .additional_properties(Some(
+                    AdditionalProperties::<utoipa::openapi::schema::Schema>::FreeForm(false),
+                ))
+                .examples([serde_json::json!({ name: example })])
+        };
+        OneOfBuilder::new()
+            .description(Some(
+                "How one event earns a commission: a share of the order amount in basis \
+                 points (1000 = 10%, rounded half away from zero to a minor unit), or a \
+                 fixed amount in minor units of the program's currency.",
+            ))
+            .item(kind(
+                "percent_bps",
+                "Basis points of the order amount.",
+                10_000,
+                1000,
+            ))
+            .item(kind(
+                "flat_minor",
+                "A fixed amount in minor units.",
+                MAX_FLAT_MINOR,
+                200,
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Rule {}
+
+/// In the OpenAPI document: an object keyed by event, each with its rule.
+impl utoipa::PartialSchema for CommissionRules {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Ref, Type};
+        let mut object = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "Commission rules by event; an event without a rule earns nothing. \
+             Unknown events and rule kinds are refused.",
+            ));
+        for event in EarningEvent::ALL {
+            object = object.property(event.as_str(), Ref::from_schema_name("Rule"));
+        }
+        object
+            .additional_properties(Some(
+                AdditionalProperties::<utoipa::openapi::schema::Schema>::FreeForm(false),
+            ))
+            .examples([serde_json::json!({
+                "sale": {"percent_bps": 1000},
+                "lead": {"flat_minor": 200}
+            })])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for CommissionRules {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push(("Rule".into(), Rule::schema()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,6 +78,21 @@ impl<'de> serde::Deserialize<'de> for Currency {
     }
 }
 
+/// In the OpenAPI document: the ISO 4217 code.
+impl utoipa::PartialSchema for Currency {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("An active ISO 4217 currency code, upper case."))
+            .pattern(Some("^[A-Z]{3}$"))
+            .examples(["EUR"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Currency {}
+
 impl sqlx::Type<sqlx::Postgres> for Currency {
     fn type_info() -> sqlx::postgres::PgTypeInfo {
         <&str as sqlx::Type<sqlx::Postgres>>::type_info()

@@ -87,7 +87,33 @@ macro_rules! public_id {
                 Self::parse(&s).map_err(serde::de::Error::custom)
             }
         }
+
+        /// In the OpenAPI document: the prefixed string clients see.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                id_schema($prefix, $kind)
+            }
+        }
+
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
+            }
+        }
     };
+}
+
+/// A string schema for a public id: its prefix, then canonical base62.
+fn id_schema(prefix: &str, kind: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(format!(
+            "A {kind} id: `{prefix}` and a base62 number; opaque to clients."
+        )))
+        .pattern(Some(format!("^{prefix}[1-9A-Za-z][0-9A-Za-z]{{0,10}}$")))
+        .examples([format!("{prefix}1a")])
+        .into()
 }
 
 public_id!(

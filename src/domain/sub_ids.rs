@@ -64,6 +64,35 @@ impl SubIds {
     }
 }
 
+/// In the OpenAPI document: an object with any of `sub1`..`sub5`.
+impl utoipa::PartialSchema for SubIds {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+        let mut object = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "A partner's own tracking labels, added to the landing URL's query.",
+            ));
+        for key in SUB_KEYS {
+            object = object.property(
+                key,
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(MAX_SUB_LEN)),
+            );
+        }
+        object
+            .additional_properties(Some(
+                AdditionalProperties::<utoipa::openapi::schema::Schema>::FreeForm(false),
+            ))
+            .examples([serde_json::json!({"sub1": "newsletter"})])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SubIds {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

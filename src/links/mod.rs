@@ -25,14 +25,22 @@ pub struct Link {
 }
 
 /// The API's view of a link.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Link)]
 pub struct LinkView {
     pub id: LinkId,
+    /// The signed code in the link's path.
+    #[schema(examples("2bH7kQ9xPz1mV"))]
     pub code: String,
+    /// The link to share: `MITRA_PUBLIC_URL` + `/l/` + code.
+    #[schema(format = "uri", examples("https://go.shop.example/l/2bH7kQ9xPz1mV"))]
     pub url: String,
     pub program_id: ProgramId,
     pub agreement_id: AgreementId,
+    /// Where the link lands; null: the program's default URL.
+    #[schema(format = "uri")]
     pub destination_url: Option<String>,
+    #[schema(value_type = crate::domain::SubIds)]
     pub sub_ids: serde_json::Value,
     pub created_by_partner_id: Option<PartnerId>,
     pub disabled: bool,

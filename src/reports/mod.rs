@@ -24,7 +24,8 @@ pub struct ReportQuery {
 /// One day's figures. `clicks` excludes bots; EPC is commission per
 /// (non-bot) click in minor units, rounded half away from zero; conversion
 /// rate is conversions per click. Both are null on a day without clicks.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = ReportRow)]
 pub struct Row {
     pub day: NaiveDate,
     pub clicks: i64,

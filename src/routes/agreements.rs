@@ -14,26 +14,42 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 
+/// A page of agreements, as the OpenAPI document names it.
+type AgreementPage = List<Agreement>;
+
 pub const MAX_COUPONS: usize = 100;
 
-#[derive(Deserialize)]
+/// One partner's share, as the client sends it.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = NewShare)]
 #[serde(deny_unknown_fields)]
 pub struct ShareBody {
+    #[schema(value_type = PartnerId)]
     partner_id: String,
+    /// Basis points; the shares must sum to exactly 10000.
+    #[schema(minimum = 0, maximum = 10000, examples(10000))]
     share_bps: i64,
 }
 
 /// The terms of one version, as the client sends them (create and PUT alike).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = AgreementTerms)]
 #[serde(deny_unknown_fields)]
 pub struct TermsBody {
+    /// 1 to 100 partners, each once, with shares summing to 10000.
+    #[schema(min_items = 1, max_items = 100)]
     partners: Vec<ShareBody>,
+    /// Overrides the program's rules for the events it names; null or absent: the program's.
     #[serde(default)]
+    #[schema(value_type = Option<crate::domain::CommissionRules>)]
     commission: Option<serde_json::Value>,
+    /// Coupon codes that attribute a conversion to this agreement (at most 100), unique in the program.
     #[serde(default)]
+    #[schema(max_items = 100, examples("AYU10"))]
     coupon_codes: Vec<String>,
     #[serde(default)]
     valid_from: Option<DateTime<Utc>>,
+    /// Must be after `valid_from`.
     #[serde(default)]
     valid_until: Option<DateTime<Utc>>,
     /// PUT only: the version the change is based on; a newer one answers 409.
@@ -153,6 +169,31 @@ async fn readable(
         .ok_or(ApiError::NotFound("agreement"))
 }
 
+/// Create an agreement
+///
+/// Makes version 1 of the terms between the program and its partners.
+#[utoipa::path(
+    post,
+    path = "/v1/programs/{id}/agreements",
+    operation_id = "createAgreement",
+    tag = "agreements",
+    params(("id" = ProgramId, Path, description = "The program's id.")),
+    request_body = TermsBody,
+    responses(
+        (status = 201, description = "Created, at version 1.", body = Agreement,
+            headers(("Location" = String, description = "`/v1/agreements/{id}`"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::openapi::ValidationFailed),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []))
+)]
 pub async fn create(
     state: web::Data<AppState>,
     who: Principal,
@@ -179,7 +220,31 @@ pub async fn create(
         .json(agreement))
 }
 
-/// Changing terms makes a new version; the earlier ones stay readable.
+/// Change an agreement's terms
+///
+/// Changing terms makes a new version; the earlier ones stay readable, and
+/// each commission keeps the version it was computed under.
+#[utoipa::path(
+    put,
+    path = "/v1/agreements/{id}",
+    operation_id = "updateAgreement",
+    tag = "agreements",
+    params(("id" = AgreementId, Path, description = "The agreement's id.")),
+    request_body = TermsBody,
+    responses(
+        (status = 200, description = "The new version.", body = Agreement),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::openapi::ValidationFailed),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []))
+)]
 pub async fn update(
     state: web::Data<AppState>,
     who: Principal,
@@ -196,6 +261,22 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(load(&state, id, Some(version)).await?))
 }
 
+/// Read an agreement's current version
+#[utoipa::path(
+    get,
+    path = "/v1/agreements/{id}",
+    operation_id = "getAgreement",
+    tag = "agreements",
+    params(("id" = AgreementId, Path, description = "The agreement's id.")),
+    responses(
+        (status = 200, description = "The current version.", body = Agreement),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []), ("partner_key" = []))
+)]
 pub async fn get(
     state: web::Data<AppState>,
     who: Principal,
@@ -205,6 +286,24 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(readable(&state, who, id).await?))
 }
 
+/// List an agreement's versions
+///
+/// Every version, oldest first, in one page.
+#[utoipa::path(
+    get,
+    path = "/v1/agreements/{id}/versions",
+    operation_id = "listAgreementVersions",
+    tag = "agreements",
+    params(("id" = AgreementId, Path, description = "The agreement's id.")),
+    responses(
+        (status = 200, description = "Every version.", body = AgreementPage),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []), ("partner_key" = []))
+)]
 pub async fn versions(
     state: web::Data<AppState>,
     who: Principal,
@@ -219,6 +318,25 @@ pub async fn versions(
     }))
 }
 
+/// Read one version of an agreement
+#[utoipa::path(
+    get,
+    path = "/v1/agreements/{id}/versions/{version}",
+    operation_id = "getAgreementVersion",
+    tag = "agreements",
+    params(
+        ("id" = AgreementId, Path, description = "The agreement's id."),
+        ("version" = i32, Path, minimum = 1, description = "The version, from 1."),
+    ),
+    responses(
+        (status = 200, description = "That version.", body = Agreement),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []), ("partner_key" = []))
+)]
 pub async fn version(
     state: web::Data<AppState>,
     who: Principal,
@@ -236,15 +354,37 @@ pub async fn version(
     Ok(HttpResponse::Ok().json(agreement))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Rows per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-/// A program's agreements: for the admin and the program all of them, for a
+/// List a program's agreements
+///
+/// Current versions: for the admin and the program all of them, for a
 /// partner key those whose current terms include it.
+#[utoipa::path(
+    get,
+    path = "/v1/programs/{id}/agreements",
+    operation_id = "listAgreements",
+    tag = "agreements",
+    params(("id" = ProgramId, Path, description = "The program's id."), ListQuery),
+    responses(
+        (status = 200, description = "A page of agreements.", body = AgreementPage),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []), ("partner_key" = []))
+)]
 pub async fn list_for_program(
     state: web::Data<AppState>,
     who: Principal,

@@ -6,13 +6,26 @@ use crate::error::ApiError;
 use crate::ledger;
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize, Default)]
+/// A person's decision on a commission.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Decision {
+    /// Why; at most 500 characters. Required to reject: the partner sees it.
     #[serde(default)]
+    #[schema(max_length = 500, examples("order cancelled before shipping"))]
+    reason: Option<String>,
+}
+
+/// The commission's new status.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Decided {
+    id: CommissionId,
+    #[schema(schema_with = crate::openapi::enums::commission_status)]
+    status: &'static str,
+    /// The rejection's reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
 }
 
@@ -63,8 +76,28 @@ async fn locked(
     Ok(held)
 }
 
+/// Approve a commission early
+///
 /// POST /v1/commissions/{id}/approve: approve before the hold period ends,
-/// or clear a commission held for review.
+/// or clear a commission held for review. The body is optional.
+#[utoipa::path(
+    post,
+    path = "/v1/commissions/{id}/approve",
+    operation_id = "approveCommission",
+    tag = "commissions",
+    params(("id" = CommissionId, Path, description = "The commission's id.")),
+    request_body(content = Option<Decision>, description = "Optional."),
+    responses(
+        (status = 200, description = "Approved.", body = Decided),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 422, response = crate::openapi::ValidationFailed),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []))
+)]
 pub async fn approve(
     state: web::Data<AppState>,
     who: Principal,
@@ -96,11 +129,35 @@ pub async fn approve(
         .with_label_values(&[&label, "approved"])
         .inc();
     tracing::info!(commission = %id, actor = %actor(who), "commission approved by hand");
-    Ok(HttpResponse::Ok().json(json!({"id": id, "status": "approved"})))
+    Ok(HttpResponse::Ok().json(Decided {
+        id,
+        status: "approved",
+        reason: None,
+    }))
 }
 
+/// Reject a commission
+///
 /// POST /v1/commissions/{id}/reject: a pending commission is not owed.
 /// A reason is required: the partner sees it in its statement.
+#[utoipa::path(
+    post,
+    path = "/v1/commissions/{id}/reject",
+    operation_id = "rejectCommission",
+    tag = "commissions",
+    params(("id" = CommissionId, Path, description = "The commission's id.")),
+    request_body = Decision,
+    responses(
+        (status = 200, description = "Rejected: the commission is reversed.", body = Decided),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 422, response = crate::openapi::ValidationFailed),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []))
+)]
 pub async fn reject(
     state: web::Data<AppState>,
     who: Principal,
@@ -126,5 +183,9 @@ pub async fn reject(
         .with_label_values(&[&label, "rejected"])
         .inc();
     tracing::info!(commission = %id, actor = %actor(who), "commission rejected");
-    Ok(HttpResponse::Ok().json(json!({"id": id, "status": "reversed", "reason": reason})))
+    Ok(HttpResponse::Ok().json(Decided {
+        id,
+        status: "reversed",
+        reason: Some(reason),
+    }))
 }

@@ -4,16 +4,16 @@ use super::validate::Checker;
 use crate::auth::Principal;
 use crate::conversions::signature::{self, SignatureError};
 use crate::conversions::{
-    self, Event, MAX_AMOUNT_MINOR, NewConversion, StoreError, Stored, check_reference,
+    self, ConversionView, Event, MAX_AMOUNT_MINOR, NewConversion, StoreError, Stored,
+    check_reference,
 };
-use crate::domain::{Currency, ProgramId};
+use crate::domain::{ConversionId, Currency, ProgramId};
 use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// Largest webhook body read.
@@ -23,20 +23,43 @@ const MAX_CODE_LEN: usize = 64;
 
 /// The webhook body. Unknown fields are ignored: shops send what their
 /// platform sends, and a new field must not break their integration.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = NewConversion)]
 struct ConversionBody {
+    /// The shop's order reference, 1 to 128 characters. A refund names its sale's.
+    #[schema(examples("order-1001"))]
     order_id: String,
+    #[schema(schema_with = crate::openapi::enums::event)]
     event: String,
+    /// The order amount (a refund: the amount refunded), in minor units.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64, examples(12500))]
     amount_minor: i64,
+    /// Must be the program's currency.
+    #[schema(value_type = crate::domain::Currency)]
     currency: String,
+    /// The `mitra_click` value the shopper landed with.
     #[serde(default)]
+    #[schema(max_length = 64)]
     click_id: Option<String>,
+    /// A coupon code of one of the program's agreements.
     #[serde(default)]
+    #[schema(max_length = 64)]
     coupon: Option<String>,
+    /// When it happened; default: when received.
     #[serde(default)]
     occurred_at: Option<DateTime<Utc>>,
+    /// The shop's idempotency key; default: (`order_id`, `event`).
     #[serde(default)]
     event_id: Option<String>,
+}
+
+/// A conversion as stored, by id.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Receipt {
+    conversion_id: ConversionId,
+    /// `received` when new; a repeat answers the earlier conversion's status.
+    #[schema(schema_with = crate::openapi::enums::conversion_status)]
+    status: String,
 }
 
 impl ConversionBody {
@@ -125,9 +148,34 @@ async fn read_body(
     Ok(body)
 }
 
+/// Report a conversion (shop webhook)
+///
 /// POST /v1/programs/{id}/conversions: a shop reports a sale, lead or
 /// refund. Answered 202 only after the conversion is committed; a repeat
-/// answers 200 with the same id.
+/// answers 200 with the same id. Signed with `Mitra-Signature`, not with a
+/// bearer token; the body is read as JSON whatever its content type.
+#[utoipa::path(
+    post,
+    path = "/v1/programs/{id}/conversions",
+    operation_id = "receiveConversion",
+    tag = "conversions",
+    params(("id" = ProgramId, Path, description = "The program's id.")),
+    request_body = ConversionBody,
+    responses(
+        (status = 202, description = "Stored; attribution follows.", body = Receipt),
+        (status = 200, description = "A repeat of an earlier conversion: its id and status.",
+            body = Receipt),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::BadSignature),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 422, response = crate::openapi::ValidationFailed),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("webhook_signature" = []))
+)]
 pub async fn receive(
     req: HttpRequest,
     path: web::Path<String>,
@@ -210,14 +258,60 @@ async fn receive_inner(
         .conversions
         .with_label_values(&[&label, event.as_str(), outcome])
         .inc();
-    Ok(HttpResponse::build(status).json(json!({
-        "conversion_id": id,
-        "status": conversion_status,
-    })))
+    Ok(HttpResponse::build(status).json(Receipt {
+        conversion_id: id,
+        status: conversion_status,
+    }))
 }
 
+/// An order's conversion with its refunds, or only refunds while the sale
+/// has not arrived.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Order {
+    Converted(Box<OrderConversion>),
+    Waiting(WaitingOrder),
+}
+
+/// The order's sale or lead, its attribution and commissions, and its refunds.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OrderConversion {
+    #[serde(flatten)]
+    conversion: ConversionView,
+    refunds: Vec<ConversionView>,
+}
+
+/// Refunds that arrived before their sale.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WaitingOrder {
+    order_id: String,
+    #[schema(value_type = String, examples("waiting"))]
+    status: &'static str,
+    refunds: Vec<ConversionView>,
+}
+
+/// Read an order's conversions
+///
 /// GET /v1/programs/{id}/conversions/{order_id}: the order's sale or lead
 /// with its attribution and commissions, and its refunds.
+#[utoipa::path(
+    get,
+    path = "/v1/programs/{id}/conversions/{order_id}",
+    operation_id = "getConversion",
+    tag = "conversions",
+    params(
+        ("id" = ProgramId, Path, description = "The program's id."),
+        ("order_id" = String, Path, description = "The shop's order reference."),
+    ),
+    responses(
+        (status = 200, description = "The order's conversions.", body = Order),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []))
+)]
 pub async fn by_order(
     state: web::Data<AppState>,
     who: Principal,
@@ -232,25 +326,62 @@ pub async fn by_order(
         return Err(ApiError::NotFound("conversion"));
     }
     // An order's refunds may arrive before its sale; then they are all there is.
-    let mut body = match primary.pop() {
-        Some(main) => serde_json::to_value(main),
-        None => serde_json::to_value(json!({"order_id": path.1, "status": "waiting"})),
-    }
-    .map_err(|e| ApiError::Internal(e.into()))?;
-    body["refunds"] = serde_json::to_value(refunds).map_err(|e| ApiError::Internal(e.into()))?;
+    let body = match primary.pop() {
+        Some(conversion) => Order::Converted(Box::new(OrderConversion {
+            conversion,
+            refunds,
+        })),
+        None => Order::Waiting(WaitingOrder {
+            order_id: path.1.clone(),
+            status: "waiting",
+            refunds,
+        }),
+    };
     Ok(HttpResponse::Ok().json(body))
 }
 
-#[derive(Deserialize, Default)]
+/// Rolling the webhook secret.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[schema(as = RollSecret)]
 #[serde(deny_unknown_fields)]
 pub struct RollBody {
     /// How long the current secret keeps verifying (default 24 h, at most 30 days).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 720, default = 24)]
     grace_hours: Option<i64>,
 }
 
+/// A new webhook secret.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RolledSecret {
+    /// Shown once.
+    #[schema(examples("whsec_8Qm2..."))]
+    webhook_secret: String,
+    /// Until when the previous secret keeps verifying.
+    previous_valid_until: DateTime<Utc>,
+}
+
+/// Roll a program's webhook secret
+///
 /// POST /v1/programs/{id}/webhook-secrets: a new webhook secret; the old
-/// one keeps verifying for `grace_hours`.
+/// one keeps verifying for `grace_hours`. The body is optional.
+#[utoipa::path(
+    post,
+    path = "/v1/programs/{id}/webhook-secrets",
+    operation_id = "rollWebhookSecret",
+    tag = "conversions",
+    params(("id" = ProgramId, Path, description = "The program's id.")),
+    request_body(content = Option<RollBody>, description = "Optional."),
+    responses(
+        (status = 201, description = "The new secret.", body = RolledSecret),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 422, response = crate::openapi::ValidationFailed),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []))
+)]
 pub async fn roll_secret(
     state: web::Data<AppState>,
     who: Principal,
@@ -271,8 +402,8 @@ pub async fn roll_secret(
         crate::conversions::webhook_context::roll_secret(&state.db, program, grace).await?;
     state.webhook_contexts.forget(program);
     tracing::info!(program = %program, grace_hours = hours, "webhook secret rolled");
-    Ok(HttpResponse::Created().json(json!({
-        "webhook_secret": secret,
-        "previous_valid_until": Utc::now() + Duration::hours(hours),
-    })))
+    Ok(HttpResponse::Created().json(RolledSecret {
+        webhook_secret: secret,
+        previous_valid_until: Utc::now() + Duration::hours(hours),
+    }))
 }

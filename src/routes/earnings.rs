@@ -3,12 +3,15 @@
 use super::pagination::{List, Page};
 use crate::auth::Principal;
 use crate::domain::{PartnerId, ProgramId};
-use crate::earnings::{self, Filter};
+use crate::earnings::{self, Balance, Commission, Filter, Statement};
 use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
+
+/// A page of commissions, as the OpenAPI document names it.
+type CommissionPage = List<Commission>;
 
 fn partner(who: Principal, raw: &str) -> Result<PartnerId, ApiError> {
     let id = super::path_id::<PartnerId>(raw, "partner")?;
@@ -16,18 +19,46 @@ fn partner(who: Principal, raw: &str) -> Result<PartnerId, ApiError> {
     Ok(id)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CommissionsQuery {
+    /// Rows per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Only commissions in this status.
+    #[param(schema_with = crate::openapi::enums::commission_status)]
     status: Option<String>,
+    /// Only commissions of this program.
+    #[param(value_type = Option<ProgramId>)]
     program_id: Option<String>,
+    /// Only commissions booked at or after this time.
     from: Option<DateTime<Utc>>,
+    /// Only commissions booked before this time.
     to: Option<DateTime<Utc>>,
 }
 
-/// GET /v1/partners/{id}/commissions?status=&program_id=&from=&to=
+/// List a partner's commissions
+///
+/// GET /v1/partners/{id}/commissions?status=&program_id=&from=&to=, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/partners/{id}/commissions",
+    operation_id = "listCommissions",
+    tag = "commissions",
+    params(("id" = PartnerId, Path, description = "The partner's id."), CommissionsQuery),
+    responses(
+        (status = 200, description = "A page of commissions.", body = CommissionPage),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("partner_key" = []))
+)]
 pub async fn commissions(
     state: web::Data<AppState>,
     who: Principal,
@@ -60,7 +91,25 @@ pub async fn commissions(
     Ok(HttpResponse::Ok().json(List::from_rows(rows, page, |c| c.id.get())))
 }
 
-/// GET /v1/partners/{id}/balance
+/// Read a partner's balance
+///
+/// Sums per currency: pending (in the hold period or under review), approved
+/// (due in the next payout, net of carried refunds) and paid.
+#[utoipa::path(
+    get,
+    path = "/v1/partners/{id}/balance",
+    operation_id = "getBalance",
+    tag = "commissions",
+    params(("id" = PartnerId, Path, description = "The partner's id.")),
+    responses(
+        (status = 200, description = "The balance.", body = Balance),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("partner_key" = []))
+)]
 pub async fn balance(
     state: web::Data<AppState>,
     who: Principal,
@@ -70,14 +119,38 @@ pub async fn balance(
     Ok(HttpResponse::Ok().json(earnings::balance(&state.db, partner).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StatementQuery {
+    /// Start of the period, inclusive (default: 30 days before `to`).
     from: Option<DateTime<Utc>>,
+    /// End of the period, exclusive (default: now).
     to: Option<DateTime<Utc>>,
 }
 
-/// GET /v1/partners/{id}/statement?from=&to= (default: the last 30 days)
+/// Read a partner's statement
+///
+/// GET /v1/partners/{id}/statement?from=&to= (default: the last 30 days):
+/// every ledger entry of the period with what explains it, between opening
+/// and closing balances.
+#[utoipa::path(
+    get,
+    path = "/v1/partners/{id}/statement",
+    operation_id = "getStatement",
+    tag = "commissions",
+    params(("id" = PartnerId, Path, description = "The partner's id."), StatementQuery),
+    responses(
+        (status = 200, description = "The statement.", body = Statement),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 422, response = crate::openapi::ValidationFailed),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("partner_key" = []))
+)]
 pub async fn statement(
     state: web::Data<AppState>,
     who: Principal,

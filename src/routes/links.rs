@@ -6,25 +6,56 @@ use crate::agreements;
 use crate::auth::Principal;
 use crate::domain::{AgreementId, LinkId, SubIds, WebUrl};
 use crate::error::ApiError;
-use crate::links::{self, NewLink};
+use crate::links::{self, LinkView, NewLink};
 use crate::programs;
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-#[derive(Deserialize)]
+/// A page of links, as the OpenAPI document names it.
+type LinkPage = List<LinkView>;
+
+/// A new link.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLink {
+    #[schema(value_type = AgreementId)]
     agreement_id: String,
+    /// Where the link lands, on one of the program's landing domains;
+    /// absent: the program's default URL.
     #[serde(default)]
+    #[schema(format = "uri", examples("https://shop.example/batik"))]
     destination_url: Option<String>,
     #[serde(default)]
+    #[schema(value_type = crate::domain::SubIds)]
     sub_ids: BTreeMap<String, String>,
 }
 
+/// Issue a link
+///
 /// The admin, the agreement's program, or a partner in its current terms
 /// may issue a link; to anyone else the agreement does not exist.
+#[utoipa::path(
+    post,
+    path = "/v1/links",
+    operation_id = "createLink",
+    tag = "links",
+    request_body = CreateLink,
+    responses(
+        (status = 201, description = "Issued.", body = LinkView,
+            headers(("Location" = String, description = "`/v1/links/{id}`"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::openapi::ValidationFailed),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []), ("partner_key" = []))
+)]
 pub async fn create(
     state: web::Data<AppState>,
     who: Principal,
@@ -93,6 +124,22 @@ pub async fn can_see(
     })
 }
 
+/// Read a link
+#[utoipa::path(
+    get,
+    path = "/v1/links/{id}",
+    operation_id = "getLink",
+    tag = "links",
+    params(("id" = LinkId, Path, description = "The link's id.")),
+    responses(
+        (status = 200, description = "The link.", body = LinkView),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []), ("partner_key" = []))
+)]
 pub async fn get(
     state: web::Data<AppState>,
     who: Principal,
@@ -108,15 +155,38 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(link.view(&state.settings.public_base())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Rows per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Only the links of this agreement.
+    #[param(value_type = Option<AgreementId>)]
     agreement_id: Option<String>,
 }
 
+/// List links
+///
 /// Links the caller may see, optionally of one agreement.
+#[utoipa::path(
+    get,
+    path = "/v1/links",
+    operation_id = "listLinks",
+    tag = "links",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of links.", body = LinkPage),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []), ("partner_key" = []))
+)]
 pub async fn list(
     state: web::Data<AppState>,
     who: Principal,
@@ -151,8 +221,26 @@ pub async fn list(
     }))
 }
 
+/// Disable a link
+///
 /// Disables a link: it stops redirecting on every instance within seconds.
 /// The admin, the program, or the partner who issued it may do so.
+#[utoipa::path(
+    delete,
+    path = "/v1/links/{id}",
+    operation_id = "disableLink",
+    tag = "links",
+    params(("id" = LinkId, Path, description = "The link's id.")),
+    responses(
+        (status = 200, description = "The link, disabled.", body = LinkView),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []), ("partner_key" = []))
+)]
 pub async fn disable(
     state: web::Data<AppState>,
     who: Principal,

@@ -1,18 +1,25 @@
 //! HTTP routes. Handlers parse requests into domain types, call the domain
 //! modules, and map results to responses; they hold no business rules.
+//!
+//! The route table below is declared once, by `route_table!`: it gives both
+//! the list of (method, path) pairs and the function that registers exactly
+//! those routes. The OpenAPI document (`crate::openapi`) lists every
+//! handler's operation; `tests/api/openapi.rs` checks that the two agree in
+//! both directions, so a route added without documentation (or documented
+//! without being served) fails the tests.
 
-mod agreements;
-mod commissions;
-mod conversions;
-mod earnings;
-mod links;
-mod ops;
-mod pagination;
-mod partners;
-mod payouts;
-mod programs;
-mod redirect;
-mod reports;
+pub(crate) mod agreements;
+pub(crate) mod commissions;
+pub(crate) mod conversions;
+pub(crate) mod earnings;
+pub(crate) mod links;
+pub(crate) mod ops;
+pub(crate) mod pagination;
+pub(crate) mod partners;
+pub(crate) mod payouts;
+pub(crate) mod programs;
+pub(crate) mod redirect;
+pub(crate) mod reports;
 mod validate;
 
 use crate::error::{ApiError, json_error};
@@ -23,11 +30,81 @@ pub use redirect::{PREFIX as REDIRECT_PREFIX, ROUTE as REDIRECT_ROUTE};
 /// Largest JSON body the admin API reads.
 pub const JSON_LIMIT: usize = 64 * 1024;
 
-/// Health, readiness and metrics: served by every role.
+/// Declares a route table: a const list of (method, path) pairs, methods in
+/// lower case as OpenAPI writes them, and a function registering exactly
+/// those routes, one resource per path.
+macro_rules! route_table {
+    (
+        $(#[$doc:meta])*
+        $table:ident, $register:ident {
+            $( $path:literal => { $( $method:ident : $handler:path ),+ $(,)? } ),* $(,)?
+        }
+    ) => {
+        $(#[$doc])*
+        pub const $table: &[(&str, &str)] = &[ $( $( (stringify!($method), $path), )+ )* ];
+
+        fn $register(cfg: &mut web::ServiceConfig) {
+            $( cfg.service(web::resource($path) $( .route(web::$method().to($handler)) )+ ); )*
+        }
+    };
+}
+
+route_table! {
+    /// Health, readiness, metrics and the OpenAPI document: served by every role.
+    OPS_ROUTES, register_ops {
+        "/healthz" => { get: ops::healthz },
+        "/readyz" => { get: ops::readyz },
+        "/metrics" => { get: ops::metrics },
+        "/openapi.json" => { get: ops::openapi },
+    }
+}
+
+/// The redirect: everything under `/l/` reaches one handler, which answers
+/// GET and HEAD (405 to other methods). Registered by `api`.
+pub const REDIRECT_ROUTES: &[(&str, &str)] = &[("get", REDIRECT_ROUTE), ("head", REDIRECT_ROUTE)];
+
+route_table! {
+    /// The admin and partner API under `/v1`: served by the api role.
+    API_ROUTES, register_api {
+        "/v1/programs" => { post: programs::create, get: programs::list },
+        "/v1/programs/{id}" => { get: programs::get },
+        "/v1/programs/{id}/conversions" => { post: conversions::receive },
+        "/v1/programs/{id}/conversions/{order_id}" => { get: conversions::by_order },
+        "/v1/programs/{id}/webhook-secrets" => { post: conversions::roll_secret },
+        "/v1/programs/{id}/agreements" => {
+            post: agreements::create,
+            get: agreements::list_for_program,
+        },
+        "/v1/partners" => { post: partners::create, get: partners::list },
+        "/v1/partners/{id}" => { get: partners::get },
+        "/v1/partners/{id}/commissions" => { get: earnings::commissions },
+        "/v1/partners/{id}/balance" => { get: earnings::balance },
+        "/v1/partners/{id}/statement" => { get: earnings::statement },
+        "/v1/commissions/{id}/approve" => { post: commissions::approve },
+        "/v1/commissions/{id}/reject" => { post: commissions::reject },
+        "/v1/programs/{id}/payouts" => { post: payouts::create, get: payouts::list },
+        "/v1/payouts/{id}" => { get: payouts::get },
+        "/v1/reports" => { get: reports::get },
+        "/v1/agreements/{id}" => { get: agreements::get, put: agreements::update },
+        "/v1/agreements/{id}/versions" => { get: agreements::versions },
+        "/v1/agreements/{id}/versions/{version}" => { get: agreements::version },
+        "/v1/links" => { post: links::create, get: links::list },
+        "/v1/links/{id}" => { get: links::get, delete: links::disable },
+    }
+}
+
+/// Every (method, path) a process running the api role serves.
+pub fn served_routes() -> impl Iterator<Item = (&'static str, &'static str)> {
+    OPS_ROUTES
+        .iter()
+        .chain(REDIRECT_ROUTES)
+        .chain(API_ROUTES)
+        .copied()
+}
+
+/// Health, readiness, metrics and the OpenAPI document: served by every role.
 pub fn ops(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(ops::healthz))
-        .route("/readyz", web::get().to(ops::readyz))
-        .route("/metrics", web::get().to(ops::metrics));
+    register_ops(cfg);
 }
 
 /// The public and admin API: served by the api role.
@@ -44,86 +121,8 @@ pub fn api(cfg: &mut web::ServiceConfig) {
     )
     // A static prefix, not a "/l/{code}" pattern: the router then matches
     // without a regex, and the handler takes the code from the raw path.
-    .service(web::scope("/l").default_service(web::to(redirect::redirect)))
-    .service(
-        web::scope("/v1")
-            .service(
-                web::resource("/programs")
-                    .route(web::post().to(programs::create))
-                    .route(web::get().to(programs::list)),
-            )
-            .route("/programs/{id}", web::get().to(programs::get))
-            .route(
-                "/programs/{id}/conversions",
-                web::post().to(conversions::receive),
-            )
-            .route(
-                "/programs/{id}/conversions/{order_id}",
-                web::get().to(conversions::by_order),
-            )
-            .route(
-                "/programs/{id}/webhook-secrets",
-                web::post().to(conversions::roll_secret),
-            )
-            .service(
-                web::resource("/programs/{id}/agreements")
-                    .route(web::post().to(agreements::create))
-                    .route(web::get().to(agreements::list_for_program)),
-            )
-            .service(
-                web::resource("/partners")
-                    .route(web::post().to(partners::create))
-                    .route(web::get().to(partners::list)),
-            )
-            .route("/partners/{id}", web::get().to(partners::get))
-            .route(
-                "/partners/{id}/commissions",
-                web::get().to(earnings::commissions),
-            )
-            .route("/partners/{id}/balance", web::get().to(earnings::balance))
-            .route(
-                "/partners/{id}/statement",
-                web::get().to(earnings::statement),
-            )
-            .route(
-                "/commissions/{id}/approve",
-                web::post().to(commissions::approve),
-            )
-            .route(
-                "/commissions/{id}/reject",
-                web::post().to(commissions::reject),
-            )
-            .service(
-                web::resource("/programs/{id}/payouts")
-                    .route(web::post().to(payouts::create))
-                    .route(web::get().to(payouts::list)),
-            )
-            .route("/payouts/{id}", web::get().to(payouts::get))
-            .route("/reports", web::get().to(reports::get))
-            .service(
-                web::resource("/agreements/{id}")
-                    .route(web::get().to(agreements::get))
-                    .route(web::put().to(agreements::update)),
-            )
-            .route(
-                "/agreements/{id}/versions",
-                web::get().to(agreements::versions),
-            )
-            .route(
-                "/agreements/{id}/versions/{version}",
-                web::get().to(agreements::version),
-            )
-            .service(
-                web::resource("/links")
-                    .route(web::post().to(links::create))
-                    .route(web::get().to(links::list)),
-            )
-            .service(
-                web::resource("/links/{id}")
-                    .route(web::get().to(links::get))
-                    .route(web::delete().to(links::disable)),
-            ),
-    );
+    .service(web::scope("/l").default_service(web::to(redirect::redirect)));
+    register_api(cfg);
 }
 
 /// Parses an id from the path. An id that cannot exist names nothing: 404.

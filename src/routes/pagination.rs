@@ -47,6 +47,52 @@ pub struct List<T> {
     pub next_cursor: Option<String>,
 }
 
+/// In the OpenAPI document: `<T>List`, its items referring to `T`'s schema
+/// (a derive would copy `T`'s schema into every list).
+impl<T: utoipa::ToSchema> utoipa::PartialSchema for List<T> {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Ref, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(format!("A page of {}s.", T::name())))
+            .property(
+                "data",
+                ArrayBuilder::new().items(Ref::from_schema_name(T::name())),
+            )
+            .required("data")
+            .property(
+                "next_cursor",
+                ObjectBuilder::new()
+                    .schema_type(
+                        [Type::String, Type::Null]
+                            .into_iter()
+                            .collect::<utoipa::openapi::schema::SchemaType>(),
+                    )
+                    .description(Some(
+                        "Pass as `?cursor=` for the next page; null on the last page.",
+                    )),
+            )
+            .required("next_cursor")
+            .into()
+    }
+}
+
+impl<T: utoipa::ToSchema> utoipa::ToSchema for List<T> {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Owned(format!("{}List", T::name()))
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((T::name().into_owned(), T::schema()));
+        T::schemas(schemas);
+    }
+}
+
 impl<T> List<T> {
     /// Trims the extra row fetched by `Page::fetch` and sets the cursor.
     pub fn from_rows(mut rows: Vec<T>, page: Page, id_of: impl Fn(&T) -> i64) -> Self {

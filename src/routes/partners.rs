@@ -10,21 +10,53 @@ use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
+/// A page of partners, as the OpenAPI document names it.
+type PartnerPage = List<Partner>;
+
+/// A new partner.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePartner {
+    /// 1 to 200 characters.
+    #[schema(examples("Ayu"))]
     name: String,
+    #[schema(format = Email, examples("ayu@example.com"))]
     email: String,
 }
 
-#[derive(Serialize)]
-struct CreatedPartner {
+/// A partner just created, with its API key.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedPartner {
     #[serde(flatten)]
     partner: Partner,
-    /// Shown once: only its hash is stored.
+    /// The partner's API key (`mitra_ptn_...`). Shown once: only its hash is stored.
+    #[schema(examples("mitra_ptn_7Hd2..."))]
     api_key: String,
 }
 
+/// Create a partner
+///
+/// Answers 201 with the partner's API key, shown only now.
+#[utoipa::path(
+    post,
+    path = "/v1/partners",
+    operation_id = "createPartner",
+    tag = "partners",
+    request_body = CreatePartner,
+    responses(
+        (status = 201, description = "Created.", body = CreatedPartner,
+            headers(("Location" = String, description = "`/v1/partners/{id}`"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::openapi::ValidationFailed),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn create(
     state: web::Data<AppState>,
     who: Principal,
@@ -46,7 +78,24 @@ pub async fn create(
         }))
 }
 
+/// Read a partner
+///
 /// The admin, the partner itself, or a program the partner works with.
+#[utoipa::path(
+    get,
+    path = "/v1/partners/{id}",
+    operation_id = "getPartner",
+    tag = "partners",
+    params(("id" = PartnerId, Path, description = "The partner's id.")),
+    responses(
+        (status = 200, description = "The partner.", body = Partner),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []), ("partner_key" = []))
+)]
 pub async fn get(
     state: web::Data<AppState>,
     who: Principal,
@@ -67,14 +116,36 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(partner))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Rows per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// List partners
+///
 /// The admin sees every partner; a program key the partners in its agreements.
+#[utoipa::path(
+    get,
+    path = "/v1/partners",
+    operation_id = "listPartners",
+    tag = "partners",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of partners.", body = PartnerPage),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []))
+)]
 pub async fn list(
     state: web::Data<AppState>,
     who: Principal,

@@ -4,21 +4,48 @@ use super::pagination::{List, Page};
 use crate::auth::Principal;
 use crate::domain::{PayoutId, ProgramId};
 use crate::error::ApiError;
-use crate::payouts;
+use crate::payouts::{self, Payout};
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-#[derive(Deserialize, Default)]
+/// A page of payouts, as the OpenAPI document names it.
+type PayoutPage = List<Payout>;
+
+/// A payout run.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePayout {
-    /// Partners whose approved balance is below this are left for later.
+    /// Partners whose approved balance is below this are left for later (default 1).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64, default = 1)]
     min_amount_minor: Option<i64>,
 }
 
-/// POST /v1/programs/{id}/payouts
+/// Pay approved commissions
+///
+/// POST /v1/programs/{id}/payouts: pays each partner its approved balance
+/// per currency, net of debts carried from refunds, when it reaches
+/// `min_amount_minor`. The body is optional.
+#[utoipa::path(
+    post,
+    path = "/v1/programs/{id}/payouts",
+    operation_id = "createPayout",
+    tag = "payouts",
+    params(("id" = ProgramId, Path, description = "The program's id.")),
+    request_body(content = Option<CreatePayout>, description = "Optional."),
+    responses(
+        (status = 201, description = "The payout made (possibly without items).", body = Payout,
+            headers(("Location" = String, description = "`/v1/payouts/{id}`"))),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 422, response = crate::openapi::ValidationFailed),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []))
+)]
 pub async fn create(
     state: web::Data<AppState>,
     who: Principal,
@@ -62,14 +89,36 @@ pub async fn create(
         .json(payout))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Rows per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// List a program's payouts
+///
 /// GET /v1/programs/{id}/payouts
+#[utoipa::path(
+    get,
+    path = "/v1/programs/{id}/payouts",
+    operation_id = "listPayouts",
+    tag = "payouts",
+    params(("id" = ProgramId, Path, description = "The program's id."), ListQuery),
+    responses(
+        (status = 200, description = "A page of payouts.", body = PayoutPage),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []))
+)]
 pub async fn list(
     state: web::Data<AppState>,
     who: Principal,
@@ -91,7 +140,31 @@ pub fn wants_csv(req: &HttpRequest) -> bool {
         .is_some_and(|v| v.contains("text/csv"))
 }
 
+/// Read a payout
+///
 /// GET /v1/payouts/{id} (JSON, or CSV with `Accept: text/csv`)
+#[utoipa::path(
+    get,
+    path = "/v1/payouts/{id}",
+    operation_id = "getPayout",
+    tag = "payouts",
+    params(("id" = PayoutId, Path, description = "The payout's id.")),
+    responses(
+        (status = 200, description = "The payout; CSV (one line per item, amounts in major \
+            units) when the request accepts `text/csv`.",
+            content(
+                (Payout = "application/json"),
+                (String = "text/csv"),
+            ),
+            headers(("Content-Disposition" = String,
+                description = "CSV only: `attachment; filename=\"payout-<id>.csv\"`."))),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []))
+)]
 pub async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -13,20 +13,36 @@ use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
+/// A page of programs, as the OpenAPI document names it.
+type ProgramPage = List<Program>;
+
 pub const DEFAULT_WINDOW_DAYS: i64 = 30;
 pub const DEFAULT_HOLD_DAYS: i64 = 30;
 
-#[derive(Deserialize)]
+/// A new program.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProgram {
+    /// 1 to 200 characters.
+    #[schema(examples("Batik Shop"))]
     name: String,
+    #[schema(value_type = crate::domain::Currency)]
     currency: String,
+    /// 1 to 50 host names shoppers may land on; matched exactly.
+    #[schema(min_items = 1, max_items = 50, examples("shop.example"))]
     landing_domains: Vec<String>,
+    /// Where links land by default; its host must be one of `landing_domains`.
+    #[schema(format = "uri", examples("https://shop.example/"))]
     default_url: String,
+    /// How long after a click a conversion is attributed to it, 1 to 365.
     #[serde(default = "default_window")]
+    #[schema(minimum = 1, maximum = 365, default = 30)]
     attribution_window_days: i64,
+    /// How long a commission stays pending before it is approved, 0 to 365.
     #[serde(default = "default_hold")]
+    #[schema(minimum = 0, maximum = 365, default = 30)]
     hold_days: i64,
+    #[schema(value_type = crate::domain::CommissionRules)]
     commission: serde_json::Value,
 }
 
@@ -88,15 +104,42 @@ fn days(n: i64, min: i64, range: &'static str) -> Result<i32, String> {
     }
 }
 
-#[derive(Serialize)]
-struct CreatedProgram {
+/// A program just created, with its credentials.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedProgram {
     #[serde(flatten)]
     program: Program,
-    /// Shown once: only its hash is stored.
+    /// The program's API key (`mitra_prg_...`). Shown once: only its hash is stored.
+    #[schema(examples("mitra_prg_3kT9..."))]
     api_key: String,
+    /// Signs the shop's conversion webhooks (`whsec_...`).
+    #[schema(examples("whsec_8Qm2..."))]
     webhook_secret: String,
 }
 
+/// Create a program
+///
+/// Answers 201 with the program's API key and webhook secret, shown only now.
+#[utoipa::path(
+    post,
+    path = "/v1/programs",
+    operation_id = "createProgram",
+    tag = "programs",
+    request_body = CreateProgram,
+    responses(
+        (status = 201, description = "Created.", body = CreatedProgram,
+            headers(("Location" = String, description = "`/v1/programs/{id}`"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::openapi::ValidationFailed),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []))
+)]
 pub async fn create(
     state: web::Data<AppState>,
     who: Principal,
@@ -117,6 +160,22 @@ pub async fn create(
         }))
 }
 
+/// Read a program
+#[utoipa::path(
+    get,
+    path = "/v1/programs/{id}",
+    operation_id = "getProgram",
+    tag = "programs",
+    params(("id" = ProgramId, Path, description = "The program's id.")),
+    responses(
+        (status = 200, description = "The program.", body = Program),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []))
+)]
 pub async fn get(
     state: web::Data<AppState>,
     who: Principal,
@@ -130,14 +189,36 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(program))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Rows per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// List programs
+///
 /// The admin sees every program; a program key sees its own.
+#[utoipa::path(
+    get,
+    path = "/v1/programs",
+    operation_id = "listPrograms",
+    tag = "programs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of programs.", body = ProgramPage),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []))
+)]
 pub async fn list(
     state: web::Data<AppState>,
     who: Principal,

@@ -24,6 +24,38 @@ pub const ROUTE: &str = "/l/{code}";
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
+/// Follow a tracked link
+///
+/// Answers 302 to the link's destination (or the program's default URL)
+/// with the link's sub ids and `mitra_click=<click id>` added to its query,
+/// keeping the query and fragment. `?to=<url>` deep-links to any http(s) URL
+/// whose host is exactly one of the program's landing domains. Anything
+/// invalid (a forged or altered code, a disabled link, a deep link elsewhere)
+/// answers 404 and logs nothing.
+#[utoipa::path(
+    get,
+    path = "/l/{code}",
+    operation_id = "followLink",
+    tag = "redirect",
+    params(
+        ("code" = String, Path, description = "The link's signed code.",
+            pattern = "^[0-9A-Za-z]{1,22}$", example = "2bH7kQ9xPz1mV"),
+        ("to" = Option<String>, Query, format = "uri",
+            description = "A deep link: an http(s) URL on one of the program's landing domains.",
+            example = "https://shop.example/sale"),
+    ),
+    responses(
+        (status = 302, description = "To the destination, with `mitra_click` added.",
+            headers(
+                ("Location" = String, description = "The destination URL with the link's sub ids \
+                    and `mitra_click=<click id>` in its query."),
+                ("Cache-Control" = String, description = "`no-store`: every visit must be counted."),
+            )),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn redirect(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -4,22 +4,45 @@ use super::payouts::wants_csv;
 use crate::auth::Principal;
 use crate::domain::{LinkId, PartnerId, ProgramId};
 use crate::error::ApiError;
-use crate::reports::{self, MAX_DAYS, ReportQuery};
+use crate::reports::{self, MAX_DAYS, ReportQuery, Row};
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{Duration, NaiveDate, Utc};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Query {
+    /// First day, UTC (default: 29 days before `to`).
     from: Option<NaiveDate>,
+    /// Last day, inclusive, UTC (default: today); at most 1100 days after `from`.
     to: Option<NaiveDate>,
+    /// Only this program (a program key: its own).
+    #[param(value_type = Option<ProgramId>)]
     program_id: Option<String>,
+    /// Only this partner's share (a partner key: its own).
+    #[param(value_type = Option<PartnerId>)]
     partner_id: Option<String>,
+    /// Only this link.
+    #[param(value_type = Option<LinkId>)]
     link_id: Option<String>,
+    /// `day`, the only grouping.
+    #[param(pattern = "^day$")]
     group_by: Option<String>,
+}
+
+/// Daily figures of a period, and their totals.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Report {
+    /// One row per day of the period, days without activity as zeros.
+    data: Vec<Row>,
+    totals: Row,
+    /// Always null: a report is one page.
+    #[schema(value_type = Option<String>)]
+    next_cursor: Option<String>,
+    from: NaiveDate,
+    to: NaiveDate,
 }
 
 fn id<T: std::str::FromStr>(raw: &Option<String>, name: &str) -> Result<Option<T>, ApiError> {
@@ -31,8 +54,33 @@ fn id<T: std::str::FromStr>(raw: &Option<String>, name: &str) -> Result<Option<T
         .transpose()
 }
 
-/// A program key sees its program, a partner key its own rows; naming
-/// another tenant's program, partner or link answers 404.
+/// Read daily figures
+///
+/// Per day: clicks (without bots), unique clicks, conversions, revenue,
+/// commission, EPC and conversion rate. A program key sees its program, a
+/// partner key its own rows; naming another tenant's program, partner or
+/// link answers 404. CSV with `Accept: text/csv`.
+#[utoipa::path(
+    get,
+    path = "/v1/reports",
+    operation_id = "getReport",
+    tag = "reports",
+    params(Query),
+    responses(
+        (status = 200, description = "The report; CSV (one line per day) when the request \
+            accepts `text/csv`.",
+            content(
+                (Report = "application/json"),
+                (String = "text/csv"),
+            )),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []), ("partner_key" = []))
+)]
 pub async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -88,11 +136,11 @@ pub async fn get(
             .content_type("text/csv; charset=utf-8")
             .body(reports::to_csv(&rows)));
     }
-    Ok(HttpResponse::Ok().json(json!({
-        "data": rows,
-        "totals": totals,
-        "next_cursor": null,
-        "from": from,
-        "to": to,
-    })))
+    Ok(HttpResponse::Ok().json(Report {
+        data: rows,
+        totals,
+        next_cursor: None,
+        from,
+        to,
+    }))
 }

@@ -10,6 +10,7 @@ mod crash;
 mod errors;
 mod health;
 mod lifecycle;
+mod openapi;
 mod redirect;
 mod reports;
 mod scale_out;
