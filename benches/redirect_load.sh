@@ -14,6 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
 MITRA_DB_NAME=mitra_bench ensure_services
+psql -q "${DATABASE_URL%/*}/postgres" -c "drop database if exists mitra_bench with (force)" \
+    -c "create database mitra_bench" >/dev/null
 command -v wrk >/dev/null 2>&1 || apt_install wrk
 command -v taskset >/dev/null 2>&1 || apt_install util-linux
 
@@ -37,7 +39,7 @@ fi
 
 export MITRA_ADMIN_TOKEN="$ADMIN" MITRA_LINK_KEYS="1:bench-link-key-bench-link-key" \
     MITRA_LISTEN="127.0.0.1:$PORT" MITRA_REDIS_PREFIX="$PREFIX" MITRA_HTTP_WORKERS=1 \
-    RUST_LOG=warn SQLX_OFFLINE=true
+    RUST_LOG="${RUST_LOG:-info}" SQLX_OFFLINE=true
 taskset -c "$SERVER_CORE" target/release/mitra serve --role api >/tmp/mitra-bench.log 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT

@@ -5,7 +5,7 @@
 //! logged (they are real requests) but flagged, and excluded from `clicks`
 //! in roll-ups and reports.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use std::sync::LazyLock;
 
 /// Why a click was flagged.
@@ -102,6 +102,8 @@ static MATCHER: LazyLock<AhoCorasick> = LazyLock::new(|| {
     AhoCorasickBuilder::new()
         .ascii_case_insensitive(true)
         .match_kind(MatchKind::LeftmostFirst)
+        // A full DFA: the fastest scan per user agent, for a few KB of table.
+        .kind(Some(AhoCorasickKind::DFA))
         .build(PATTERNS)
         .expect("patterns compile")
 });

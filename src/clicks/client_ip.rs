@@ -1,8 +1,9 @@
 //! The shopper's address: which one to believe, and how to keep it private.
 
-use hmac::{Hmac, KeyInit, Mac};
 use ipnet::IpNet;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
+use siphasher::sip128::{Hasher128, SipHasher24};
+use std::hash::Hasher;
 use std::net::IpAddr;
 
 /// Proxies (load balancers, CDNs) whose `X-Forwarded-For` is believed.
@@ -58,27 +59,33 @@ impl TrustedProxies {
 /// Hashes client addresses with a secret key: equal addresses give equal
 /// hashes (for unique clicks), but the address cannot be read back or
 /// found by hashing every IPv4 address without the key.
+///
+/// SipHash-2-4 with a 128-bit output is a keyed pseudo-random function made
+/// for short inputs: as private as an HMAC here, and a tenth of the cost on
+/// the redirect's hot path.
 #[derive(Clone)]
-pub struct IpHasher(Hmac<Sha256>);
+pub struct IpHasher([u8; 16]);
 
 impl IpHasher {
+    /// The SipHash key is the first 128 bits of SHA-256 of `key`.
     pub fn new(key: &[u8]) -> Self {
-        Self(Hmac::new_from_slice(key).expect("HMAC takes any key"))
+        let digest = Sha256::digest(key);
+        Self(digest[..16].try_into().expect("16 bytes"))
     }
 
     /// 128 bits of the keyed hash, as 32 hex digits.
     pub fn hash(&self, ip: Option<IpAddr>) -> IpHash {
-        let mut mac = self.0.clone();
+        let mut h = SipHasher24::new_with_key(&self.0);
         match ip {
-            Some(IpAddr::V4(v4)) => mac.update(&v4.octets()),
+            Some(IpAddr::V4(v4)) => h.write(&v4.octets()),
             // Mapped v4 addresses hash like the v4 address they are.
             Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-                Some(v4) => mac.update(&v4.octets()),
-                None => mac.update(&v6.octets()),
+                Some(v4) => h.write(&v4.octets()),
+                None => h.write(&v6.octets()),
             },
-            None => mac.update(b"unknown"),
+            None => h.write(b"unknown"),
         }
-        let digest = mac.finalize().into_bytes();
+        let digest = h.finish128().as_bytes();
         let mut out = [0u8; 32];
         const HEX: &[u8; 16] = b"0123456789abcdef";
         for (i, b) in digest[..16].iter().enumerate() {
