@@ -98,17 +98,23 @@ Program  {program}  "Demo Shop": EUR, 10% of sales, 2.00 per lead, no hold
 Partner  {partner}  "Ayu Lestari", 100% of the agreement
 Tracked link:  {link}
 
-1. Be the shopper: follow the link and note the click id in Location.
-   curl -si {link} | grep -i '^location'
+1. Be the shopper: follow the link as a browser would; note the click id in Location.
+   curl -si -A '{ua}' {link} | grep -i '^location'
 
-2. Be the shop: post a signed sale for that click.
-   CLICK=$(curl -s -o /dev/null -w '%{{redirect_url}}' {link} | sed -n 's/.*mitra_click=\([^&#]*\).*/\1/p')
+2. Be the shop: post a signed sale for a click. (Bots, curl's own user agent among
+   them, and sales within 3 s of their click are held for review: hence -A and sleep.)
+   CLICK=$(curl -s -A '{ua}' -o /dev/null -w '%{{redirect_url}}' {link} | sed -n 's/.*mitra_click=\([^&#]*\).*/\1/p'); sleep 4
    BODY='{{"order_id":"demo-'$RANDOM'","event":"sale","amount_minor":12500,"currency":"EUR","click_id":"'$CLICK'"}}'
    curl -s -X POST {base}/v1/programs/{program}/conversions -H 'content-type: application/json' -H "Mitra-Signature: $({exe} sign --secret {secret} "$BODY")" -d "$BODY"; echo
 
-3. Be the partner: see the commission (12.50 EUR) and the balance.
+3. Be the partner: a second later the commission (12.50 EUR) is booked and, as this
+   program holds commissions 0 days, approved.
    curl -s {base}/v1/partners/{partner}/commissions -H 'authorization: Bearer {partner_key}'; echo
    curl -s {base}/v1/partners/{partner}/balance -H 'authorization: Bearer {partner_key}'; echo
+
+4. Be the merchant: pay the partner, and see the day's report.
+   curl -s -X POST {base}/v1/programs/{program}/payouts -H 'authorization: Bearer {program_key}'; echo
+   curl -s {base}/v1/reports -H 'authorization: Bearer {program_key}' -H 'accept: text/csv' | tail -n 2
 
 Program API key: {program_key}
 Metrics: {base}/metrics     Stop: Ctrl-C
@@ -119,6 +125,7 @@ Metrics: {base}/metrics     Stop: Ctrl-C
             secret = self.webhook_secret,
             partner_key = self.partner_key,
             program_key = self.program_key,
+            ua = "Mozilla/5.0 (mitra demo)",
         )
     }
 }
