@@ -2,7 +2,7 @@
 
 use crate::config::Settings;
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::time::Duration;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -11,12 +11,17 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// itself unready) while Postgres is down. Acquiring waits at most 3 s: a
 /// request should fail fast with 503 rather than hang.
 pub fn pool(settings: &Settings) -> anyhow::Result<PgPool> {
-    let pool = PgPoolOptions::new()
+    let options: PgConnectOptions = settings
+        .expose_database_url()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a usable Postgres URL"))?;
+    // Every query here is short and runs often: compiling it (JIT) costs
+    // more than it could ever save, and made a year's report 3x slower.
+    let options = options.options([("jit", "off")]);
+    Ok(PgPoolOptions::new()
         .max_connections(settings.db_max_connections)
         .acquire_timeout(Duration::from_secs(3))
-        .connect_lazy(settings.expose_database_url())
-        .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a usable Postgres URL"))?;
-    Ok(pool)
+        .connect_lazy_with(options))
 }
 
 /// Applies pending migrations. Safe to run from several processes at once:
