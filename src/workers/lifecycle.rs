@@ -13,11 +13,27 @@ pub const BATCH: i64 = 500;
 pub struct Lifecycle {
     db: PgPool,
     metrics: Arc<Metrics>,
+    measured: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Lifecycle {
     pub fn new(db: PgPool, metrics: Arc<Metrics>) -> Self {
-        Self { db, metrics }
+        Self {
+            db,
+            metrics,
+            measured: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The gauges every 5 s, not at every idle poll.
+    async fn measure_if_due(&self) -> anyhow::Result<()> {
+        let mut last = self.measured.lock().await;
+        if last.is_some_and(|l| l.elapsed() < std::time::Duration::from_secs(5)) {
+            return Ok(());
+        }
+        *last = Some(std::time::Instant::now());
+        drop(last);
+        self.measure().await
     }
 
     /// Approves one batch of due commissions. Several workers may run: each
@@ -39,7 +55,7 @@ impl Lifecycle {
         .await?;
         if due.is_empty() {
             tx.commit().await?;
-            self.measure().await?;
+            self.measure_if_due().await?;
             return Ok(Step::Idle);
         }
         ledger::approve(&mut tx, &due, "worker", Some("hold period over")).await?;
