@@ -172,3 +172,92 @@ fn gen_key_prints_a_usable_link_key() {
         .unwrap();
     assert_eq!(ring.signer().id(), 7);
 }
+
+#[tokio::test]
+async fn on_sigterm_a_request_in_flight_is_answered_before_the_exit() {
+    use std::io::{Read, Write};
+    let (_db, url) = fresh_database().await;
+    let admin = "admin-token-sigterm-0123456789";
+    let mut server = ServerProcess::start(
+        &["serve", "--role", "api"],
+        &[
+            ("DATABASE_URL", url.to_string()),
+            ("REDIS_URL", std::env::var("REDIS_URL").unwrap()),
+            ("MITRA_ADMIN_TOKEN", admin.to_owned()),
+            (
+                "MITRA_LINK_KEYS",
+                "1:sigterm-test-link-key-01234567".to_owned(),
+            ),
+            (
+                "MITRA_REDIS_PREFIX",
+                format!("test:sigterm:{}:", std::process::id()),
+            ),
+        ],
+    );
+    let program: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/v1/programs", server.base))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"name": "Shop", "currency": "EUR", "landing_domains": ["shop.example"],
+                                  "default_url": "https://shop.example/", "commission": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let body = br#"{"order_id":"IN-FLIGHT-1","event":"sale","amount_minor":1000,"currency":"EUR"}"#;
+    let signature = mitra::conversions::signature::header(
+        program["webhook_secret"].as_str().unwrap(),
+        chrono::Utc::now().timestamp(),
+        body,
+    );
+    let (port, pid, program_id) = (
+        server.port,
+        server.child.id(),
+        program["id"].as_str().unwrap().to_owned(),
+    );
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            stream,
+            "POST /v1/programs/{program_id}/conversions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nMitra-Signature: {signature}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        // Half the body now, then SIGTERM while the request is in flight...
+        stream.write_all(&body[..20]).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        // ...and the rest while the server drains.
+        stream.write_all(&body[20..]).unwrap();
+        let mut answer = String::new();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).unwrap();
+        answer.push_str(&String::from_utf8_lossy(&buf[..n]));
+        answer
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    let pool = sqlx::PgPool::connect(url.as_str()).await.unwrap();
+    let stored: i64 =
+        sqlx::query_scalar("select count(*) from conversions where order_id = 'IN-FLIGHT-1'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, 1, "the answered conversion was committed");
+}
