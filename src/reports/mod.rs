@@ -38,6 +38,32 @@ pub struct Row {
     pub conversion_rate: Option<f64>,
 }
 
+/// One day of the roll-ups, as both report queries select it.
+struct Day {
+    day: NaiveDate,
+    clicks: i64,
+    uniq: i64,
+    bots: i64,
+    conversions: i64,
+    revenue: i64,
+    commission: i64,
+}
+
+impl From<Day> for Row {
+    fn from(d: Day) -> Self {
+        Row {
+            day: d.day,
+            clicks: d.clicks,
+            unique_clicks: d.uniq,
+            bot_clicks: d.bots,
+            conversions: d.conversions,
+            revenue_minor: d.revenue,
+            commission_minor: d.commission,
+            ..Default::default()
+        }
+    }
+}
+
 impl Row {
     fn finish(mut self) -> Self {
         if self.clicks > 0 {
@@ -54,7 +80,8 @@ impl Row {
 /// zeros), and their totals.
 pub async fn daily(db: &PgPool, q: &ReportQuery) -> Result<(Vec<Row>, Row), sqlx::Error> {
     let rows: Vec<Row> = match q.partner {
-        None => sqlx::query!(
+        None => sqlx::query_as!(
+            Day,
             r#"
             with days as (select d::date as day from generate_series($1::date, $2::date, interval '1 day') d),
             c as (
@@ -85,18 +112,10 @@ pub async fn daily(db: &PgPool, q: &ReportQuery) -> Result<(Vec<Row>, Row), sqlx
         .fetch_all(db)
         .await?
         .into_iter()
-        .map(|r| Row {
-            day: r.day,
-            clicks: r.clicks,
-            unique_clicks: r.uniq,
-            bot_clicks: r.bots,
-            conversions: r.conversions,
-            revenue_minor: r.revenue,
-            commission_minor: r.commission,
-            ..Default::default()
-        })
+        .map(Row::from)
         .collect(),
-        Some(partner) => sqlx::query!(
+        Some(partner) => sqlx::query_as!(
+            Day,
             r#"
             with days as (select d::date as day from generate_series($1::date, $2::date, interval '1 day') d),
             c as (
@@ -128,16 +147,7 @@ pub async fn daily(db: &PgPool, q: &ReportQuery) -> Result<(Vec<Row>, Row), sqlx
         .fetch_all(db)
         .await?
         .into_iter()
-        .map(|r| Row {
-            day: r.day,
-            clicks: r.clicks,
-            unique_clicks: r.uniq,
-            bot_clicks: r.bots,
-            conversions: r.conversions,
-            revenue_minor: r.revenue,
-            commission_minor: r.commission,
-            ..Default::default()
-        })
+        .map(Row::from)
         .collect(),
     };
     let mut totals = Row {
