@@ -200,11 +200,7 @@ pub async fn create(
     path: web::Path<String>,
     body: web::Json<TermsBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let program = super::path_id::<ProgramId>(&path, "program")?;
-    who.require_program(program)?;
-    crate::programs::get(&state.db, program)
-        .await?
-        .ok_or(ApiError::NotFound("program"))?;
+    let program = super::program_in_path(&state, who, &path).await?.id;
     if body.base_version.is_some() {
         return Err(ApiError::invalid(
             "base_version",

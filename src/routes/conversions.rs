@@ -388,11 +388,7 @@ pub async fn roll_secret(
     path: web::Path<String>,
     body: Option<web::Json<RollBody>>,
 ) -> Result<HttpResponse, ApiError> {
-    let program = super::path_id::<ProgramId>(&path, "program")?;
-    who.require_program(program)?;
-    crate::programs::get(&state.db, program)
-        .await?
-        .ok_or(ApiError::NotFound("program"))?;
+    let program = super::program_in_path(&state, who, &path).await?.id;
     let hours = body.and_then(|b| b.grace_hours).unwrap_or(24);
     if !(0..=720).contains(&hours) {
         return Err(ApiError::invalid("grace_hours", "must be from 0 to 720"));

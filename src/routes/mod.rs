@@ -125,6 +125,20 @@ pub fn api(cfg: &mut web::ServiceConfig) {
     register_api(cfg);
 }
 
+/// The program an id in the path names, when `who` may act on it (the admin
+/// or the program itself); anything else is told it does not exist.
+pub async fn program_in_path(
+    state: &crate::state::AppState,
+    who: crate::auth::Principal,
+    raw: &str,
+) -> Result<crate::programs::Program, ApiError> {
+    let id = path_id::<crate::domain::ProgramId>(raw, "program")?;
+    who.require_program(id)?;
+    crate::programs::get(&state.db, id)
+        .await?
+        .ok_or(ApiError::NotFound("program"))
+}
+
 /// Parses an id from the path. An id that cannot exist names nothing: 404.
 pub fn path_id<T: std::str::FromStr>(raw: &str, kind: &'static str) -> Result<T, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound(kind))

@@ -52,11 +52,7 @@ pub async fn create(
     path: web::Path<String>,
     body: Option<web::Json<CreatePayout>>,
 ) -> Result<HttpResponse, ApiError> {
-    let program = super::path_id::<ProgramId>(&path, "program")?;
-    who.require_program(program)?;
-    crate::programs::get(&state.db, program)
-        .await?
-        .ok_or(ApiError::NotFound("program"))?;
+    let program = super::program_in_path(&state, who, &path).await?.id;
     let min = body.and_then(|b| b.min_amount_minor).unwrap_or(1);
     if !(1..=crate::conversions::MAX_AMOUNT_MINOR).contains(&min) {
         return Err(ApiError::invalid(

@@ -181,11 +181,7 @@ pub async fn get(
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = super::path_id::<ProgramId>(&path, "program")?;
-    who.require_program(id)?;
-    let program = programs::get(&state.db, id)
-        .await?
-        .ok_or(ApiError::NotFound("program"))?;
+    let program = super::program_in_path(&state, who, &path).await?;
     Ok(HttpResponse::Ok().json(program))
 }
 
