@@ -4,7 +4,7 @@
 //! detail (SQL, Redis, stack of contexts) is logged with the request's span and
 //! never sent to the client.
 
-use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::body::MessageBody;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -281,5 +281,3 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, limit: usize) -> ApiE
         other => ApiError::BadRequest(format!("unreadable body: {other}")),
     }
 }
-
-pub type ProblemBody<B> = EitherBody<B, BoxBody>;

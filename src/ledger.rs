@@ -164,16 +164,6 @@ pub struct Held {
     pub original_minor: i64,
 }
 
-/// The ledger bucket a commission's amount sits in, by status.
-pub fn bucket_of(status: &str) -> Option<&'static str> {
-    match status {
-        "pending" => Some("pending"),
-        "approved" => Some("approved"),
-        "paid" => Some("paid"),
-        _ => None,
-    }
-}
-
 /// Takes `reduction` out of a commission (a refund): from its bucket while
 /// pending or approved; once paid, as a debt carried into the next payout.
 /// Returns the entry and the commission's new amount and status.

@@ -102,15 +102,6 @@ pub enum StoreError {
     Batch { unavailable: bool, message: String },
 }
 
-/// Stores a conversion exactly once per idempotency key; committed when
-/// this returns, so the shop may be told.
-pub async fn store(db: &PgPool, c: &NewConversion) -> Result<Stored, StoreError> {
-    store_many(db, std::slice::from_ref(c))
-        .await?
-        .pop()
-        .ok_or_else(|| StoreError::Db(sqlx::Error::RowNotFound))?
-}
-
 /// Stores several conversions in one statement and one commit (the
 /// webhook group commit), each exactly once per idempotency key. The outer
 /// error is a database failure: none of them was stored.
