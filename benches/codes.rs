@@ -5,10 +5,10 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use hmac::{Hmac, KeyInit, Mac};
-use mitra::clicks::click_id;
 use mitra::domain::LinkId;
-use mitra::links::code;
-use mitra::signing::KeyRing;
+use mitra::domain::click_id;
+use mitra::domain::link_code as code;
+use mitra::domain::signing::KeyRing;
 use secrecy::SecretString;
 use sha2::Sha256;
 use std::hint::black_box;

@@ -9,10 +9,10 @@
 //! 3. paced: R webhooks per second for S seconds, latency percentiles.
 
 use chrono::Utc;
-use mitra::clicks::click_id;
 use mitra::conversions::signature;
 use mitra::domain::LinkId;
-use mitra::signing::KeyRing;
+use mitra::domain::click_id;
+use mitra::domain::signing::KeyRing;
 use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -89,7 +89,7 @@ pub async fn run() -> ExitCode {
         }
         Command::Healthcheck => healthcheck(),
         Command::Openapi => {
-            println!("{}", crate::openapi::json());
+            println!("{}", crate::http::openapi::json());
             ExitCode::SUCCESS
         }
         Command::GenKey { id } => {

@@ -1,13 +1,14 @@
-//! Settings, read from the environment once at start-up.
+//! Settings, read from the environment once at start-up. Every settings
+//! struct of the process is declared here, as plain data; the modules that
+//! use one take it from here, so this file depends on nothing above the
+//! domain types.
 //!
 //! Every variable is checked here, so a bad value stops the start with one
 //! line naming it, instead of failing later on the first request. Secrets are
 //! held as `SecretString` and never printed.
 
-use crate::attribution::AttributionSettings;
-use crate::attribution::fraud::FraudSettings;
-use crate::clicks::client_ip::TrustedProxies;
-use crate::signing::KeyRing;
+use crate::domain::KeyRing;
+use crate::domain::client_ip::TrustedProxies;
 use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -43,10 +44,50 @@ pub struct ClickSettings {
     pub ip_hash_key: Option<SecretString>,
     /// Links held in each instance's cache.
     pub link_cache_size: usize,
+    pub log: ClickLogSettings,
+}
+
+/// The click log's buffering between redirects and Redis.
+#[derive(Debug, Clone)]
+pub struct ClickLogSettings {
+    /// Click events held in memory while Redis is away.
+    pub capacity: usize,
     /// How long click events gather before they are written to Redis.
     pub flush_interval: Duration,
-    /// Click events held in memory while Redis is away.
-    pub log_capacity: usize,
+}
+
+/// The attribution worker.
+#[derive(Debug, Clone)]
+pub struct AttributionSettings {
+    /// Conversions claimed per transaction.
+    pub batch: i64,
+    /// Attribution loops per worker process.
+    pub concurrency: usize,
+    pub fraud: FraudSettings,
+}
+
+/// When a conversion is held for a person's review.
+#[derive(Debug, Clone)]
+pub struct FraudSettings {
+    /// A conversion this soon after its click is suspicious (bots, cookie stuffing).
+    pub min_click_seconds: i64,
+    /// One click id converting more often than this is suspicious.
+    pub max_orders_per_click: i64,
+    /// A sale above this many times the program's 30-day average is suspicious...
+    pub amount_factor: i64,
+    /// ...once the program has at least this many attributed sales to average.
+    pub amount_min_samples: i64,
+}
+
+impl Default for FraudSettings {
+    fn default() -> Self {
+        Self {
+            min_click_seconds: 3,
+            max_orders_per_click: 3,
+            amount_factor: 10,
+            amount_min_samples: 20,
+        }
+    }
 }
 
 /// Pacing of the background workers.
@@ -221,8 +262,10 @@ impl Settings {
                 trusted_proxies,
                 ip_hash_key,
                 link_cache_size,
-                flush_interval: Duration::from_millis(flush_ms),
-                log_capacity,
+                log: ClickLogSettings {
+                    capacity: log_capacity,
+                    flush_interval: Duration::from_millis(flush_ms),
+                },
             },
             attribution,
         })

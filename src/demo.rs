@@ -6,10 +6,10 @@ use crate::domain::{
     BasisPoints, CommissionRules, Currency, Email, KeyOwner, LandingDomains, Name, NewApiKey,
     PartnerId, ProgramId, Share, Shares, SubIds, WebUrl, new_webhook_secret,
 };
+use crate::http::state::AppState;
 use crate::links::{self, NewLink};
 use crate::partners;
 use crate::programs::{self, NewProgram};
-use crate::state::AppState;
 use std::collections::BTreeMap;
 
 pub struct Seeded {

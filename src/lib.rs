@@ -1,32 +1,40 @@
 //! mitra: affiliate link tracking and commission service.
+//!
+//! Modules in layers; each imports only from its own layer or below
+//! (`scripts/check-layers` checks it):
+//! 0. `domain`: pure types and codecs, parsed at the edge.
+//! 1. `config`, `telemetry`, `metrics`, `db`, `redis_client`, `background`:
+//!    settings, the metrics registry, back-end clients, the worker loop.
+//! 2. One module per aggregate, with its storage, core logic and the
+//!    background work on its data: `programs`, `partners`, `agreements`,
+//!    `links`, `clicks`, `rollups`, `conversions`, `attribution`,
+//!    `commissions`; and `health`.
+//! 3. `http`: routes, middleware, authentication, errors, the OpenAPI document.
+//! 4. `startup` (wiring), `demo`, `cli`.
 #![forbid(unsafe_code)]
+
+pub mod domain;
+
+pub mod background;
+pub mod config;
+pub mod db;
+pub mod metrics;
+pub mod redis_client;
+pub mod telemetry;
 
 pub mod agreements;
 pub mod attribution;
-pub mod auth;
-pub mod cli;
 pub mod clicks;
-pub mod config;
+pub mod commissions;
 pub mod conversions;
-pub mod db;
-pub mod demo;
-pub mod domain;
-pub mod earnings;
-pub mod error;
-pub mod ledger;
+pub mod health;
 pub mod links;
-pub mod metrics;
-pub mod middleware;
-pub mod openapi;
 pub mod partners;
-pub mod payouts;
 pub mod programs;
-pub mod redis_client;
-pub mod reports;
-pub mod routes;
-pub mod signing;
-pub mod startup;
-pub mod state;
-pub mod telemetry;
+pub mod rollups;
 
-pub mod workers;
+pub mod http;
+
+pub mod cli;
+pub mod demo;
+pub mod startup;

@@ -54,8 +54,6 @@ pub struct Metrics {
     pub backend_errors: IntCounterVec,
     /// Steps run by each background worker, by outcome (busy, idle, failed).
     pub worker_steps: IntCounterVec,
-    redirect_found: prometheus::IntCounter,
-    redirect_not_found: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -193,15 +191,7 @@ impl Metrics {
                 &["worker", "outcome"],
             )
             .unwrap(),
-            redirect_found: prometheus::IntCounter::new("unused", "unused").unwrap(),
-            redirect_not_found: prometheus::IntCounter::new("unused", "unused").unwrap(),
             registry,
-        };
-        let route = crate::routes::REDIRECT_ROUTE;
-        let m = Metrics {
-            redirect_found: m.http_requests.with_label_values(&["GET", route, "302"]),
-            redirect_not_found: m.http_requests.with_label_values(&["GET", route, "404"]),
-            ..m
         };
         m.register_all();
         m
@@ -244,20 +234,6 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))
         .unwrap();
-    }
-
-    /// Counts a redirect answer in `mitra_http_requests_total`; the common
-    /// answers use handles resolved once.
-    pub fn count_redirect(&self, method: &str, status: actix_web::http::StatusCode) {
-        let route = crate::routes::REDIRECT_ROUTE;
-        match (method, status.as_u16()) {
-            ("GET", 302) => self.redirect_found.inc(),
-            ("GET", 404) => self.redirect_not_found.inc(),
-            _ => self
-                .http_requests
-                .with_label_values(&[method, route, status.as_str()])
-                .inc(),
-        }
     }
 
     /// Counts a failed call to `backend` ("postgres" or "redis").

@@ -1,30 +1,65 @@
 //! Building and running the application: the same path for `mitra serve`
 //! and for the tests, which bind port 0.
+//!
+//! `build` connects (lazily), binds the listener and wires each part with
+//! what it needs: the HTTP handlers share `AppState`; each worker gets its
+//! own back ends from `Workers`. `run_until_stopped` supervises every
+//! long-running task as one set (see `background::Supervised`).
 
-use crate::clicks::client_ip::IpHasher;
-use crate::clicks::log::{self as click_log, ClickLog};
+use crate::attribution::Attributor;
+use crate::background::{Supervised, run_loop};
+use crate::clicks::consumer::{ClickConsumer, RECLAIM_IDLE};
+use crate::clicks::log::{ClickLog, Flusher};
+use crate::commissions::lifecycle::Lifecycle;
 use crate::config::Settings;
 use crate::conversions::webhook_context::WebhookContexts;
-use crate::conversions::writer::ConversionWriter;
-use crate::error::ensure_problem_json;
-use crate::links::{self, cache::LinkCache};
+use crate::conversions::writer::{ConversionWriter, WriterTask};
+use crate::domain::client_ip::IpHasher;
+use crate::http::error::ensure_problem_json;
+use crate::http::redirect::RedirectCounters;
+use crate::http::state::AppState;
+use crate::http::{self, middleware};
+use crate::links::cache::{self, LinkCache};
 use crate::metrics::Metrics;
 use crate::redis_client::RedisClient;
-use crate::state::AppState;
-use crate::workers::WorkerRoles;
-use crate::{db, middleware, routes};
+use crate::{db, health};
 use actix_web::dev::Server;
 use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, web};
 use secrecy::ExposeSecret;
+use sqlx::PgPool;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// How long in-flight requests get to finish after SIGTERM.
 pub const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+/// The worker roles one process can host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerRoles {
+    pub clicks: bool,
+    pub attribution: bool,
+    pub lifecycle: bool,
+}
+
+impl WorkerRoles {
+    pub const ALL: WorkerRoles = WorkerRoles {
+        clicks: true,
+        attribution: true,
+        lifecycle: true,
+    };
+    pub const NONE: WorkerRoles = WorkerRoles {
+        clicks: false,
+        attribution: false,
+        lifecycle: false,
+    };
+
+    pub fn any(self) -> bool {
+        self.clicks || self.attribution || self.lifecycle
+    }
+}
 
 /// What a process runs: the API and/or some worker roles. A process without
 /// the API still serves /healthz, /readyz and /metrics.
@@ -49,14 +84,94 @@ impl Roles {
     };
 }
 
+/// Builds each background worker with the back ends it needs. `mitra
+/// serve` and the tests build workers the same way, through this.
+#[derive(Clone)]
+pub struct Workers {
+    db: PgPool,
+    redis: RedisClient,
+    metrics: Arc<Metrics>,
+    settings: Settings,
+}
+
+impl Workers {
+    /// Workers on the back ends `settings` name, connecting lazily, with
+    /// metrics of their own (a test's view of a separate worker process).
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        Ok(Self {
+            db: db::pool(settings)?,
+            redis: RedisClient::new(&settings.redis_url, &settings.redis_prefix)?,
+            metrics: Arc::new(Metrics::new()),
+            settings: settings.clone(),
+        })
+    }
+
+    /// A click consumer that takes over entries another consumer left
+    /// pending for `reclaim_idle`.
+    pub fn click_consumer(&self, reclaim_idle: Duration) -> ClickConsumer {
+        ClickConsumer::new(
+            self.redis.clone(),
+            self.db.clone(),
+            self.metrics.clone(),
+            reclaim_idle,
+        )
+    }
+
+    pub fn attributor(&self) -> Attributor {
+        Attributor::new(
+            self.db.clone(),
+            self.settings.link_keys.clone(),
+            self.metrics.clone(),
+            self.settings.attribution.clone(),
+        )
+    }
+
+    pub fn lifecycle(&self) -> Lifecycle {
+        Lifecycle::new(self.db.clone(), self.metrics.clone())
+    }
+
+    /// Adds the loops of `roles` to `tasks`, each running until `shutdown`.
+    fn spawn(&self, tasks: &mut Supervised, roles: WorkerRoles, shutdown: &CancellationToken) {
+        let idle = self.settings.workers.idle_poll;
+        if roles.clicks {
+            let worker = self.click_consumer(RECLAIM_IDLE);
+            let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
+            tasks.spawn("clicks", async move {
+                run_loop("clicks", stop, idle, metrics, || worker.step()).await;
+                Ok(())
+            });
+        }
+        if roles.attribution {
+            // Several loops per process: while one waits on Postgres another
+            // computes; SKIP LOCKED keeps their batches apart.
+            for _ in 0..self.settings.attribution.concurrency {
+                let worker = self.attributor();
+                let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
+                tasks.spawn("attribution", async move {
+                    run_loop("attribution", stop, idle, metrics, || worker.step()).await;
+                    Ok(())
+                });
+            }
+        }
+        if roles.lifecycle {
+            let worker = self.lifecycle();
+            let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
+            tasks.spawn("lifecycle", async move {
+                run_loop("lifecycle", stop, idle, metrics, || worker.step()).await;
+                Ok(())
+            });
+        }
+    }
+}
+
 pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
+    workers: Workers,
     roles: Roles,
-    /// Stops the click log's flusher once the HTTP server has drained.
-    click_log_stop: CancellationToken,
-    click_log_flusher: tokio::task::JoinHandle<()>,
+    click_flusher: Flusher,
+    conversion_writer: WriterTask,
 }
 
 impl Application {
@@ -73,16 +188,8 @@ impl Application {
         let http_workers = settings.http_workers;
         let link_cache =
             LinkCache::new(db.clone(), metrics.clone(), settings.clicks.link_cache_size);
-        let click_log_stop = CancellationToken::new();
-        let (click_log, click_log_flusher) = ClickLog::start(
-            redis.clone(),
-            metrics.clone(),
-            click_log::Settings {
-                capacity: settings.clicks.log_capacity,
-                flush_interval: settings.clicks.flush_interval,
-            },
-            click_log_stop.clone(),
-        );
+        let (click_log, click_flusher) =
+            ClickLog::new(redis.clone(), metrics.clone(), &settings.clicks.log);
         let ip_hasher = match &settings.clicks.ip_hash_key {
             Some(key) => IpHasher::new(key.expose_secret().as_bytes()),
             // Derived, so a deployment that sets no key still never stores raw addresses.
@@ -93,16 +200,24 @@ impl Application {
                     .tag(b"mitra/ip-hash-key/v1:", b""),
             ),
         };
-        let state = web::Data::new(AppState {
+        let (conversion_writer, writer_task) = ConversionWriter::new(db.clone());
+        let workers = Workers {
             db: db.clone(),
+            redis: redis.clone(),
+            metrics: metrics.clone(),
+            settings: settings.clone(),
+        };
+        let state = web::Data::new(AppState {
+            db,
             redis,
             settings,
+            redirect_counters: RedirectCounters::new(&metrics),
             metrics,
             link_cache,
             click_log,
             ip_hasher,
             webhook_contexts: WebhookContexts::new(),
-            conversion_writer: ConversionWriter::start(db.clone()),
+            conversion_writer,
         });
         let server = {
             let state = state.clone();
@@ -112,13 +227,13 @@ impl Application {
                     .wrap(ErrorHandlers::new().default_handler(ensure_problem_json))
                     .wrap(from_fn(middleware::record_metrics))
                     .wrap(from_fn(middleware::request_id))
-                    .configure(routes::ops)
+                    .configure(http::ops)
                     .configure(|cfg| {
                         if roles.api {
-                            routes::api(cfg)
+                            http::api(cfg)
                         }
                     })
-                    .default_service(web::to(routes::not_found))
+                    .default_service(web::to(http::not_found))
             })
             .listen(listener)?
             .disable_signals()
@@ -132,9 +247,10 @@ impl Application {
             port,
             server,
             state,
+            workers,
             roles,
-            click_log_stop,
-            click_log_flusher,
+            click_flusher,
+            conversion_writer: writer_task,
         })
     }
 
@@ -142,45 +258,72 @@ impl Application {
         self.port
     }
 
+    /// What the HTTP handlers share (tests read the click log and Redis through it).
     pub fn state(&self) -> web::Data<AppState> {
         self.state.clone()
     }
 
+    /// Builds workers on this application's back ends.
+    pub fn workers(&self) -> Workers {
+        self.workers.clone()
+    }
+
     /// Serves until `shutdown` fires, then stops accepting, lets in-flight
-    /// requests and worker batches finish, and returns.
+    /// requests and worker batches finish, writes the clicks still queued,
+    /// and returns. If any task ends before `shutdown`, the others are
+    /// stopped the same way and the error is returned.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let handle = self.server.handle();
-        let mut tasks = JoinSet::new();
-        tasks.spawn(async move { self.server.await.map_err(anyhow::Error::from) });
-        crate::workers::spawn_all(
-            &mut tasks,
-            &self.state,
-            self.roles.workers,
-            shutdown.clone(),
+        let Self {
+            server,
+            state,
+            workers,
+            roles,
+            click_flusher,
+            conversion_writer,
+            ..
+        } = self;
+        let handle = server.handle();
+        // Stops what sits behind the HTTP handlers, once they are all answered.
+        let drained = CancellationToken::new();
+        let mut tasks = Supervised::new();
+        tasks.spawn(
+            "http",
+            async move { server.await.map_err(anyhow::Error::from) },
         );
-        if self.roles.api {
-            let cache = self.state.link_cache.clone();
-            let stop = shutdown.clone();
-            tasks.spawn(async move {
-                links::cache::run_invalidation(cache, stop).await;
+        let stop = drained.clone();
+        tasks.spawn("click log flusher", async move {
+            click_flusher.run(stop).await;
+            Ok(())
+        });
+        let stop = drained.clone();
+        tasks.spawn("conversion writer", async move {
+            conversion_writer.run(stop).await;
+            Ok(())
+        });
+        if roles.api {
+            let (cache, stop) = (state.link_cache.clone(), shutdown.clone());
+            tasks.spawn("link cache invalidation", async move {
+                cache::run_invalidation(cache, stop).await;
                 Ok(())
             });
         }
-        shutdown.cancelled().await;
-        tracing::info!("shutting down");
-        handle.stop(true).await;
-        // Every redirect has been answered: write the clicks still queued.
-        self.click_log_stop.cancel();
-        let _ = self.click_log_flusher.await;
-        let mut result = Ok(());
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => result = Err(e),
-                Err(e) => result = Err(anyhow::anyhow!("a task panicked: {e}")),
-            }
-        }
-        self.state.db.close().await;
+        workers.spawn(&mut tasks, roles.workers, &shutdown);
+        // Every process reports whether its back ends answer, for alerts.
+        let stop = shutdown.clone();
+        let (db, redis, metrics) = (state.db.clone(), state.redis.clone(), state.metrics.clone());
+        tasks.spawn("back-end probe", async move {
+            health::probe(db, redis, metrics, stop).await;
+            Ok(())
+        });
+        let result = tasks
+            .run(shutdown, async {
+                tracing::info!("shutting down");
+                handle.stop(true).await;
+                // Every request has been answered: write what is still queued.
+                drained.cancel();
+            })
+            .await;
+        state.db.close().await;
         result
     }
 }

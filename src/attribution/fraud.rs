@@ -4,34 +4,12 @@
 //! decides, nothing is silently dropped.
 
 use super::Claimed;
+use crate::config::FraudSettings;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
-
-#[derive(Debug, Clone)]
-pub struct FraudSettings {
-    /// A conversion this soon after its click is suspicious (bots, cookie stuffing).
-    pub min_click_seconds: i64,
-    /// One click id converting more often than this is suspicious.
-    pub max_orders_per_click: i64,
-    /// A sale above this many times the program's 30-day average is suspicious...
-    pub amount_factor: i64,
-    /// ...once the program has at least this many attributed sales to average.
-    pub amount_min_samples: i64,
-}
-
-impl Default for FraudSettings {
-    fn default() -> Self {
-        Self {
-            min_click_seconds: 3,
-            max_orders_per_click: 3,
-            amount_factor: 10,
-            amount_min_samples: 20,
-        }
-    }
-}
 
 /// Each program's average attributed sale over 30 days, read at most once a
 /// minute: an aggregate over a month of sales is too dear for every batch,

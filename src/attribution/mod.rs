@@ -9,29 +9,18 @@
 pub mod fraud;
 mod refunds;
 
-use crate::clicks::click_id;
+use crate::background::{Every, Step};
+use crate::commissions::booking::{self, NewCommission};
+use crate::config::AttributionSettings;
+use crate::domain::KeyRing;
+use crate::domain::click_id;
 use crate::domain::{CommissionRules, EarningEvent, ProgramId, Rule, allocate, apply_rate};
-use crate::ledger::{self, NewCommission};
 use crate::metrics::Metrics;
-use crate::reports::rollup::{self, Delta};
-use crate::signing::KeyRing;
-use crate::workers::Step;
+use crate::rollups::conversions::{self as rollup, Delta};
 use chrono::{DateTime, Duration, Utc};
-use fraud::FraudSettings;
 use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
-use tokio::sync::Mutex;
-
-#[derive(Debug, Clone)]
-pub struct AttributionSettings {
-    /// Conversions claimed per transaction.
-    pub batch: i64,
-    /// Attribution loops per worker process.
-    pub concurrency: usize,
-    pub fraud: FraudSettings,
-}
 
 pub struct Attributor {
     db: PgPool,
@@ -39,7 +28,7 @@ pub struct Attributor {
     metrics: Arc<Metrics>,
     settings: AttributionSettings,
     averages: fraud::SaleAverages,
-    last_housekeeping: Mutex<Option<Instant>>,
+    housekeeping: Every,
 }
 
 /// A claimed conversion.
@@ -124,7 +113,7 @@ impl Attributor {
             metrics,
             settings,
             averages: fraud::SaleAverages::default(),
-            last_housekeeping: Mutex::new(None),
+            housekeeping: Every::new(std::time::Duration::from_secs(5)),
         }
     }
 
@@ -154,7 +143,7 @@ impl Attributor {
         let (earning, refund_rows): (Vec<Claimed>, Vec<Claimed>) =
             claimed.into_iter().partition(|c| c.event != "refund");
         let (mut outcomes, bookings, mut deltas) = self.attribute(&mut tx, &earning).await?;
-        let booked = ledger::book(&mut tx, &bookings).await?;
+        let booked = booking::book(&mut tx, &bookings).await?;
         let in_batch: Vec<i64> = earning.iter().map(|c| c.id).collect();
         let refund_report = refunds::apply(&mut tx, &refund_rows, &in_batch).await?;
         outcomes.extend(refund_report.outcomes.iter().cloned());
@@ -444,12 +433,9 @@ impl Attributor {
     }
 
     async fn housekeeping_if_due(&self) -> anyhow::Result<()> {
-        let mut last = self.last_housekeeping.lock().await;
-        if last.is_some_and(|l| l.elapsed() < std::time::Duration::from_secs(5)) {
+        if !self.housekeeping.due() {
             return Ok(());
         }
-        *last = Some(Instant::now());
-        drop(last);
         let mut conn = self.db.acquire().await?;
         requeue_waiting_refunds(&mut conn).await?;
         self.measure().await

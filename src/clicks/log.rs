@@ -14,6 +14,8 @@
 //! last flush interval: the money path never depends on the click log,
 //! because attribution decodes click ids on its own.
 
+use super::record::{FIELD_COUNT, FIELD_DATA, STREAM};
+use crate::config::ClickLogSettings;
 use crate::metrics::Metrics;
 use crate::redis_client::RedisClient;
 use std::cell::RefCell;
@@ -22,16 +24,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-
-/// The stream's name under the deployment's prefix.
-pub const STREAM: &str = "clicks";
-
-pub struct Settings {
-    /// Events held in memory while Redis is away.
-    pub capacity: usize,
-    /// How long the flusher lets events gather before writing them.
-    pub flush_interval: Duration,
-}
 
 /// One HTTP worker thread's events since the last flush: newline-separated JSON.
 #[derive(Default)]
@@ -75,14 +67,13 @@ pub enum Appended {
 }
 
 impl ClickLog {
-    /// Starts the flusher on the current runtime. It runs until `stop` fires,
-    /// then writes what is still queued (if Redis answers) and ends.
-    pub fn start(
+    /// The log and its flusher, which the caller runs (`Flusher::run`) for
+    /// as long as redirects may append.
+    pub fn new(
         redis: RedisClient,
         metrics: Arc<Metrics>,
-        settings: Settings,
-        stop: CancellationToken,
-    ) -> (Self, tokio::task::JoinHandle<()>) {
+        settings: &ClickLogSettings,
+    ) -> (Self, Flusher) {
         let inner = Arc::new(Inner {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             shards: Mutex::new(Vec::new()),
@@ -100,9 +91,9 @@ impl ClickLog {
             interval: settings.flush_interval,
             unwritten: Vec::new(),
             spare: Vec::new(),
+            requests,
         };
-        let handle = tokio::spawn(flusher.run(requests, stop));
-        (Self { inner, flush_now }, handle)
+        (Self { inner, flush_now }, flusher)
     }
 
     /// Whether the last write to Redis succeeded.
@@ -166,7 +157,8 @@ impl ClickLog {
     }
 }
 
-struct Flusher {
+/// Writes the redirects' buffers to Redis.
+pub struct Flusher {
     redis: RedisClient,
     key: String,
     inner: Arc<Inner>,
@@ -175,14 +167,14 @@ struct Flusher {
     unwritten: Vec<Buffer>,
     /// Emptied buffers kept for reuse, so shards do not regrow from nothing.
     spare: Vec<Vec<u8>>,
+    /// `ClickLog::flush` asking for a write now.
+    requests: mpsc::Receiver<oneshot::Sender<bool>>,
 }
 
 impl Flusher {
-    async fn run(
-        mut self,
-        mut requests: mpsc::Receiver<oneshot::Sender<bool>>,
-        stop: CancellationToken,
-    ) {
+    /// Writes every few milliseconds until `stop` fires, then writes what
+    /// is still queued (if Redis answers) and ends.
+    pub async fn run(mut self, stop: CancellationToken) {
         let mut failures: u32 = 0;
         loop {
             let asked = tokio::select! {
@@ -194,7 +186,7 @@ impl Flusher {
                     }
                     None
                 }
-                Some(reply) = requests.recv() => Some(reply),
+                Some(reply) = self.requests.recv() => Some(reply),
                 _ = stop.cancelled() => break,
             };
             let written = self.flush().await;
@@ -206,7 +198,7 @@ impl Flusher {
             } else {
                 // Try again after a pause; redirects keep queueing meanwhile.
                 failures = failures.saturating_add(1);
-                let pause = crate::workers::backoff(failures).min(Duration::from_secs(2));
+                let pause = crate::background::backoff(failures).min(Duration::from_secs(2));
                 self.inner.wake.notify_one();
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
@@ -248,9 +240,9 @@ impl Flusher {
             pipe.cmd("XADD")
                 .arg(&self.key)
                 .arg("*")
-                .arg("n")
+                .arg(FIELD_COUNT)
                 .arg(buf.count)
-                .arg("d")
+                .arg(FIELD_DATA)
                 .arg(&buf.data)
                 .ignore();
         }

@@ -223,7 +223,7 @@ pub struct CommissionView {
     pub partner_id: crate::domain::PartnerId,
     pub agreement_id: crate::domain::AgreementId,
     pub agreement_version: i32,
-    #[schema(value_type = crate::openapi::schemas::AppliedRule)]
+    #[schema(value_type = crate::http::openapi::schemas::AppliedRule)]
     pub rule: serde_json::Value,
     pub share_bps: i32,
     /// The amount when booked, before refunds.
@@ -232,7 +232,7 @@ pub struct CommissionView {
     pub amount_minor: i64,
     #[schema(value_type = crate::domain::Currency)]
     pub currency: String,
-    #[schema(schema_with = crate::openapi::enums::commission_status)]
+    #[schema(schema_with = crate::http::openapi::enums::commission_status)]
     pub status: String,
     /// Held for a person's review (fraud signals); not approved automatically.
     pub review: bool,
@@ -246,17 +246,17 @@ pub struct ConversionView {
     pub program_id: ProgramId,
     pub order_id: String,
     pub event_id: Option<String>,
-    #[schema(schema_with = crate::openapi::enums::event)]
+    #[schema(schema_with = crate::http::openapi::enums::event)]
     pub event: String,
     pub amount_minor: i64,
     #[schema(value_type = crate::domain::Currency)]
     pub currency: String,
-    #[schema(schema_with = crate::openapi::enums::conversion_status)]
+    #[schema(schema_with = crate::http::openapi::enums::conversion_status)]
     pub status: String,
     /// Why it was not attributed, when it was not.
     pub reason: Option<String>,
     pub fraud_reasons: Vec<String>,
-    #[schema(schema_with = crate::openapi::enums::attributed_via)]
+    #[schema(schema_with = crate::http::openapi::enums::attributed_via)]
     pub attributed_via: Option<String>,
     pub click_id: Option<String>,
     pub coupon: Option<String>,

@@ -6,6 +6,7 @@ use super::{NewConversion, StoreError, Stored, store_many};
 use sqlx::PgPool;
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 /// Most conversions in one statement.
 pub const MAX_BATCH: usize = 500;
@@ -20,52 +21,17 @@ pub struct ConversionWriter {
 }
 
 impl ConversionWriter {
-    /// Starts the writer tasks on the current runtime; they end when the
-    /// last handle is dropped.
-    pub fn start(db: PgPool) -> Self {
+    /// The writer handle webhooks store through, and the task that writes
+    /// (`WriterTask::run`), which the caller runs while webhooks may arrive.
+    pub fn new(db: PgPool) -> (Self, WriterTask) {
         let (tx, rx) = mpsc::channel::<(NewConversion, Reply)>(MAX_BATCH * 8);
-        let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..WRITERS {
-            let (db, rx) = (db.clone(), rx.clone());
-            tokio::spawn(async move {
-                loop {
-                    // Whatever queued while the previous statement ran goes
-                    // into the next one; nobody waits for a batch to fill.
-                    let batch = {
-                        let mut rx = rx.lock().await;
-                        let Some(first) = rx.recv().await else { return };
-                        let mut batch = vec![first];
-                        while batch.len() < MAX_BATCH {
-                            match rx.try_recv() {
-                                Ok(job) => batch.push(job),
-                                Err(_) => break,
-                            }
-                        }
-                        batch
-                    };
-                    let (new, replies): (Vec<NewConversion>, Vec<Reply>) =
-                        batch.into_iter().unzip();
-                    match store_many(&db, &new).await {
-                        Ok(results) => {
-                            for (reply, result) in replies.into_iter().zip(results) {
-                                let _ = reply.send(result);
-                            }
-                        }
-                        Err(e) => {
-                            let unavailable = crate::error::is_unavailable(&e);
-                            tracing::warn!(error = %e, "a batch of conversions was not stored");
-                            for reply in replies {
-                                let _ = reply.send(Err(StoreError::Batch {
-                                    unavailable,
-                                    message: format!("storing conversions failed: {e}"),
-                                }));
-                            }
-                        }
-                    }
-                }
-            });
-        }
-        Self { tx }
+        (
+            Self { tx },
+            WriterTask {
+                db,
+                rx: Arc::new(Mutex::new(rx)),
+            },
+        )
     }
 
     /// Stores one conversion; returns once it is committed (or refused).
@@ -80,5 +46,64 @@ fn closed() -> StoreError {
     StoreError::Batch {
         unavailable: true,
         message: "the conversion writer has stopped".into(),
+    }
+}
+
+/// Takes what webhooks queued and writes it, `WRITERS` statements at a time.
+pub struct WriterTask {
+    db: PgPool,
+    rx: Arc<Mutex<mpsc::Receiver<(NewConversion, Reply)>>>,
+}
+
+impl WriterTask {
+    /// Writes until `stop` fires. Stop it only after the HTTP server has
+    /// drained: then no webhook is waiting for an answer.
+    pub async fn run(self, stop: CancellationToken) {
+        let writers = (0..WRITERS).map(|_| self.write_batches(&stop));
+        futures::future::join_all(writers).await;
+    }
+
+    async fn write_batches(&self, stop: &CancellationToken) {
+        loop {
+            // Whatever queued while the previous statement ran goes into the
+            // next one; nobody waits for a batch to fill.
+            let batch = {
+                let mut rx = tokio::select! {
+                    rx = self.rx.lock() => rx,
+                    _ = stop.cancelled() => return,
+                };
+                let first = tokio::select! {
+                    first = rx.recv() => first,
+                    _ = stop.cancelled() => return,
+                };
+                let Some(first) = first else { return };
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                batch
+            };
+            let (new, replies): (Vec<NewConversion>, Vec<Reply>) = batch.into_iter().unzip();
+            match store_many(&self.db, &new).await {
+                Ok(results) => {
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        let _ = reply.send(result);
+                    }
+                }
+                Err(e) => {
+                    let unavailable = crate::db::is_unavailable(&e);
+                    tracing::warn!(error = %e, "a batch of conversions was not stored");
+                    for reply in replies {
+                        let _ = reply.send(Err(StoreError::Batch {
+                            unavailable,
+                            message: format!("storing conversions failed: {e}"),
+                        }));
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,14 +1,18 @@
 //! Domain types: parsed at the edge, so an invalid value cannot exist past it.
 
 mod basis_points;
+pub mod click_id;
+pub mod client_ip;
 mod commission_rules;
 mod contact;
 mod coupon;
 mod currency;
 mod ids;
+pub mod link_code;
 mod money;
 mod secrets;
 mod shares;
+pub mod signing;
 mod sub_ids;
 mod web_url;
 
@@ -24,5 +28,6 @@ pub use ids::{
 pub use money::{Money, MoneyError, allocate, allocate_weighted, apply_rate, mul_div_round};
 pub use secrets::{KeyOwner, NewApiKey, hash_api_key, new_webhook_secret, random_token};
 pub use shares::{MAX_PARTNERS, Share, Shares, SharesError};
+pub use signing::{KeyRing, SigningKey};
 pub use sub_ids::{SUB_KEYS, SubIds, SubIdsError};
 pub use web_url::{DomainsError, LandingDomain, LandingDomains, UrlError, WebUrl};

@@ -1,10 +1,9 @@
 //! Links: issued under an agreement, redirected by `GET /l/{code}`.
 
 pub mod cache;
-pub mod code;
 
+use crate::domain::KeyRing;
 use crate::domain::{AgreementId, LinkId, PartnerId, ProgramId, SubIds, WebUrl};
-use crate::signing::KeyRing;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -82,7 +81,7 @@ pub async fn insert(db: &PgPool, keys: &KeyRing, new: &NewLink) -> anyhow::Resul
         sqlx::query_scalar!(r#"select nextval(pg_get_serial_sequence('links', 'id')) as "id!""#)
             .fetch_one(&mut *tx)
             .await?;
-    let code = code::sign(keys, LinkId::from_db(id))
+    let code = crate::domain::link_code::sign(keys, LinkId::from_db(id))
         .ok_or_else(|| anyhow::anyhow!("link id {id} is beyond the code range"))?;
     let link = sqlx::query_as!(
         Link,

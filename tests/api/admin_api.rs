@@ -437,7 +437,7 @@ async fn a_link_carries_a_signed_code_and_its_public_url() {
     assert_eq!(link["disabled"], false);
     let id = LinkId::parse(s(&link["id"])).unwrap();
     assert_eq!(
-        mitra::links::code::verify(&app.settings.link_keys, code),
+        mitra::domain::link_code::verify(&app.settings.link_keys, code),
         Some(id)
     );
 

@@ -168,8 +168,9 @@ fn sign_prints_the_header_a_shop_would_send() {
 fn gen_key_prints_a_usable_link_key() {
     let out = mitra().args(["gen-key", "--id", "7"]).output().unwrap();
     let key = String::from_utf8(out.stdout).unwrap();
-    let ring = mitra::signing::KeyRing::parse(&secrecy::SecretString::from(key.trim().to_owned()))
-        .unwrap();
+    let ring =
+        mitra::domain::signing::KeyRing::parse(&secrecy::SecretString::from(key.trim().to_owned()))
+            .unwrap();
     assert_eq!(ring.signer().id(), 7);
 }
 

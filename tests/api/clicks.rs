@@ -214,7 +214,7 @@ async fn a_worker_killed_before_acknowledging_loses_and_doubles_nothing() {
 
     // Worker C takes over everything pending (idle threshold 0 for the test).
     let c = app.click_worker(Duration::ZERO);
-    while c.step().await.unwrap() == mitra::workers::Step::Busy {}
+    while c.step().await.unwrap() == mitra::background::Step::Busy {}
     assert_eq!(link_totals(&app, &f.link).await, (30, 30, 0));
     // Everything is acknowledged and trimmed away.
     c.trim_and_measure().await.unwrap();

@@ -466,7 +466,7 @@ async fn clicks_attribute_only_within_the_window_and_only_when_genuine() {
     )
     .unwrap();
     let click_at = |offset: Duration| {
-        mitra::clicks::click_id::issue(
+        mitra::domain::click_id::issue(
             &app.settings.link_keys,
             link_id,
             (occurred - offset).timestamp_millis(),
@@ -476,11 +476,11 @@ async fn clicks_attribute_only_within_the_window_and_only_when_genuine() {
         .to_string()
     };
     let forged = {
-        let ring = mitra::signing::KeyRing::parse(&secrecy::SecretString::from(
+        let ring = mitra::domain::signing::KeyRing::parse(&secrecy::SecretString::from(
             "1:someone-elses-key-someone".to_owned(),
         ))
         .unwrap();
-        mitra::clicks::click_id::issue(&ring, link_id, occurred.timestamp_millis() - 60_000, 7)
+        mitra::domain::click_id::issue(&ring, link_id, occurred.timestamp_millis() - 60_000, 7)
             .unwrap()
             .to_string()
     };
@@ -827,7 +827,7 @@ async fn concurrent_workers_book_each_conversion_exactly_once() {
     let workers: Vec<_> = (0..4).map(|_| app.attributor()).collect();
     let runs = workers
         .iter()
-        .map(|w| async move { while w.step().await.unwrap() == mitra::workers::Step::Busy {} });
+        .map(|w| async move { while w.step().await.unwrap() == mitra::background::Step::Busy {} });
     futures::future::join_all(runs).await;
     let (conversions, commissions, entries): (i64, i64, i64) = sqlx::query_as(
         "select (select count(*) from conversions where status = 'attributed'),

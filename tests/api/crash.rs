@@ -90,7 +90,8 @@ async fn a_server_killed_with_webhooks_in_flight_loses_no_acknowledged_conversio
     )
     .await;
     let keys =
-        mitra::signing::KeyRing::parse(&secrecy::SecretString::from(LINK_KEYS.to_owned())).unwrap();
+        mitra::domain::signing::KeyRing::parse(&secrecy::SecretString::from(LINK_KEYS.to_owned()))
+            .unwrap();
     let link_id = mitra::domain::LinkId::parse(s(&link["id"])).unwrap();
     let minute_ago = (Utc::now() - chrono::Duration::minutes(1)).timestamp_millis();
     let n = 400;
@@ -98,7 +99,7 @@ async fn a_server_killed_with_webhooks_in_flight_loses_no_acknowledged_conversio
         (0..n)
             .map(|i| {
                 let click =
-                    mitra::clicks::click_id::issue(&keys, link_id, minute_ago, i as u32).unwrap();
+                    mitra::domain::click_id::issue(&keys, link_id, minute_ago, i as u32).unwrap();
                 serde_json::to_vec(&sale(&format!("K-{i}"), 10_000 + i, click.as_str())).unwrap()
             })
             .collect(),
@@ -179,17 +180,11 @@ async fn a_server_killed_with_webhooks_in_flight_loses_no_acknowledged_conversio
 
     // Attribution books each exactly once.
     let db = sqlx::PgPool::connect(url.as_str()).await.unwrap();
-    let worker = mitra::attribution::Attributor::new(
-        db.clone(),
-        keys,
-        std::sync::Arc::new(mitra::metrics::Metrics::new()),
-        mitra::attribution::AttributionSettings {
-            batch: 100,
-            concurrency: 1,
-            fraud: Default::default(),
-        },
-    );
-    while worker.step().await.unwrap() == mitra::workers::Step::Busy {}
+    let settings = test_settings(&url, &[("MITRA_LINK_KEYS", LINK_KEYS)]);
+    let worker = mitra::startup::Workers::new(&settings)
+        .unwrap()
+        .attributor();
+    while worker.step().await.unwrap() == mitra::background::Step::Busy {}
     let (conversions, commissions, per_conversion_max): (i64, i64, i64) = sqlx::query_as(
         "select (select count(*) from conversions), (select count(*) from commissions),
                 (select coalesce(max(c), 0) from (select count(*) c from commissions group by conversion_id) x)",

@@ -25,7 +25,9 @@ pub struct TestApp {
     pub admin_token: String,
     pub client: reqwest::Client,
     pub shutdown: CancellationToken,
-    pub state: actix_web::web::Data<mitra::state::AppState>,
+    pub state: actix_web::web::Data<mitra::http::state::AppState>,
+    /// Builds workers on this app's back ends, as `mitra serve` does.
+    pub workers: mitra::startup::Workers,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -218,6 +220,7 @@ pub async fn start(
         .expect("the application builds");
     let port = app.port();
     let state = app.state();
+    let workers = app.workers();
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     let db = PgPoolOptions::new()
@@ -238,6 +241,7 @@ pub async fn start(
             .unwrap(),
         shutdown,
         state,
+        workers,
         server: Some(server),
     }
 }
@@ -453,7 +457,7 @@ impl TestApp {
         // Events reach Redis in flushes; take what is queued first.
         self.state.click_log.flush().await;
         let mut conn = self.state.redis.conn();
-        let key = self.state.redis.key(mitra::clicks::log::STREAM);
+        let key = self.state.redis.key(mitra::clicks::record::STREAM);
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(&key)
             .arg("-")
@@ -474,24 +478,19 @@ impl TestApp {
             .collect()
     }
 
-    /// A click worker on this app's Redis and database.
+    /// A click consumer on this app's Redis and database.
     pub fn click_worker(
         &self,
         reclaim_idle: std::time::Duration,
-    ) -> mitra::workers::clicks::ClickWorker {
-        mitra::workers::clicks::ClickWorker::new(
-            self.state.redis.clone(),
-            self.state.db.clone(),
-            self.state.metrics.clone(),
-            reclaim_idle,
-        )
+    ) -> mitra::clicks::consumer::ClickConsumer {
+        self.workers.click_consumer(reclaim_idle)
     }
 
     /// Runs click worker steps until the stream has nothing left for it.
     pub async fn drain_clicks(&self) {
         self.state.click_log.flush().await;
         let worker = self.click_worker(std::time::Duration::from_secs(30));
-        while worker.step().await.unwrap() == mitra::workers::Step::Busy {}
+        while worker.step().await.unwrap() == mitra::background::Step::Busy {}
     }
 
     /// The metrics text.
@@ -640,25 +639,20 @@ impl TestApp {
     }
 
     pub fn attributor(&self) -> mitra::attribution::Attributor {
-        mitra::attribution::Attributor::new(
-            self.state.db.clone(),
-            self.settings.link_keys.clone(),
-            self.state.metrics.clone(),
-            self.settings.attribution.clone(),
-        )
+        self.workers.attributor()
     }
 
     /// Runs attribution until nothing is left to claim.
     pub async fn attribute(&self) {
         let worker = self.attributor();
-        while worker.step().await.unwrap() == mitra::workers::Step::Busy {}
+        while worker.step().await.unwrap() == mitra::background::Step::Busy {}
     }
 
     /// A click id for `link` as if clicked `ago` before now.
     pub fn click_id_ago(&self, link: &Value, ago: chrono::Duration) -> String {
         let id = mitra::domain::LinkId::parse(s(&link["id"])).unwrap();
         let at = (chrono::Utc::now() - ago).timestamp_millis();
-        mitra::clicks::click_id::issue(&self.settings.link_keys, id, at, rand::random())
+        mitra::domain::click_id::issue(&self.settings.link_keys, id, at, rand::random())
             .unwrap()
             .to_string()
     }

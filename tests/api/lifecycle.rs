@@ -3,8 +3,8 @@
 
 use crate::helpers::*;
 use chrono::Duration;
+use mitra::background::Step;
 use mitra::startup::Roles;
-use mitra::workers::Step;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -23,8 +23,7 @@ async fn book_sale(app: &TestApp, f: &Fixture, order: &str, amount: i64) -> Valu
 }
 
 async fn approve_due(app: &TestApp) {
-    let worker =
-        mitra::workers::lifecycle::Lifecycle::new(app.state.db.clone(), app.state.metrics.clone());
+    let worker = app.workers.lifecycle();
     while worker.step().await.unwrap() == Step::Busy {}
 }
 

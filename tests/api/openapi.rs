@@ -14,7 +14,7 @@ const METHODS: [&str; 8] = [
 
 /// The document as the code builds it (the same bytes /openapi.json serves).
 fn document() -> Value {
-    serde_json::from_str(mitra::openapi::json()).expect("the document is JSON")
+    serde_json::from_str(mitra::http::openapi::json()).expect("the document is JSON")
 }
 
 /// Every operation: (method, path, operation object).
@@ -92,7 +92,7 @@ fn every_served_route_is_documented_and_every_documented_operation_is_served() {
         .into_iter()
         .map(|(m, p, _)| (m, p))
         .collect();
-    let served: Vec<(String, String)> = mitra::routes::served_routes()
+    let served: Vec<(String, String)> = mitra::http::served_routes()
         .map(|(m, p)| (m.to_owned(), p.to_owned()))
         .collect();
     let served_set: BTreeSet<_> = served.iter().cloned().collect();
@@ -264,7 +264,7 @@ async fn the_document_is_served_to_anyone_by_every_role_as_json() {
             "{content_type}"
         );
         // The document is built once: every answer is the same bytes.
-        assert_eq!(res.text().await.unwrap(), mitra::openapi::json());
+        assert_eq!(res.text().await.unwrap(), mitra::http::openapi::json());
         app.stop().await;
     }
 }
@@ -407,5 +407,5 @@ fn mitra_openapi_prints_the_served_document_without_configuration() {
         String::from_utf8_lossy(&out.stderr)
     );
     let printed = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(printed.trim_end(), mitra::openapi::json());
+    assert_eq!(printed.trim_end(), mitra::http::openapi::json());
 }

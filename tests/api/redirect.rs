@@ -1,8 +1,8 @@
 //! GET /l/{code}: verify, redirect, log the click.
 
 use crate::helpers::*;
-use mitra::clicks::click_id;
 use mitra::domain::LinkId;
+use mitra::domain::click_id;
 use mitra::startup::Roles;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -126,11 +126,11 @@ async fn tampered_codes_answer_404_and_log_nothing() {
     flipped[last] = if flipped[last] == b'a' { b'b' } else { b'a' };
     let flipped = String::from_utf8(flipped).unwrap();
     let other_key = {
-        let ring = mitra::signing::KeyRing::parse(&secrecy::SecretString::from(
+        let ring = mitra::domain::signing::KeyRing::parse(&secrecy::SecretString::from(
             "1:another-key-another-key-another".to_owned(),
         ))
         .unwrap();
-        mitra::links::code::sign(&ring, LinkId::parse(s(&f.link["id"])).unwrap()).unwrap()
+        mitra::domain::link_code::sign(&ring, LinkId::parse(s(&f.link["id"])).unwrap()).unwrap()
     };
     let cases = [
         ("altered last character", flipped),
@@ -150,7 +150,7 @@ async fn tampered_codes_answer_404_and_log_nothing() {
     }
     // A code for a link id that was never issued, correctly signed.
     let unissued =
-        mitra::links::code::sign(&app.settings.link_keys, LinkId::from_db(999_999)).unwrap();
+        mitra::domain::link_code::sign(&app.settings.link_keys, LinkId::from_db(999_999)).unwrap();
     assert_problem(
         follow(&app, &format!("/l/{unissued}")).await,
         StatusCode::NOT_FOUND,

@@ -1,0 +1,98 @@
+//! Booking: the one path by which a commission comes to exist, with its
+//! `created` ledger entry, exactly once per conversion and partner.
+
+use super::ledger::{Entry, append};
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+/// A commission to book, computed by attribution.
+#[derive(Debug, Clone)]
+pub struct NewCommission {
+    pub conversion_id: i64,
+    pub program_id: i64,
+    pub partner_id: i64,
+    pub agreement_id: i64,
+    pub agreement_version: i32,
+    pub rule: serde_json::Value,
+    pub base_minor: i64,
+    pub total_minor: i64,
+    pub share_bps: i32,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub review: bool,
+    pub fraud_reasons: Vec<&'static str>,
+    pub approve_after: DateTime<Utc>,
+}
+
+/// Books commissions with their `created` entries. A commission already
+/// booked for the same conversion and partner is left as it is: booking is
+/// exactly-once whatever the workers do.
+pub async fn book(
+    tx: &mut PgConnection,
+    new: &[NewCommission],
+) -> Result<Vec<(i64, NewCommission)>, sqlx::Error> {
+    if new.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query!(
+        r#"
+        insert into commissions
+            (conversion_id, program_id, partner_id, agreement_id, agreement_version, rule,
+             base_minor, total_minor, share_bps, original_minor, amount_minor, currency, status,
+             review, fraud_reasons, approve_after)
+        select c, p, pa, a, v, r, b, t, s, amt, amt, cur, 'pending', rev,
+               coalesce(string_to_array(nullif(fr, ''), ','), '{}'), aa
+        from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::int[], $6::jsonb[],
+                    $7::bigint[], $8::bigint[], $9::int[], $10::bigint[], $11::text[], $12::bool[],
+                    $13::text[], $14::timestamptz[])
+             as u(c, p, pa, a, v, r, b, t, s, amt, cur, rev, fr, aa)
+        on conflict (conversion_id, partner_id) do nothing
+        returning id, conversion_id, partner_id
+        "#,
+        &new.iter().map(|n| n.conversion_id).collect::<Vec<_>>(),
+        &new.iter().map(|n| n.program_id).collect::<Vec<_>>(),
+        &new.iter().map(|n| n.partner_id).collect::<Vec<_>>(),
+        &new.iter().map(|n| n.agreement_id).collect::<Vec<_>>(),
+        &new.iter().map(|n| n.agreement_version).collect::<Vec<_>>(),
+        &new.iter().map(|n| n.rule.clone()).collect::<Vec<_>>(),
+        &new.iter().map(|n| n.base_minor).collect::<Vec<_>>(),
+        &new.iter().map(|n| n.total_minor).collect::<Vec<_>>(),
+        &new.iter().map(|n| n.share_bps).collect::<Vec<_>>(),
+        &new.iter().map(|n| n.amount_minor).collect::<Vec<_>>(),
+        &new.iter().map(|n| n.currency.clone()).collect::<Vec<_>>(),
+        &new.iter().map(|n| n.review).collect::<Vec<_>>(),
+        &new.iter()
+            .map(|n| n.fraud_reasons.join(","))
+            .collect::<Vec<_>>(),
+        &new.iter().map(|n| n.approve_after).collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let booked: Vec<(i64, NewCommission)> = rows
+        .into_iter()
+        .filter_map(|r| {
+            new.iter()
+                .find(|n| n.conversion_id == r.conversion_id && n.partner_id == r.partner_id)
+                .map(|n| (r.id, n.clone()))
+        })
+        .collect();
+    let entries: Vec<Entry> = booked
+        .iter()
+        .map(|(id, n)| Entry {
+            commission_id: Some(*id),
+            program_id: n.program_id,
+            partner_id: n.partner_id,
+            currency: n.currency.clone(),
+            bucket: "pending",
+            amount_minor: n.amount_minor,
+            kind: "created",
+            conversion_id: Some(n.conversion_id),
+            payout_id: None,
+            actor: "worker".into(),
+            reason: (!n.fraud_reasons.is_empty())
+                .then(|| format!("held for review: {}", n.fraud_reasons.join(", "))),
+        })
+        .collect();
+    append(tx, &entries).await?;
+    Ok(booked)
+}

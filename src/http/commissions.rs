@@ -1,0 +1,272 @@
+//! Commissions: a partner's list, and a person's decisions on single
+//! commissions (approve early, or reject).
+
+use super::pagination::{List, Page};
+use crate::commissions::decisions;
+use crate::commissions::ledger;
+use crate::commissions::queries::{self, Commission, Filter};
+use crate::domain::PartnerId;
+use crate::domain::{CommissionId, ProgramId};
+use crate::http::auth::Principal;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A person's decision on a commission.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    /// Why; at most 500 characters. Required to reject: the partner sees it.
+    #[serde(default)]
+    #[schema(max_length = 500, examples("order cancelled before shipping"))]
+    reason: Option<String>,
+}
+
+/// The commission's new status.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Decided {
+    id: CommissionId,
+    #[schema(schema_with = crate::http::openapi::enums::commission_status)]
+    status: &'static str,
+    /// The rejection's reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// Who decided, as the ledger records it.
+fn actor(who: Principal) -> String {
+    match who {
+        Principal::Admin => "admin".into(),
+        Principal::Program(p) => p.to_string(),
+        Principal::Partner(p) => p.to_string(),
+    }
+}
+
+fn reason(body: &Option<web::Json<Decision>>) -> Result<Option<String>, ApiError> {
+    match body
+        .as_ref()
+        .and_then(|b| b.reason.as_deref())
+        .map(str::trim)
+    {
+        None | Some("") => Ok(None),
+        Some(r) if r.chars().count() > 500 || r.chars().any(char::is_control) => {
+            Err(ApiError::invalid(
+                "reason",
+                "must be at most 500 characters without control characters",
+            ))
+        }
+        Some(r) => Ok(Some(r.to_owned())),
+    }
+}
+
+/// Locks the commission if `who` may decide on it (the admin, or its program).
+async fn locked(
+    tx: &mut sqlx::PgConnection,
+    who: Principal,
+    id: CommissionId,
+) -> Result<ledger::Held, ApiError> {
+    let held = decisions::lock(tx, &[id.get()])
+        .await?
+        .pop()
+        .ok_or(ApiError::NotFound("commission"))?;
+    who.require_program(ProgramId::from_db(held.program_id))
+        .map_err(|_| ApiError::NotFound("commission"))?;
+    if held.status != "pending" {
+        return Err(ApiError::Conflict(format!(
+            "the commission is {}, not pending",
+            held.status
+        )));
+    }
+    Ok(held)
+}
+
+/// Approve a commission early
+///
+/// POST /v1/commissions/{id}/approve: approve before the hold period ends,
+/// or clear a commission held for review. The body is optional.
+#[utoipa::path(
+    post,
+    path = "/v1/commissions/{id}/approve",
+    operation_id = "approveCommission",
+    tag = "commissions",
+    params(("id" = CommissionId, Path, description = "The commission's id.")),
+    request_body(content = Option<Decision>, description = "Optional."),
+    responses(
+        (status = 200, description = "Approved.", body = Decided),
+        (status = 401, response = crate::http::openapi::Unauthorized),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 409, response = crate::http::openapi::Conflict),
+        (status = 422, response = crate::http::openapi::ValidationFailed),
+        (status = 503, response = crate::http::openapi::Unavailable),
+        (status = 500, response = crate::http::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []))
+)]
+pub async fn approve(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: Option<web::Json<Decision>>,
+) -> Result<HttpResponse, ApiError> {
+    let id = super::path_id::<CommissionId>(&path, "commission")?;
+    let reason = reason(&body)?;
+    let mut tx = state.db.begin().await?;
+    let held = locked(&mut tx, who, id).await?;
+    let reason = reason.unwrap_or_else(|| "approved early".into());
+    decisions::approve(
+        &mut tx,
+        std::slice::from_ref(&held),
+        &actor(who),
+        Some(&reason),
+    )
+    .await?;
+    tx.commit().await?;
+    let label = ProgramId::from_db(held.program_id).to_string();
+    state
+        .metrics
+        .commission_minor
+        .with_label_values(&[&label, &held.currency, "approved"])
+        .inc_by(held.amount_minor as u64);
+    state
+        .metrics
+        .commissions
+        .with_label_values(&[&label, "approved"])
+        .inc();
+    tracing::info!(commission = %id, actor = %actor(who), "commission approved by hand");
+    Ok(HttpResponse::Ok().json(Decided {
+        id,
+        status: "approved",
+        reason: None,
+    }))
+}
+
+/// Reject a commission
+///
+/// POST /v1/commissions/{id}/reject: a pending commission is not owed.
+/// A reason is required: the partner sees it in its statement.
+#[utoipa::path(
+    post,
+    path = "/v1/commissions/{id}/reject",
+    operation_id = "rejectCommission",
+    tag = "commissions",
+    params(("id" = CommissionId, Path, description = "The commission's id.")),
+    request_body = Decision,
+    responses(
+        (status = 200, description = "Rejected: the commission is reversed.", body = Decided),
+        (status = 401, response = crate::http::openapi::Unauthorized),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 409, response = crate::http::openapi::Conflict),
+        (status = 422, response = crate::http::openapi::ValidationFailed),
+        (status = 503, response = crate::http::openapi::Unavailable),
+        (status = 500, response = crate::http::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []))
+)]
+pub async fn reject(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: Option<web::Json<Decision>>,
+) -> Result<HttpResponse, ApiError> {
+    let id = super::path_id::<CommissionId>(&path, "commission")?;
+    let reason =
+        reason(&body)?.ok_or_else(|| ApiError::invalid("reason", "a rejection needs a reason"))?;
+    let mut tx = state.db.begin().await?;
+    let held = locked(&mut tx, who, id).await?;
+    decisions::reject(&mut tx, &held, &actor(who), &reason).await?;
+    tx.commit().await?;
+    let label = ProgramId::from_db(held.program_id).to_string();
+    state
+        .metrics
+        .commission_minor
+        .with_label_values(&[&label, &held.currency, "reversed"])
+        .inc_by(held.amount_minor as u64);
+    state
+        .metrics
+        .commissions
+        .with_label_values(&[&label, "rejected"])
+        .inc();
+    tracing::info!(commission = %id, actor = %actor(who), "commission rejected");
+    Ok(HttpResponse::Ok().json(Decided {
+        id,
+        status: "reversed",
+        reason: Some(reason),
+    }))
+}
+
+/// A page of commissions, as the OpenAPI document names it.
+type CommissionPage = List<Commission>;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CommissionsQuery {
+    /// Rows per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Only commissions in this status.
+    #[param(schema_with = crate::http::openapi::enums::commission_status)]
+    status: Option<String>,
+    /// Only commissions of this program.
+    #[param(value_type = Option<ProgramId>)]
+    program_id: Option<String>,
+    /// Only commissions booked at or after this time.
+    from: Option<DateTime<Utc>>,
+    /// Only commissions booked before this time.
+    to: Option<DateTime<Utc>>,
+}
+
+/// List a partner's commissions
+///
+/// GET /v1/partners/{id}/commissions?status=&program_id=&from=&to=, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/partners/{id}/commissions",
+    operation_id = "listCommissions",
+    tag = "commissions",
+    params(("id" = PartnerId, Path, description = "The partner's id."), CommissionsQuery),
+    responses(
+        (status = 200, description = "A page of commissions.", body = CommissionPage),
+        (status = 400, response = crate::http::openapi::BadRequest),
+        (status = 401, response = crate::http::openapi::Unauthorized),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 503, response = crate::http::openapi::Unavailable),
+        (status = 500, response = crate::http::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("partner_key" = []))
+)]
+pub async fn list(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    query: web::Query<CommissionsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let partner = super::balances::partner(who, &path)?;
+    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    if let Some(s) = &query.status
+        && !["pending", "approved", "paid", "reversed"].contains(&s.as_str())
+    {
+        return Err(ApiError::BadRequest(
+            "status must be pending, approved, paid or reversed".into(),
+        ));
+    }
+    let program = match &query.program_id {
+        None => None,
+        Some(p) => Some(
+            ProgramId::parse(p)
+                .map_err(|_| ApiError::BadRequest("program_id is not a program id".into()))?,
+        ),
+    };
+    let filter = Filter {
+        status: query.status.clone(),
+        program,
+        from: query.from,
+        to: query.to,
+    };
+    let rows = queries::commissions(&state.db, partner, &filter, page.after, page.fetch()).await?;
+    Ok(HttpResponse::Ok().json(List::from_rows(rows, page, |c| c.id.get())))
+}

@@ -1,0 +1,159 @@
+//! The HTTP layer: one route file per resource, the middleware, who is
+//! calling (`auth`), the one error type (`error`) and the OpenAPI document.
+//! Handlers parse requests into domain types at the edge, authorize the
+//! caller, call the aggregate modules below, and map results to responses.
+//!
+//! The route table below is declared once, by `route_table!`: it gives both
+//! the list of (method, path) pairs and the function that registers exactly
+//! those routes. The OpenAPI document (`crate::http::openapi`) lists every
+//! handler's operation; `tests/api/openapi.rs` checks that the two agree in
+//! both directions, so a route added without documentation (or documented
+//! without being served) fails the tests.
+
+pub mod auth;
+pub mod error;
+pub mod middleware;
+pub mod openapi;
+pub mod state;
+
+pub(crate) mod agreements;
+pub(crate) mod balances;
+pub(crate) mod commissions;
+pub(crate) mod conversions;
+pub(crate) mod links;
+pub(crate) mod ops;
+pub(crate) mod pagination;
+pub(crate) mod partners;
+pub(crate) mod payouts;
+pub(crate) mod programs;
+pub mod redirect;
+pub(crate) mod reports;
+mod validate;
+pub(crate) mod webhook_secrets;
+
+use actix_web::web;
+use error::{ApiError, json_error};
+
+pub use redirect::{PREFIX as REDIRECT_PREFIX, ROUTE as REDIRECT_ROUTE};
+
+/// Largest JSON body the admin API reads.
+pub const JSON_LIMIT: usize = 64 * 1024;
+
+/// Declares a route table: a const list of (method, path) pairs, methods in
+/// lower case as OpenAPI writes them, and a function registering exactly
+/// those routes, one resource per path.
+macro_rules! route_table {
+    (
+        $(#[$doc:meta])*
+        $table:ident, $register:ident {
+            $( $path:literal => { $( $method:ident : $handler:path ),+ $(,)? } ),* $(,)?
+        }
+    ) => {
+        $(#[$doc])*
+        pub const $table: &[(&str, &str)] = &[ $( $( (stringify!($method), $path), )+ )* ];
+
+        fn $register(cfg: &mut web::ServiceConfig) {
+            $( cfg.service(web::resource($path) $( .route(web::$method().to($handler)) )+ ); )*
+        }
+    };
+}
+
+route_table! {
+    /// Health, readiness, metrics and the OpenAPI document: served by every role.
+    OPS_ROUTES, register_ops {
+        "/healthz" => { get: ops::healthz },
+        "/readyz" => { get: ops::readyz },
+        "/metrics" => { get: ops::metrics },
+        "/openapi.json" => { get: ops::openapi },
+    }
+}
+
+/// The redirect: everything under `/l/` reaches one handler, which answers
+/// GET and HEAD (405 to other methods). Registered by `api`.
+pub const REDIRECT_ROUTES: &[(&str, &str)] = &[("get", REDIRECT_ROUTE), ("head", REDIRECT_ROUTE)];
+
+route_table! {
+    /// The admin and partner API under `/v1`: served by the api role.
+    API_ROUTES, register_api {
+        "/v1/programs" => { post: programs::create, get: programs::list },
+        "/v1/programs/{id}" => { get: programs::get },
+        "/v1/programs/{id}/conversions" => { post: conversions::receive },
+        "/v1/programs/{id}/conversions/{order_id}" => { get: conversions::by_order },
+        "/v1/programs/{id}/webhook-secrets" => { post: webhook_secrets::roll },
+        "/v1/programs/{id}/agreements" => {
+            post: agreements::create,
+            get: agreements::list_for_program,
+        },
+        "/v1/partners" => { post: partners::create, get: partners::list },
+        "/v1/partners/{id}" => { get: partners::get },
+        "/v1/partners/{id}/commissions" => { get: commissions::list },
+        "/v1/partners/{id}/balance" => { get: balances::balance },
+        "/v1/partners/{id}/statement" => { get: balances::statement },
+        "/v1/commissions/{id}/approve" => { post: commissions::approve },
+        "/v1/commissions/{id}/reject" => { post: commissions::reject },
+        "/v1/programs/{id}/payouts" => { post: payouts::create, get: payouts::list },
+        "/v1/payouts/{id}" => { get: payouts::get },
+        "/v1/reports" => { get: reports::get },
+        "/v1/agreements/{id}" => { get: agreements::get, put: agreements::update },
+        "/v1/agreements/{id}/versions" => { get: agreements::versions },
+        "/v1/agreements/{id}/versions/{version}" => { get: agreements::version },
+        "/v1/links" => { post: links::create, get: links::list },
+        "/v1/links/{id}" => { get: links::get, delete: links::disable },
+    }
+}
+
+/// Every (method, path) a process running the api role serves.
+pub fn served_routes() -> impl Iterator<Item = (&'static str, &'static str)> {
+    OPS_ROUTES
+        .iter()
+        .chain(REDIRECT_ROUTES)
+        .chain(API_ROUTES)
+        .copied()
+}
+
+/// Health, readiness, metrics and the OpenAPI document: served by every role.
+pub fn ops(cfg: &mut web::ServiceConfig) {
+    register_ops(cfg);
+}
+
+/// The public and admin API: served by the api role.
+pub fn api(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(JSON_LIMIT)
+            .error_handler(|err, _| json_error(err, JSON_LIMIT).into()),
+    )
+    .app_data(
+        web::QueryConfig::default().error_handler(|err, _| {
+            ApiError::BadRequest(format!("bad query string: {err}")).into()
+        }),
+    )
+    // A static prefix, not a "/l/{code}" pattern: the router then matches
+    // without a regex, and the handler takes the code from the raw path.
+    .service(web::scope("/l").default_service(web::to(redirect::redirect)));
+    register_api(cfg);
+}
+
+/// The program an id in the path names, when `who` may act on it (the admin
+/// or the program itself); anything else is told it does not exist.
+pub async fn program_in_path(
+    state: &state::AppState,
+    who: auth::Principal,
+    raw: &str,
+) -> Result<crate::programs::Program, ApiError> {
+    let id = path_id::<crate::domain::ProgramId>(raw, "program")?;
+    who.require_program(id)?;
+    crate::programs::get(&state.db, id)
+        .await?
+        .ok_or(ApiError::NotFound("program"))
+}
+
+/// Parses an id from the path. An id that cannot exist names nothing: 404.
+pub fn path_id<T: std::str::FromStr>(raw: &str, kind: &'static str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound(kind))
+}
+
+/// Unknown routes.
+pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound("resource"))
+}

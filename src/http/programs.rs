@@ -1,0 +1,231 @@
+//! /v1/programs: create, read and list programs.
+
+use super::pagination::{List, Page};
+use super::validate::Checker;
+use crate::domain::{
+    Currency, DomainsError, KeyOwner, LandingDomains, Name, NewApiKey, ProgramId, WebUrl,
+    new_webhook_secret,
+};
+use crate::http::auth::Principal;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+use crate::programs::{self, NewProgram, Program};
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+/// A page of programs, as the OpenAPI document names it.
+type ProgramPage = List<Program>;
+
+pub const DEFAULT_WINDOW_DAYS: i64 = 30;
+pub const DEFAULT_HOLD_DAYS: i64 = 30;
+
+/// A new program.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProgram {
+    /// 1 to 200 characters.
+    #[schema(examples("Batik Shop"))]
+    name: String,
+    #[schema(value_type = crate::domain::Currency)]
+    currency: String,
+    /// 1 to 50 host names shoppers may land on; matched exactly.
+    #[schema(min_items = 1, max_items = 50, examples("shop.example"))]
+    landing_domains: Vec<String>,
+    /// Where links land by default; its host must be one of `landing_domains`.
+    #[schema(format = "uri", examples("https://shop.example/"))]
+    default_url: String,
+    /// How long after a click a conversion is attributed to it, 1 to 365.
+    #[serde(default = "default_window")]
+    #[schema(minimum = 1, maximum = 365, default = 30)]
+    attribution_window_days: i64,
+    /// How long a commission stays pending before it is approved, 0 to 365.
+    #[serde(default = "default_hold")]
+    #[schema(minimum = 0, maximum = 365, default = 30)]
+    hold_days: i64,
+    #[schema(value_type = crate::domain::CommissionRules)]
+    commission: serde_json::Value,
+}
+
+fn default_window() -> i64 {
+    DEFAULT_WINDOW_DAYS
+}
+
+fn default_hold() -> i64 {
+    DEFAULT_HOLD_DAYS
+}
+
+impl CreateProgram {
+    fn parse(self) -> Result<NewProgram, ApiError> {
+        let mut c = Checker::new();
+        let name = c.check("name", Name::parse(&self.name));
+        let currency = c.check("currency", Currency::parse(&self.currency));
+        let landing = match LandingDomains::parse(&self.landing_domains) {
+            Ok(d) => Some(d),
+            Err(DomainsError::Item(i, e)) => {
+                c.fail(format!("landing_domains[{i}]"), e);
+                None
+            }
+            Err(e) => {
+                c.fail("landing_domains", e);
+                None
+            }
+        };
+        let default_url = c.check("default_url", WebUrl::parse(&self.default_url));
+        if let (Some(landing), Some(url)) = (&landing, &default_url)
+            && !landing.allows(url)
+        {
+            c.fail("default_url", "host must be one of landing_domains");
+        }
+        let window = c.check(
+            "attribution_window_days",
+            days(self.attribution_window_days, 1, "from 1 to 365"),
+        );
+        let hold = c.check("hold_days", days(self.hold_days, 0, "from 0 to 365"));
+        let commission = c.rules("commission", &self.commission);
+        c.finish(|| {
+            Some(NewProgram {
+                name: name?,
+                currency: currency?,
+                landing_domains: landing?,
+                default_url: default_url?,
+                attribution_window_days: window?,
+                hold_days: hold?,
+                commission: commission?,
+            })
+        })
+    }
+}
+
+fn days(n: i64, min: i64, range: &'static str) -> Result<i32, String> {
+    if (min..=365).contains(&n) {
+        Ok(n as i32)
+    } else {
+        Err(format!("must be a whole number of days {range}"))
+    }
+}
+
+/// A program just created, with its credentials.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedProgram {
+    #[serde(flatten)]
+    program: Program,
+    /// The program's API key (`mitra_prg_...`). Shown once: only its hash is stored.
+    #[schema(examples("mitra_prg_3kT9..."))]
+    api_key: String,
+    /// Signs the shop's conversion webhooks (`whsec_...`).
+    #[schema(examples("whsec_8Qm2..."))]
+    webhook_secret: String,
+}
+
+/// Create a program
+///
+/// Answers 201 with the program's API key and webhook secret, shown only now.
+#[utoipa::path(
+    post,
+    path = "/v1/programs",
+    operation_id = "createProgram",
+    tag = "programs",
+    request_body = CreateProgram,
+    responses(
+        (status = 201, description = "Created.", body = CreatedProgram,
+            headers(("Location" = String, description = "`/v1/programs/{id}`"))),
+        (status = 400, response = crate::http::openapi::BadRequest),
+        (status = 401, response = crate::http::openapi::Unauthorized),
+        (status = 403, response = crate::http::openapi::Forbidden),
+        (status = 413, response = crate::http::openapi::PayloadTooLarge),
+        (status = 415, response = crate::http::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::http::openapi::ValidationFailed),
+        (status = 503, response = crate::http::openapi::Unavailable),
+        (status = 500, response = crate::http::openapi::Internal),
+    ),
+    security(("admin_token" = []))
+)]
+pub async fn create(
+    state: web::Data<AppState>,
+    who: Principal,
+    body: web::Json<CreateProgram>,
+) -> Result<HttpResponse, ApiError> {
+    who.require_admin()?;
+    let new = body.into_inner().parse()?;
+    let key = NewApiKey::generate(KeyOwner::Program);
+    let secret = new_webhook_secret();
+    let program = programs::insert(&state.db, &new, &key.hash, &secret).await?;
+    tracing::info!(program = %program.id, "program created");
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/v1/programs/{}", program.id)))
+        .json(CreatedProgram {
+            program,
+            api_key: key.plaintext,
+            webhook_secret: secret,
+        }))
+}
+
+/// Read a program
+#[utoipa::path(
+    get,
+    path = "/v1/programs/{id}",
+    operation_id = "getProgram",
+    tag = "programs",
+    params(("id" = ProgramId, Path, description = "The program's id.")),
+    responses(
+        (status = 200, description = "The program.", body = Program),
+        (status = 401, response = crate::http::openapi::Unauthorized),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 503, response = crate::http::openapi::Unavailable),
+        (status = 500, response = crate::http::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []))
+)]
+pub async fn get(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let program = super::program_in_path(&state, who, &path).await?;
+    Ok(HttpResponse::Ok().json(program))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Rows per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// List programs
+///
+/// The admin sees every program; a program key sees its own.
+#[utoipa::path(
+    get,
+    path = "/v1/programs",
+    operation_id = "listPrograms",
+    tag = "programs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of programs.", body = ProgramPage),
+        (status = 400, response = crate::http::openapi::BadRequest),
+        (status = 401, response = crate::http::openapi::Unauthorized),
+        (status = 403, response = crate::http::openapi::Forbidden),
+        (status = 503, response = crate::http::openapi::Unavailable),
+        (status = 500, response = crate::http::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []))
+)]
+pub async fn list(
+    state: web::Data<AppState>,
+    who: Principal,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let only = match who {
+        Principal::Admin => None,
+        Principal::Program(p) => Some(p),
+        Principal::Partner(_) => return Err(ApiError::Forbidden("partners cannot list programs")),
+    };
+    let rows = programs::list(&state.db, only, page.after, page.fetch()).await?;
+    Ok(HttpResponse::Ok().json(List::from_rows(rows, page, |p| p.id.get())))
+}
