@@ -5,42 +5,20 @@ pub mod signature;
 pub mod webhook_context;
 pub mod writer;
 
-use crate::domain::{ConversionId, Currency, ProgramId};
+pub use crate::domain::Event;
+use crate::domain::{
+    AgreementId, AppliedRule, AttributionSource, CommissionId, CommissionStatus, ConversionId,
+    ConversionReason, ConversionStatus, Currency, FraudSignal, LinkId, PartnerId, ProgramId,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
+use sqlx::types::Json;
 
 /// The largest amount a conversion may carry: ten billion major units of a
 /// two-decimal currency. Anything above is a bug in the shop, not an order.
 pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000;
 pub const MAX_ID_LEN: usize = 128;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Event {
-    Sale,
-    Lead,
-    Refund,
-}
-
-impl Event {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "sale" => Some(Event::Sale),
-            "lead" => Some(Event::Lead),
-            "refund" => Some(Event::Refund),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Event::Sale => "sale",
-            Event::Lead => "lead",
-            Event::Refund => "refund",
-        }
-    }
-}
 
 /// A shop's reference (order id, event id): 1 to 128 characters, no control
 /// characters.
@@ -86,7 +64,10 @@ pub enum Stored {
     /// Stored now.
     New(ConversionId),
     /// The same conversion was stored before: the shop is retrying.
-    Repeat { id: ConversionId, status: String },
+    Repeat {
+        id: ConversionId,
+        status: ConversionStatus,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,12 +144,16 @@ pub async fn store_many(
     let missing: Vec<usize> = (0..batch.len()).filter(|i| results[*i].is_none()).collect();
     if !missing.is_empty() {
         let earlier = sqlx::query!(
-            r#"select c.id as "id: ConversionId", c.program_id, c.idempotency_key, c.order_id, c.event,
-                      c.amount_minor, c.currency, c.status
+            r#"select c.id as "id: ConversionId", c.program_id, c.idempotency_key, c.order_id,
+                      c.event as "event: Event", c.amount_minor, c.currency as "currency: Currency",
+                      c.status as "status: ConversionStatus"
                from conversions c
                join unnest($1::bigint[], $2::text[]) as q(program_id, key)
                  on c.program_id = q.program_id and c.idempotency_key = q.key"#,
-            &missing.iter().map(|i| batch[*i].program.get()).collect::<Vec<_>>(),
+            &missing
+                .iter()
+                .map(|i| batch[*i].program.get())
+                .collect::<Vec<_>>(),
             &missing.iter().map(|i| keys[*i].clone()).collect::<Vec<_>>(),
         )
         .fetch_all(db)
@@ -186,9 +171,9 @@ pub async fn store_many(
                 ))),
                 Some(e)
                     if e.order_id != c.order_id
-                        || e.event != c.event.as_str()
+                        || e.event != c.event
                         || e.amount_minor != c.amount_minor
-                        || e.currency != c.currency.code() =>
+                        || e.currency != c.currency =>
                 {
                     Err(StoreError::Conflict(format!(
                         "this idempotency key was used for {} {} of {} {}",
@@ -197,7 +182,7 @@ pub async fn store_many(
                 }
                 Some(e) => Ok(Stored::Repeat {
                     id: e.id,
-                    status: e.status.clone(),
+                    status: e.status,
                 }),
             });
         }
@@ -219,21 +204,19 @@ pub async fn store_many(
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[schema(as = ConversionCommission)]
 pub struct CommissionView {
-    pub id: crate::domain::CommissionId,
-    pub partner_id: crate::domain::PartnerId,
-    pub agreement_id: crate::domain::AgreementId,
+    pub id: CommissionId,
+    pub partner_id: PartnerId,
+    pub agreement_id: AgreementId,
     pub agreement_version: i32,
-    #[schema(value_type = crate::http::openapi::schemas::AppliedRule)]
-    pub rule: serde_json::Value,
+    #[schema(value_type = AppliedRule)]
+    pub rule: Json<AppliedRule>,
     pub share_bps: i32,
     /// The amount when booked, before refunds.
     pub original_minor: i64,
     /// Net of refunds.
     pub amount_minor: i64,
-    #[schema(value_type = crate::domain::Currency)]
-    pub currency: String,
-    #[schema(schema_with = crate::http::openapi::enums::commission_status)]
-    pub status: String,
+    pub currency: Currency,
+    pub status: CommissionStatus,
     /// Held for a person's review (fraud signals); not approved automatically.
     pub review: bool,
 }
@@ -246,22 +229,18 @@ pub struct ConversionView {
     pub program_id: ProgramId,
     pub order_id: String,
     pub event_id: Option<String>,
-    #[schema(schema_with = crate::http::openapi::enums::event)]
-    pub event: String,
+    pub event: Event,
     pub amount_minor: i64,
-    #[schema(value_type = crate::domain::Currency)]
-    pub currency: String,
-    #[schema(schema_with = crate::http::openapi::enums::conversion_status)]
-    pub status: String,
+    pub currency: Currency,
+    pub status: ConversionStatus,
     /// Why it was not attributed, when it was not.
-    pub reason: Option<String>,
-    pub fraud_reasons: Vec<String>,
-    #[schema(schema_with = crate::http::openapi::enums::attributed_via)]
-    pub attributed_via: Option<String>,
+    pub reason: Option<ConversionReason>,
+    pub fraud_reasons: Vec<FraudSignal>,
+    pub attributed_via: Option<AttributionSource>,
     pub click_id: Option<String>,
     pub coupon: Option<String>,
-    pub link_id: Option<crate::domain::LinkId>,
-    pub agreement_id: Option<crate::domain::AgreementId>,
+    pub link_id: Option<LinkId>,
+    pub agreement_id: Option<AgreementId>,
     pub agreement_version: Option<i32>,
     pub refunded_minor: i64,
     pub occurred_at: DateTime<Utc>,
@@ -281,9 +260,12 @@ pub async fn by_order(
     let rows = sqlx::query!(
         r#"
         select id as "id: ConversionId", program_id as "program_id: ProgramId", order_id, event_id,
-               event, amount_minor, currency, status, reason, fraud_reasons, attributed_via,
-               click_id, coupon, link_id as "link_id: crate::domain::LinkId",
-               agreement_id as "agreement_id: crate::domain::AgreementId", agreement_version,
+               event as "event: Event", amount_minor, currency as "currency: Currency",
+               status as "status: ConversionStatus", reason as "reason: ConversionReason",
+               fraud_reasons as "fraud_reasons: Vec<FraudSignal>",
+               attributed_via as "attributed_via: AttributionSource",
+               click_id, coupon, link_id as "link_id: LinkId",
+               agreement_id as "agreement_id: AgreementId", agreement_version,
                refunded_minor, occurred_at, received_at, processed_at, request_id
         from conversions where program_id = $1 and order_id = $2
         order by id
@@ -296,10 +278,11 @@ pub async fn by_order(
     let ids: Vec<i64> = rows.iter().map(|r| r.id.get()).collect();
     let commissions = sqlx::query!(
         r#"
-        select id as "id: crate::domain::CommissionId", conversion_id,
-               partner_id as "partner_id: crate::domain::PartnerId",
-               agreement_id as "agreement_id: crate::domain::AgreementId", agreement_version,
-               rule, share_bps, original_minor, amount_minor, currency, status, review
+        select id as "id: CommissionId", conversion_id,
+               partner_id as "partner_id: PartnerId",
+               agreement_id as "agreement_id: AgreementId", agreement_version,
+               rule as "rule: Json<AppliedRule>", share_bps, original_minor, amount_minor,
+               currency as "currency: Currency", status as "status: CommissionStatus", review
         from commissions where conversion_id = any($1)
         order by partner_id
         "#,
@@ -318,12 +301,12 @@ pub async fn by_order(
                     partner_id: c.partner_id,
                     agreement_id: c.agreement_id,
                     agreement_version: c.agreement_version,
-                    rule: c.rule.clone(),
+                    rule: c.rule,
                     share_bps: c.share_bps,
                     original_minor: c.original_minor,
                     amount_minor: c.amount_minor,
-                    currency: c.currency.clone(),
-                    status: c.status.clone(),
+                    currency: c.currency,
+                    status: c.status,
                     review: c.review,
                 })
                 .collect(),

@@ -40,11 +40,11 @@ macro_rules! public_id {
             pub const PREFIX: &'static str = $prefix;
 
             /// Wraps a row id read from the database.
-            pub fn from_db(id: i64) -> Self {
+            pub const fn from_db(id: i64) -> Self {
                 Self(id)
             }
 
-            pub fn get(self) -> i64 {
+            pub const fn get(self) -> i64 {
                 self.0
             }
 

@@ -4,7 +4,9 @@ mod basis_points;
 pub mod click_id;
 pub mod client_ip;
 mod commission_rules;
+mod commission_states;
 mod contact;
+mod conversion_states;
 mod coupon;
 mod currency;
 mod ids;
@@ -14,11 +16,18 @@ mod secrets;
 mod shares;
 pub mod signing;
 mod sub_ids;
+mod text_enum;
 mod web_url;
 
 pub use basis_points::{BasisPoints, BasisPointsError};
-pub use commission_rules::{CommissionRules, EarningEvent, MAX_FLAT_MINOR, Rule, RulesError};
+pub use commission_rules::{
+    AppliedRule, CommissionRules, EarningEvent, MAX_FLAT_MINOR, Rule, RulesError,
+};
+pub use commission_states::{Bucket, CommissionStatus, LedgerKind};
 pub use contact::{ContactError, Email, Name};
+pub use conversion_states::{
+    AttributionSource, ConversionReason, ConversionStatus, Event, FraudSignal,
+};
 pub use coupon::{CouponCode, CouponError};
 pub use currency::{Currency, CurrencyError};
 pub use ids::{
@@ -30,4 +39,5 @@ pub use secrets::{KeyOwner, NewApiKey, hash_api_key, new_webhook_secret, random_
 pub use shares::{MAX_PARTNERS, Share, Shares, SharesError};
 pub use signing::{KeyRing, SigningKey};
 pub use sub_ids::{SUB_KEYS, SubIds, SubIdsError};
+pub use text_enum::UnknownWord;
 pub use web_url::{DomainsError, LandingDomain, LandingDomains, UrlError, WebUrl};

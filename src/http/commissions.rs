@@ -6,7 +6,7 @@ use crate::commissions::decisions;
 use crate::commissions::ledger;
 use crate::commissions::queries::{self, Commission, Filter};
 use crate::domain::PartnerId;
-use crate::domain::{CommissionId, ProgramId};
+use crate::domain::{CommissionId, CommissionStatus, ProgramId};
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -28,8 +28,7 @@ pub struct Decision {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Decided {
     id: CommissionId,
-    #[schema(schema_with = crate::http::openapi::enums::commission_status)]
-    status: &'static str,
+    status: CommissionStatus,
     /// The rejection's reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
@@ -67,13 +66,13 @@ async fn locked(
     who: Principal,
     id: CommissionId,
 ) -> Result<ledger::Held, ApiError> {
-    let held = decisions::lock(tx, &[id.get()])
+    let held = decisions::lock(tx, &[id])
         .await?
         .pop()
         .ok_or(ApiError::NotFound("commission"))?;
-    who.require_program(ProgramId::from_db(held.program_id))
+    who.require_program(held.program_id)
         .map_err(|_| ApiError::NotFound("commission"))?;
-    if held.status != "pending" {
+    if held.status != CommissionStatus::Pending {
         return Err(ApiError::Conflict(format!(
             "the commission is {}, not pending",
             held.status
@@ -123,11 +122,11 @@ pub async fn approve(
     )
     .await?;
     tx.commit().await?;
-    let label = ProgramId::from_db(held.program_id).to_string();
+    let label = held.program_id.to_string();
     state
         .metrics
         .commission_minor
-        .with_label_values(&[&label, &held.currency, "approved"])
+        .with_label_values(&[&label, held.currency.code(), "approved"])
         .inc_by(held.amount_minor as u64);
     state
         .metrics
@@ -137,7 +136,7 @@ pub async fn approve(
     tracing::info!(commission = %id, actor = %actor(who), "commission approved by hand");
     Ok(HttpResponse::Ok().json(Decided {
         id,
-        status: "approved",
+        status: CommissionStatus::Approved,
         reason: None,
     }))
 }
@@ -177,11 +176,11 @@ pub async fn reject(
     let held = locked(&mut tx, who, id).await?;
     decisions::reject(&mut tx, &held, &actor(who), &reason).await?;
     tx.commit().await?;
-    let label = ProgramId::from_db(held.program_id).to_string();
+    let label = held.program_id.to_string();
     state
         .metrics
         .commission_minor
-        .with_label_values(&[&label, &held.currency, "reversed"])
+        .with_label_values(&[&label, held.currency.code(), "reversed"])
         .inc_by(held.amount_minor as u64);
     state
         .metrics
@@ -191,7 +190,7 @@ pub async fn reject(
     tracing::info!(commission = %id, actor = %actor(who), "commission rejected");
     Ok(HttpResponse::Ok().json(Decided {
         id,
-        status: "reversed",
+        status: CommissionStatus::Reversed,
         reason: Some(reason),
     }))
 }
@@ -209,8 +208,7 @@ pub struct CommissionsQuery {
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// Only commissions in this status.
-    #[param(schema_with = crate::http::openapi::enums::commission_status)]
-    status: Option<String>,
+    status: Option<CommissionStatus>,
     /// Only commissions of this program.
     #[param(value_type = Option<ProgramId>)]
     program_id: Option<String>,
@@ -247,13 +245,6 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let partner = super::balances::partner(who, &path)?;
     let page = Page::parse(query.limit, query.cursor.as_deref())?;
-    if let Some(s) = &query.status
-        && !["pending", "approved", "paid", "reversed"].contains(&s.as_str())
-    {
-        return Err(ApiError::BadRequest(
-            "status must be pending, approved, paid or reversed".into(),
-        ));
-    }
     let program = match &query.program_id {
         None => None,
         Some(p) => Some(
@@ -262,7 +253,7 @@ pub async fn list(
         ),
     };
     let filter = Filter {
-        status: query.status.clone(),
+        status: query.status,
         program,
         from: query.from,
         to: query.to,

@@ -6,7 +6,7 @@ use crate::conversions::{
     self, ConversionView, Event, MAX_AMOUNT_MINOR, NewConversion, StoreError, Stored,
     check_reference,
 };
-use crate::domain::{ConversionId, Currency, ProgramId};
+use crate::domain::{ConversionId, ConversionStatus, Currency, ProgramId};
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -29,7 +29,7 @@ struct ConversionBody {
     /// The shop's order reference, 1 to 128 characters. A refund names its sale's.
     #[schema(examples("order-1001"))]
     order_id: String,
-    #[schema(schema_with = crate::http::openapi::enums::event)]
+    #[schema(value_type = Event)]
     event: String,
     /// The order amount (a refund: the amount refunded), in minor units.
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64, examples(12500))]
@@ -58,8 +58,7 @@ struct ConversionBody {
 pub struct Receipt {
     conversion_id: ConversionId,
     /// `received` when new; a repeat answers the earlier conversion's status.
-    #[schema(schema_with = crate::http::openapi::enums::conversion_status)]
-    status: String,
+    status: ConversionStatus,
 }
 
 impl ConversionBody {
@@ -75,7 +74,7 @@ impl ConversionBody {
         if let Some(id) = &self.event_id {
             c.check("event_id", check_reference(id));
         }
-        let event = Event::parse(&self.event);
+        let event = Event::parse(&self.event).ok();
         if event.is_none() {
             c.fail("event", "unknown event (expected sale, lead or refund)");
         }
@@ -248,7 +247,7 @@ async fn receive_inner(
         Stored::New(id) => (
             actix_web::http::StatusCode::ACCEPTED,
             id,
-            "received".to_owned(),
+            ConversionStatus::Received,
             "received",
         ),
         Stored::Repeat { id, status } => (actix_web::http::StatusCode::OK, id, status, "duplicate"),
@@ -285,8 +284,8 @@ pub struct OrderConversion {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct WaitingOrder {
     order_id: String,
-    #[schema(value_type = String, examples("waiting"))]
-    status: &'static str,
+    /// Always `waiting`.
+    status: ConversionStatus,
     refunds: Vec<ConversionView>,
 }
 
@@ -321,7 +320,7 @@ pub async fn by_order(
     who.require_program(program)?;
     let all = conversions::by_order(&state.db, program, &path.1).await?;
     let (mut primary, refunds): (Vec<_>, Vec<_>) =
-        all.into_iter().partition(|c| c.event != "refund");
+        all.into_iter().partition(|c| c.event != Event::Refund);
     if primary.is_empty() && refunds.is_empty() {
         return Err(ApiError::NotFound("conversion"));
     }
@@ -333,7 +332,7 @@ pub async fn by_order(
         })),
         None => Order::Waiting(WaitingOrder {
             order_id: path.1.clone(),
-            status: "waiting",
+            status: ConversionStatus::Waiting,
             refunds,
         }),
     };

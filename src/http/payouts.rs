@@ -71,7 +71,7 @@ pub async fn create(
         state
             .metrics
             .payout_minor
-            .with_label_values(&[&label, &item.currency])
+            .with_label_values(&[&label, item.currency.code()])
             .inc_by(item.amount_minor.max(0) as u64);
         state
             .metrics
