@@ -30,6 +30,8 @@ pub struct Settings {
     /// Actix worker threads; `None` uses one per core.
     pub http_workers: Option<usize>,
     pub db_max_connections: u32,
+    /// How long a request body may take to arrive (408 after).
+    pub body_timeout: Duration,
     pub workers: WorkerSettings,
     pub clicks: ClickSettings,
     pub attribution: AttributionSettings,
@@ -196,6 +198,10 @@ impl Settings {
             None => 20,
             Some(v) => parse_in_range("MITRA_DB_MAX_CONNECTIONS", &v, 2, 1000)? as u32,
         };
+        let body_timeout_ms = match get("MITRA_BODY_TIMEOUT_MS") {
+            None => 10_000,
+            Some(v) => parse_in_range("MITRA_BODY_TIMEOUT_MS", &v, 100, 600_000)?,
+        };
         let idle_poll_ms = match get("MITRA_WORKER_POLL_MS") {
             None => 500,
             Some(v) => parse_in_range("MITRA_WORKER_POLL_MS", &v, 10, 60_000)?,
@@ -255,6 +261,7 @@ impl Settings {
             log_format,
             http_workers,
             db_max_connections,
+            body_timeout: Duration::from_millis(body_timeout_ms),
             workers: WorkerSettings {
                 idle_poll: Duration::from_millis(idle_poll_ms),
             },
@@ -357,6 +364,7 @@ mod tests {
             ("MITRA_HTTP_WORKERS", "0"),
             ("MITRA_DB_MAX_CONNECTIONS", "many"),
             ("MITRA_WORKER_POLL_MS", "1"),
+            ("MITRA_BODY_TIMEOUT_MS", "5"),
             ("MITRA_TRUSTED_PROXIES", "10.0.0.0/33"),
             ("MITRA_IP_HASH_KEY", "short"),
             ("MITRA_LINK_CACHE_SIZE", "1"),

@@ -6,6 +6,7 @@ use super::validate::Checker;
 use crate::agreements::{self, Agreement, Terms, WriteError};
 use crate::domain::{AgreementId, BasisPoints, CouponCode, PartnerId, ProgramId, Share, Shares};
 use crate::http::auth::Principal;
+use crate::http::body::Body;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::partners;
@@ -186,6 +187,7 @@ async fn readable(
         (status = 401, response = crate::http::openapi::Unauthorized),
         (status = 404, response = crate::http::openapi::NotFound),
         (status = 409, response = crate::http::openapi::Conflict),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
         (status = 413, response = crate::http::openapi::PayloadTooLarge),
         (status = 415, response = crate::http::openapi::UnsupportedMediaType),
         (status = 422, response = crate::http::openapi::ValidationFailed),
@@ -198,9 +200,10 @@ pub async fn create(
     state: web::Data<AppState>,
     who: Principal,
     path: web::Path<String>,
-    body: web::Json<TermsBody>,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let program = super::program_in_path(&state, who, &path).await?.id;
+    let body: TermsBody = body.json()?;
     if body.base_version.is_some() {
         return Err(ApiError::invalid(
             "base_version",
@@ -233,6 +236,7 @@ pub async fn create(
         (status = 401, response = crate::http::openapi::Unauthorized),
         (status = 404, response = crate::http::openapi::NotFound),
         (status = 409, response = crate::http::openapi::Conflict),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
         (status = 413, response = crate::http::openapi::PayloadTooLarge),
         (status = 415, response = crate::http::openapi::UnsupportedMediaType),
         (status = 422, response = crate::http::openapi::ValidationFailed),
@@ -245,12 +249,13 @@ pub async fn update(
     state: web::Data<AppState>,
     who: Principal,
     path: web::Path<String>,
-    body: web::Json<TermsBody>,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let id = super::path_id::<AgreementId>(&path, "agreement")?;
     let current = load(&state, id, None).await?;
     who.require_program(current.program_id)
         .map_err(|_| ApiError::NotFound("agreement"))?;
+    let body: TermsBody = body.json()?;
     let terms = body.parse(&state).await?;
     let version = agreements::new_version(&state.db, id, body.base_version, &terms).await?;
     tracing::info!(agreement = %id, version, "agreement terms changed");

@@ -12,7 +12,6 @@ use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -32,11 +31,15 @@ struct ConversionBody {
     #[schema(value_type = Event)]
     event: String,
     /// The order amount (a refund: the amount refunded), in minor units.
+    /// Required for sales and refunds; a lead needs none (0).
+    #[serde(default)]
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64, examples(12500))]
-    amount_minor: i64,
-    /// Must be the program's currency.
-    #[schema(value_type = crate::domain::Currency)]
-    currency: String,
+    amount_minor: Option<i64>,
+    /// Must be the program's currency. Required for sales and refunds; a
+    /// lead without one is in the program's currency.
+    #[serde(default)]
+    #[schema(value_type = Option<crate::domain::Currency>)]
+    currency: Option<String>,
     /// The `mitra_click` value the shopper landed with.
     #[serde(default)]
     #[schema(max_length = 64)]
@@ -78,18 +81,29 @@ impl ConversionBody {
         if event.is_none() {
             c.fail("event", "unknown event (expected sale, lead or refund)");
         }
-        if !(0..=MAX_AMOUNT_MINOR).contains(&self.amount_minor) {
+        let is_lead = event == Some(Event::Lead);
+        let amount = match self.amount_minor {
+            None if is_lead => 0,
+            None => {
+                c.fail("amount_minor", "is required for a sale or a refund");
+                0
+            }
+            Some(a) => a,
+        };
+        if !(0..=MAX_AMOUNT_MINOR).contains(&amount) {
             c.fail(
                 "amount_minor",
                 format!("must be from 0 to {MAX_AMOUNT_MINOR} minor units"),
             );
-        } else if event == Some(Event::Refund) && self.amount_minor == 0 {
+        } else if event == Some(Event::Refund) && self.amount_minor == Some(0) {
             c.fail("amount_minor", "a refund must refund something");
         }
-        match Currency::parse(&self.currency) {
-            Ok(cur) if cur == currency => {}
-            Ok(_) => c.fail("currency", format!("the program's currency is {currency}")),
-            Err(e) => c.fail("currency", e),
+        match self.currency.as_deref().map(Currency::parse) {
+            None if is_lead => {}
+            None => c.fail("currency", "is required for a sale or a refund"),
+            Some(Ok(cur)) if cur == currency => {}
+            Some(Ok(_)) => c.fail("currency", format!("the program's currency is {currency}")),
+            Some(Err(e)) => c.fail("currency", e),
         }
         for (field, value) in [("click_id", &self.click_id), ("coupon", &self.coupon)] {
             if let Some(v) = value
@@ -111,7 +125,7 @@ impl ConversionBody {
                 event_id: self.event_id,
                 order_id: self.order_id,
                 event: event?,
-                amount_minor: self.amount_minor,
+                amount_minor: amount,
                 currency,
                 click_id: self.click_id,
                 coupon: self.coupon,
@@ -123,28 +137,13 @@ impl ConversionBody {
 }
 
 /// Reads the raw body (the signature covers its exact bytes), refusing
-/// anything over the limit before reading it all.
+/// anything over the limit before reading it all, or too slow to arrive.
 async fn read_body(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
+    state: &AppState,
 ) -> Result<web::BytesMut, ApiError> {
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > BODY_LIMIT) {
-        return Err(ApiError::PayloadTooLarge(BODY_LIMIT));
-    }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(BODY_LIMIT));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("unreadable body: {e}")))?;
-        if body.len() + chunk.len() > BODY_LIMIT {
-            return Err(ApiError::PayloadTooLarge(BODY_LIMIT));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+    super::body::read(req, payload, BODY_LIMIT, state.settings.body_timeout).await
 }
 
 /// Report a conversion (shop webhook)
@@ -168,6 +167,7 @@ async fn read_body(
         (status = 401, response = crate::http::openapi::BadSignature),
         (status = 404, response = crate::http::openapi::NotFound),
         (status = 409, response = crate::http::openapi::Conflict),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
         (status = 413, response = crate::http::openapi::PayloadTooLarge),
         (status = 422, response = crate::http::openapi::ValidationFailed),
         (status = 503, response = crate::http::openapi::Unavailable),
@@ -197,7 +197,7 @@ async fn receive_inner(
     state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     let program = super::path_id::<ProgramId>(path, "program")?;
-    let body = read_body(req, payload).await?;
+    let body = read_body(req, payload, state).await?;
     let ctx = state
         .webhook_contexts
         .get(&state.db, program)

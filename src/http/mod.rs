@@ -11,6 +11,7 @@
 //! without being served) fails the tests.
 
 pub mod auth;
+pub mod body;
 pub mod error;
 pub mod middleware;
 pub mod openapi;
@@ -32,12 +33,12 @@ mod validate;
 pub(crate) mod webhook_secrets;
 
 use actix_web::web;
-use error::{ApiError, json_error};
+use error::ApiError;
 
 pub use redirect::{PREFIX as REDIRECT_PREFIX, ROUTE as REDIRECT_ROUTE};
 
 /// Largest JSON body the admin API reads.
-pub const JSON_LIMIT: usize = 64 * 1024;
+pub const JSON_LIMIT: usize = body::LIMIT;
 
 /// Declares a route table: a const list of (method, path) pairs, methods in
 /// lower case as OpenAPI writes them, and a function registering exactly
@@ -119,11 +120,6 @@ pub fn ops(cfg: &mut web::ServiceConfig) {
 /// The public and admin API: served by the api role.
 pub fn api(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
-        web::JsonConfig::default()
-            .limit(JSON_LIMIT)
-            .error_handler(|err, _| json_error(err, JSON_LIMIT).into()),
-    )
-    .app_data(
         web::QueryConfig::default().error_handler(|err, _| {
             ApiError::BadRequest(format!("bad query string: {err}")).into()
         }),

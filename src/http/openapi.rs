@@ -83,6 +83,11 @@ problem_responses! {
         "The request conflicts with the current state.",
         ApiError::Conflict("the agreement is at version 3, not 2".into()),
     ),
+    /// 408: the body did not arrive in time.
+    RequestTimeout => || problem_response(
+        "The body did not arrive within `MITRA_BODY_TIMEOUT_MS` (10 s by default).",
+        ApiError::RequestTimeout,
+    ),
     /// 413: the body is over 64 KiB.
     PayloadTooLarge => || problem_response(
         "The body is over 64 KiB.",
@@ -235,6 +240,7 @@ impl utoipa::Modify for RedirectHead {
         Forbidden,
         NotFound,
         Conflict,
+        RequestTimeout,
         PayloadTooLarge,
         UnsupportedMediaType,
         ValidationFailed,

@@ -7,6 +7,7 @@ use crate::domain::{
     new_webhook_secret,
 };
 use crate::http::auth::Principal;
+use crate::http::body::Body;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::programs::{self, NewProgram, Program};
@@ -132,6 +133,7 @@ pub struct CreatedProgram {
         (status = 400, response = crate::http::openapi::BadRequest),
         (status = 401, response = crate::http::openapi::Unauthorized),
         (status = 403, response = crate::http::openapi::Forbidden),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
         (status = 413, response = crate::http::openapi::PayloadTooLarge),
         (status = 415, response = crate::http::openapi::UnsupportedMediaType),
         (status = 422, response = crate::http::openapi::ValidationFailed),
@@ -143,10 +145,10 @@ pub struct CreatedProgram {
 pub async fn create(
     state: web::Data<AppState>,
     who: Principal,
-    body: web::Json<CreateProgram>,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
-    let new = body.into_inner().parse()?;
+    let new = body.json::<CreateProgram>()?.parse()?;
     let key = NewApiKey::generate(KeyOwner::Program);
     let secret = new_webhook_secret();
     let program = programs::insert(&state.db, &new, &key.hash, &secret).await?;

@@ -8,6 +8,7 @@ mod clicks;
 mod conversions;
 mod crash;
 mod errors;
+mod hardening;
 mod health;
 mod lifecycle;
 mod openapi;
