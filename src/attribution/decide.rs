@@ -8,8 +8,8 @@ use crate::config::FraudSettings;
 use crate::domain::click_id::ClickId;
 use crate::domain::{
     AgreementId, AppliedRule, AttributionSource, CommissionRules, ConversionId, ConversionReason,
-    ConversionStatus, Currency, Event, FraudSignal, LinkId, PartnerId, ProgramId, Rule, allocate,
-    apply_rate,
+    ConversionStatus, Currency, EnrollmentStatus, Event, FraudSignal, LinkId, PartnerId, ProgramId,
+    Rule, allocate, apply_rate, earns_at,
 };
 use crate::rollups::conversions::Delta;
 use chrono::{DateTime, Duration, Utc};
@@ -93,6 +93,9 @@ impl Terms {
     }
 }
 
+/// A partner's membership of a program: its status, and when it ended.
+pub type Membership = (EnrollmentStatus, Option<DateTime<Utc>>);
+
 /// Everything the database knows that bears on a batch.
 #[derive(Default)]
 pub struct Facts {
@@ -105,6 +108,8 @@ pub struct Facts {
     pub links: HashMap<LinkId, (ProgramId, AgreementId)>,
     /// The terms of each candidate's agreement in force at its conversion.
     pub terms: HashMap<ConversionId, Terms>,
+    /// (program, partner) -> the membership's status and when it ended.
+    pub members: HashMap<(ProgramId, PartnerId), Membership>,
     pub signals: Signals,
 }
 
@@ -268,22 +273,44 @@ fn decide_one(
         d.outcomes.push(outcome);
         return;
     };
-    d.deltas.push(day_delta(None, total));
-    for ((partner, share), amount) in terms.shares.iter().zip(parts) {
+    // A partner earns only while it is a member of the program (or on what
+    // happened before its membership ended); its share is not passed on.
+    let earning: Vec<((PartnerId, u32), i64)> = terms
+        .shares
+        .iter()
+        .copied()
+        .zip(parts)
+        .filter(|((partner, _), _)| {
+            facts
+                .members
+                .get(&(row.program_id, *partner))
+                .is_some_and(|(status, ended)| earns_at(*status, *ended, row.occurred_at))
+        })
+        .collect();
+    if earning.is_empty() {
+        outcome.status = S::Unattributed;
+        outcome.reason = Some(R::PartnerInactive);
+        outcome.fraud.clear();
+        d.outcomes.push(outcome);
+        return;
+    }
+    d.deltas
+        .push(day_delta(None, earning.iter().map(|(_, a)| a).sum()));
+    for ((partner, share), amount) in earning {
         if amount == 0 {
             continue;
         }
-        d.deltas.push(day_delta(Some(*partner), amount));
+        d.deltas.push(day_delta(Some(partner), amount));
         d.bookings.push(NewCommission {
             conversion_id: row.id,
             program_id: row.program_id,
-            partner_id: *partner,
+            partner_id: partner,
             agreement_id: cand.agreement_id,
             agreement_version: terms.version,
             rule: AppliedRule { event, rule },
             base_minor: row.amount_minor,
             total_minor: total,
-            share_bps: *share as i32,
+            share_bps: share as i32,
             amount_minor: amount,
             currency: row.currency,
             review: !outcome.fraud.is_empty(),
@@ -373,6 +400,12 @@ mod tests {
             },
         );
         f.coupons.insert((PROGRAM, "AYU10".into()), AGREEMENT);
+        for p in [11, 12] {
+            f.members.insert(
+                (PROGRAM, PartnerId::from_db(p)),
+                (EnrollmentStatus::Active, None),
+            );
+        }
         f.links.insert(LINK, (PROGRAM, AGREEMENT));
         for r in rows {
             if let Some(c) = r
@@ -557,5 +590,50 @@ mod tests {
             max.1.iter().map(|p| i128::from(*p)).sum::<i128>(),
             i128::from(i64::MAX)
         );
+    }
+
+    #[test]
+    fn a_partner_who_left_earns_only_on_what_happened_before() {
+        let c = click(10);
+        let rows = [row(1, Event::Sale, 10_000, Some(&c), None)];
+        let mut f = facts(&rows);
+        // Partner 12 was deactivated a minute before the sale; 11 is active.
+        f.members.insert(
+            (PROGRAM, PartnerId::from_db(12)),
+            (
+                EnrollmentStatus::Deactivated,
+                Some(t0() - Duration::minutes(1)),
+            ),
+        );
+        let d = attribute(&rows, &f, &FraudSettings::default(), t0());
+        let booked: Vec<(PartnerId, i64)> = d
+            .bookings
+            .iter()
+            .map(|b| (b.partner_id, b.amount_minor))
+            .collect();
+        assert_eq!(
+            booked,
+            vec![(PartnerId::from_db(11), 500)],
+            "12's half is not passed on"
+        );
+        assert_eq!(d.deltas[0].commission_minor, 500);
+        // Ended after the sale: it still earns its half.
+        f.members.insert(
+            (PROGRAM, PartnerId::from_db(12)),
+            (EnrollmentStatus::Banned, Some(t0() + Duration::minutes(1))),
+        );
+        let d = attribute(&rows, &f, &FraudSettings::default(), t0());
+        assert_eq!(d.bookings.len(), 2);
+        // Nobody left: not attributed.
+        f.members.clear();
+        let d = attribute(&rows, &f, &FraudSettings::default(), t0());
+        assert_eq!(
+            (d.outcomes[0].status, d.outcomes[0].reason),
+            (
+                ConversionStatus::Unattributed,
+                Some(ConversionReason::PartnerInactive)
+            )
+        );
+        assert!(d.bookings.is_empty() && d.deltas.is_empty());
     }
 }

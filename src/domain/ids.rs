@@ -148,6 +148,10 @@ public_id!(
     /// One append-only ledger entry.
     LedgerEntryId, "led_", "ledger entry"
 );
+public_id!(
+    /// A partner's membership of a program.
+    EnrollmentId, "enr_", "enrollment"
+);
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@ mod contact;
 mod conversion_states;
 mod coupon;
 mod currency;
+mod enrollment;
 mod ids;
 pub mod link_code;
 mod money;
@@ -30,9 +31,13 @@ pub use conversion_states::{
 };
 pub use coupon::{CouponCode, CouponError};
 pub use currency::{Currency, CurrencyError};
+pub use enrollment::{
+    EnrollmentAction, EnrollmentReason, EnrollmentStatus, Standing, TransitionError, earns_at,
+    reapply_after, transition,
+};
 pub use ids::{
-    AgreementId, CommissionId, ConversionId, IdError, LedgerEntryId, LinkId, PartnerId, PayoutId,
-    ProgramId, parse_cursor,
+    AgreementId, CommissionId, ConversionId, EnrollmentId, IdError, LedgerEntryId, LinkId,
+    PartnerId, PayoutId, ProgramId, parse_cursor,
 };
 pub use money::{Money, MoneyError, allocate, allocate_weighted, apply_rate, mul_div_round};
 pub use secrets::{KeyOwner, NewApiKey, hash_api_key, new_webhook_secret, random_token};

@@ -5,11 +5,11 @@ use super::pagination::{List, Page};
 use super::validate::Checker;
 use crate::agreements::{self, Agreement, Terms, WriteError};
 use crate::domain::{AgreementId, BasisPoints, CouponCode, PartnerId, ProgramId, Share, Shares};
+use crate::enrollments;
 use crate::http::auth::Principal;
 use crate::http::body::Body;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::partners;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -59,7 +59,10 @@ pub struct TermsBody {
 }
 
 impl TermsBody {
-    async fn parse(&self, state: &AppState) -> Result<Terms, ApiError> {
+    /// The terms, when every partner named is active in `program`. A
+    /// partner that does not exist and one that is not a member get the same
+    /// answer, so the check tells nothing about other programs' partners.
+    async fn parse(&self, state: &AppState, program: ProgramId) -> Result<Terms, ApiError> {
         let mut c = Checker::new();
         let mut shares = Vec::new();
         for (i, p) in self.partners.iter().enumerate() {
@@ -90,13 +93,15 @@ impl TermsBody {
             None
         };
         if let Some(shares) = &shares {
-            let ids = shares.partner_ids();
-            let found = partners::existing(&state.db, &ids).await?;
+            let ids: Vec<PartnerId> = shares.iter().map(|s| s.partner_id).collect();
+            let active = enrollments::active_among(&state.db, program, &ids).await?;
             for (i, p) in self.partners.iter().enumerate() {
-                let known =
-                    PartnerId::parse(&p.partner_id).is_ok_and(|id| found.contains(&id.get()));
-                if !known {
-                    c.fail(format!("partners[{i}].partner_id"), "no such partner");
+                let member = PartnerId::parse(&p.partner_id).is_ok_and(|id| active.contains(&id));
+                if !member {
+                    c.fail(
+                        format!("partners[{i}].partner_id"),
+                        "is not an active partner of this program",
+                    );
                 }
             }
         }
@@ -210,7 +215,7 @@ pub async fn create(
             "only a change (PUT) has a base version",
         ));
     }
-    let terms = body.parse(&state).await?;
+    let terms = body.parse(&state, program).await?;
     let id = agreements::insert(&state.db, program, &terms).await?;
     let agreement = load(&state, id, None).await?;
     tracing::info!(agreement = %id, program = %program, "agreement created");
@@ -256,7 +261,7 @@ pub async fn update(
     who.require_program(current.program_id)
         .map_err(|_| ApiError::NotFound("agreement"))?;
     let body: TermsBody = body.json()?;
-    let terms = body.parse(&state).await?;
+    let terms = body.parse(&state, current.program_id).await?;
     let version = agreements::new_version(&state.db, id, body.base_version, &terms).await?;
     tracing::info!(agreement = %id, version, "agreement terms changed");
     Ok(HttpResponse::Ok().json(load(&state, id, Some(version)).await?))

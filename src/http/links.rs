@@ -4,6 +4,7 @@ use super::pagination::{List, Page};
 use super::validate::Checker;
 use crate::agreements;
 use crate::domain::{AgreementId, LinkId, SubIds, WebUrl};
+use crate::enrollments;
 use crate::http::auth::Principal;
 use crate::http::body::Body;
 use crate::http::error::ApiError;
@@ -73,7 +74,10 @@ pub async fn create(
     let allowed = match who {
         Principal::Admin => true,
         Principal::Program(p) => p == agreement.program_id,
-        Principal::Partner(p) => agreement.partners.iter().any(|s| s.partner_id == p),
+        Principal::Partner(p) => {
+            agreement.partners.iter().any(|s| s.partner_id == p)
+                && enrollments::is_active(&state.db, agreement.program_id, p).await?
+        }
     };
     if !allowed {
         return Err(ApiError::NotFound("agreement"));

@@ -21,6 +21,7 @@ pub(crate) mod agreements;
 pub(crate) mod balances;
 pub(crate) mod commissions;
 pub(crate) mod conversions;
+pub(crate) mod enrollments;
 pub(crate) mod links;
 pub(crate) mod ops;
 pub(crate) mod pagination;
@@ -78,6 +79,22 @@ route_table! {
     API_ROUTES, register_api {
         "/v1/programs" => { post: programs::create, get: programs::list },
         "/v1/programs/{id}" => { get: programs::get },
+        "/v1/programs/{id}/listing" => { put: programs::set_listing },
+        "/v1/public-programs" => { get: programs::list_public },
+        "/v1/programs/{id}/enrollments" => {
+            post: enrollments::invite,
+            get: enrollments::list_for_program,
+        },
+        "/v1/programs/{id}/applications" => { post: enrollments::apply },
+        "/v1/partners/{id}/enrollments" => { get: enrollments::list_for_partner },
+        "/v1/enrollments/{id}" => { get: enrollments::get },
+        "/v1/enrollments/{id}/accept" => { post: enrollments::accept },
+        "/v1/enrollments/{id}/decline" => { post: enrollments::decline },
+        "/v1/enrollments/{id}/approve" => { post: enrollments::approve },
+        "/v1/enrollments/{id}/reject" => { post: enrollments::reject },
+        "/v1/enrollments/{id}/deactivate" => { post: enrollments::deactivate },
+        "/v1/enrollments/{id}/ban" => { post: enrollments::ban },
+        "/v1/invitations/{token}/{answer}" => { post: enrollments::answer_invitation },
         "/v1/programs/{id}/conversions" => { post: conversions::receive },
         "/v1/programs/{id}/conversions/{order_id}" => { get: conversions::by_order },
         "/v1/programs/{id}/webhook-secrets" => { post: webhook_secrets::roll },

@@ -4,8 +4,8 @@
 
 use crate::http::error::ApiError;
 use crate::http::{
-    agreements, balances, commissions, conversions, links, ops, partners, payouts, programs,
-    redirect, reports, webhook_secrets,
+    agreements, balances, commissions, conversions, enrollments, links, ops, partners, payouts,
+    programs, redirect, reports, webhook_secrets,
 };
 use std::sync::OnceLock;
 use utoipa::openapi::response::{Response, ResponseBuilder};
@@ -207,6 +207,20 @@ impl utoipa::Modify for RedirectHead {
         programs::create,
         programs::list,
         programs::get,
+        programs::set_listing,
+        programs::list_public,
+        enrollments::invite,
+        enrollments::list_for_program,
+        enrollments::apply,
+        enrollments::list_for_partner,
+        enrollments::get,
+        enrollments::accept,
+        enrollments::decline,
+        enrollments::approve,
+        enrollments::reject,
+        enrollments::deactivate,
+        enrollments::ban,
+        enrollments::answer_invitation,
         conversions::receive,
         conversions::by_order,
         webhook_secrets::roll,
@@ -253,6 +267,7 @@ impl utoipa::Modify for RedirectHead {
         (name = "redirect", description = "The tracked links shoppers follow."),
         (name = "programs", description = "Merchants' affiliate programs."),
         (name = "partners", description = "Affiliates, influencers, resellers and other partners."),
+        (name = "enrollments", description = "Partners joining programs: invitations, applications, and the program's decisions."),
         (name = "agreements", description = "Versioned terms between a program and its partners."),
         (name = "links", description = "Tracked links issued under an agreement."),
         (name = "conversions", description = "Sales, leads and refunds reported by shops."),

@@ -3,6 +3,7 @@
 use super::pagination::{List, Page};
 use super::validate::Checker;
 use crate::domain::{Email, KeyOwner, Name, NewApiKey, PartnerId};
+use crate::enrollments;
 use crate::http::auth::Principal;
 use crate::http::body::Body;
 use crate::http::error::ApiError;
@@ -108,7 +109,8 @@ pub async fn get(
     let allowed = match who {
         Principal::Admin => true,
         Principal::Partner(p) => p == id,
-        Principal::Program(program) => partners::works_with(&state.db, id, program).await?,
+        // Contact details only while the partner is a member.
+        Principal::Program(program) => enrollments::is_active(&state.db, program, id).await?,
     };
     if !allowed {
         return Err(ApiError::NotFound("partner"));

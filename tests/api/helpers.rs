@@ -309,13 +309,38 @@ impl TestApp {
         assert_status(res, StatusCode::CREATED).await
     }
 
-    /// An agreement of `program` giving each partner its share.
+    /// Makes `partner` an active member of `program`: the program invites
+    /// it, the partner accepts. Answers the membership.
+    pub async fn enroll(&self, program: &Value, partner: &Value) -> Value {
+        let path = format!("/v1/programs/{}/enrollments", s(&program["id"]));
+        let res = self
+            .post(
+                &path,
+                &self.admin_token,
+                &json!({"partner_id": partner["id"]}),
+            )
+            .await;
+        let invited = assert_status(res, StatusCode::CREATED).await;
+        let accept = format!("/v1/enrollments/{}/accept", s(&invited["id"]));
+        let res = self
+            .request(Method::POST, &accept, Some(s(&partner["api_key"])), None)
+            .await;
+        assert_status(res, StatusCode::OK).await
+    }
+
+    /// An agreement of `program` giving each partner its share, enrolling
+    /// the partners that are not members yet.
     pub async fn create_agreement(
         &self,
         program: &Value,
         shares: &[(&Value, i64)],
         extra: Value,
     ) -> Value {
+        for (partner, _) in shares {
+            if !self.is_member(program, partner).await {
+                self.enroll(program, partner).await;
+            }
+        }
         let mut body = json!({
             "partners": shares.iter().map(|(p, bps)| json!({"partner_id": p["id"], "share_bps": bps})).collect::<Vec<_>>()
         });
@@ -326,6 +351,20 @@ impl TestApp {
         );
         let res = self.post(&path, &self.admin_token, &body).await;
         assert_status(res, StatusCode::CREATED).await
+    }
+
+    /// Whether `partner` is an active member of `program`.
+    pub async fn is_member(&self, program: &Value, partner: &Value) -> bool {
+        let path = format!(
+            "/v1/partners/{}/enrollments?status=active",
+            s(&partner["id"])
+        );
+        let list = assert_status(self.get(&path, &self.admin_token).await, StatusCode::OK).await;
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["program_id"] == program["id"])
     }
 
     pub async fn create_link(&self, agreement: &Value, extra: Value) -> Value {

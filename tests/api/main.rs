@@ -7,6 +7,7 @@ mod cli;
 mod clicks;
 mod conversions;
 mod crash;
+mod enrollments;
 mod errors;
 mod hardening;
 mod health;

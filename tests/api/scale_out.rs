@@ -55,6 +55,22 @@ async fn two_apis_and_two_workers_count_every_click_once_and_book_every_conversi
         json!({"name": "Ayu", "email": "ayu@example.com"}),
     )
     .await;
+    let invited = admin(
+        &format!("/v1/programs/{}/enrollments", s(&program["id"])),
+        json!({"partner_id": partner["id"]}),
+    )
+    .await;
+    let accepted = client
+        .post(format!(
+            "{}/v1/enrollments/{}/accept",
+            apis[0].base,
+            s(&invited["id"])
+        ))
+        .bearer_auth(s(&partner["api_key"]))
+        .send()
+        .await
+        .unwrap();
+    assert_status(accepted, StatusCode::OK).await;
     let agreement = admin(
         &format!("/v1/programs/{}/agreements", s(&program["id"])),
         json!({"partners": [{"partner_id": partner["id"], "share_bps": 10000}]}),
