@@ -19,6 +19,8 @@ pub struct Settings {
     pub database_url: SecretString,
     pub redis_url: SecretString,
     pub listen: SocketAddr,
+    /// When set, `/metrics` is served here and not on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
     /// Base of issued links, without a trailing slash.
     pub public_url: Url,
     pub admin_token: SecretString,
@@ -149,6 +151,15 @@ impl Settings {
             )
         })?;
 
+        let metrics_listen = match get("MITRA_METRICS_LISTEN") {
+            None => None,
+            Some(raw) => Some(raw.trim().parse::<SocketAddr>().map_err(|_| {
+                bad(
+                    "MITRA_METRICS_LISTEN",
+                    "must be an address and port such as 0.0.0.0:9102".into(),
+                )
+            })?),
+        };
         let public_raw = get("MITRA_PUBLIC_URL").unwrap_or_else(|| format!("http://{listen}"));
         let public_url = Url::parse(public_raw.trim())
             .ok()
@@ -254,6 +265,7 @@ impl Settings {
             database_url: database_url.into(),
             redis_url: redis_url.into(),
             listen,
+            metrics_listen,
             public_url,
             admin_token: admin_token.into(),
             link_keys,
@@ -354,6 +366,7 @@ mod tests {
             ("REDIS_URL", ""),
             ("REDIS_URL", "http://x"),
             ("MITRA_LISTEN", "localhost"),
+            ("MITRA_METRICS_LISTEN", "9102"),
             ("MITRA_PUBLIC_URL", "go.example.com"),
             ("MITRA_PUBLIC_URL", "ftp://go.example.com"),
             ("MITRA_ADMIN_TOKEN", ""),

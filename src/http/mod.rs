@@ -65,8 +65,14 @@ route_table! {
     OPS_ROUTES, register_ops {
         "/healthz" => { get: ops::healthz },
         "/readyz" => { get: ops::readyz },
-        "/metrics" => { get: ops::metrics },
         "/openapi.json" => { get: ops::openapi },
+    }
+}
+
+route_table! {
+    /// Prometheus: on the main listener, or on `MITRA_METRICS_LISTEN` alone.
+    METRICS_ROUTES, register_metrics {
+        "/metrics" => { get: ops::metrics },
     }
 }
 
@@ -124,14 +130,24 @@ route_table! {
 pub fn served_routes() -> impl Iterator<Item = (&'static str, &'static str)> {
     OPS_ROUTES
         .iter()
+        .chain(METRICS_ROUTES)
         .chain(REDIRECT_ROUTES)
         .chain(API_ROUTES)
         .copied()
 }
 
-/// Health, readiness, metrics and the OpenAPI document: served by every role.
-pub fn ops(cfg: &mut web::ServiceConfig) {
+/// Health, readiness, metrics and the OpenAPI document: served by every
+/// role. With a separate metrics listener, `/metrics` is served there only.
+pub fn ops(cfg: &mut web::ServiceConfig, metrics_here: bool) {
     register_ops(cfg);
+    if metrics_here {
+        register_metrics(cfg);
+    }
+}
+
+/// The metrics listener's only route.
+pub fn metrics_only(cfg: &mut web::ServiceConfig) {
+    register_metrics(cfg);
 }
 
 /// The public and admin API: served by the api role.

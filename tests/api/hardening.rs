@@ -372,3 +372,35 @@ async fn a_lead_needs_no_amount_or_currency() {
     .await;
     assert_eq!(invalid_fields(&problem), vec!["amount_minor", "currency"]);
 }
+
+#[tokio::test]
+async fn metrics_can_have_a_listener_of_their_own_and_leave_the_public_port() {
+    let app = spawn_app_with(Roles::ALL, &[("MITRA_METRICS_LISTEN", "127.0.0.1:0")]).await;
+    let public = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_problem(public, StatusCode::NOT_FOUND).await;
+    let port = app.metrics_port.expect("a metrics port");
+    assert_ne!(port, app.port);
+    let private = app
+        .client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    let text = assert_status(private, StatusCode::OK).await;
+    assert!(s(&text).contains("mitra_build_info"), "{text}");
+    // Only metrics there.
+    let other = app
+        .client
+        .get(format!("http://127.0.0.1:{port}/v1/programs"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(other, StatusCode::NOT_FOUND).await;
+    // Health stays on the main port for the probes.
+    assert_status(
+        app.client.get(app.url("/healthz")).send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    app.stop().await;
+}

@@ -19,6 +19,8 @@ use url::Url;
 pub struct TestApp {
     pub address: String,
     pub port: u16,
+    /// The separate metrics listener's port (`MITRA_METRICS_LISTEN`).
+    pub metrics_port: Option<u16>,
     pub db: PgPool,
     pub database: std::sync::Arc<TempDatabase>,
     pub settings: Settings,
@@ -219,6 +221,7 @@ pub async fn start(
         .await
         .expect("the application builds");
     let port = app.port();
+    let metrics_port = app.metrics_port();
     let state = app.state();
     let workers = app.workers();
     let shutdown = CancellationToken::new();
@@ -231,6 +234,7 @@ pub async fn start(
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
+        metrics_port,
         db,
         database,
         admin_token: settings.admin_token.expose_secret().to_owned(),
