@@ -212,4 +212,19 @@ mod tests {
         assert_eq!(unhex(&hex(&bytes)), Some(bytes));
         assert_eq!(unhex(&"G".repeat(64)), None);
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any header and body: no panic, and nothing verifies unsigned.
+        #[test]
+        fn an_arbitrary_signature_header_never_panics(
+            header in "\\PC{0,200}",
+            shaped in "(t=-?[0-9]{0,20},)?(v1=[0-9a-fA-F]{0,70},?){0,4}",
+            body in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
+            prop_assert!(verify(Some(&header), &body, NOW, &secrets()).is_err());
+            prop_assert!(verify(Some(&shaped), &body, NOW, &secrets()).is_err());
+        }
+    }
 }

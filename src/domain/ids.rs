@@ -193,4 +193,19 @@ mod tests {
             prop_assert_eq!(LinkId::parse(&id.to_string()), Ok(id));
         }
     }
+
+    proptest! {
+        /// Any text as an id or a cursor: no panic, and only canonical ids parse.
+        #[test]
+        fn arbitrary_text_as_an_id_or_cursor_never_panics(text in "\\PC{0,30}", shaped in "(prg_|ptn_|lnk_)?[0-9A-Za-z_]{0,14}") {
+            for t in [&text, &shaped] {
+                if let Ok(id) = ProgramId::parse(t) {
+                    prop_assert_eq!(&id.to_string(), t);
+                }
+                if let Ok(n) = parse_cursor(t) {
+                    prop_assert_eq!(&base62::encode(n as u64), t);
+                }
+            }
+        }
+    }
 }

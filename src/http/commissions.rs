@@ -264,3 +264,26 @@ pub async fn list(
     let rows = queries::commissions(&state.db, partner, &filter, page.after, page.fetch()).await?;
     Ok(HttpResponse::Ok().json(List::from_rows(rows, page, |c| c.id.get())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any commissions query: refused or read, never a panic.
+        #[test]
+        fn an_arbitrary_commissions_query_never_panics(
+            raw in "\\PC{0,120}",
+            status in "pending|approved|paid|reversed|\\PC{0,10}",
+            cursor in "[0-9A-Za-z]{0,14}",
+            limit in "-?[0-9]{0,20}",
+        ) {
+            let _ = web::Query::<CommissionsQuery>::from_query(&raw);
+            let shaped = format!("status={status}&cursor={cursor}&limit={limit}&from=2026-01-01T00:00:00Z");
+            if let Ok(q) = web::Query::<CommissionsQuery>::from_query(&shaped) {
+                let _ = Page::parse(q.limit, q.cursor.as_deref());
+            }
+        }
+    }
+}

@@ -338,3 +338,102 @@ pub async fn by_order(
     };
     Ok(HttpResponse::Ok().json(body))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn eur() -> Currency {
+        Currency::parse("EUR").unwrap()
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_795_000_000, 0).unwrap()
+    }
+
+    /// A JSON value of any shape, a few levels deep.
+    fn any_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(|f| serde_json::json!(f)),
+            "\\PC{0,80}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map("\\PC{0,10}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A webhook body with the right field names and values of any kind.
+    fn webhook_body() -> impl Strategy<Value = serde_json::Value> {
+        let field = |words: &'static [&'static str]| {
+            prop_oneof![
+                proptest::sample::select(words).prop_map(serde_json::Value::from),
+                any_json(),
+            ]
+        };
+        (
+            field(&["sale", "lead", "refund", "SALE"]),
+            prop_oneof![
+                (-10i64..2_000_000_000_000).prop_map(serde_json::Value::from),
+                any_json()
+            ],
+            field(&["EUR", "IDR", "eur", "XXX"]),
+            field(&["order-1", "", "x"]),
+            field(&[
+                "2026-11-30T10:00:00Z",
+                "2126-01-01T00:00:00Z",
+                "1900-01-01T00:00:00Z",
+            ]),
+            any_json(),
+        )
+            .prop_map(|(event, amount, currency, order, at, extra)| {
+                serde_json::json!({
+                    "event": event, "amount_minor": amount, "currency": currency,
+                    "order_id": order, "occurred_at": at, "click_id": extra.clone(),
+                    "coupon": extra, "event_id": order,
+                })
+            })
+    }
+
+    #[test]
+    fn a_valid_sale_parses_into_a_new_conversion() {
+        let body: ConversionBody = crate::http::body::parse(
+            br#"{"order_id":"A-1","event":"sale","amount_minor":12500,"currency":"EUR","click_id":"abc"}"#,
+        )
+        .unwrap();
+        let new = body
+            .parse(ProgramId::from_db(1), eur(), now(), None)
+            .unwrap();
+        assert_eq!(
+            (new.event, new.amount_minor, new.currency),
+            (Event::Sale, 12_500, eur())
+        );
+    }
+
+    proptest! {
+        /// Any bytes, and any JSON of the webhook's shape: refused or parsed,
+        /// never a panic.
+        #[test]
+        fn an_arbitrary_webhook_body_never_panics(
+            bytes in proptest::collection::vec(any::<u8>(), 0..512),
+            json in webhook_body(),
+        ) {
+            if let Ok(b) = crate::http::body::parse::<ConversionBody>(&bytes) {
+                let _ = b.parse(ProgramId::from_db(1), eur(), now(), None);
+            }
+            let raw = serde_json::to_vec(&json).unwrap();
+            if let Ok(b) = crate::http::body::parse::<ConversionBody>(&raw) {
+                if let Ok(new) = b.parse(ProgramId::from_db(1), eur(), now(), None) {
+                    prop_assert!((0..=MAX_AMOUNT_MINOR).contains(&new.amount_minor));
+                }
+            }
+        }
+    }
+}
