@@ -62,10 +62,11 @@ problem_responses! {
         ApiError::Unauthorized,
     )
     .header("WWW-Authenticate", string_header("`Bearer`.")),
-    /// 401: the webhook's `Mitra-Signature` is missing, malformed, stale or wrong.
+    /// 401: the webhook's signature is missing, malformed, stale or wrong.
     BadSignature => || problem_response(
-        "The `Mitra-Signature` header is missing, malformed, more than 300 s away from now, \
-         or matches none of the program's webhook secrets.",
+        "The signature (`Mitra-Signature`, or Standard Webhooks' `webhook-signature`) is \
+         missing, malformed, more than 300 s away from now, or matches none of the program's \
+         secrets.",
         ApiError::BadSignature("the Mitra-Signature header is missing"),
     ),
     /// 403: the caller is known but may not do this.
@@ -157,6 +158,17 @@ impl utoipa::Modify for SecuritySchemes {
                  `\"{t}.{raw body}\"` with the program's webhook secret (`whsec_...`). `t` must be \
                  within 300 s of now; several `v1=` values may be given (secret rotation), and \
                  one matching is enough.",
+            ))),
+        );
+        components.add_security_scheme(
+            "standard_webhooks",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "webhook-signature",
+                "Standard Webhooks (standardwebhooks.com): `webhook-id`, `webhook-timestamp` \
+                 (unix seconds, within 300 s of now) and `webhook-signature: v1,<base64>` \
+                 (several may be given, space-separated), the base64 of HMAC-SHA256 over \
+                 `\"{webhook-id}.{webhook-timestamp}.{raw body}\"` keyed with the base64-decoded \
+                 part of the program's webhook secret after `whsec_`.",
             ))),
         );
     }
