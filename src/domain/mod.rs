@@ -12,6 +12,7 @@ mod currency;
 mod ids;
 pub mod link_code;
 mod money;
+mod platform;
 mod secrets;
 mod shares;
 pub mod signing;
@@ -29,12 +30,13 @@ pub use conversion_states::{
     AttributionSource, ConversionReason, ConversionStatus, Event, FraudSignal,
 };
 pub use coupon::{CouponCode, CouponError};
-pub use currency::{Currency, CurrencyError};
+pub use currency::{AmountError, Currency, CurrencyError};
 pub use ids::{
     AgreementId, CommissionId, ConversionId, IdError, LedgerEntryId, LinkId, PartnerId, PayoutId,
     ProgramId, parse_cursor,
 };
 pub use money::{Money, MoneyError, allocate, allocate_weighted, apply_rate, mul_div_round};
+pub use platform::Platform;
 pub use secrets::{KeyOwner, NewApiKey, hash_api_key, new_webhook_secret, random_token};
 pub use shares::{MAX_PARTNERS, Share, Shares, SharesError};
 pub use signing::{KeyRing, SigningKey};

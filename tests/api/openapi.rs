@@ -282,6 +282,7 @@ fn sample(doc: &Value, f: &Fixture, param: &Value) -> String {
         ("LinkId", _) => id(&f.link),
         ("CommissionId", _) => "com_1".into(),
         ("PayoutId", _) => "pay_1".into(),
+        ("Platform", _) => "shopify".into(),
         (_, "code") => s(&f.link["code"]).to_owned(),
         (_, "order_id") => "order-1".into(),
         (_, "version") => "1".into(),
