@@ -8,7 +8,8 @@
 //! 2. One module per aggregate, with its storage, core logic and the
 //!    background work on its data: `programs`, `partners`, `agreements`,
 //!    `enrollments`, `links`, `clicks`, `rollups`, `conversions`,
-//!    `attribution`, `commissions`; and `health`.
+//!    `attribution`, `commissions`, `integrations` (platforms' own
+//!    webhooks); and `health`.
 //! 3. `http`: routes, middleware, authentication, errors, the OpenAPI document.
 //! 4. `startup` (wiring), `demo`, `cli`.
 #![forbid(unsafe_code)]
@@ -29,6 +30,7 @@ pub mod commissions;
 pub mod conversions;
 pub mod enrollments;
 pub mod health;
+pub mod integrations;
 pub mod links;
 pub mod partners;
 pub mod programs;

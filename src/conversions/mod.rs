@@ -20,6 +20,9 @@ use sqlx::types::Json;
 pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000;
 pub const MAX_ID_LEN: usize = 128;
 
+/// Longest click id, coupon or subscription id stored.
+pub const MAX_CODE_LEN: usize = 64;
+
 /// A shop's reference (order id, event id): 1 to 128 characters, no control
 /// characters.
 pub fn check_reference(s: &str) -> Result<&str, String> {
@@ -29,6 +32,40 @@ pub fn check_reference(s: &str) -> Result<&str, String> {
         ))
     } else {
         Ok(s)
+    }
+}
+
+/// A click id, coupon or subscription id as a shop sends it: 1 to 64
+/// characters, no control characters.
+pub fn check_code(s: &str) -> Result<&str, String> {
+    if s.is_empty() || s.len() > MAX_CODE_LEN || s.chars().any(char::is_control) {
+        Err(format!("must be 1 to {MAX_CODE_LEN} characters"))
+    } else {
+        Ok(s)
+    }
+}
+
+/// An amount for `event` (unknown: `None`): 0 to `MAX_AMOUNT_MINOR`, and a
+/// refund must refund something.
+pub fn check_amount(event: Option<Event>, amount_minor: i64) -> Result<i64, String> {
+    if !(0..=MAX_AMOUNT_MINOR).contains(&amount_minor) {
+        Err(format!("must be from 0 to {MAX_AMOUNT_MINOR} minor units"))
+    } else if event == Some(Event::Refund) && amount_minor == 0 {
+        Err("a refund must refund something".into())
+    } else {
+        Ok(amount_minor)
+    }
+}
+
+/// When a conversion happened, seen at `now`: not in the future (five
+/// minutes of clock skew allowed), not more than 400 days ago.
+pub fn check_occurred_at(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    if at > now + chrono::Duration::minutes(5) {
+        Err("is in the future".into())
+    } else if at < now - chrono::Duration::days(400) {
+        Err("is more than 400 days ago".into())
+    } else {
+        Ok(at)
     }
 }
 
@@ -43,6 +80,8 @@ pub struct NewConversion {
     pub currency: Currency,
     pub click_id: Option<String>,
     pub coupon: Option<String>,
+    /// The payment platform's subscription a recurring payment belongs to.
+    pub subscription_id: Option<String>,
     /// `None`: when it was received.
     pub occurred_at: Option<DateTime<Utc>>,
     /// The webhook's request id, kept for tracing.
@@ -50,6 +89,39 @@ pub struct NewConversion {
 }
 
 impl NewConversion {
+    /// Every rule above its types that a stored conversion satisfies, as
+    /// (field, message); empty when it may be stored. Each webhook's parser
+    /// applies the same rules, field by field, through the `check_` functions.
+    pub fn problems(&self, now: DateTime<Utc>) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let mut note = |field, result: Result<(), String>| {
+            if let Err(e) = result {
+                out.push((field, e));
+            }
+        };
+        note("order_id", check_reference(&self.order_id).map(drop));
+        if let Some(id) = &self.event_id {
+            note("event_id", check_reference(id).map(drop));
+        }
+        note(
+            "amount_minor",
+            check_amount(Some(self.event), self.amount_minor).map(drop),
+        );
+        for (field, value) in [
+            ("click_id", &self.click_id),
+            ("coupon", &self.coupon),
+            ("subscription_id", &self.subscription_id),
+        ] {
+            if let Some(v) = value {
+                note(field, check_code(v).map(drop));
+            }
+        }
+        if let Some(at) = self.occurred_at {
+            note("occurred_at", check_occurred_at(at, now).map(drop));
+        }
+        out
+    }
+
     /// `event_id` when the shop sends one, else the order id and event.
     pub fn idempotency_key(&self) -> String {
         match &self.event_id {
@@ -97,11 +169,12 @@ pub async fn store_many(
         r#"
         insert into conversions
             (program_id, idempotency_key, event_id, order_id, event, amount_minor, currency,
-             click_id, coupon, occurred_at, request_id)
-        select p, k, e, o, ev, a, cur, cl, cp, coalesce(at, now()), r
+             click_id, coupon, occurred_at, request_id, subscription_id)
+        select p, k, e, o, ev, a, cur, cl, cp, coalesce(at, now()), r, sub
         from unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
-                    $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[])
-             as u(p, k, e, o, ev, a, cur, cl, cp, at, r)
+                    $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[],
+                    $12::text[])
+             as u(p, k, e, o, ev, a, cur, cl, cp, at, r, sub)
         on conflict do nothing
         returning id as "id: ConversionId", program_id, idempotency_key
         "#,
@@ -124,6 +197,10 @@ pub async fn store_many(
         &batch
             .iter()
             .map(|c| c.request_id.clone())
+            .collect::<Vec<_>>() as &[Option<String>],
+        &batch
+            .iter()
+            .map(|c| c.subscription_id.clone())
             .collect::<Vec<_>>() as &[Option<String>],
     )
     .fetch_all(db)
@@ -239,6 +316,8 @@ pub struct ConversionView {
     pub attributed_via: Option<AttributionSource>,
     pub click_id: Option<String>,
     pub coupon: Option<String>,
+    /// The payment platform's subscription, for recurring payments.
+    pub subscription_id: Option<String>,
     pub link_id: Option<LinkId>,
     pub agreement_id: Option<AgreementId>,
     pub agreement_version: Option<i32>,
@@ -264,7 +343,7 @@ pub async fn by_order(
                status as "status: ConversionStatus", reason as "reason: ConversionReason",
                fraud_reasons as "fraud_reasons: Vec<FraudSignal>",
                attributed_via as "attributed_via: AttributionSource",
-               click_id, coupon, link_id as "link_id: LinkId",
+               click_id, coupon, subscription_id, link_id as "link_id: LinkId",
                agreement_id as "agreement_id: AgreementId", agreement_version,
                refunded_minor, occurred_at, received_at, processed_at, request_id
         from conversions where program_id = $1 and order_id = $2
@@ -323,6 +402,7 @@ pub async fn by_order(
             attributed_via: r.attributed_via,
             click_id: r.click_id,
             coupon: r.coupon,
+            subscription_id: r.subscription_id,
             link_id: r.link_id,
             agreement_id: r.agreement_id,
             agreement_version: r.agreement_version,

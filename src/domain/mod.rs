@@ -13,6 +13,7 @@ mod enrollment;
 mod ids;
 pub mod link_code;
 mod money;
+mod platform;
 mod secrets;
 mod shares;
 pub mod signing;
@@ -30,7 +31,7 @@ pub use conversion_states::{
     AttributionSource, ConversionReason, ConversionStatus, Event, FraudSignal,
 };
 pub use coupon::{CouponCode, CouponError};
-pub use currency::{Currency, CurrencyError};
+pub use currency::{AmountError, Currency, CurrencyError};
 pub use enrollment::{
     EnrollmentAction, EnrollmentReason, EnrollmentStatus, Standing, TransitionError, earns_at,
     reapply_after, transition,
@@ -40,6 +41,7 @@ pub use ids::{
     PartnerId, PayoutId, ProgramId, parse_cursor,
 };
 pub use money::{Money, MoneyError, allocate, allocate_weighted, apply_rate, mul_div_round};
+pub use platform::Platform;
 pub use secrets::{KeyOwner, NewApiKey, hash_api_key, new_webhook_secret, random_token};
 pub use shares::{MAX_PARTNERS, Share, Shares, SharesError};
 pub use signing::{KeyRing, SigningKey};

@@ -3,22 +3,20 @@
 use super::validate::Checker;
 use crate::conversions::signature::{self, SignatureError};
 use crate::conversions::{
-    self, ConversionView, Event, MAX_AMOUNT_MINOR, NewConversion, StoreError, Stored,
-    check_reference,
+    self, ConversionView, Event, NewConversion, StoreError, Stored, check_amount, check_code,
+    check_occurred_at, check_reference,
 };
 use crate::domain::{ConversionId, ConversionStatus, Currency, ProgramId};
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// Largest webhook body read.
 pub const BODY_LIMIT: usize = 64 * 1024;
-/// Longest click id or coupon stored.
-const MAX_CODE_LEN: usize = 64;
 
 /// The webhook body. Unknown fields are ignored: shops send what their
 /// platform sends, and a new field must not break their integration.
@@ -81,6 +79,7 @@ impl ConversionBody {
         if event.is_none() {
             c.fail("event", "unknown event (expected sale, lead or refund)");
         }
+        // A lead needs no amount or currency; a sale and a refund need both.
         let is_lead = event == Some(Event::Lead);
         let amount = match self.amount_minor {
             None if is_lead => 0,
@@ -88,16 +87,8 @@ impl ConversionBody {
                 c.fail("amount_minor", "is required for a sale or a refund");
                 0
             }
-            Some(a) => a,
+            Some(a) => c.check("amount_minor", check_amount(event, a)).unwrap_or(0),
         };
-        if !(0..=MAX_AMOUNT_MINOR).contains(&amount) {
-            c.fail(
-                "amount_minor",
-                format!("must be from 0 to {MAX_AMOUNT_MINOR} minor units"),
-            );
-        } else if event == Some(Event::Refund) && self.amount_minor == Some(0) {
-            c.fail("amount_minor", "a refund must refund something");
-        }
         match self.currency.as_deref().map(Currency::parse) {
             None if is_lead => {}
             None => c.fail("currency", "is required for a sale or a refund"),
@@ -106,18 +97,12 @@ impl ConversionBody {
             Some(Err(e)) => c.fail("currency", e),
         }
         for (field, value) in [("click_id", &self.click_id), ("coupon", &self.coupon)] {
-            if let Some(v) = value
-                && (v.is_empty() || v.len() > MAX_CODE_LEN || v.chars().any(char::is_control))
-            {
-                c.fail(field, format!("must be 1 to {MAX_CODE_LEN} characters"));
+            if let Some(v) = value {
+                c.check(field, check_code(v));
             }
         }
         if let Some(at) = self.occurred_at {
-            if at > now + Duration::minutes(5) {
-                c.fail("occurred_at", "is in the future");
-            } else if at < now - Duration::days(400) {
-                c.fail("occurred_at", "is more than 400 days ago");
-            }
+            c.check("occurred_at", check_occurred_at(at, now));
         }
         c.finish(|| {
             Some(NewConversion {
@@ -129,6 +114,7 @@ impl ConversionBody {
                 currency,
                 click_id: self.click_id,
                 coupon: self.coupon,
+                subscription_id: None,
                 occurred_at: self.occurred_at,
                 request_id,
             })
@@ -138,7 +124,7 @@ impl ConversionBody {
 
 /// Reads the raw body (the signature covers its exact bytes), refusing
 /// anything over the limit before reading it all, or too slow to arrive.
-async fn read_body(
+pub(crate) async fn read_body(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
@@ -150,8 +136,10 @@ async fn read_body(
 ///
 /// POST /v1/programs/{id}/conversions: a shop reports a sale, lead or
 /// refund. Answered 202 only after the conversion is committed; a repeat
-/// answers 200 with the same id. Signed with `Mitra-Signature`, not with a
-/// bearer token; the body is read as JSON whatever its content type.
+/// answers 200 with the same id. Signed with `Mitra-Signature` or with
+/// Standard Webhooks' `webhook-id`, `webhook-timestamp` and
+/// `webhook-signature` headers, under the program's webhook secret, not with
+/// a bearer token; the body is read as JSON whatever its content type.
 #[utoipa::path(
     post,
     path = "/v1/programs/{id}/conversions",
@@ -173,7 +161,7 @@ async fn read_body(
         (status = 503, response = crate::http::openapi::Unavailable),
         (status = 500, response = crate::http::openapi::Internal),
     ),
-    security(("webhook_signature" = []))
+    security(("webhook_signature" = []), ("standard_webhooks" = []))
 )]
 pub async fn receive(
     req: HttpRequest,
@@ -203,64 +191,120 @@ async fn receive_inner(
         .get(&state.db, program)
         .await?
         .ok_or(ApiError::NotFound("program"))?;
-    let header = req
-        .headers()
-        .get(signature::HEADER)
-        .and_then(|v| v.to_str().ok());
     let now = Utc::now();
-    signature::verify(header, &body, now.timestamp(), &ctx.secrets).map_err(|e| {
-        tracing::info!(program = %program, reason = %e, "webhook signature refused");
-        ApiError::BadSignature(match e {
-            SignatureError::Missing => "the Mitra-Signature header is missing",
-            SignatureError::Malformed => {
-                "the Mitra-Signature header is malformed (expected t=<unix seconds>,v1=<hex>)"
-            }
-            SignatureError::Stale => "the signature's timestamp is more than 300 s away from now",
-            SignatureError::Mismatch => {
-                "no v1 signature matches the body under the program's webhook secrets"
-            }
-        })
+    verify_signature(req, &body, now.timestamp(), &ctx.secrets).map_err(|detail| {
+        tracing::info!(program = %program, reason = detail, "webhook signature refused");
+        ApiError::BadSignature(detail)
     })?;
     let parsed: ConversionBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
-    let request_id = req
-        .extensions()
+    let new = parsed.parse(program, ctx.currency, now, request_id(req))?;
+    let stored = store(state, new).await.map_err(store_error)?;
+    let status = match stored {
+        Stored::New(_) => actix_web::http::StatusCode::ACCEPTED,
+        Stored::Repeat { .. } => actix_web::http::StatusCode::OK,
+    };
+    Ok(HttpResponse::build(status).json(Receipt::from(stored)))
+}
+
+/// Either scheme the webhook accepts: Standard Webhooks when its
+/// `webhook-signature` header is there, else `Mitra-Signature`. Both verify
+/// with the program's webhook secrets. The error is the detail for the shop.
+fn verify_signature(
+    req: &HttpRequest,
+    body: &[u8],
+    now: i64,
+    secrets: &[String],
+) -> Result<(), &'static str> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if let Some(sig) = header(signature::standard::SIGNATURE) {
+        let id = header(signature::standard::ID);
+        let t = header(signature::standard::TIMESTAMP);
+        return signature::standard::verify(id, t, Some(sig), body, now, secrets).map_err(|e| {
+            match e {
+                SignatureError::Missing => {
+                    "a Standard Webhooks signature needs the webhook-id and webhook-timestamp headers"
+                }
+                SignatureError::Malformed => {
+                    "the webhook-signature or webhook-timestamp header is malformed \
+                     (expected v1,<base64> and unix seconds)"
+                }
+                SignatureError::Stale => "the webhook-timestamp is more than 300 s away from now",
+                SignatureError::Mismatch => {
+                    "no v1 signature matches the webhook-id, timestamp and body \
+                     under the program's webhook secrets"
+                }
+            }
+        });
+    }
+    signature::verify(header(signature::HEADER), body, now, secrets).map_err(|e| match e {
+        SignatureError::Missing => {
+            "the Mitra-Signature header (or Standard Webhooks' webhook-signature) is missing"
+        }
+        SignatureError::Malformed => {
+            "the Mitra-Signature header is malformed (expected t=<unix seconds>,v1=<hex>)"
+        }
+        SignatureError::Stale => "the signature's timestamp is more than 300 s away from now",
+        SignatureError::Mismatch => {
+            "no v1 signature matches the body under the program's webhook secrets"
+        }
+    })
+}
+
+/// The request id the middleware gave this request, kept with what it stores.
+pub(crate) fn request_id(req: &HttpRequest) -> Option<String> {
+    req.extensions()
         .get::<crate::http::middleware::RequestId>()
-        .map(|r| r.0.clone());
-    let new = parsed.parse(program, ctx.currency, now, request_id)?;
-    let label = program.to_string();
+        .map(|r| r.0.clone())
+}
+
+/// The one way a webhook stores a conversion, whichever shop or platform
+/// sent it: through the group-commit writer, answered only once committed
+/// (the attribution worker takes it from there), and counted.
+pub(crate) async fn store(state: &AppState, new: NewConversion) -> Result<Stored, StoreError> {
+    let label = new.program.to_string();
     let event = new.event;
-    let stored = state
-        .conversion_writer
-        .store(new)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(detail) => ApiError::Conflict(detail),
-            StoreError::Db(e) => e.into(),
-            StoreError::Batch {
-                unavailable: true,
-                message,
-            } => ApiError::Unavailable(anyhow::anyhow!(message)),
-            StoreError::Batch { message, .. } => ApiError::Internal(anyhow::anyhow!(message)),
-        })?;
-    let (status, id, conversion_status, outcome) = match stored {
-        Stored::New(id) => (
-            actix_web::http::StatusCode::ACCEPTED,
-            id,
-            ConversionStatus::Received,
-            "received",
-        ),
-        Stored::Repeat { id, status } => (actix_web::http::StatusCode::OK, id, status, "duplicate"),
+    let stored = state.conversion_writer.store(new).await;
+    let outcome = match &stored {
+        Ok(Stored::New(_)) => "received",
+        Ok(Stored::Repeat { .. }) => "duplicate",
+        Err(StoreError::Conflict(_)) => "conflict",
+        Err(_) => return stored,
     };
     state
         .metrics
         .conversions
         .with_label_values(&[&label, event.as_str(), outcome])
         .inc();
-    Ok(HttpResponse::build(status).json(Receipt {
-        conversion_id: id,
-        status: conversion_status,
-    }))
+    stored
+}
+
+/// A store that failed, as the API answers it.
+pub(crate) fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Conflict(detail) => ApiError::Conflict(detail),
+        StoreError::Db(e) => e.into(),
+        StoreError::Batch {
+            unavailable: true,
+            message,
+        } => ApiError::Unavailable(anyhow::anyhow!(message)),
+        StoreError::Batch { message, .. } => ApiError::Internal(anyhow::anyhow!(message)),
+    }
+}
+
+impl From<Stored> for Receipt {
+    fn from(stored: Stored) -> Self {
+        match stored {
+            Stored::New(id) => Receipt {
+                conversion_id: id,
+                status: ConversionStatus::Received,
+            },
+            Stored::Repeat { id, status } => Receipt {
+                conversion_id: id,
+                status,
+            },
+        }
+    }
 }
 
 /// An order's conversion with its refunds, or only refunds while the sale
@@ -429,10 +473,10 @@ mod tests {
                 let _ = b.parse(ProgramId::from_db(1), eur(), now(), None);
             }
             let raw = serde_json::to_vec(&json).unwrap();
-            if let Ok(b) = crate::http::body::parse::<ConversionBody>(&raw) {
-                if let Ok(new) = b.parse(ProgramId::from_db(1), eur(), now(), None) {
-                    prop_assert!((0..=MAX_AMOUNT_MINOR).contains(&new.amount_minor));
-                }
+            if let Ok(b) = crate::http::body::parse::<ConversionBody>(&raw)
+                && let Ok(new) = b.parse(ProgramId::from_db(1), eur(), now(), None)
+            {
+                prop_assert!((0..=crate::conversions::MAX_AMOUNT_MINOR).contains(&new.amount_minor));
             }
         }
     }

@@ -22,6 +22,7 @@ pub(crate) mod balances;
 pub(crate) mod commissions;
 pub(crate) mod conversions;
 pub(crate) mod enrollments;
+pub(crate) mod integrations;
 pub(crate) mod links;
 pub(crate) mod ops;
 pub(crate) mod pagination;
@@ -30,6 +31,7 @@ pub(crate) mod payouts;
 pub(crate) mod programs;
 pub mod redirect;
 pub(crate) mod reports;
+pub(crate) mod snippet;
 mod validate;
 pub(crate) mod webhook_secrets;
 
@@ -37,6 +39,7 @@ use actix_web::web;
 use error::ApiError;
 
 pub use redirect::{PREFIX as REDIRECT_PREFIX, ROUTE as REDIRECT_ROUTE};
+pub use snippet::version as snippet_version;
 
 /// Largest JSON body the admin API reads.
 pub const JSON_LIMIT: usize = body::LIMIT;
@@ -81,8 +84,10 @@ route_table! {
 pub const REDIRECT_ROUTES: &[(&str, &str)] = &[("get", REDIRECT_ROUTE), ("head", REDIRECT_ROUTE)];
 
 route_table! {
-    /// The admin and partner API under `/v1`: served by the api role.
+    /// The admin and partner API under `/v1`, the platforms' webhooks, and
+    /// the landing-page snippet: served by the api role.
     API_ROUTES, register_api {
+        "/mitra.js" => { get: snippet::script },
         "/v1/programs" => { post: programs::create, get: programs::list },
         "/v1/programs/{id}" => { get: programs::get },
         "/v1/programs/{id}/listing" => { put: programs::set_listing },
@@ -104,6 +109,11 @@ route_table! {
         "/v1/programs/{id}/conversions" => { post: conversions::receive },
         "/v1/programs/{id}/conversions/{order_id}" => { get: conversions::by_order },
         "/v1/programs/{id}/webhook-secrets" => { post: webhook_secrets::roll },
+        "/v1/programs/{id}/integrations" => { get: integrations::list },
+        "/v1/programs/{id}/integrations/shopify" => { post: integrations::shopify },
+        "/v1/programs/{id}/integrations/woocommerce" => { post: integrations::woocommerce },
+        "/v1/programs/{id}/integrations/stripe" => { post: integrations::stripe },
+        "/v1/programs/{id}/integrations/{platform}/secret" => { put: integrations::set_secret },
         "/v1/programs/{id}/agreements" => {
             post: agreements::create,
             get: agreements::list_for_program,

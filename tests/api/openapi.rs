@@ -285,6 +285,7 @@ fn sample(doc: &Value, f: &Fixture, param: &Value) -> String {
         ("EnrollmentId", _) => "enr_1".into(),
         (_, "token") => "an-invitation-token".into(),
         (_, "answer") => "accept".into(),
+        ("Platform", _) => "shopify".into(),
         (_, "code") => s(&f.link["code"]).to_owned(),
         (_, "order_id") => "order-1".into(),
         (_, "version") => "1".into(),
