@@ -795,10 +795,6 @@ pub struct Order {
     pub status: String,
     pub reason: Option<String>,
     #[serde(default)]
-    pub fraud_reasons: Vec<String>,
-    #[serde(default)]
-    pub refunded_minor: i64,
-    #[serde(default)]
     pub commissions: Vec<Commission>,
 }
 
