@@ -13,6 +13,7 @@ mod hardening;
 mod health;
 mod lifecycle;
 mod openapi;
+mod portal;
 mod redirect;
 mod reports;
 mod scale_out;
