@@ -305,6 +305,8 @@ pub async fn explanations(
            from ledger_entries
            where partner_id = $1 and commission_id = any($2) and reason is not null
              and kind in ('adjusted', 'reversed', 'rejected', 'carried', 'approved')
+             -- An approval is a pair of entries (out of pending, into approved): one says it.
+             and not (kind = 'approved' and bucket = 'pending')
            order by id"#,
         partner.get(),
         &ids
