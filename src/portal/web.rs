@@ -49,7 +49,7 @@ fn error_page(status: StatusCode, en: &str, id: &str) -> HttpResponse {
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{status}</title><link rel=\"stylesheet\" href=\"/portal/static/portal.css\"></head>\
+         <title>{status}</title><link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/portal/static/portal.css\"></head>\
          <body><main class=\"narrow\"><h1>{code}</h1><p>{en}</p><p lang=\"id\">{id}</p>\
          <p><a href=\"/portal\">mitra</a></p></main></body></html>",
         code = status.as_u16()

@@ -824,3 +824,38 @@ async fn the_demo_prints_portal_sign_ins_that_work() {
         assert!(page.contains(&email), "{who}: {page}");
     }
 }
+
+#[tokio::test]
+async fn the_language_switch_outranks_the_browser_and_never_redirects_elsewhere() {
+    let app = spawn_app().await;
+    let person = Person::new(&app);
+    let (_, page) = person.get("/portal/login").await;
+    assert!(page.contains("<html lang=\"en\">") && page.contains(">Sign in<"));
+    let res = person
+        .client
+        .get(app.url("/portal/lang/id?next=/portal/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/portal/login");
+    let page = person.page("/portal/login").await;
+    assert!(
+        page.contains("<html lang=\"id\">") && page.contains(">Masuk<"),
+        "{page}"
+    );
+    for next in [
+        "//evil.example/portal",
+        "https://evil.example/",
+        "/v1/programs",
+    ] {
+        let url = format!(
+            "/portal/lang/en?next={}",
+            url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+        );
+        let res = person.client.get(app.url(&url)).send().await.unwrap();
+        assert_eq!(location(&res), "/portal", "{next}");
+    }
+    let (status, _) = person.get("/portal/lang/fr").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
