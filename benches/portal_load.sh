@@ -89,7 +89,7 @@ from commissions c join payouts p on p.id = c.payout_id,
 insert into payout_items (payout_id, partner_id, currency, amount_minor, commission_count)
 select payout_id, partner_id, 'EUR', sum(amount_minor), count(*) from commissions
 where payout_id is not null group by payout_id, partner_id;
-analyze;
+vacuum analyze;
 SQL
 
 say "signing the partner in through the portal"

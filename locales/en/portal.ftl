@@ -184,6 +184,7 @@ reason-carried = { $amount } to be repaid from your next payout ({ $date }): { $
 statement-title = Statement
 statement-opening = Opening balance
 statement-closing = Closing balance
+statement-shown = The latest { $shown } of { $total } entries of the period are shown; the CSV has every one.
 statement-empty = No entries in this period.
 statement-too-long = This period has too many entries: choose a shorter one.
 
@@ -207,6 +208,8 @@ partners-members = Partners and invitations
 partners-none = No partners yet.
 decision-needs-reason = Choose a reason.
 decision-not-now = That cannot be done in this partner's state.
+deactivate = Deactivate
+deactivate-hint = Its links stop working and it earns nothing new; what it earned stays, and is still paid.
 agreement-create = Give an agreement
 
 agreements-title = Agreements

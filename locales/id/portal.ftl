@@ -184,6 +184,7 @@ reason-carried = { $amount } akan dipotong dari pembayaran berikutnya ({ $date }
 statement-title = Laporan mutasi
 statement-opening = Saldo awal
 statement-closing = Saldo akhir
+statement-shown = Ditampilkan { $shown } entri terakhir dari { $total } pada periode ini; CSV memuat semuanya.
 statement-empty = Tidak ada entri pada periode ini.
 statement-too-long = Periode ini memuat terlalu banyak entri: pilih periode yang lebih pendek.
 
@@ -207,6 +208,8 @@ partners-members = Mitra dan undangan
 partners-none = Belum ada mitra.
 decision-needs-reason = Pilih alasan.
 decision-not-now = Itu tidak bisa dilakukan pada status mitra ini.
+deactivate = Nonaktifkan
+deactivate-hint = Tautannya berhenti bekerja dan tidak ada pendapatan baru; yang sudah diperoleh tetap ada dan tetap dibayar.
 agreement-create = Beri perjanjian
 
 agreements-title = Perjanjian

@@ -10,8 +10,8 @@ use crate::agreements;
 use crate::commissions::payouts;
 use crate::commissions::queries::{self, Filter};
 use crate::domain::{
-    AgreementId, CommissionStatus, Currency, EnrollmentAction, EnrollmentId, EnrollmentStatus,
-    LinkId, PartnerId, ProgramId,
+    AgreementId, Bucket, CommissionStatus, Currency, EnrollmentAction, EnrollmentId,
+    EnrollmentStatus, LedgerKind, LinkId, PartnerId, ProgramId,
 };
 use crate::enrollments::{self, Decision, EnrollError, Side};
 use crate::http::state::AppState;
@@ -78,18 +78,20 @@ pub async fn dashboard(
     let partner = visitor.partner()?;
     let tr = visitor.tr();
     let (from, to) = last_30_days();
-    let (rows, totals) = reports::daily(
-        &state.db,
-        &ReportQuery {
-            from,
-            to,
-            program: None,
-            partner: Some(partner),
-            link: None,
-        },
-    )
-    .await?;
-    let earned = reports::partner_earnings(&state.db, partner, from, to).await?;
+    let query = ReportQuery {
+        from,
+        to,
+        program: None,
+        partner: Some(partner),
+        link: None,
+    };
+    // Independent reads, each on its own connection: the page waits for the slowest only.
+    let ((rows, totals), earned, balance, ms) = tokio::try_join!(
+        reports::daily(&state.db, &query),
+        reports::partner_earnings(&state.db, partner, from, to),
+        queries::balance(&state.db, partner),
+        enrollments::list(&state.db, Side::Partner(partner), None, 0, 500),
+    )?;
     let mut by_currency: BTreeMap<Currency, i64> = BTreeMap::new();
     for e in &earned {
         *by_currency.entry(e.currency).or_default() += e.commission_minor;
@@ -117,7 +119,6 @@ pub async fn dashboard(
             tr.money(v, currency)
         })
     });
-    let balance = queries::balance(&state.db, partner).await?;
     let balances = balance
         .balances
         .iter()
@@ -133,8 +134,7 @@ pub async fn dashboard(
         .filter(|b| b.approved_minor > 0)
         .map(|b| tr.money(b.approved_minor, b.currency))
         .collect();
-    let programs = memberships(&state, partner)
-        .await?
+    let programs = ms
         .iter()
         .filter(|e| e.status == EnrollmentStatus::Active)
         .count();
@@ -608,10 +608,13 @@ pub async fn commissions(
         ..Filter::default()
     };
     // The latest ones; the statement (and its CSV) has every one.
-    let list = queries::latest_commissions(&state.db, partner, &filter, 200).await?;
+    let (list, ms) = tokio::try_join!(
+        queries::latest_commissions(&state.db, partner, &filter, 200),
+        enrollments::list(&state.db, Side::Partner(partner), None, 0, 500),
+    )?;
     let ids: Vec<_> = list.iter().map(|c| c.id).collect();
     let explained = queries::explanations(&state.db, partner, &ids).await?;
-    let names = program_names(&memberships(&state, partner).await?);
+    let names = program_names(&ms);
     let rows = list
         .iter()
         .map(|c| {
@@ -709,9 +712,14 @@ struct StatementPage {
     opening: Vec<BalanceRow>,
     closing: Vec<BalanceRow>,
     rows: Vec<StatementRow>,
+    /// When the period has more lines than the page shows, says so.
+    shown: Option<String>,
     csv: String,
     too_long: bool,
 }
+
+/// Lines a statement page shows (the latest); the CSV has every one.
+const MAX_STATEMENT_LINES: usize = 500;
 
 #[derive(Deserialize)]
 pub struct PeriodQuery {
@@ -757,8 +765,20 @@ pub async fn statement(
     let partner = visitor.partner()?;
     let tr = visitor.tr();
     let (from, to, start, end) = period(&visitor, &query);
-    let statement = queries::statement(&state.db, partner, start, end).await?;
-    let names = program_names(&memberships(&state, partner).await?);
+    let (statement, ms) = tokio::try_join!(
+        queries::statement(&state.db, partner, start, end),
+        enrollments::list(&state.db, Side::Partner(partner), None, 0, 500),
+    )?;
+    let names = program_names(&ms);
+    // Words that repeat on every line, looked up once.
+    let kinds: HashMap<LedgerKind, String> = LedgerKind::ALL
+        .iter()
+        .map(|k| (*k, word(&tr, "ledger-kind", k.as_str())))
+        .collect();
+    let buckets: HashMap<Bucket, String> = Bucket::ALL
+        .iter()
+        .map(|b| (*b, word(&tr, "bucket", b.as_str())))
+        .collect();
     let balances = |list: &[queries::CurrencyBalance]| {
         list.iter()
             .map(|b| BalanceRow {
@@ -768,19 +788,20 @@ pub async fn statement(
             })
             .collect::<Vec<_>>()
     };
+    let total = statement.as_ref().map_or(0, |s| s.entries.len());
     let (opening, closing, rows, too_long) = match &statement {
         None => (Vec::new(), Vec::new(), Vec::new(), true),
         Some(s) => (
             balances(&s.opening),
             balances(&s.closing),
-            s.entries
+            s.entries[total.saturating_sub(MAX_STATEMENT_LINES)..]
                 .iter()
                 .map(|e| StatementRow {
                     date: tr.datetime(e.created_at),
-                    kind: word(&tr, "ledger-kind", e.kind.as_str()),
+                    kind: kinds.get(&e.kind).cloned().unwrap_or_default(),
                     program: names.get(&e.program_id).cloned().unwrap_or_default(),
                     order: e.order_id.clone().unwrap_or_default(),
-                    bucket: word(&tr, "bucket", e.bucket.as_str()),
+                    bucket: buckets.get(&e.bucket).cloned().unwrap_or_default(),
                     amount: tr.money(e.amount_minor, e.currency),
                     negative: e.amount_minor < 0,
                     detail: match (&e.rule, e.base_minor) {
@@ -811,6 +832,15 @@ pub async fn statement(
         to: to.to_string(),
         opening,
         closing,
+        shown: (total > MAX_STATEMENT_LINES).then(|| {
+            tr.ta(
+                "statement-shown",
+                &[
+                    ("shown", tr.number(MAX_STATEMENT_LINES as i64)),
+                    ("total", tr.number(total as i64)),
+                ],
+            )
+        }),
         rows,
         too_long,
     };

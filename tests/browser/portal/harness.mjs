@@ -81,11 +81,19 @@ export async function startMitra(extraEnv = {}) {
 
 /** Calls the JSON API as `token`; answers [status, body]. */
 export async function api(base, method, p, token, body) {
-  const res = await fetch(base + p, {
+  const request = () => fetch(base + p, {
     method,
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
+  let res;
+  try {
+    res = await request();
+  } catch {
+    // A kept-alive connection the server closed while this process was
+    // busy (running an example): the request never reached it; send it again.
+    res = await request();
+  }
   const text = await res.text();
   return [res.status, text ? JSON.parse(text) : null];
 }
