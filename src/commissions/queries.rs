@@ -141,7 +141,8 @@ pub struct Balance {
     pub balances: Vec<CurrencyBalance>,
 }
 
-/// Bucket sums of a partner's ledger entries before `until` (all when None).
+/// Bucket sums of a partner's ledger entries before `until` (all when
+/// None): the latest balance checkpoint up to then, plus the entries after it.
 async fn sums(
     db: &mut PgConnection,
     partner: PartnerId,
@@ -149,12 +150,30 @@ async fn sums(
 ) -> Result<Vec<CurrencyBalance>, sqlx::Error> {
     let rows = sqlx::query!(
         r#"
-        select currency as "currency: Currency",
-               coalesce(sum(amount_minor) filter (where bucket = 'pending'), 0)::bigint as "pending!",
-               coalesce(sum(amount_minor) filter (where bucket = 'approved'), 0)::bigint as "approved!",
-               coalesce(sum(amount_minor) filter (where bucket = 'paid'), 0)::bigint as "paid!"
-        from ledger_entries
-        where partner_id = $1 and ($2::timestamptz is null or created_at < $2)
+        with checkpoint as (
+            select through from ledger_checkpoint_runs
+            where $2::timestamptz is null or through <= $2
+            order by through desc limit 1
+        )
+        select currency as "currency!: Currency",
+               sum(pending)::bigint as "pending!", sum(approved)::bigint as "approved!",
+               sum(paid)::bigint as "paid!"
+        from (
+            select currency, pending_minor as pending, approved_minor as approved,
+                   paid_minor as paid
+            from ledger_checkpoints
+            where partner_id = $1 and through = (select through from checkpoint)
+            union all
+            select currency,
+                   coalesce(sum(amount_minor) filter (where bucket = 'pending'), 0),
+                   coalesce(sum(amount_minor) filter (where bucket = 'approved'), 0),
+                   coalesce(sum(amount_minor) filter (where bucket = 'paid'), 0)
+            from ledger_entries
+            where partner_id = $1
+              and created_at >= coalesce((select through from checkpoint), '-infinity')
+              and ($2::timestamptz is null or created_at < $2)
+            group by currency
+        ) s
         group by currency order by currency
         "#,
         partner.get(),
