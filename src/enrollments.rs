@@ -36,6 +36,8 @@ pub struct Enrollment {
 
 /// One move of a membership, as kept.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+// Named apart from the conversion `Event`: components share one namespace.
+#[schema(as = EnrollmentEvent)]
 pub struct Event {
     pub action: EnrollmentAction,
     pub from_status: Option<EnrollmentStatus>,
