@@ -8,10 +8,31 @@ use crate::http::{
     partners, payouts, programs, redirect, reports, snippet, webhook_secrets,
 };
 use std::sync::OnceLock;
+use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{ObjectBuilder, Ref, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Header, RefOr};
+
+mod bodies;
+
+use bodies::RequestBodies;
+
+/// Every operation of a path.
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .flatten()
+}
 
 /// One reusable error response: problem details, with an example made by
 /// the error itself, so the documented `type` and `title` are the served ones.
@@ -311,7 +332,7 @@ impl utoipa::Modify for RedirectHead {
         Unavailable,
         Internal,
     )),
-    modifiers(&SecuritySchemes, &RedirectHead),
+    modifiers(&SecuritySchemes, &RedirectHead, &RequestBodies),
     tags(
         (name = "ops", description = "Health, readiness, metrics and this document; no credentials."),
         (name = "redirect", description = "The tracked links shoppers follow."),

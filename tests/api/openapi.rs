@@ -247,6 +247,34 @@ fn the_document_is_consistent_openapi_3_1() {
     );
 }
 
+#[test]
+fn every_operation_reading_a_body_documents_what_reading_it_answers() {
+    let doc = document();
+    for (method, path, op) in operations(&doc) {
+        let Some(body) = op.get("requestBody") else {
+            continue;
+        };
+        let name = format!("{} {path}", method.to_uppercase());
+        for status in ["400", "408", "413"] {
+            assert!(
+                op["responses"].get(status).is_some(),
+                "{name}: reads a body but does not document {status}"
+            );
+        }
+        // An optional body may be left out; sent, it is never `null`.
+        for (media, content) in body["content"].as_object().unwrap() {
+            let schema = deref(&doc, &content["schema"]);
+            let alternatives = schema["oneOf"].as_array().into_iter().flatten();
+            for alternative in alternatives {
+                assert_ne!(
+                    alternative["type"], "null",
+                    "{name} {media}: a body documented as possibly null"
+                );
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_document_is_served_to_anyone_by_every_role_as_json() {
     for roles in [Roles::API, Roles::WORKER] {
