@@ -1,7 +1,7 @@
 //! Agreements: POST /v1/programs/{id}/agreements, GET/PUT /v1/agreements/{id},
 //! and the version history.
 
-use super::pagination::{List, Page};
+use super::pagination::{Cursor, List, Page};
 use super::validate::Checker;
 use crate::agreements::{self, Agreement, Terms, WriteError};
 use crate::domain::{AgreementId, BasisPoints, CouponCode, PartnerId, ProgramId, Share, Shares};
@@ -367,8 +367,7 @@ pub struct ListQuery {
     /// Rows per page, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    cursor: Option<Cursor>,
 }
 
 /// List a program's agreements
@@ -398,7 +397,7 @@ pub async fn list_for_program(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let program = super::path_id::<ProgramId>(&path, "program")?;
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::parse(query.limit, query.cursor)?;
     let partner = match who {
         Principal::Partner(p) => Some(p),
         other => {

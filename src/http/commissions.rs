@@ -1,7 +1,7 @@
 //! Commissions: a partner's list, and a person's decisions on single
 //! commissions (approve early, or reject).
 
-use super::pagination::{List, Page};
+use super::pagination::{Cursor, List, Page};
 use crate::commissions::decisions;
 use crate::commissions::ledger;
 use crate::commissions::queries::{self, Commission, Filter};
@@ -208,8 +208,7 @@ pub struct CommissionsQuery {
     /// Rows per page, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    cursor: Option<Cursor>,
     /// Only commissions in this status.
     status: Option<CommissionStatus>,
     /// Only commissions of this program.
@@ -247,7 +246,7 @@ pub async fn list(
     query: web::Query<CommissionsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let partner = super::balances::partner(who, &path)?;
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::parse(query.limit, query.cursor)?;
     let program = match &query.program_id {
         None => None,
         Some(p) => Some(
@@ -282,7 +281,7 @@ mod tests {
             let _ = web::Query::<CommissionsQuery>::from_query(&raw);
             let shaped = format!("status={status}&cursor={cursor}&limit={limit}&from=2026-01-01T00:00:00Z");
             if let Ok(q) = web::Query::<CommissionsQuery>::from_query(&shaped) {
-                let _ = Page::parse(q.limit, q.cursor.as_deref());
+                let _ = Page::parse(q.limit, q.cursor);
             }
         }
     }

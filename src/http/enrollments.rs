@@ -7,7 +7,7 @@
 //! sees an invited partner's name only once it has accepted (or applied
 //! itself), so an invitation is no way to read partners' names.
 
-use super::pagination::{List, Page};
+use super::pagination::{Cursor, List, Page};
 use super::validate::Checker;
 use crate::domain::{
     Email, EnrollmentAction, EnrollmentId, EnrollmentReason, EnrollmentStatus, PartnerId, ProgramId,
@@ -337,8 +337,7 @@ pub struct ListQuery {
     /// Rows per page, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    cursor: Option<Cursor>,
     /// Only memberships in this status.
     status: Option<EnrollmentStatus>,
 }
@@ -409,7 +408,7 @@ async fn list(
     side: Side,
     query: &ListQuery,
 ) -> Result<HttpResponse, ApiError> {
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::parse(query.limit, query.cursor)?;
     let rows = enrollments::list(&state.db, side, query.status, page.after, page.fetch()).await?;
     let list = List::from_rows(rows, page, |e| e.id.get());
     Ok(HttpResponse::Ok().json(List {

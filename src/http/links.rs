@@ -1,6 +1,6 @@
 //! /v1/links: issue and read tracked links.
 
-use super::pagination::{List, Page};
+use super::pagination::{Cursor, List, Page};
 use super::validate::Checker;
 use crate::agreements;
 use crate::domain::{AgreementId, LinkId, SubIds, WebUrl};
@@ -170,8 +170,7 @@ pub struct ListQuery {
     /// Rows per page, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    cursor: Option<Cursor>,
     /// Only the links of this agreement.
     #[param(value_type = Option<AgreementId>)]
     agreement_id: Option<String>,
@@ -200,7 +199,7 @@ pub async fn list(
     who: Principal,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::parse(query.limit, query.cursor)?;
     let agreement = match &query.agreement_id {
         None => None,
         Some(a) => Some(

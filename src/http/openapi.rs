@@ -318,7 +318,8 @@ impl utoipa::Modify for RedirectHead {
         links::get,
         links::disable,
     ),
-    components(responses(
+    // Schemas query parameters refer to (responses and bodies register theirs).
+    components(schemas(crate::http::pagination::Cursor), responses(
         BadRequest,
         Unauthorized,
         BadSignature,

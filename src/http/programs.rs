@@ -1,6 +1,6 @@
 //! /v1/programs: create, read and list programs.
 
-use super::pagination::{List, Page};
+use super::pagination::{Cursor, List, Page};
 use super::validate::Checker;
 use crate::domain::{
     Currency, DomainsError, KeyOwner, LandingDomains, Name, NewApiKey, ProgramId, WebUrl,
@@ -262,8 +262,7 @@ pub struct ListQuery {
     /// Rows per page, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    cursor: Option<Cursor>,
 }
 
 /// List programs
@@ -290,7 +289,7 @@ pub async fn list(
     who: Principal,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::parse(query.limit, query.cursor)?;
     let only = match who {
         Principal::Admin => None,
         Principal::Program(p) => Some(p),
@@ -385,7 +384,7 @@ pub async fn list_public(
     _who: Principal,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::parse(query.limit, query.cursor)?;
     let rows = programs::list_public(&state.db, page.after, page.fetch()).await?;
     let list = List::from_rows(rows, page, |p| p.id.get());
     Ok(HttpResponse::Ok().json(List {
