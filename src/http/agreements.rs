@@ -38,6 +38,7 @@ pub struct ShareBody {
 #[serde(deny_unknown_fields)]
 pub struct TermsBody {
     /// 1 to 100 partners, each once, with shares summing to 10000.
+    #[serde(deserialize_with = "super::body::objects")]
     #[schema(min_items = 1, max_items = 100)]
     partners: Vec<ShareBody>,
     /// Overrides the program's rules for the events it names; null or absent: the program's.

@@ -196,8 +196,7 @@ async fn receive_inner(
         tracing::info!(program = %program, reason = detail, "webhook signature refused");
         ApiError::BadSignature(detail)
     })?;
-    let parsed: ConversionBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
+    let parsed: ConversionBody = super::body::parse(&body)?;
     let new = parsed.parse(program, ctx.currency, now, request_id(req))?;
     let stored = store(state, new).await.map_err(store_error)?;
     let status = match stored {
