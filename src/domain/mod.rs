@@ -18,6 +18,7 @@ mod secrets;
 mod shares;
 pub mod signing;
 mod sub_ids;
+mod text;
 mod text_enum;
 mod web_url;
 
@@ -46,5 +47,6 @@ pub use secrets::{KeyOwner, NewApiKey, hash_api_key, new_webhook_secret, random_
 pub use shares::{MAX_PARTNERS, Share, Shares, SharesError};
 pub use signing::{KeyRing, SigningKey};
 pub use sub_ids::{SUB_KEYS, SubIds, SubIdsError};
+pub use text::{TextError, TextRule, is_plain, plain_schema};
 pub use text_enum::UnknownWord;
 pub use web_url::{DomainsError, LandingDomain, LandingDomains, UrlError, WebUrl};

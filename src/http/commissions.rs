@@ -6,7 +6,7 @@ use crate::commissions::decisions;
 use crate::commissions::ledger;
 use crate::commissions::queries::{self, Commission, Filter};
 use crate::domain::PartnerId;
-use crate::domain::{CommissionId, CommissionStatus, ProgramId};
+use crate::domain::{CommissionId, CommissionStatus, ProgramId, TextRule};
 use crate::http::auth::Principal;
 use crate::http::body::Body;
 use crate::http::error::ApiError;
@@ -19,10 +19,41 @@ use serde::{Deserialize, Serialize};
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Decision {
-    /// Why; at most 500 characters. Required to reject: the partner sees it.
+    /// Why. Required to reject: the partner sees it.
     #[serde(default)]
-    #[schema(max_length = 500, examples("order cancelled before shipping"))]
+    #[schema(schema_with = optional_reason_schema)]
     reason: Option<String>,
+}
+
+/// A rejection: a `Decision` whose reason is required (the partner sees it).
+/// Only documents the body; it is read as a `Decision` (the derive states
+/// the same unknown-field rule).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct Rejection {
+    #[schema(schema_with = reason_schema)]
+    reason: String,
+}
+
+/// Why a commission was decided on by hand.
+const REASON: TextRule = TextRule::line(500);
+
+fn reason_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    REASON
+        .schema(true)
+        .description(Some(
+            "At most 500 characters on one line, without control characters, and something \
+             besides whitespace (which is trimmed).",
+        ))
+        .examples(["order cancelled before shipping"])
+}
+
+fn optional_reason_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    REASON.schema(false).description(Some(
+        "At most 500 characters on one line, without control characters; empty or only \
+         whitespace: none.",
+    ))
 }
 
 /// The commission's new status.
@@ -46,19 +77,12 @@ fn actor(who: Principal) -> String {
 
 fn reason(body: &Body) -> Result<Option<String>, ApiError> {
     let decision = body.optional_json::<Decision>()?;
-    match decision
-        .as_ref()
-        .and_then(|b| b.reason.as_deref())
-        .map(str::trim)
-    {
-        None | Some("") => Ok(None),
-        Some(r) if r.chars().count() > 500 || r.chars().any(char::is_control) => {
-            Err(ApiError::invalid(
-                "reason",
-                "must be at most 500 characters without control characters",
-            ))
-        }
-        Some(r) => Ok(Some(r.to_owned())),
+    match decision.as_ref().and_then(|b| b.reason.as_deref()) {
+        None => Ok(None),
+        Some(r) => REASON
+            .parse(r)
+            .map(|r| r.map(str::to_owned))
+            .map_err(|e| ApiError::invalid("reason", e)),
     }
 }
 
@@ -153,7 +177,7 @@ pub async fn approve(
     operation_id = "rejectCommission",
     tag = "commissions",
     params(("id" = CommissionId, Path, description = "The commission's id.")),
-    request_body = Decision,
+    request_body = Rejection,
     responses(
         (status = 200, description = "Rejected: the commission is reversed.", body = Decided),
         (status = 401, response = crate::http::openapi::Unauthorized),

@@ -23,8 +23,8 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(as = NewConversion)]
 struct ConversionBody {
-    /// The shop's order reference, 1 to 128 characters. A refund names its sale's.
-    #[schema(examples("order-1001"))]
+    /// The shop's order reference. A refund names its sale's.
+    #[schema(schema_with = order_id_schema)]
     order_id: String,
     #[schema(value_type = Event)]
     event: String,
@@ -40,18 +40,36 @@ struct ConversionBody {
     currency: Option<String>,
     /// The `mitra_click` value the shopper landed with.
     #[serde(default)]
-    #[schema(max_length = 64)]
+    #[schema(schema_with = code_schema)]
     click_id: Option<String>,
     /// A coupon code of one of the program's agreements.
     #[serde(default)]
-    #[schema(max_length = 64)]
+    #[schema(schema_with = code_schema)]
     coupon: Option<String>,
     /// When it happened; default: when received.
     #[serde(default)]
     occurred_at: Option<DateTime<Utc>>,
     /// The shop's idempotency key; default: (`order_id`, `event`).
     #[serde(default)]
+    #[schema(schema_with = event_id_schema)]
     event_id: Option<String>,
+}
+
+fn order_id_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::domain::plain_schema(conversions::MAX_ID_LEN, false)
+        .description(Some(
+            "The shop's order reference, 1 to 128 characters without control characters. \
+             A refund names its sale's.",
+        ))
+        .examples(["order-1001"])
+}
+
+fn event_id_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::domain::plain_schema(conversions::MAX_ID_LEN, true)
+}
+
+fn code_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::domain::plain_schema(conversions::MAX_CODE_LEN, true)
 }
 
 /// A conversion as stored, by id.

@@ -372,7 +372,7 @@ pub struct SecretBody {
     /// the secret its webhook settings show), WooCommerce's webhook secret,
     /// Stripe's endpoint signing secret (`whsec_...`). 8 to 256 printable
     /// characters.
-    #[schema(examples("whsec_8Qm2vR..."))]
+    #[schema(pattern = "^[!-~]{8,256}$", examples("whsec_8Qm2vR..."))]
     secret: String,
     /// How long the secret set before keeps verifying (default 24 h, at most 30 days).
     #[serde(default)]

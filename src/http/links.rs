@@ -27,7 +27,7 @@ pub struct CreateLink {
     /// Where the link lands, on one of the program's landing domains;
     /// absent: the program's default URL.
     #[serde(default)]
-    #[schema(format = "uri", examples("https://shop.example/batik"))]
+    #[schema(value_type = Option<WebUrl>)]
     destination_url: Option<String>,
     #[serde(default)]
     #[schema(value_type = crate::domain::SubIds)]
@@ -92,7 +92,7 @@ pub async fn create(
         Some(raw) => c
             .check(
                 "destination_url",
-                WebUrl::parse(raw).and_then(|u| program.landing().check(u)),
+                WebUrl::parse_plain(raw).and_then(|u| program.landing().check(u)),
             )
             .map(Some),
     };

@@ -19,10 +19,9 @@ type PartnerPage = List<Partner>;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePartner {
-    /// 1 to 200 characters.
-    #[schema(examples("Ayu"))]
+    #[schema(value_type = Name)]
     name: String,
-    #[schema(format = Email, examples("ayu@example.com"))]
+    #[schema(value_type = Email)]
     email: String,
 }
 
