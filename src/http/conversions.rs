@@ -343,6 +343,9 @@ pub struct OrderConversion {
 
 /// Refunds that arrived before their sale.
 #[derive(Serialize, utoipa::ToSchema)]
+// Documents `additionalProperties: false`, so that an order with its sale
+// (which has these fields too) is not also a waiting order.
+#[serde(deny_unknown_fields)]
 pub struct WaitingOrder {
     order_id: String,
     /// Always `waiting`.

@@ -275,6 +275,42 @@ fn every_operation_reading_a_body_documents_what_reading_it_answers() {
     }
 }
 
+/// Whether a schema (or one part of an `allOf`) says `additionalProperties: false`.
+fn refuses_unknown_properties(doc: &Value, schema: &Value) -> bool {
+    let schema = deref(doc, schema);
+    schema["additionalProperties"] == false
+        || schema["allOf"]
+            .as_array()
+            .is_some_and(|parts| parts.iter().any(|p| refuses_unknown_properties(doc, p)))
+}
+
+#[test]
+fn every_body_a_bearer_sends_is_documented_to_refuse_unknown_fields() {
+    // The API's own bodies are read with `deny_unknown_fields`; signed
+    // webhooks ignore fields they do not know, as platforms add fields.
+    let doc = document();
+    for (method, path, op) in operations(&doc) {
+        let Some(body) = op.get("requestBody") else {
+            continue;
+        };
+        let bearer = op["security"].as_array().into_iter().flatten().any(|r| {
+            ["admin_token", "program_key", "partner_key"]
+                .iter()
+                .any(|s| r.get(*s).is_some())
+        });
+        if !bearer {
+            continue;
+        }
+        for (media, content) in body["content"].as_object().unwrap() {
+            assert!(
+                refuses_unknown_properties(&doc, &content["schema"]),
+                "{} {path} {media}: the body does not refuse unknown fields",
+                method.to_uppercase()
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_document_is_served_to_anyone_by_every_role_as_json() {
     for roles in [Roles::API, Roles::WORKER] {
