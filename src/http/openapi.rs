@@ -15,8 +15,10 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, Header, RefOr};
 
 mod bodies;
+mod operation_links;
 
 use bodies::RequestBodies;
+use operation_links::Links;
 
 /// Every operation of a path.
 fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
@@ -333,7 +335,7 @@ impl utoipa::Modify for RedirectHead {
         Unavailable,
         Internal,
     )),
-    modifiers(&SecuritySchemes, &RedirectHead, &RequestBodies),
+    modifiers(&SecuritySchemes, &RedirectHead, &RequestBodies, &Links),
     tags(
         (name = "ops", description = "Health, readiness, metrics and this document; no credentials."),
         (name = "redirect", description = "The tracked links shoppers follow."),
