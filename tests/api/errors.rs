@@ -74,6 +74,24 @@ async fn a_body_or_a_struct_in_it_sent_as_an_array_is_a_400_problem() {
 }
 
 #[tokio::test]
+async fn an_optional_body_of_whitespace_is_a_400_problem_not_the_defaults() {
+    // Only no body at all means the defaults; whitespace is a body, and
+    // not JSON.
+    let app = spawn_app().await;
+    let program = app.create_program().await;
+    let res = app
+        .client
+        .post(app.url(&format!("/v1/programs/{}/payouts", s(&program["id"]))))
+        .bearer_auth(&app.admin_token)
+        .header("content-type", "application/json")
+        .body("\t")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, StatusCode::BAD_REQUEST).await;
+}
+
+#[tokio::test]
 async fn a_whole_number_written_with_a_fraction_is_that_integer() {
     // JSON Schema, and so the document, counts 7.0 as the integer 7.
     let app = spawn_app().await;
