@@ -235,6 +235,8 @@ impl From<EnrollError> for ApiError {
     fn from(e: EnrollError) -> Self {
         match e {
             EnrollError::NotFound(what) => ApiError::NotFound(what),
+            // The body names it, not the path: the program is there.
+            EnrollError::UnknownPartner => ApiError::invalid("partner_id", "no such partner"),
             EnrollError::Move(m) => ApiError::Conflict(m.to_string()),
             EnrollError::Conflict(m) => ApiError::Conflict(m),
             EnrollError::Db(e) => e.into(),
