@@ -302,7 +302,13 @@ pub async fn shopify(
         ("id" = ProgramId, Path, description = "The program's id."),
         ("X-WC-Webhook-Topic" = Option<String>, Header, description = "`order.created`, `order.updated`; others are ignored."),
     ),
-    request_body(content = serde_json::Value, description = "The order, as WooCommerce's REST API (v3) writes it."),
+    request_body(
+        content = Option<serde_json::Value>,
+        description = "The order, as WooCommerce's REST API (v3) writes it, for the \
+            `order.created` and `order.updated` topics. Other topics book nothing and are \
+            answered 200 whatever they carry, with or without a body; so is the ping \
+            WooCommerce sends when a webhook is saved (`webhook_id=<n>`, form-encoded)."
+    ),
     responses(
         (status = 202, description = "Stored; attribution follows.", body = IntegrationReceipt),
         (status = 200, description = "A repeat of what was stored, or nothing to book (ignored).", body = IntegrationReceipt),
