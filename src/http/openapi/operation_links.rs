@@ -18,6 +18,11 @@ use utoipa::openapi::{OpenApi, RefOr};
 
 pub struct Links;
 
+/// Links a create does not have although the types would allow them: a
+/// partner applies only to a program that lists itself (`public`), which a
+/// new program does only when it says so.
+const NOT_LINKED: &[(&str, &str)] = &[("createProgram", "applyToProgram")];
+
 /// One operation that takes ids, as far as linking to it goes.
 struct Target {
     operation_id: String,
@@ -54,7 +59,11 @@ impl utoipa::Modify for Links {
                     let Some(created) = fields.get("id").and_then(ref_name) else {
                         continue;
                     };
+                    let from = op.operation_id.clone().unwrap_or_default();
                     for target in &targets {
+                        if NOT_LINKED.contains(&(from.as_str(), target.operation_id.as_str())) {
+                            continue;
+                        }
                         if let Some(link) = link_to(target, &created, &fields) {
                             response
                                 .links
