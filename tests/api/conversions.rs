@@ -10,17 +10,11 @@ const MINUTE: Duration = Duration::minutes(1);
 
 /// The commissions of an order, as (partner id, amount, status).
 fn commissions(conversion: &Value) -> Vec<(String, i64, String)> {
-    conversion["commissions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                s(&c["partner_id"]).to_owned(),
-                c["amount_minor"].as_i64().unwrap(),
-                s(&c["status"]).to_owned(),
-            )
-        })
+    let order: Order = serde_json::from_value(conversion.clone()).expect("an order");
+    order
+        .commissions
+        .into_iter()
+        .map(|c| (c.partner_id, c.amount_minor, c.status))
         .collect()
 }
 

@@ -303,15 +303,8 @@ async fn a_refund_after_a_rejected_share_takes_only_from_the_live_commission() {
     )
     .await;
     app.attribute().await;
-    let c = app.conversion(&program, "S-1").await;
-    let budi_commission = c["commissions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["partner_id"] == budi["id"])
-        .unwrap()["id"]
-        .clone();
-    let reject = format!("/v1/commissions/{}/reject", s(&budi_commission));
+    let budi_commission = app.order(&program, "S-1").await.of(&budi).id.clone();
+    let reject = format!("/v1/commissions/{budi_commission}/reject");
     let res = app
         .post(
             &reject,
@@ -328,20 +321,17 @@ async fn a_refund_after_a_rejected_share_takes_only_from_the_live_commission() {
     )
     .await;
     app.attribute().await;
-    let c = app.conversion(&program, "S-1").await;
-    let amounts: Vec<(Value, Value)> = c["commissions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| (x["partner_id"].clone(), x["amount_minor"].clone()))
-        .collect();
-    assert!(
-        amounts.contains(&(ayu["id"].clone(), json!(250))),
-        "{amounts:?}"
+    let order = app.order(&program, "S-1").await;
+    assert_eq!(
+        (order.of(&ayu).amount_minor, order.of(&ayu).status.as_str()),
+        (250, "pending")
     );
-    assert!(
-        amounts.contains(&(budi["id"].clone(), json!(0))),
-        "{amounts:?}"
+    assert_eq!(
+        (
+            order.of(&budi).amount_minor,
+            order.of(&budi).status.as_str()
+        ),
+        (0, "reversed")
     );
 }
 

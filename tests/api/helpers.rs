@@ -1,4 +1,3 @@
-#![allow(dead_code)] // each test uses a different part of the helpers
 //! Starts the real application (the same `Application::build` as `mitra
 //! serve`, on port 0) against real Postgres and Redis. Every test gets its
 //! own database, cloned from a migrated template, and its own Redis key
@@ -700,6 +699,12 @@ impl TestApp {
             .to_string()
     }
 
+    /// The order's conversion, typed: what most money-path tests read.
+    pub async fn order(&self, program: &Value, order_id: &str) -> Order {
+        serde_json::from_value(self.conversion(program, order_id).await)
+            .expect("an order as documented")
+    }
+
     /// GET /v1/programs/{id}/conversions/{order_id} as the admin.
     pub async fn conversion(&self, program: &Value, order_id: &str) -> Value {
         let path = format!("/v1/programs/{}/conversions/{order_id}", s(&program["id"]));
@@ -781,5 +786,34 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill_9();
+    }
+}
+
+/// `GET /v1/programs/{id}/conversions/{order_id}`, the fields tests read.
+#[derive(Debug, serde::Deserialize)]
+pub struct Order {
+    pub status: String,
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub commissions: Vec<Commission>,
+}
+
+/// A commission inside an order.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Commission {
+    pub id: String,
+    pub partner_id: String,
+    pub amount_minor: i64,
+    pub status: String,
+    pub review: bool,
+}
+
+impl Order {
+    /// The commission of `partner` (its JSON, as the API answers it).
+    pub fn of(&self, partner: &Value) -> &Commission {
+        self.commissions
+            .iter()
+            .find(|c| c.partner_id == s(&partner["id"]))
+            .unwrap_or_else(|| panic!("no commission of {} in {self:?}", partner["id"]))
     }
 }
