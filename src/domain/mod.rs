@@ -39,7 +39,7 @@ pub use enrollment::{
 };
 pub use ids::{
     AgreementId, CommissionId, ConversionId, EnrollmentId, IdError, LedgerEntryId, LinkId,
-    PartnerId, PayoutId, ProgramId, base62_i64_pattern, parse_cursor,
+    PartnerId, PayoutId, ProgramId, UserId, base62_i64_pattern, parse_cursor,
 };
 pub use money::{Money, MoneyError, allocate, allocate_weighted, apply_rate, mul_div_round};
 pub use platform::Platform;
