@@ -26,7 +26,7 @@ pub const MAX_CODE_LEN: usize = 64;
 /// A shop's reference (order id, event id): 1 to 128 characters, no control
 /// characters.
 pub fn check_reference(s: &str) -> Result<&str, String> {
-    if s.is_empty() || s.chars().count() > MAX_ID_LEN || s.chars().any(char::is_control) {
+    if !crate::domain::is_plain(s, MAX_ID_LEN) {
         Err(format!(
             "must be 1 to {MAX_ID_LEN} characters without control characters"
         ))
@@ -38,8 +38,10 @@ pub fn check_reference(s: &str) -> Result<&str, String> {
 /// A click id, coupon or subscription id as a shop sends it: 1 to 64
 /// characters, no control characters.
 pub fn check_code(s: &str) -> Result<&str, String> {
-    if s.is_empty() || s.len() > MAX_CODE_LEN || s.chars().any(char::is_control) {
-        Err(format!("must be 1 to {MAX_CODE_LEN} characters"))
+    if !crate::domain::is_plain(s, MAX_CODE_LEN) {
+        Err(format!(
+            "must be 1 to {MAX_CODE_LEN} characters without control characters"
+        ))
     } else {
         Ok(s)
     }

@@ -18,6 +18,7 @@ mod secrets;
 mod shares;
 pub mod signing;
 mod sub_ids;
+mod text;
 mod text_enum;
 mod web_url;
 
@@ -38,7 +39,7 @@ pub use enrollment::{
 };
 pub use ids::{
     AgreementId, CommissionId, ConversionId, EnrollmentId, IdError, LedgerEntryId, LinkId,
-    PartnerId, PayoutId, ProgramId, UserId, parse_cursor,
+    PartnerId, PayoutId, ProgramId, UserId, base62_i64_pattern, parse_cursor,
 };
 pub use money::{Money, MoneyError, allocate, allocate_weighted, apply_rate, mul_div_round};
 pub use platform::Platform;
@@ -46,5 +47,6 @@ pub use secrets::{KeyOwner, NewApiKey, hash_api_key, new_webhook_secret, random_
 pub use shares::{MAX_PARTNERS, Share, Shares, SharesError};
 pub use signing::{KeyRing, SigningKey};
 pub use sub_ids::{SUB_KEYS, SubIds, SubIdsError};
+pub use text::{TextError, TextRule, is_plain, plain_schema};
 pub use text_enum::UnknownWord;
 pub use web_url::{DomainsError, LandingDomain, LandingDomains, UrlError, WebUrl};

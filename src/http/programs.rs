@@ -1,9 +1,9 @@
 //! /v1/programs: create, read and list programs.
 
-use super::pagination::{List, Page};
+use super::pagination::{Cursor, List, Page};
 use super::validate::Checker;
 use crate::domain::{
-    Currency, DomainsError, KeyOwner, LandingDomains, Name, NewApiKey, ProgramId, WebUrl,
+    Currency, DomainsError, KeyOwner, LandingDomains, Name, NewApiKey, ProgramId, TextRule, WebUrl,
     new_webhook_secret,
 };
 use crate::http::auth::Principal;
@@ -24,16 +24,15 @@ pub const DEFAULT_HOLD_DAYS: i64 = 30;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProgram {
-    /// 1 to 200 characters.
-    #[schema(examples("Batik Shop"))]
+    #[schema(value_type = crate::domain::Name)]
     name: String,
     #[schema(value_type = crate::domain::Currency)]
     currency: String,
     /// 1 to 50 host names shoppers may land on; matched exactly.
-    #[schema(min_items = 1, max_items = 50, examples("shop.example"))]
+    #[schema(value_type = Vec<crate::domain::LandingDomain>, min_items = 1, max_items = 50)]
     landing_domains: Vec<String>,
     /// Where links land by default; its host must be one of `landing_domains`.
-    #[schema(format = "uri", examples("https://shop.example/"))]
+    #[schema(value_type = WebUrl)]
     default_url: String,
     /// How long after a click a conversion is attributed to it, 1 to 365.
     #[serde(default = "default_window")]
@@ -48,14 +47,23 @@ pub struct CreateProgram {
     /// List the program to partners, who may then apply (default false).
     #[serde(default)]
     public: bool,
-    /// What partners read about the program, at most 5000 characters.
     #[serde(default)]
-    #[schema(max_length = 5000)]
+    #[schema(schema_with = description_schema)]
     description: Option<String>,
     /// Days a rejected applicant waits before applying again, 0 to 365.
     #[serde(default = "default_cooldown")]
     #[schema(minimum = 0, maximum = 365, default = 30)]
     reapply_cooldown_days: i64,
+}
+
+/// What partners read about a program.
+const DESCRIPTION: TextRule = TextRule::lines(5000);
+
+fn description_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    DESCRIPTION.schema(false).description(Some(
+        "What partners read about the program: at most 5000 characters, lines separated by \
+         `\\n`, no other control characters; empty or only whitespace: none.",
+    ))
 }
 
 fn default_cooldown() -> i64 {
@@ -69,9 +77,8 @@ fn default_cooldown() -> i64 {
 pub struct ListingBody {
     /// Listed to partners, who may apply.
     public: bool,
-    /// At most 5000 characters.
     #[serde(default)]
-    #[schema(max_length = 5000)]
+    #[schema(schema_with = description_schema)]
     description: Option<String>,
     /// Days a rejected applicant waits before applying again, 0 to 365.
     #[serde(default = "default_cooldown")]
@@ -91,15 +98,11 @@ fn listing(
     description: Option<String>,
     cooldown: i64,
 ) -> Option<Listing> {
-    let description = description
-        .map(|d| d.trim().to_owned())
-        .filter(|d| !d.is_empty());
-    if description
-        .as_ref()
-        .is_some_and(|d| d.chars().count() > 5000)
-    {
-        c.fail("description", "must be at most 5000 characters");
-    }
+    let description = description.and_then(|d| {
+        c.check("description", DESCRIPTION.parse(&d))
+            .flatten()
+            .map(str::to_owned)
+    });
     let cooldown = c.check("reapply_cooldown_days", days(cooldown, 0, "from 0 to 365"))?;
     Some(Listing {
         public,
@@ -132,7 +135,7 @@ impl CreateProgram {
                 None
             }
         };
-        let default_url = c.check("default_url", WebUrl::parse(&self.default_url));
+        let default_url = c.check("default_url", WebUrl::parse_plain(&self.default_url));
         if let (Some(landing), Some(url)) = (&landing, &default_url)
             && !landing.allows(url)
         {
@@ -262,8 +265,7 @@ pub struct ListQuery {
     /// Rows per page, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    cursor: Option<Cursor>,
 }
 
 /// List programs
@@ -290,7 +292,7 @@ pub async fn list(
     who: Principal,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::parse(query.limit, query.cursor)?;
     let only = match who {
         Principal::Admin => None,
         Principal::Program(p) => Some(p),
@@ -385,7 +387,7 @@ pub async fn list_public(
     _who: Principal,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::parse(query.limit, query.cursor)?;
     let rows = programs::list_public(&state.db, page.after, page.fetch()).await?;
     let list = List::from_rows(rows, page, |p| p.id.get());
     Ok(HttpResponse::Ok().json(List {
