@@ -280,7 +280,7 @@ fn decide_one(
             partner_id: *partner,
             agreement_id: cand.agreement_id,
             agreement_version: terms.version,
-            rule: AppliedRule { event, rule },
+            rule: AppliedRule::plain(event, rule),
             base_minor: row.amount_minor,
             total_minor: total,
             share_bps: *share as i32,
@@ -426,10 +426,10 @@ mod tests {
         );
         assert_eq!(
             d.bookings[0].rule,
-            AppliedRule {
-                event: EarningEvent::Sale,
-                rule: Rule::PercentBps(BasisPoints::new(1000).unwrap())
-            }
+            AppliedRule::plain(
+                EarningEvent::Sale,
+                Rule::PercentBps(BasisPoints::new(1000).unwrap())
+            )
         );
         assert_eq!(d.bookings[0].approve_after, t0() + Duration::days(14));
         // One program row and one per partner, each counting the conversion.

@@ -65,7 +65,7 @@ pub async fn book(
         &new.iter().map(|n| n.partner_id.get()).collect::<Vec<_>>(),
         &new.iter().map(|n| n.agreement_id.get()).collect::<Vec<_>>(),
         &new.iter().map(|n| n.agreement_version).collect::<Vec<_>>(),
-        &new.iter().map(|n| Json(n.rule)).collect::<Vec<_>>() as &[Json<AppliedRule>],
+        &new.iter().map(|n| Json(n.rule.clone())).collect::<Vec<_>>() as &[Json<AppliedRule>],
         &new.iter().map(|n| n.base_minor).collect::<Vec<_>>(),
         &new.iter().map(|n| n.total_minor).collect::<Vec<_>>(),
         &new.iter().map(|n| n.share_bps).collect::<Vec<_>>(),

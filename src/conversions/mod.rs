@@ -301,7 +301,7 @@ pub async fn by_order(
                     partner_id: c.partner_id,
                     agreement_id: c.agreement_id,
                     agreement_version: c.agreement_version,
-                    rule: c.rule,
+                    rule: c.rule.clone(),
                     share_bps: c.share_bps,
                     original_minor: c.original_minor,
                     amount_minor: c.amount_minor,
