@@ -1,4 +1,9 @@
 //! Programs: a merchant's affiliate program and its settings.
+//!
+//! The program's terms (commission rules, hold days, attribution window)
+//! are versioned like agreements, in `program_versions`; `programs` holds
+//! the current version's values. A conversion is priced under the version
+//! in force when it happened, and every commission records it.
 
 use crate::domain::{CommissionRules, Currency, LandingDomains, Name, ProgramId, WebUrl};
 use chrono::{DateTime, Utc};
@@ -36,6 +41,9 @@ pub struct Program {
     pub hold_days: i32,
     #[schema(value_type = crate::domain::CommissionRules)]
     pub commission: serde_json::Value,
+    /// The current version of the terms (commission, hold days, attribution window).
+    #[schema(examples(1))]
+    pub terms_version: i32,
     pub created_at: DateTime<Utc>,
 }
 
@@ -68,7 +76,7 @@ pub async fn insert(
         values ($1, $2, $3, $4, $5, $6, $7, $8)
         returning id as "id: ProgramId", name, currency as "currency: Currency",
                   landing_domains, default_url, attribution_window_days, hold_days,
-                  commission, created_at
+                  commission, terms_version, created_at
         "#,
         new.name.as_str(),
         new.currency.code(),
@@ -88,6 +96,18 @@ pub async fn insert(
     )
     .execute(&mut *tx)
     .await?;
+    sqlx::query!(
+        r#"insert into program_versions
+               (program_id, version, commission, attribution_window_days, hold_days, actor, created_at)
+           values ($1, 1, $2, $3, $4, 'admin', $5)"#,
+        program.id.get(),
+        program.commission,
+        program.attribution_window_days,
+        program.hold_days,
+        program.created_at,
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(program)
 }
@@ -98,7 +118,7 @@ pub async fn get(db: impl PgExecutor<'_>, id: ProgramId) -> Result<Option<Progra
         r#"
         select id as "id: ProgramId", name, currency as "currency: Currency",
                landing_domains, default_url, attribution_window_days, hold_days,
-               commission, created_at
+               commission, terms_version, created_at
         from programs where id = $1
         "#,
         id.get()
@@ -119,7 +139,7 @@ pub async fn list(
         r#"
         select id as "id: ProgramId", name, currency as "currency: Currency",
                landing_domains, default_url, attribution_window_days, hold_days,
-               commission, created_at
+               commission, terms_version, created_at
         from programs
         where id > $1 and ($2::bigint is null or id = $2)
         order by id

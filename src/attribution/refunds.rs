@@ -10,7 +10,9 @@
 //! gives more than it has and the parts always sum to the reduction. A
 //! commission a person rejected is not live: it holds nothing and gives
 //! nothing back. A full refund reverses them all. A refund whose sale has
-//! not arrived waits, and is applied when it does.
+//! not arrived waits, and is applied when it does. Only the sale's own
+//! commissions are reduced: bonuses and tier adjustments it helped reach
+//! stand.
 
 use super::decide::{Claimed, Outcome};
 use crate::commissions::ledger::{self, Entry, Held};
@@ -133,7 +135,8 @@ async fn load(tx: &mut PgConnection, refunds: &[Claimed]) -> Result<Loaded, sqlx
                   program_id as "program_id: ProgramId", partner_id as "partner_id: PartnerId",
                   currency as "currency: Currency", status as "status: CommissionStatus",
                   amount_minor, original_minor
-           from commissions where conversion_id = any($1) order by id for update"#,
+           from commissions where conversion_id = any($1) and kind = 'conversion'
+           order by id for update"#,
         &attributed
     )
     .fetch_all(&mut *tx)
@@ -335,6 +338,8 @@ mod tests {
             coupon: None,
             occurred_at: DateTime::from_timestamp(1_795_000_000, 0).unwrap(),
             request_id: None,
+            items: None,
+            subscription_id: None,
         }
     }
 

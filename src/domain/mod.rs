@@ -26,8 +26,8 @@ pub use applied_rule::{
 };
 pub use basis_points::{BasisPoints, BasisPointsError};
 pub use commission_rules::{
-    Bonus, CommissionRules, EarningEvent, EventRule, MAX_FLAT_MINOR, Recurring, Rule, RulesError,
-    TierBasis, TierStep, Tiers,
+    Bonus, CommissionRules, EarningEvent, EventRule, MAX_FLAT_MINOR, MAX_THRESHOLD, Recurring,
+    Rule, RulesError, TierBasis, TierStep, Tiers,
 };
 pub use commission_states::{Bucket, CommissionKind, CommissionStatus, LedgerKind};
 pub use contact::{ContactError, Email, Name};

@@ -13,6 +13,7 @@ mod lifecycle;
 mod openapi;
 mod redirect;
 mod reports;
+mod rules;
 mod scale_out;
 mod tenancy;
 mod tracing;

@@ -1,0 +1,306 @@
+//! Commission rules real programs use, end to end: order lines and category
+//! rates, subscription renewals, tiers with re-rating, milestone bonuses.
+
+use crate::helpers::*;
+use chrono::{Duration, Utc};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// Posts a signed conversion and expects it stored.
+async fn post(app: &TestApp, program: &Value, body: Value) {
+    let res = app.post_conversion(program, &body).await;
+    assert_status(res, StatusCode::ACCEPTED).await;
+}
+
+/// A program with `commission`, and a partner with a coupon `AYU` for it.
+async fn program_with(app: &TestApp, commission: Value) -> (Value, Value, Value) {
+    let program = app
+        .create_program_with(json!({"commission": commission, "hold_days": 0}))
+        .await;
+    let partner = app.create_partner("Ayu").await;
+    let agreement = app
+        .create_agreement(
+            &program,
+            &[(&partner, 10_000)],
+            json!({"coupon_codes": ["AYU"]}),
+        )
+        .await;
+    (program, partner, agreement)
+}
+
+fn sale_with(order: &str, amount: i64, extra: Value) -> Value {
+    let mut body = json!({"order_id": order, "event": "sale", "amount_minor": amount,
+                          "currency": "EUR", "coupon": "AYU"});
+    merge(&mut body, extra);
+    body
+}
+
+/// The commissions of an order as (kind, amount), in booking order.
+fn kinds_and_amounts(conversion: &Value) -> Vec<(String, i64)> {
+    let mut all: Vec<(String, i64)> = conversion["commissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                s(&c["kind"]).to_owned(),
+                c["amount_minor"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+#[tokio::test]
+async fn order_lines_earn_their_category_rates() {
+    let app = spawn_app().await;
+    let (program, _, _) = program_with(
+        &app,
+        json!({"sale": {"percent_bps": 1000, "categories": {
+            "books": {"percent_bps": 500}, "gift-cards": {"flat_minor": 50}
+        }}}),
+    )
+    .await;
+    let items = json!([
+        {"sku": "B-1", "category": "Books", "amount_minor": 6_000},
+        {"sku": "G-1", "category": "gift-cards", "amount_minor": 2_000, "quantity": 4},
+        {"sku": "T-1", "category": "toys", "amount_minor": 3_001},
+        {"sku": "X-1", "amount_minor": 1_000}
+    ]);
+    post(
+        &app,
+        &program,
+        sale_with("L-1", 12_001, json!({"items": items})),
+    )
+    .await;
+    app.attribute().await;
+    let c = app.conversion(&program, "L-1").await;
+    assert_eq!(
+        c["items"][0]["category"], "books",
+        "categories are kept lower-cased"
+    );
+    let commission = &c["commissions"][0];
+    // Default 4,001 at 10% = 400.1 -> 400; books 6,000 at 5% = 300; 4 gift
+    // cards at 0.50 = 200.
+    assert_eq!(commission["amount_minor"], 900);
+    let lines: Vec<(Value, i64, i64)> = commission["rule"]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["category"].clone(),
+                l["amount_minor"].as_i64().unwrap(),
+                l["commission_minor"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            (Value::Null, 4_001, 400),
+            (json!("books"), 6_000, 300),
+            (json!("gift-cards"), 2_000, 200)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn lines_that_do_not_add_up_and_subscriptions_on_leads_are_refused() {
+    let app = spawn_app().await;
+    let (program, _, _) = program_with(&app, json!({"sale": {"percent_bps": 1000}})).await;
+    let cases = [
+        (
+            sale_with(
+                "A",
+                100,
+                json!({"items": [{"sku": "a", "amount_minor": 99}]}),
+            ),
+            "items",
+        ),
+        (
+            sale_with(
+                "A",
+                100,
+                json!({"items": [{"sku": "a", "amount_minor": 50}, {"sku": "a", "amount_minor": 50}]}),
+            ),
+            "items[1].sku",
+        ),
+        (
+            sale_with(
+                "A",
+                100,
+                json!({"items": [{"sku": "a", "amount_minor": 100, "category": ""}]}),
+            ),
+            "items[0].category",
+        ),
+        (
+            json!({"order_id": "A", "event": "lead", "amount_minor": 0, "currency": "EUR",
+                   "subscription_id": "s-1"}),
+            "subscription_id",
+        ),
+        (
+            json!({"order_id": "A", "event": "lead", "amount_minor": 0, "currency": "EUR",
+                   "items": [{"sku": "a", "amount_minor": 0}]}),
+            "items",
+        ),
+    ];
+    for (body, field) in cases {
+        let res = app.post_conversion(&program, &body).await;
+        let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(invalid_fields(&problem), vec![field], "{body}");
+    }
+}
+
+#[tokio::test]
+async fn renewals_go_to_the_first_payments_partner_without_a_click_for_the_rules_months() {
+    let app = spawn_app().await;
+    let (program, partner, _) = program_with(
+        &app,
+        json!({"sale": {"percent_bps": 2000, "recurring": {"months": 2}}}),
+    )
+    .await;
+    let first_at = Utc::now() - Duration::days(100);
+    post(
+        &app,
+        &program,
+        sale_with(
+            "S-1",
+            5_000,
+            json!({"subscription_id": "sub-1", "occurred_at": first_at}),
+        ),
+    )
+    .await;
+    app.attribute().await;
+    for (order, days) in [("S-2", 30), ("S-3", 59), ("S-4", 75)] {
+        // Renewals carry no click and no coupon.
+        let body = json!({"order_id": order, "event": "sale", "amount_minor": 5_000,
+                          "currency": "EUR", "subscription_id": "sub-1",
+                          "occurred_at": first_at + Duration::days(days)});
+        post(&app, &program, body).await;
+    }
+    app.attribute().await;
+    let mut got = Vec::new();
+    for order in ["S-2", "S-3", "S-4"] {
+        let c = app.conversion(&program, order).await;
+        got.push((
+            s(&c["status"]).to_owned(),
+            c["attributed_via"].clone(),
+            c["reason"].clone(),
+            c["commissions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["amount_minor"].as_i64().unwrap())
+                .sum::<i64>(),
+        ));
+    }
+    assert_eq!(
+        got,
+        vec![
+            (
+                "attributed".into(),
+                json!("subscription"),
+                Value::Null,
+                1_000
+            ),
+            (
+                "attributed".into(),
+                json!("subscription"),
+                Value::Null,
+                1_000
+            ),
+            (
+                "attributed".into(),
+                json!("subscription"),
+                json!("renewal_not_paid"),
+                0
+            )
+        ]
+    );
+    let renewal = app.conversion(&program, "S-2").await;
+    let first = app.conversion(&program, "S-1").await;
+    assert_eq!(
+        renewal["commissions"][0]["rule"]["renewal"]["first_conversion_id"],
+        first["id"]
+    );
+    assert_eq!(renewal["commissions"][0]["partner_id"], partner["id"]);
+}
+
+#[tokio::test]
+async fn a_bonus_is_booked_once_with_its_own_ledger_kind_and_re_rating_books_one_adjustment() {
+    let app = spawn_app().await;
+    let (program, partner, _) = program_with(
+        &app,
+        json!({"sale": {
+            "percent_bps": 1000,
+            "tiers": {"by": "count", "rerate": true, "steps": [{"from": 3, "percent_bps": 1500}]},
+            "bonuses": [{"by": "count", "at": 3, "flat_minor": 2_000}]
+        }}),
+    )
+    .await;
+    for (i, amount) in [10_005, 20_000, 30_000, 5_000].iter().enumerate() {
+        post(
+            &app,
+            &program,
+            sale_with(&format!("M-{i}"), *amount, json!({})),
+        )
+        .await;
+        app.attribute().await;
+    }
+    // The 3rd sale reaches 15%: the two before are raised from 3,001 to
+    // 15% of 30,005 = 4,501 (an adjustment of 1,500), and the bonus is due.
+    let third = app.conversion(&program, "M-2").await;
+    assert_eq!(
+        kinds_and_amounts(&third),
+        vec![
+            ("bonus".into(), 2_000),
+            ("conversion".into(), 4_500),
+            ("tier_adjustment".into(), 1_500)
+        ]
+    );
+    let adjustment = third["commissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "tier_adjustment")
+        .unwrap();
+    assert_eq!(
+        adjustment["rule"]["rerated"],
+        json!({"month": adjustment["rule"]["rerated"]["month"], "step": 1, "sales": 2,
+               "base_minor": 30_005, "booked_minor": 3_001, "rerated_minor": 4_501})
+    );
+    let fourth = app.conversion(&program, "M-3").await;
+    assert_eq!(kinds_and_amounts(&fourth), vec![("conversion".into(), 750)]);
+    let kinds: Vec<String> = sqlx::query_scalar(
+        "select kind from ledger_entries where partner_id = (select partner_id from commissions limit 1) order by id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        kinds,
+        vec![
+            "created",
+            "created",
+            "created",
+            "tier_adjustment",
+            "bonus",
+            "created"
+        ]
+    );
+    let balance = assert_status(
+        app.get(
+            &format!("/v1/partners/{}/balance", s(&partner["id"])),
+            &app.admin_token,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        balance["balances"][0]["pending_minor"],
+        1_001 + 2_000 + 4_500 + 1_500 + 2_000 + 750
+    );
+}
