@@ -1,5 +1,6 @@
 //! Commission rules real programs use, end to end: order lines and category
-//! rates, subscription renewals, tiers with re-rating, milestone bonuses.
+//! rates, refunds of lines, subscription renewals, tiers with re-rating,
+//! milestone bonuses.
 
 use crate::helpers::*;
 use chrono::{Duration, Utc};
@@ -53,9 +54,9 @@ fn kinds_and_amounts(conversion: &Value) -> Vec<(String, i64)> {
 }
 
 #[tokio::test]
-async fn order_lines_earn_their_category_rates() {
+async fn order_lines_earn_their_category_rates_and_refunds_of_lines_take_back_their_part() {
     let app = spawn_app().await;
-    let (program, _, _) = program_with(
+    let (program, partner, _) = program_with(
         &app,
         json!({"sale": {"percent_bps": 1000, "categories": {
             "books": {"percent_bps": 500}, "gift-cards": {"flat_minor": 50}
@@ -102,6 +103,58 @@ async fn order_lines_earn_their_category_rates() {
             (Value::Null, 4_001, 400),
             (json!("books"), 6_000, 300),
             (json!("gift-cards"), 2_000, 200)
+        ]
+    );
+    // Refunding the books takes back the books' 3.00 only.
+    let refund = |amount: i64, items: Value| {
+        json!({"order_id": "L-1", "event": "refund", "amount_minor": amount, "currency": "EUR",
+               "event_id": format!("r-{amount}-{}", items.to_string().len()), "items": items})
+    };
+    post(
+        &app,
+        &program,
+        refund(6_000, json!([{"sku": "B-1", "amount_minor": 6_000}])),
+    )
+    .await;
+    app.attribute().await;
+    let c = app.conversion(&program, "L-1").await;
+    assert_eq!(c["commissions"][0]["amount_minor"], 600);
+    assert_eq!(c["refunded_minor"], 6_000);
+    // A refund without lines takes from what is left of the order in
+    // proportion: 3,000 of the 6,001 left keeps floor(600 * 3,001 / 6,001) = 300.
+    let whole = json!({"order_id": "L-1", "event": "refund", "amount_minor": 3_000,
+                       "currency": "EUR", "event_id": "r-whole"});
+    post(&app, &program, whole).await;
+    app.attribute().await;
+    let c = app.conversion(&program, "L-1").await;
+    assert_eq!(c["commissions"][0]["amount_minor"], 300);
+    let statement = assert_status(
+        app.get(
+            &format!("/v1/partners/{}/statement", s(&partner["id"])),
+            &app.admin_token,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let entries: Vec<(String, i64)> = statement["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["bucket"] == "pending")
+        .map(|e| {
+            (
+                s(&e["kind"]).to_owned(),
+                e["amount_minor"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        vec![
+            ("created".into(), 900),
+            ("adjusted".into(), -300),
+            ("adjusted".into(), -300)
         ]
     );
 }
