@@ -76,7 +76,9 @@ route_table! {
     /// The admin and partner API under `/v1`: served by the api role.
     API_ROUTES, register_api {
         "/v1/programs" => { post: programs::create, get: programs::list },
-        "/v1/programs/{id}" => { get: programs::get },
+        "/v1/programs/{id}" => { get: programs::get, patch: programs::update },
+        "/v1/programs/{id}/versions" => { get: programs::versions },
+        "/v1/programs/{id}/versions/{version}" => { get: programs::version },
         "/v1/programs/{id}/conversions" => { post: conversions::receive },
         "/v1/programs/{id}/conversions/{order_id}" => { get: conversions::by_order },
         "/v1/programs/{id}/webhook-secrets" => { post: webhook_secrets::roll },

@@ -1,11 +1,16 @@
-//! Commission rules real programs use, end to end: order lines and category
-//! rates, refunds of lines, subscription renewals, tiers with re-rating,
-//! milestone bonuses.
+//! Commission rules real programs use, end to end: versioned program terms,
+//! order lines and category rates, refunds of lines, subscription renewals,
+//! tiers with re-rating, milestone bonuses.
 
 use crate::helpers::*;
 use chrono::{Duration, Utc};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+
+async fn patch(app: &TestApp, path: &str, token: &str, body: &Value) -> reqwest::Response {
+    app.request(Method::PATCH, path, Some(token), Some(body))
+        .await
+}
 
 /// Posts a signed conversion and expects it stored.
 async fn post(app: &TestApp, program: &Value, body: Value) {
@@ -51,6 +56,185 @@ fn kinds_and_amounts(conversion: &Value) -> Vec<(String, i64)> {
         .collect();
     all.sort();
     all
+}
+
+#[tokio::test]
+async fn changing_program_terms_makes_a_new_version_and_every_version_stays_readable() {
+    let app = spawn_app().await;
+    let (program, partner, _) = program_with(&app, json!({"sale": {"percent_bps": 1000}})).await;
+    let id = s(&program["id"]);
+    assert_eq!(program["terms_version"], 1);
+    let key = s(&program["api_key"]);
+    let changed = assert_status(
+        patch(
+            &app,
+            &format!("/v1/programs/{id}"),
+            key,
+            &json!({"commission": {"sale": {"percent_bps": 1500}}, "hold_days": 7, "base_version": 1}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(changed["terms_version"], 2);
+    assert_eq!(
+        changed["commission"],
+        json!({"sale": {"percent_bps": 1500}})
+    );
+    assert_eq!(
+        (
+            changed["hold_days"].clone(),
+            changed["attribution_window_days"].clone()
+        ),
+        (json!(7), json!(30)),
+        "what the change leaves out stays as it was"
+    );
+    // A change based on a version that is no longer current is refused.
+    let stale = patch(
+        &app,
+        &format!("/v1/programs/{id}"),
+        key,
+        &json!({"hold_days": 1, "base_version": 1}),
+    )
+    .await;
+    assert_problem(stale, StatusCode::CONFLICT).await;
+    let nothing = patch(&app, &format!("/v1/programs/{id}"), key, &json!({})).await;
+    assert_eq!(
+        invalid_fields(&assert_problem(nothing, StatusCode::UNPROCESSABLE_ENTITY).await),
+        vec!["commission"]
+    );
+    let bad = patch(
+        &app,
+        &format!("/v1/programs/{id}"),
+        key,
+        &json!({"commission": {"sale": {"percent_bps": 1000, "tiers": {"by": "count", "steps": []}}}}),
+    )
+    .await;
+    assert_eq!(
+        invalid_fields(&assert_problem(bad, StatusCode::UNPROCESSABLE_ENTITY).await),
+        vec!["commission.sale.tiers.steps"]
+    );
+    // Every version, for the program and for a partner in one of its agreements.
+    for token in [key, s(&partner["api_key"])] {
+        let all = assert_status(
+            app.get(&format!("/v1/programs/{id}/versions"), token).await,
+            StatusCode::OK,
+        )
+        .await;
+        let versions: Vec<(i64, Value, i64)> = all["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["version"].as_i64().unwrap(),
+                    v["commission"].clone(),
+                    v["hold_days"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            versions,
+            vec![
+                (1, json!({"sale": {"percent_bps": 1000}}), 0),
+                (2, json!({"sale": {"percent_bps": 1500}}), 7)
+            ]
+        );
+    }
+    let v1 = assert_status(
+        app.get(&format!("/v1/programs/{id}/versions/1"), key).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(v1["actor"], "admin");
+    let v2 = assert_status(
+        app.get(&format!("/v1/programs/{id}/versions/2"), key).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(v2["actor"], program["id"]);
+    assert_problem(
+        app.get(&format!("/v1/programs/{id}/versions/3"), key).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    // Another partner, another program's key: it does not exist for them.
+    let stranger = app.create_partner("Budi").await;
+    let other = app.create_program().await;
+    for token in [s(&stranger["api_key"]), s(&other["api_key"])] {
+        assert_problem(
+            app.get(&format!("/v1/programs/{id}/versions"), token).await,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+    }
+    assert_problem(
+        patch(
+            &app,
+            &format!("/v1/programs/{id}"),
+            s(&partner["api_key"]),
+            &json!({"hold_days": 1}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_sale_earns_under_the_program_terms_in_force_when_it_happened() {
+    let app = spawn_app().await;
+    let (program, _, agreement) = program_with(&app, json!({"sale": {"percent_bps": 1000}})).await;
+    let before = Utc::now() - Duration::seconds(30);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let id = s(&program["id"]);
+    assert_status(
+        patch(
+            &app,
+            &format!("/v1/programs/{id}"),
+            &app.admin_token,
+            &json!({"commission": {"sale": {"percent_bps": 2500}}}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    post(
+        &app,
+        &program,
+        sale_with("OLD", 10_000, json!({"occurred_at": before})),
+    )
+    .await;
+    post(&app, &program, sale_with("NEW", 10_000, json!({}))).await;
+    app.attribute().await;
+    let old = app.conversion(&program, "OLD").await;
+    let new = app.conversion(&program, "NEW").await;
+    let summary = |c: &Value| {
+        (
+            c["program_version"].as_i64().unwrap(),
+            c["commissions"][0]["program_version"].as_i64().unwrap(),
+            c["commissions"][0]["amount_minor"].as_i64().unwrap(),
+            s(&c["commissions"][0]["rule_source"]).to_owned(),
+            c["commissions"][0]["agreement_version"].as_i64().unwrap(),
+        )
+    };
+    assert_eq!(summary(&old), (1, 1, 1_000, "program".into(), 1));
+    assert_eq!(summary(&new), (2, 2, 2_500, "program".into(), 1));
+    // An agreement's own rule for the event wins over the program's.
+    let v2 = json!({"partners": agreement["partners"], "coupon_codes": ["AYU"],
+                    "commission": {"sale": {"flat_minor": 300}}});
+    let res = app
+        .put(
+            &format!("/v1/agreements/{}", s(&agreement["id"])),
+            &app.admin_token,
+            &v2,
+        )
+        .await;
+    assert_status(res, StatusCode::OK).await;
+    post(&app, &program, sale_with("OWN", 10_000, json!({}))).await;
+    app.attribute().await;
+    let own = app.conversion(&program, "OWN").await;
+    assert_eq!(summary(&own), (2, 2, 300, "agreement".into(), 2));
 }
 
 #[tokio::test]
