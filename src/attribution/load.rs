@@ -159,6 +159,60 @@ pub(crate) async fn first_payments(
         .collect())
 }
 
+/// The agreement-months' state as it stands, neither locked nor written:
+/// what the simulator prices against. A month without a row yet is counted
+/// from its attributed sales, as `lock_months` would start it.
+pub(crate) async fn read_months(
+    tx: &mut PgConnection,
+    wanted: &[(ProgramId, AgreementId, NaiveDate)],
+) -> Result<HashMap<(AgreementId, NaiveDate), MonthState>, sqlx::Error> {
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query!(
+        r#"
+        select q.agreement_id as "agreement_id!: AgreementId", q.month as "month!",
+               coalesce(m.sales, x.sales) as "sales!",
+               coalesce(m.revenue_minor, x.revenue) as "revenue_minor!",
+               coalesce(m.tier, 0) as "tier!", coalesce(m.rated_sales, 0) as "rated_sales!",
+               coalesce(m.rated_base_minor, 0) as "rated_base_minor!",
+               coalesce(m.rated_minor, 0) as "rated_minor!"
+        from unnest($1::bigint[], $2::bigint[], $3::date[]) as q(program_id, agreement_id, month)
+        left join agreement_months m on m.agreement_id = q.agreement_id and m.month = q.month
+        cross join lateral (
+            select count(*) as sales, coalesce(sum(c.amount_minor), 0)::bigint as revenue
+            from conversions c
+            where m.agreement_id is null
+              and c.program_id = q.program_id and c.agreement_id = q.agreement_id
+              and c.event = 'sale' and c.status = 'attributed' and c.reason is null
+              and c.occurred_at >= q.month::timestamp at time zone 'UTC'
+              and c.occurred_at < (q.month + interval '1 month')::timestamp at time zone 'UTC'
+        ) x
+        "#,
+        &wanted.iter().map(|w| w.0.get()).collect::<Vec<_>>(),
+        &wanted.iter().map(|w| w.1.get()).collect::<Vec<_>>(),
+        &wanted.iter().map(|w| w.2).collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                (r.agreement_id, r.month),
+                MonthState {
+                    sales: r.sales,
+                    revenue_minor: r.revenue_minor,
+                    tier: r.tier,
+                    rated_sales: r.rated_sales,
+                    rated_base_minor: r.rated_base_minor,
+                    rated_minor: r.rated_minor,
+                },
+            )
+        })
+        .collect())
+}
+
 /// The (program, agreement, month) of each sale whose rule keeps a month:
 /// tiers or bonuses, under the terms in force when it happened.
 fn months_wanted(

@@ -18,6 +18,7 @@ pub mod fraud;
 mod load;
 pub mod pricing;
 mod refunds;
+pub mod simulate;
 
 use crate::background::{Every, Step};
 use crate::commissions::booking::{self, NewCommission};

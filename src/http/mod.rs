@@ -28,6 +28,7 @@ pub(crate) mod payouts;
 pub(crate) mod programs;
 pub mod redirect;
 pub(crate) mod reports;
+pub(crate) mod simulations;
 mod validate;
 pub(crate) mod webhook_secrets;
 
@@ -79,6 +80,7 @@ route_table! {
         "/v1/programs/{id}" => { get: programs::get, patch: programs::update },
         "/v1/programs/{id}/versions" => { get: programs::versions },
         "/v1/programs/{id}/versions/{version}" => { get: programs::version },
+        "/v1/programs/{id}/simulate" => { post: simulations::simulate },
         "/v1/programs/{id}/conversions" => { post: conversions::receive },
         "/v1/programs/{id}/conversions/{order_id}" => { get: conversions::by_order },
         "/v1/programs/{id}/webhook-secrets" => { post: webhook_secrets::roll },

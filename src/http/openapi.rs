@@ -5,7 +5,7 @@
 use crate::http::error::ApiError;
 use crate::http::{
     agreements, balances, commissions, conversions, links, ops, partners, payouts, programs,
-    redirect, reports, webhook_secrets,
+    redirect, reports, simulations, webhook_secrets,
 };
 use std::sync::OnceLock;
 use utoipa::openapi::response::{Response, ResponseBuilder};
@@ -205,6 +205,7 @@ impl utoipa::Modify for RedirectHead {
         programs::update,
         programs::versions,
         programs::version,
+        simulations::simulate,
         conversions::receive,
         conversions::by_order,
         webhook_secrets::roll,

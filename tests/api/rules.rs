@@ -1,6 +1,6 @@
 //! Commission rules real programs use, end to end: versioned program terms,
 //! order lines and category rates, refunds of lines, subscription renewals,
-//! tiers with re-rating, milestone bonuses.
+//! tiers with re-rating, milestone bonuses, and the simulator.
 
 use crate::helpers::*;
 use chrono::{Duration, Utc};
@@ -539,5 +539,110 @@ async fn a_bonus_is_booked_once_with_its_own_ledger_kind_and_re_rating_books_one
     assert_eq!(
         balance["balances"][0]["pending_minor"],
         1_001 + 2_000 + 4_500 + 1_500 + 2_000 + 750
+    );
+}
+
+#[tokio::test]
+async fn the_simulator_answers_what_booking_then_books_and_books_nothing_itself() {
+    let app = spawn_app().await;
+    let (program, partner, agreement) = program_with(
+        &app,
+        json!({"sale": {
+            "percent_bps": 1000,
+            "tiers": {"by": "count", "steps": [{"from": 2, "percent_bps": 1200}]},
+            "categories": {"books": {"percent_bps": 400}},
+            "bonuses": [{"by": "count", "at": 2, "flat_minor": 999}]
+        }}),
+    )
+    .await;
+    let id = s(&program["id"]);
+    post(&app, &program, sale_with("P-1", 10_000, json!({}))).await;
+    app.attribute().await;
+    let order = json!({"event": "sale", "amount_minor": 12_345, "currency": "EUR",
+                       "items": [{"sku": "b", "category": "books", "amount_minor": 2_345},
+                                 {"sku": "x", "amount_minor": 10_000}]});
+    let quote = assert_status(
+        app.post(
+            &format!("/v1/programs/{id}/simulate"),
+            s(&partner["api_key"]),
+            &order,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(quote["program_version"], 1);
+    let q = &quote["quotes"][0];
+    assert_eq!(q["agreement_id"], agreement["id"]);
+    assert_eq!(q["month_to_date"]["sales"], 1);
+    // The second sale of the month: 12% of 100.00 and 4% of 23.45 (0.94), and the bonus.
+    assert_eq!(q["total_minor"], 1_200 + 94 + 999);
+    assert_eq!(q["commissions"][0]["rule"]["tier"]["step"], 1);
+    let count: i64 = sqlx::query_scalar("select count(*) from commissions")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(count, 1, "the simulator booked nothing");
+    // Booking the same order books exactly the quote.
+    let mut webhook = order.clone();
+    merge(&mut webhook, json!({"order_id": "P-2", "coupon": "AYU"}));
+    post(&app, &program, webhook).await;
+    app.attribute().await;
+    let booked = app.conversion(&program, "P-2").await;
+    let amounts = |list: &Value| -> Vec<(String, i64)> {
+        let mut v: Vec<(String, i64)> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    s(&c["kind"]).to_owned(),
+                    c["amount_minor"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(amounts(&booked["commissions"]), amounts(&q["commissions"]));
+    assert_eq!(
+        booked["commissions"][0]["rule"]["lines"],
+        q["commissions"][0]["rule"]["lines"]
+    );
+    // "What if I had 40 sales this month": the tier, no bonus (already past it).
+    let what_if = assert_status(
+        app.post(
+            &format!("/v1/programs/{id}/simulate"),
+            &app.admin_token,
+            &json!({"event": "sale", "amount_minor": 10_000, "currency": "EUR",
+                    "month_to_date": {"sales": 40, "revenue_minor": 400_000}}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(what_if["quotes"][0]["total_minor"], 1_200);
+    // Someone else's program does not exist for a partner outside it.
+    let stranger = app.create_partner("Budi").await;
+    assert_problem(
+        app.post(
+            &format!("/v1/programs/{id}/simulate"),
+            s(&stranger["api_key"]),
+            &order,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let wrong = app
+        .post(
+            &format!("/v1/programs/{id}/simulate"),
+            &app.admin_token,
+            &json!({"event": "refund", "amount_minor": 1, "currency": "USD"}),
+        )
+        .await;
+    assert_eq!(
+        invalid_fields(&assert_problem(wrong, StatusCode::UNPROCESSABLE_ENTITY).await),
+        vec!["event", "currency"]
     );
 }
