@@ -14,6 +14,7 @@ mod openapi;
 mod redirect;
 mod reports;
 mod rules;
+mod rules_month;
 mod scale_out;
 mod tenancy;
 mod tracing;
