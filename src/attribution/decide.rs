@@ -297,7 +297,13 @@ pub fn attribute(
     fraud: &FraudSettings,
     now: DateTime<Utc>,
 ) -> Decided {
-    let mut d = Decided::default();
+    // Two commissions and three roll-up rows per sale is the common case.
+    let mut d = Decided {
+        outcomes: Vec::with_capacity(rows.len()),
+        bookings: Vec::with_capacity(rows.len() * 2),
+        deltas: Vec::with_capacity(rows.len() * 3),
+        months: Vec::new(),
+    };
     let mut months = facts.months.clone();
     let mut touched = BTreeSet::new();
     for row in rows {

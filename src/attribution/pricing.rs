@@ -24,7 +24,7 @@ use crate::domain::{
     EarningEvent, EventRule, Item, MoneyError, Rule, TierBasis, apply_rate,
 };
 use chrono::{Datelike, NaiveDate};
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// An agreement's month so far: what its counted sales add up to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -86,8 +86,10 @@ pub fn price(
         .map_or(0, |t| t.index_at(position(t.by)));
     let default_rate = rule.rate_at(step);
 
-    // Group the amount by rate: each named category, and the default part.
-    let mut parts: BTreeMap<Option<&Category>, (i64, i64)> = BTreeMap::new();
+    // Group the amount by rate: the default part first, then each category
+    // the rule names, in the order the lines name them. Orders have few
+    // categories, so a list beats a map.
+    let mut parts: Vec<(Option<&Category>, i64, i64)> = Vec::with_capacity(4);
     match items {
         Some(items) if !items.is_empty() => {
             for item in items {
@@ -95,25 +97,34 @@ pub fn price(
                     .category
                     .as_ref()
                     .filter(|c| rule.categories.contains_key(*c));
-                let part = parts.entry(key).or_default();
-                part.0 = part
-                    .0
-                    .checked_add(item.amount_minor)
-                    .ok_or(MoneyError::Overflow)?;
+                let at = match parts.iter().position(|p| p.0 == key) {
+                    Some(at) => at,
+                    None => {
+                        parts.push((key, 0, 0));
+                        parts.len() - 1
+                    }
+                };
+                let part = &mut parts[at];
                 part.1 = part
                     .1
+                    .checked_add(item.amount_minor)
+                    .ok_or(MoneyError::Overflow)?;
+                part.2 = part
+                    .2
                     .checked_add(item.quantity)
                     .ok_or(MoneyError::Overflow)?;
             }
+            // The default part first, then categories by name: one order
+            // records its lines the same way whatever order they came in.
+            parts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         }
-        _ => {
-            parts.insert(None, (amount_minor, 1));
-        }
+        _ => parts.push((None, amount_minor, 1)),
     }
-    let mut lines = Vec::with_capacity(parts.len());
+    let record = items.is_some() || !rule.categories.is_empty();
+    let mut lines = Vec::with_capacity(if record { parts.len() } else { 0 });
     let mut total: i64 = 0;
     let mut default_part: Option<(i64, i64)> = None;
-    for (category, (amount, quantity)) in parts {
+    for (category, amount, quantity) in parts {
         let rate = category.map_or(default_rate, |c| rule.categories[c]);
         let commission = match (category, rate) {
             (_, Rule::PercentBps(bps)) => apply_rate(amount, bps)?,
@@ -126,13 +137,15 @@ pub fn price(
             default_part = Some((amount, commission));
         }
         total = total.checked_add(commission).ok_or(MoneyError::Overflow)?;
-        lines.push(AppliedLine {
-            category: category.cloned(),
-            amount_minor: amount,
-            quantity,
-            rate,
-            commission_minor: commission,
-        });
+        if record {
+            lines.push(AppliedLine {
+                category: category.cloned(),
+                amount_minor: amount,
+                quantity,
+                rate,
+                commission_minor: commission,
+            });
+        }
     }
     let applied = AppliedRule {
         event,
@@ -146,12 +159,8 @@ pub fn price(
             month_revenue_minor: revenue,
             rerate: t.rerate,
         }),
-        lines: if items.is_some() || !rule.categories.is_empty() {
-            lines
-        } else {
-            Vec::new()
-        },
-        renewal,
+        lines: lines.into(),
+        renewal: renewal.map(Box::new),
         bonus: None,
         rerated: None,
     };
@@ -182,15 +191,15 @@ pub fn price(
         if adjustment > 0 {
             rated_minor = rerated;
             let record = AppliedRule {
-                rerated: Some(AppliedRerate {
+                rerated: Some(Box::new(AppliedRerate {
                     month: month_start,
                     step: step as u32,
                     sales: before.rated_sales,
                     base_minor: before.rated_base_minor,
                     booked_minor: before.rated_minor,
                     rerated_minor: rerated,
-                }),
-                lines: Vec::new(),
+                })),
+                lines: Arc::from([]),
                 renewal: None,
                 ..applied.clone()
             };
@@ -212,15 +221,15 @@ pub fn price(
             let record = AppliedRule {
                 rule: Rule::FlatMinor(b.flat_minor),
                 tier: None,
-                lines: Vec::new(),
+                lines: Arc::from([]),
                 renewal: None,
-                bonus: Some(AppliedBonus {
+                bonus: Some(Box::new(AppliedBonus {
                     by: b.by,
                     at: b.at,
                     month: month_start,
                     month_sales: sales,
                     month_revenue_minor: revenue,
-                }),
+                })),
                 rerated: None,
                 event,
             };

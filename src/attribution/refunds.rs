@@ -159,7 +159,7 @@ async fn load(tx: &mut PgConnection, refunds: &[Claimed]) -> Result<Loaded, sqlx
     {
         lines
             .entry(c.conversion_id)
-            .or_insert_with(|| c.rule.0.lines.clone());
+            .or_insert_with(|| c.rule.0.lines.to_vec());
         commissions.entry(c.conversion_id).or_default().push(Held {
             id: c.id,
             program_id: c.program_id,

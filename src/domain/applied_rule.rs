@@ -9,6 +9,7 @@ use super::text_enum::text_enum;
 use super::{Category, ConversionId, EarningEvent, Rule, TierBasis};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 text_enum! {
     /// Whose rule produced a commission.
@@ -20,7 +21,9 @@ text_enum! {
     }
 }
 
-/// The rule a commission was computed under, with its inputs.
+/// The rule a commission was computed under, with its inputs. The parts
+/// only some commissions have are boxed, and the lines shared, so that the
+/// commissions of one order (one per partner) stay cheap to make.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AppliedRule {
     pub event: EarningEvent,
@@ -33,17 +36,21 @@ pub struct AppliedRule {
     /// The order's amount by rate: one line per category with its own rate
     /// and one (without `category`) for the rest, when the order had lines or
     /// the rule has categories. Their commissions sum to the total.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub lines: Vec<AppliedLine>,
+    #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
+    #[schema(value_type = Vec<AppliedLine>)]
+    pub lines: Arc<[AppliedLine]>,
     /// A subscription renewal, attributed through its first payment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub renewal: Option<AppliedRenewal>,
+    #[schema(value_type = Option<AppliedRenewal>)]
+    pub renewal: Option<Box<AppliedRenewal>>,
     /// A milestone bonus (a `bonus` commission).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bonus: Option<AppliedBonus>,
+    #[schema(value_type = Option<AppliedBonus>)]
+    pub bonus: Option<Box<AppliedBonus>>,
     /// The month's earlier sales raised to a new tier (a `tier_adjustment` commission).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rerated: Option<AppliedRerate>,
+    #[schema(value_type = Option<AppliedRerate>)]
+    pub rerated: Option<Box<AppliedRerate>>,
 }
 
 impl AppliedRule {
@@ -53,7 +60,7 @@ impl AppliedRule {
             event,
             rule,
             tier: None,
-            lines: Vec::new(),
+            lines: Arc::from([]),
             renewal: None,
             bonus: None,
             rerated: None,

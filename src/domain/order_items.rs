@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// Most lines one order may carry.
 pub const MAX_ITEMS: usize = 100;
@@ -12,10 +13,11 @@ pub const MAX_SKU_LEN: usize = 128;
 pub const MAX_QUANTITY: i64 = 1_000_000;
 
 /// A product category: 1 to 64 characters, trimmed and lower-cased, so a
-/// shop's `Shoes` and a rule's `shoes` are the same category.
+/// shop's `Shoes` and a rule's `shoes` are the same category. Shared, not
+/// copied: every commission of an order records its lines' categories.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
-pub struct Category(String);
+pub struct Category(Arc<str>);
 
 impl Category {
     pub fn parse(raw: &str) -> Result<Self, String> {
@@ -25,7 +27,7 @@ impl Category {
                 "a category is 1 to {MAX_CATEGORY_LEN} characters without control characters"
             ));
         }
-        Ok(Self(s.to_lowercase()))
+        Ok(Self(s.to_lowercase().into()))
     }
 
     pub fn as_str(&self) -> &str {
