@@ -71,11 +71,14 @@ pub async fn facts(
         .filter_map(|r| Some((r, decide::candidate(r, &facts).ok()?)))
         .collect();
     facts.terms = terms(tx, &candidates).await?;
-    let wanted = months_wanted(&candidates, &facts);
-    facts.months = lock_months(tx, &wanted).await?;
     let for_signals: Vec<(&Claimed, Option<&str>)> =
         candidates.iter().map(|(r, c)| (*r, c.click_id)).collect();
     facts.signals = Signals::load(tx, &for_signals, averages).await?;
+    // Last: two workers pricing sales of one agreement-month wait for each
+    // other from here to their commit (a sale's tier is its rank in the
+    // month), so nothing that does not need the month is done while it is held.
+    let wanted = months_wanted(&candidates, &facts);
+    facts.months = lock_months(tx, &wanted).await?;
     Ok(facts)
 }
 
