@@ -13,8 +13,8 @@ use mitra::attribution::decide::{self, Claimed, Facts, ProgramTerms, Terms};
 use mitra::attribution::pricing::{self, MonthState};
 use mitra::config::FraudSettings;
 use mitra::domain::{
-    AgreementId, Category, CommissionRules, ConversionId, Currency, Event, Item, PartnerId,
-    ProgramId,
+    AgreementId, Category, CommissionRules, ConversionId, Currency, EnrollmentStatus, Event, Item,
+    PartnerId, ProgramId,
 };
 use serde_json::{Value, json};
 use std::hint::black_box;
@@ -83,6 +83,11 @@ fn batch(rules: Value, lines: bool) -> (Vec<Claimed>, Facts) {
     };
     for r in &rows {
         facts.terms.insert(r.id, terms.clone());
+    }
+    for (partner, _) in &terms.shares {
+        facts
+            .members
+            .insert((PROGRAM, *partner), (EnrollmentStatus::Active, None));
     }
     facts.months.insert(
         (AGREEMENT, pricing::month_of(t0().date_naive())),

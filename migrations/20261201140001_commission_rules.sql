@@ -30,12 +30,14 @@ alter table conversions
     add column items jsonb,
     -- Sales: a subscription's payments share it; the first one is attributed
     -- as any sale, the renewals through it.
-    add column subscription_id text,
+    -- (`if not exists`: main's 20261201150001 adds the same column for the
+    -- platforms, and a database may have either first.)
+    add column if not exists subscription_id text,
     -- Sales: what refunds naming a line took back, by sku.
     add column refunded_items jsonb not null default '{}',
     -- The program terms version in force when it happened.
     add column program_version integer;
-create index conversions_subscription on conversions (program_id, subscription_id, id)
+create index if not exists conversions_subscription on conversions (program_id, subscription_id, id)
     where subscription_id is not null and event = 'sale';
 alter table conversions
     drop constraint conversions_attributed_via_check,

@@ -24,8 +24,9 @@ use crate::config::FraudSettings;
 use crate::domain::click_id::ClickId;
 use crate::domain::{
     AgreementId, AppliedRenewal, AppliedRule, AttributionSource, CommissionKind, CommissionRules,
-    ConversionId, ConversionReason, ConversionStatus, Currency, EarningEvent, Event, FraudSignal,
-    Item, LinkId, PartnerId, ProgramId, Rule, RuleSource, allocate, apply_rate,
+    ConversionId, ConversionReason, ConversionStatus, Currency, EarningEvent, EnrollmentStatus,
+    Event, FraudSignal, Item, LinkId, PartnerId, ProgramId, Rule, RuleSource, allocate, apply_rate,
+    earns_at,
 };
 use crate::rollups::conversions::Delta;
 use chrono::{DateTime, Duration, Months, NaiveDate, Utc};
@@ -135,6 +136,9 @@ pub struct Origin {
     pub occurred_at: DateTime<Utc>,
 }
 
+/// A partner's membership of a program: its status, and when it ended.
+pub type Membership = (EnrollmentStatus, Option<DateTime<Utc>>);
+
 /// Everything the database knows that bears on a batch.
 #[derive(Default)]
 pub struct Facts {
@@ -148,6 +152,8 @@ pub struct Facts {
     pub links: HashMap<LinkId, (ProgramId, AgreementId)>,
     /// The terms of each candidate's agreement in force at its conversion.
     pub terms: HashMap<ConversionId, Terms>,
+    /// (program, partner) -> the membership's status and when it ended.
+    pub members: HashMap<(ProgramId, PartnerId), Membership>,
     pub signals: Signals,
     /// (program, subscription id) -> the subscription's first payment.
     pub subscriptions: HashMap<(ProgramId, String), Origin>,
@@ -415,6 +421,21 @@ fn decide_one(
             return None;
         }
     };
+    // A partner earns only while it is a member of the program (or on what
+    // happened before its membership ended); its share is not passed on.
+    let Some(earned) = members_only(
+        earned,
+        row.program_id,
+        terms,
+        &facts.members,
+        row.occurred_at,
+    ) else {
+        outcome.status = S::Unattributed;
+        outcome.reason = Some(R::PartnerInactive);
+        outcome.fraud.clear();
+        d.outcomes.push(outcome);
+        return None;
+    };
     let all: i64 = earned.bookings.iter().map(|b| b.amount_minor).sum();
     d.deltas.push(day_delta(None, all, true));
     for b in &earned.bookings {
@@ -425,6 +446,30 @@ fn decide_one(
     d.bookings.extend(earned.bookings);
     d.outcomes.push(outcome);
     earned.month.map(|m| (month_key, m))
+}
+
+/// `earned` with only the commissions of partners who are members of the
+/// program at `at` (active, or whose membership ended after it): a
+/// partner who left earns nothing new, and its share is not passed on.
+/// `None` when no partner of the agreement earns. Booking and the
+/// simulator both filter through it.
+pub fn members_only(
+    mut earned: Earned,
+    program: ProgramId,
+    terms: &Terms,
+    members: &HashMap<(ProgramId, PartnerId), Membership>,
+    at: DateTime<Utc>,
+) -> Option<Earned> {
+    let member = |partner: PartnerId| {
+        members
+            .get(&(program, partner))
+            .is_some_and(|(status, ended)| earns_at(*status, *ended, at))
+    };
+    if !terms.shares.iter().any(|(p, _)| member(*p)) {
+        return None;
+    }
+    earned.bookings.retain(|b| member(b.partner_id));
+    Some(earned)
 }
 
 /// An order as pricing sees it.
@@ -665,6 +710,12 @@ mod tests {
             }],
         );
         f.coupons.insert((PROGRAM, "AYU10".into()), AGREEMENT);
+        for p in [11, 12] {
+            f.members.insert(
+                (PROGRAM, PartnerId::from_db(p)),
+                (EnrollmentStatus::Active, None),
+            );
+        }
         f.links.insert(LINK, (PROGRAM, AGREEMENT));
         for r in rows {
             if let Some(c) = r
@@ -1013,5 +1064,50 @@ mod tests {
             .collect();
         assert_eq!(bonus_deltas.len(), 2);
         assert!(bonus_deltas.iter().all(|x| x.revenue_minor == 0));
+    }
+
+    #[test]
+    fn a_partner_who_left_earns_only_on_what_happened_before() {
+        let c = click(10);
+        let rows = [row(1, Event::Sale, 10_000, Some(&c), None)];
+        let mut f = facts(&rows);
+        // Partner 12 was deactivated a minute before the sale; 11 is active.
+        f.members.insert(
+            (PROGRAM, PartnerId::from_db(12)),
+            (
+                EnrollmentStatus::Deactivated,
+                Some(t0() - Duration::minutes(1)),
+            ),
+        );
+        let d = attribute(&rows, &f, &FraudSettings::default(), t0());
+        let booked: Vec<(PartnerId, i64)> = d
+            .bookings
+            .iter()
+            .map(|b| (b.partner_id, b.amount_minor))
+            .collect();
+        assert_eq!(
+            booked,
+            vec![(PartnerId::from_db(11), 500)],
+            "12's half is not passed on"
+        );
+        assert_eq!(d.deltas[0].commission_minor, 500);
+        // Ended after the sale: it still earns its half.
+        f.members.insert(
+            (PROGRAM, PartnerId::from_db(12)),
+            (EnrollmentStatus::Banned, Some(t0() + Duration::minutes(1))),
+        );
+        let d = attribute(&rows, &f, &FraudSettings::default(), t0());
+        assert_eq!(d.bookings.len(), 2);
+        // Nobody left: not attributed.
+        f.members.clear();
+        let d = attribute(&rows, &f, &FraudSettings::default(), t0());
+        assert_eq!(
+            (d.outcomes[0].status, d.outcomes[0].reason),
+            (
+                ConversionStatus::Unattributed,
+                Some(ConversionReason::PartnerInactive)
+            )
+        );
+        assert!(d.bookings.is_empty() && d.deltas.is_empty());
     }
 }

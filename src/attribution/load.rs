@@ -6,8 +6,8 @@ use super::fraud::{SaleAverages, Signals};
 use super::pricing::{self, MonthState};
 use crate::domain::click_id::{self, ClickId};
 use crate::domain::{
-    AgreementId, CommissionRules, ConversionId, ConversionStatus, Currency, EarningEvent, Event,
-    Item, KeyRing, LinkId, PartnerId, ProgramId,
+    AgreementId, CommissionRules, ConversionId, ConversionStatus, Currency, EarningEvent,
+    EnrollmentStatus, Event, Item, KeyRing, LinkId, PartnerId, ProgramId,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
@@ -71,6 +71,7 @@ pub async fn facts(
         .filter_map(|r| Some((r, decide::candidate(r, &facts).ok()?)))
         .collect();
     facts.terms = terms(tx, &candidates).await?;
+    facts.members = members(tx, rows, &facts.terms).await?;
     let for_signals: Vec<(&Claimed, Option<&str>)> =
         candidates.iter().map(|(r, c)| (*r, c.click_id)).collect();
     facts.signals = Signals::load(tx, &for_signals, averages).await?;
@@ -418,6 +419,47 @@ async fn links(
         .into_iter()
         .map(|r| (r.id, (r.program_id, r.agreement_id)))
         .collect())
+}
+
+/// The memberships of every partner the batch's terms name.
+async fn members(
+    tx: &mut PgConnection,
+    rows: &[Claimed],
+    terms: &HashMap<ConversionId, Terms>,
+) -> Result<HashMap<(ProgramId, PartnerId), decide::Membership>, sqlx::Error> {
+    let mut pairs: Vec<(i64, i64)> = rows
+        .iter()
+        .filter_map(|r| Some((r, terms.get(&r.id)?)))
+        .flat_map(|(r, t)| t.shares.iter().map(|(p, _)| (r.program_id.get(), p.get())))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    members_of(tx, pairs).await
+}
+
+/// The memberships of these (program, partner) pairs, where there are any.
+pub(crate) async fn members_of(
+    tx: &mut PgConnection,
+    pairs: Vec<(i64, i64)>,
+) -> Result<HashMap<(ProgramId, PartnerId), decide::Membership>, sqlx::Error> {
+    if pairs.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (programs, partners): (Vec<i64>, Vec<i64>) = pairs.into_iter().unzip();
+    Ok(sqlx::query!(
+        r#"select e.program_id as "program_id: ProgramId", e.partner_id as "partner_id!: PartnerId",
+                  e.status as "status: EnrollmentStatus", e.ended_at
+           from enrollments e
+           join unnest($1::bigint[], $2::bigint[]) as q(program_id, partner_id)
+             on e.program_id = q.program_id and e.partner_id = q.partner_id"#,
+        &programs,
+        &partners
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|r| ((r.program_id, r.partner_id), (r.status, r.ended_at)))
+    .collect())
 }
 
 /// The terms in force when each conversion happened: the latest version

@@ -6,7 +6,7 @@
 //! the function booking prices through; so a quote is what booking the
 //! same order in the same month would book.
 
-use super::decide::{self, Held, Order, ProgramTerms, Renewal, Terms};
+use super::decide::{self, Held, Membership, Order, ProgramTerms, Renewal, Terms};
 use super::load;
 use super::pricing::{self, MonthState};
 use crate::domain::{
@@ -16,6 +16,7 @@ use crate::domain::{
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
+use std::collections::HashMap;
 
 /// Most agreements one simulation quotes.
 pub const MAX_QUOTES: i64 = 100;
@@ -73,7 +74,8 @@ pub struct Quote {
     /// Whose rule prices it, when one does.
     pub rule_source: Option<RuleSource>,
     /// Why it would earn nothing: `no_rule`, `agreement_inactive`,
-    /// `renewal_not_paid`, `amount_overflow`.
+    /// `renewal_not_paid`, `amount_overflow`, `partner_inactive` (no partner
+    /// of the agreement is a member of the program).
     pub reason: Option<ConversionReason>,
     /// The agreement's month before this order, when its rule counts one
     /// (tiers or bonuses).
@@ -185,6 +187,14 @@ pub async fn simulate(
         })
         .map(|(a, _)| (req.program, *a, month))
         .collect();
+    let mut pairs: Vec<(i64, i64)> = terms
+        .iter()
+        .flatten()
+        .flat_map(|t| t.shares.iter().map(|(p, _)| (req.program.get(), p.get())))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let members = load::members_of(&mut conn, pairs).await?;
     let months = match req.month_to_date {
         Some(_) => Default::default(),
         None => load::read_months(&mut conn, &counted).await?,
@@ -216,7 +226,14 @@ pub async fn simulate(
                 .copied()
                 .unwrap_or_default(),
         };
-        quotes.push(quote(&order(*agreement), terms, &program, state, now));
+        quotes.push(quote(
+            &order(*agreement),
+            terms,
+            &program,
+            state,
+            &members,
+            now,
+        ));
     }
     Ok(Simulation {
         program_id: req.program,
@@ -273,6 +290,7 @@ pub fn quote(
     terms: &Terms,
     program: &ProgramTerms,
     month: MonthState,
+    members: &HashMap<(ProgramId, PartnerId), Membership>,
     now: DateTime<Utc>,
 ) -> Quote {
     let mut q = Quote {
@@ -297,7 +315,11 @@ pub fn quote(
         review: Vec::new(),
         approve_after: now + Duration::days(i64::from(program.hold_days)),
     };
-    match decide::earn(order, terms, program, month, &held) {
+    let earned = decide::earn(order, terms, program, month, &held).and_then(|earned| {
+        decide::members_only(earned, order.program_id, terms, members, order.occurred_at)
+            .ok_or(ConversionReason::PartnerInactive)
+    });
+    match earned {
         Err(reason) => q.reason = Some(reason),
         Ok(earned) => {
             q.rule_source = Some(earned.source);
@@ -450,6 +472,20 @@ mod tests {
         })
     }
 
+    /// Every partner of `terms` an active member of the program.
+    fn members(terms: &Terms) -> HashMap<(ProgramId, PartnerId), Membership> {
+        terms
+            .shares
+            .iter()
+            .map(|(p, _)| {
+                (
+                    (PROGRAM, *p),
+                    (crate::domain::EnrollmentStatus::Active, None),
+                )
+            })
+            .collect()
+    }
+
     proptest! {
         #[test]
         fn what_booking_books_is_what_the_simulator_answers(
@@ -492,6 +528,7 @@ mod tests {
             facts.programs.insert(PROGRAM, vec![program.clone()]);
             facts.coupons.insert((PROGRAM, "AYU10".into()), AGREEMENT);
             facts.terms.insert(row.id, terms.clone());
+            facts.members = members(&terms);
             let month_start = pricing::month_of(t0().date_naive());
             facts.months.insert((AGREEMENT, month_start), month);
             let decided = attribute(std::slice::from_ref(&row), &facts, &FraudSettings::default(), t0());
@@ -507,7 +544,7 @@ mod tests {
                 occurred_at: t0(),
                 renewal: None,
             };
-            let q = quote(&order, &terms, &program, month, t0());
+            let q = quote(&order, &terms, &program, month, &facts.members, t0());
             let booked: i64 = decided.bookings.iter().map(|b| b.amount_minor).sum();
             prop_assert_eq!(booked, q.total_minor);
             let booked: Vec<(PartnerId, CommissionKind, i64, &AppliedRule)> = decided
@@ -580,7 +617,14 @@ mod tests {
             occurred_at: t0(),
             renewal: None,
         };
-        let q = quote(&order, &terms, &program, MonthState::default(), t0());
+        let q = quote(
+            &order,
+            &terms,
+            &program,
+            MonthState::default(),
+            &members(&terms),
+            t0(),
+        );
         assert_eq!(
             (q.reason, q.total_minor),
             (Some(ConversionReason::NoRule), 0)
@@ -589,7 +633,14 @@ mod tests {
             occurred_at: t0() + Duration::days(2),
             ..order
         };
-        let q = quote(&later, &terms, &program, MonthState::default(), t0());
+        let q = quote(
+            &later,
+            &terms,
+            &program,
+            MonthState::default(),
+            &members(&terms),
+            t0(),
+        );
         assert_eq!(q.reason, Some(ConversionReason::AgreementInactive));
     }
 }

@@ -21,6 +21,9 @@ use sqlx::types::Json;
 pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000;
 pub const MAX_ID_LEN: usize = 128;
 
+/// Longest click id, coupon or subscription id stored.
+pub const MAX_CODE_LEN: usize = 64;
+
 /// A shop's reference (order id, event id): 1 to 128 characters, no control
 /// characters.
 pub fn check_reference(s: &str) -> Result<&str, String> {
@@ -30,6 +33,40 @@ pub fn check_reference(s: &str) -> Result<&str, String> {
         ))
     } else {
         Ok(s)
+    }
+}
+
+/// A click id, coupon or subscription id as a shop sends it: 1 to 64
+/// characters, no control characters.
+pub fn check_code(s: &str) -> Result<&str, String> {
+    if s.is_empty() || s.len() > MAX_CODE_LEN || s.chars().any(char::is_control) {
+        Err(format!("must be 1 to {MAX_CODE_LEN} characters"))
+    } else {
+        Ok(s)
+    }
+}
+
+/// An amount for `event` (unknown: `None`): 0 to `MAX_AMOUNT_MINOR`, and a
+/// refund must refund something.
+pub fn check_amount(event: Option<Event>, amount_minor: i64) -> Result<i64, String> {
+    if !(0..=MAX_AMOUNT_MINOR).contains(&amount_minor) {
+        Err(format!("must be from 0 to {MAX_AMOUNT_MINOR} minor units"))
+    } else if event == Some(Event::Refund) && amount_minor == 0 {
+        Err("a refund must refund something".into())
+    } else {
+        Ok(amount_minor)
+    }
+}
+
+/// When a conversion happened, seen at `now`: not in the future (five
+/// minutes of clock skew allowed), not more than 400 days ago.
+pub fn check_occurred_at(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    if at > now + chrono::Duration::minutes(5) {
+        Err("is in the future".into())
+    } else if at < now - chrono::Duration::days(400) {
+        Err("is more than 400 days ago".into())
+    } else {
+        Ok(at)
     }
 }
 
@@ -44,6 +81,8 @@ pub struct NewConversion {
     pub currency: Currency,
     pub click_id: Option<String>,
     pub coupon: Option<String>,
+    /// The payment platform's subscription a recurring payment belongs to.
+    pub subscription_id: Option<String>,
     /// `None`: when it was received.
     pub occurred_at: Option<DateTime<Utc>>,
     /// The webhook's request id, kept for tracing.
@@ -51,11 +90,42 @@ pub struct NewConversion {
     /// The order's lines (a sale), or the lines refunded (a refund); they
     /// sum to `amount_minor`.
     pub items: Option<Vec<Item>>,
-    /// Sales: the subscription this payment belongs to.
-    pub subscription_id: Option<String>,
 }
 
 impl NewConversion {
+    /// Every rule above its types that a stored conversion satisfies, as
+    /// (field, message); empty when it may be stored. Each webhook's parser
+    /// applies the same rules, field by field, through the `check_` functions.
+    pub fn problems(&self, now: DateTime<Utc>) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let mut note = |field, result: Result<(), String>| {
+            if let Err(e) = result {
+                out.push((field, e));
+            }
+        };
+        note("order_id", check_reference(&self.order_id).map(drop));
+        if let Some(id) = &self.event_id {
+            note("event_id", check_reference(id).map(drop));
+        }
+        note(
+            "amount_minor",
+            check_amount(Some(self.event), self.amount_minor).map(drop),
+        );
+        for (field, value) in [
+            ("click_id", &self.click_id),
+            ("coupon", &self.coupon),
+            ("subscription_id", &self.subscription_id),
+        ] {
+            if let Some(v) = value {
+                note(field, check_code(v).map(drop));
+            }
+        }
+        if let Some(at) = self.occurred_at {
+            note("occurred_at", check_occurred_at(at, now).map(drop));
+        }
+        out
+    }
+
     /// `event_id` when the shop sends one, else the order id and event.
     pub fn idempotency_key(&self) -> String {
         match &self.event_id {
@@ -260,6 +330,8 @@ pub struct ConversionView {
     pub attributed_via: Option<AttributionSource>,
     pub click_id: Option<String>,
     pub coupon: Option<String>,
+    /// The payment platform's subscription, for recurring payments.
+    pub subscription_id: Option<String>,
     pub link_id: Option<LinkId>,
     pub agreement_id: Option<AgreementId>,
     pub agreement_version: Option<i32>,
@@ -268,8 +340,6 @@ pub struct ConversionView {
     /// The order's lines (a sale), or the lines refunded (a refund).
     #[schema(value_type = Option<Vec<Item>>)]
     pub items: Option<Json<Vec<Item>>>,
-    /// A sale's subscription.
-    pub subscription_id: Option<String>,
     pub refunded_minor: i64,
     pub occurred_at: DateTime<Utc>,
     pub received_at: DateTime<Utc>,
@@ -356,12 +426,12 @@ pub async fn by_order(
             attributed_via: r.attributed_via,
             click_id: r.click_id,
             coupon: r.coupon,
+            subscription_id: r.subscription_id,
             link_id: r.link_id,
             agreement_id: r.agreement_id,
             agreement_version: r.agreement_version,
             program_version: r.program_version,
             items: r.items,
-            subscription_id: r.subscription_id,
             refunded_minor: r.refunded_minor,
             occurred_at: r.occurred_at,
             received_at: r.received_at,

@@ -10,10 +10,12 @@ mod contact;
 mod conversion_states;
 mod coupon;
 mod currency;
+mod enrollment;
 mod ids;
 pub mod link_code;
 mod money;
 mod order_items;
+mod platform;
 mod secrets;
 mod shares;
 pub mod signing;
@@ -35,13 +37,18 @@ pub use conversion_states::{
     AttributionSource, ConversionReason, ConversionStatus, Event, FraudSignal,
 };
 pub use coupon::{CouponCode, CouponError};
-pub use currency::{Currency, CurrencyError};
+pub use currency::{AmountError, Currency, CurrencyError};
+pub use enrollment::{
+    EnrollmentAction, EnrollmentReason, EnrollmentStatus, Standing, TransitionError, earns_at,
+    reapply_after, transition,
+};
 pub use ids::{
-    AgreementId, CommissionId, ConversionId, IdError, LedgerEntryId, LinkId, PartnerId, PayoutId,
-    ProgramId, parse_cursor,
+    AgreementId, CommissionId, ConversionId, EnrollmentId, IdError, LedgerEntryId, LinkId,
+    PartnerId, PayoutId, ProgramId, parse_cursor,
 };
 pub use money::{Money, MoneyError, allocate, allocate_weighted, apply_rate, mul_div_round};
 pub use order_items::{Category, Item, ItemsError, MAX_ITEMS, check_items};
+pub use platform::Platform;
 pub use secrets::{KeyOwner, NewApiKey, hash_api_key, new_webhook_secret, random_token};
 pub use shares::{MAX_PARTNERS, Share, Shares, SharesError};
 pub use signing::{KeyRing, SigningKey};

@@ -8,6 +8,7 @@ use crate::commissions::queries::{self, Commission, Filter};
 use crate::domain::PartnerId;
 use crate::domain::{CommissionId, CommissionStatus, ProgramId};
 use crate::http::auth::Principal;
+use crate::http::body::Body;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use actix_web::{HttpResponse, web};
@@ -43,8 +44,9 @@ fn actor(who: Principal) -> String {
     }
 }
 
-fn reason(body: &Option<web::Json<Decision>>) -> Result<Option<String>, ApiError> {
-    match body
+fn reason(body: &Body) -> Result<Option<String>, ApiError> {
+    let decision = body.optional_json::<Decision>()?;
+    match decision
         .as_ref()
         .and_then(|b| b.reason.as_deref())
         .map(str::trim)
@@ -97,6 +99,7 @@ async fn locked(
         (status = 401, response = crate::http::openapi::Unauthorized),
         (status = 404, response = crate::http::openapi::NotFound),
         (status = 409, response = crate::http::openapi::Conflict),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
         (status = 422, response = crate::http::openapi::ValidationFailed),
         (status = 503, response = crate::http::openapi::Unavailable),
         (status = 500, response = crate::http::openapi::Internal),
@@ -107,13 +110,12 @@ pub async fn approve(
     state: web::Data<AppState>,
     who: Principal,
     path: web::Path<String>,
-    body: Option<web::Json<Decision>>,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let id = super::path_id::<CommissionId>(&path, "commission")?;
-    let reason = reason(&body)?;
     let mut tx = state.db.begin().await?;
     let held = locked(&mut tx, who, id).await?;
-    let reason = reason.unwrap_or_else(|| "approved early".into());
+    let reason = reason(&body)?.unwrap_or_else(|| "approved early".into());
     decisions::approve(
         &mut tx,
         std::slice::from_ref(&held),
@@ -157,6 +159,7 @@ pub async fn approve(
         (status = 401, response = crate::http::openapi::Unauthorized),
         (status = 404, response = crate::http::openapi::NotFound),
         (status = 409, response = crate::http::openapi::Conflict),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
         (status = 422, response = crate::http::openapi::ValidationFailed),
         (status = 503, response = crate::http::openapi::Unavailable),
         (status = 500, response = crate::http::openapi::Internal),
@@ -167,13 +170,13 @@ pub async fn reject(
     state: web::Data<AppState>,
     who: Principal,
     path: web::Path<String>,
-    body: Option<web::Json<Decision>>,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let id = super::path_id::<CommissionId>(&path, "commission")?;
-    let reason =
-        reason(&body)?.ok_or_else(|| ApiError::invalid("reason", "a rejection needs a reason"))?;
     let mut tx = state.db.begin().await?;
     let held = locked(&mut tx, who, id).await?;
+    let reason =
+        reason(&body)?.ok_or_else(|| ApiError::invalid("reason", "a rejection needs a reason"))?;
     decisions::reject(&mut tx, &held, &actor(who), &reason).await?;
     tx.commit().await?;
     let label = held.program_id.to_string();
@@ -260,4 +263,27 @@ pub async fn list(
     };
     let rows = queries::commissions(&state.db, partner, &filter, page.after, page.fetch()).await?;
     Ok(HttpResponse::Ok().json(List::from_rows(rows, page, |c| c.id.get())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any commissions query: refused or read, never a panic.
+        #[test]
+        fn an_arbitrary_commissions_query_never_panics(
+            raw in "\\PC{0,120}",
+            status in "pending|approved|paid|reversed|\\PC{0,10}",
+            cursor in "[0-9A-Za-z]{0,14}",
+            limit in "-?[0-9]{0,20}",
+        ) {
+            let _ = web::Query::<CommissionsQuery>::from_query(&raw);
+            let shaped = format!("status={status}&cursor={cursor}&limit={limit}&from=2026-01-01T00:00:00Z");
+            if let Ok(q) = web::Query::<CommissionsQuery>::from_query(&shaped) {
+                let _ = Page::parse(q.limit, q.cursor.as_deref());
+            }
+        }
+    }
 }

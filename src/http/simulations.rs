@@ -1,7 +1,9 @@
 //! POST /v1/programs/{id}/simulate: what an order would earn, and why,
 //! booking nothing.
 
+use super::body::Body;
 use super::conversions::{ItemBody, items};
+use super::programs::Readers;
 use super::validate::Checker;
 use crate::attribution::simulate::{self, Request, SimulateError, Simulation};
 use crate::conversions::MAX_AMOUNT_MINOR;
@@ -137,8 +139,10 @@ impl SimulateBody {
 /// commission it would book (the order's, bonuses it would reach, a tier
 /// re-rating), each with the rule, tier, category lines and versions behind
 /// it, or why it would earn nothing. Books nothing. A partner key sees its
-/// own agreements; the admin and the program key see every agreement (at
-/// most 100; name `agreement_id` for one).
+/// own agreements, while it is an active member of the program; the admin
+/// and the program key see every agreement (at most 100; name
+/// `agreement_id` for one). Partners who are not members earn nothing, as
+/// in booking.
 #[utoipa::path(
     post,
     path = "/v1/programs/{id}/simulate",
@@ -151,6 +155,7 @@ impl SimulateBody {
         (status = 400, response = crate::http::openapi::BadRequest),
         (status = 401, response = crate::http::openapi::Unauthorized),
         (status = 404, response = crate::http::openapi::NotFound),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
         (status = 409, response = crate::http::openapi::Conflict),
         (status = 413, response = crate::http::openapi::PayloadTooLarge),
         (status = 415, response = crate::http::openapi::UnsupportedMediaType),
@@ -164,11 +169,12 @@ pub async fn simulate(
     state: web::Data<AppState>,
     who: Principal,
     path: web::Path<String>,
-    body: web::Json<SimulateBody>,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let program = super::programs::readable(&state, who, &path).await?;
+    let program = super::programs::readable(&state, who, &path, Readers::Members).await?;
+    let body: SimulateBody = body.json()?;
     let now = Utc::now();
-    let mut request = body.into_inner().parse(program.id, program.currency, now)?;
+    let mut request = body.parse(program.id, program.currency, now)?;
     request.partner = who.partner();
     let simulation = simulate::simulate(&state.db, &request, now)
         .await
