@@ -44,7 +44,7 @@ pub use enrollment::{
 };
 pub use ids::{
     AgreementId, CommissionId, ConversionId, EnrollmentId, IdError, LedgerEntryId, LinkId,
-    PartnerId, PayoutId, ProgramId, parse_cursor,
+    PartnerId, PayoutId, ProgramId, UserId, parse_cursor,
 };
 pub use money::{Money, MoneyError, allocate, allocate_weighted, apply_rate, mul_div_round};
 pub use order_items::{Category, Item, ItemsError, MAX_ITEMS, check_items};

@@ -14,6 +14,7 @@ mod health;
 mod integrations;
 mod lifecycle;
 mod openapi;
+mod portal;
 mod redirect;
 mod reports;
 mod rules;
