@@ -6,7 +6,9 @@ use crate::conversions::{
     self, ConversionView, Event, NewConversion, StoreError, Stored, check_amount, check_code,
     check_occurred_at, check_reference,
 };
-use crate::domain::{ConversionId, ConversionStatus, Currency, ProgramId};
+use crate::domain::{
+    Category, ConversionId, ConversionStatus, Currency, Item, ProgramId, check_items,
+};
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -53,6 +55,31 @@ struct ConversionBody {
     #[serde(default)]
     #[schema(schema_with = event_id_schema)]
     event_id: Option<String>,
+    /// A sale's lines (at most 100, each `sku` once), summing to
+    /// `amount_minor`: rules may pay per category. A refund's lines name the
+    /// sale's lines given back (by `sku`), summing to the refund's amount.
+    /// Without lines, the whole amount earns the default rate.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::domain::Item>>, max_items = 100)]
+    items: Option<Vec<ItemBody>>,
+    /// Sales only: the subscription this payment belongs to, 1 to 128
+    /// characters. The subscription's first sale is attributed as any sale;
+    /// later ones (renewals) go to the same agreement without a click, and
+    /// earn as the rule's `recurring` says.
+    #[serde(default)]
+    #[schema(examples("sub_8812"))]
+    subscription_id: Option<String>,
+}
+
+/// One order line as the shop sends it; checked into a `domain::Item`.
+#[derive(Deserialize)]
+pub(super) struct ItemBody {
+    sku: String,
+    #[serde(default)]
+    category: Option<String>,
+    amount_minor: i64,
+    #[serde(default)]
+    quantity: Option<i64>,
 }
 
 /// The webhook body as documented: its fields, and what each event requires
@@ -180,6 +207,13 @@ impl ConversionBody {
                 c.check(field, check_code(v));
             }
         }
+        if let Some(sub) = &self.subscription_id {
+            if event != Some(Event::Sale) {
+                c.fail("subscription_id", "only a sale belongs to a subscription");
+            }
+            c.check("subscription_id", check_reference(sub));
+        }
+        let items = self.items.map(|lines| items(lines, event, amount, &mut c));
         if let Some(at) = self.occurred_at {
             c.check("occurred_at", check_occurred_at(at, now));
         }
@@ -193,11 +227,49 @@ impl ConversionBody {
                 currency,
                 click_id: self.click_id,
                 coupon: self.coupon,
-                subscription_id: None,
                 occurred_at: self.occurred_at,
                 request_id,
+                items: items.flatten(),
+                subscription_id: self.subscription_id,
             })
         })
+    }
+}
+
+/// Checks a sale's or refund's lines, recording each problem under its path.
+pub(super) fn items(
+    lines: Vec<ItemBody>,
+    event: Option<Event>,
+    amount_minor: i64,
+    c: &mut Checker,
+) -> Option<Vec<Item>> {
+    if event == Some(Event::Lead) {
+        c.fail("items", "a lead has no lines");
+        return None;
+    }
+    let mut parsed = Vec::with_capacity(lines.len());
+    for (i, line) in lines.into_iter().enumerate() {
+        let category = match line.category.as_deref().map(Category::parse) {
+            None => None,
+            Some(Ok(category)) => Some(category),
+            Some(Err(e)) => {
+                c.fail(format!("items[{i}].category"), e);
+                None
+            }
+        };
+        parsed.push(Item {
+            sku: line.sku,
+            category,
+            amount_minor: line.amount_minor,
+            quantity: line.quantity.unwrap_or(1),
+        });
+    }
+    match check_items(&parsed, amount_minor) {
+        Ok(()) => Some(parsed),
+        Err(e) => {
+            c.fail(e.path, e.message);
+            None
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 use crate::http::error::ApiError;
 use crate::http::{
     agreements, balances, commissions, conversions, enrollments, integrations, links, ops,
-    partners, payouts, programs, redirect, reports, snippet, users, webhook_secrets,
+    partners, payouts, programs, redirect, reports, simulations, snippet, users, webhook_secrets,
 };
 use std::sync::OnceLock;
 use utoipa::openapi::path::{Operation, PathItem};
@@ -274,6 +274,10 @@ impl utoipa::Modify for RedirectHead {
         programs::create,
         programs::list,
         programs::get,
+        programs::update,
+        programs::versions,
+        programs::version,
+        simulations::simulate,
         programs::set_listing,
         programs::list_public,
         enrollments::invite,

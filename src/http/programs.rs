@@ -1,4 +1,5 @@
-//! /v1/programs: create, read and list programs.
+//! /v1/programs: create, read and list programs; change their terms (a new
+//! version each time) and read every version.
 
 use super::pagination::{Cursor, List, Page};
 use super::validate::Checker;
@@ -10,12 +11,16 @@ use crate::http::auth::Principal;
 use crate::http::body::Body;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::programs::{self, Listing, NewProgram, Program};
+use crate::programs::{
+    self, Listing, NewProgram, Program, ProgramVersion, TermsChange, WriteError,
+};
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 /// A page of programs, as the OpenAPI document names it.
 type ProgramPage = List<Program>;
+/// Every version of a program's terms, as the OpenAPI document names it.
+type ProgramVersionPage = List<ProgramVersion>;
 
 pub const DEFAULT_WINDOW_DAYS: i64 = 30;
 pub const DEFAULT_HOLD_DAYS: i64 = 30;
@@ -408,4 +413,213 @@ pub async fn list_public(
             .collect::<Vec<_>>(),
         next_cursor: list.next_cursor,
     }))
+}
+
+/// A change of a program's terms. What is given makes version n+1 of the
+/// terms; what is absent keeps its current value.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchProgram {
+    /// The new commission rules (replacing the current ones as a whole).
+    #[serde(default)]
+    #[schema(value_type = Option<crate::domain::CommissionRules>)]
+    commission: Option<serde_json::Value>,
+    /// 1 to 365.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 365)]
+    attribution_window_days: Option<i64>,
+    /// 0 to 365.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 365)]
+    hold_days: Option<i64>,
+    /// The version the change is based on; a newer one answers 409.
+    #[serde(default)]
+    base_version: Option<i32>,
+}
+
+impl PatchProgram {
+    fn parse(&self) -> Result<TermsChange, ApiError> {
+        let mut c = Checker::new();
+        if self.commission.is_none()
+            && self.attribution_window_days.is_none()
+            && self.hold_days.is_none()
+        {
+            c.fail(
+                "commission",
+                "nothing to change: give commission, attribution_window_days or hold_days",
+            );
+        }
+        let commission = self.commission.as_ref().map(|v| c.rules("commission", v));
+        let window = self
+            .attribution_window_days
+            .map(|d| c.check("attribution_window_days", days(d, 1, "from 1 to 365")));
+        let hold = self
+            .hold_days
+            .map(|d| c.check("hold_days", days(d, 0, "from 0 to 365")));
+        c.finish(|| {
+            Some(TermsChange {
+                commission: commission.map(|r| r.ok_or(())).transpose().ok()?,
+                attribution_window_days: window.map(|w| w.ok_or(())).transpose().ok()?,
+                hold_days: hold.map(|h| h.ok_or(())).transpose().ok()?,
+            })
+        })
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::StaleVersion { .. } => ApiError::Conflict(e.to_string()),
+            WriteError::NotFound => ApiError::NotFound("program"),
+            WriteError::Db(e) => e.into(),
+        }
+    }
+}
+
+/// Change a program's terms
+///
+/// Makes version n+1 of the program's terms (commission rules, attribution
+/// window, hold days) and answers the program. Earlier versions stay
+/// readable; a conversion is priced under the version in force when it
+/// happened, and its commissions record that version.
+#[utoipa::path(
+    patch,
+    path = "/v1/programs/{id}",
+    operation_id = "changeProgramTerms",
+    tag = "programs",
+    params(("id" = ProgramId, Path, description = "The program's id.")),
+    request_body = PatchProgram,
+    responses(
+        (status = 200, description = "The program at its new terms version.", body = Program),
+        (status = 400, response = crate::http::openapi::BadRequest),
+        (status = 401, response = crate::http::openapi::Unauthorized),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
+        (status = 409, response = crate::http::openapi::Conflict),
+        (status = 413, response = crate::http::openapi::PayloadTooLarge),
+        (status = 415, response = crate::http::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::http::openapi::ValidationFailed),
+        (status = 503, response = crate::http::openapi::Unavailable),
+        (status = 500, response = crate::http::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []))
+)]
+pub async fn update(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let id = super::program_in_path(&state, who, &path).await?.id;
+    let body: PatchProgram = body.json()?;
+    let change = body.parse()?;
+    let actor = match who {
+        Principal::Program(p) => p.to_string(),
+        _ => "admin".to_owned(),
+    };
+    let program = programs::new_version(&state.db, id, body.base_version, &change, &actor).await?;
+    tracing::info!(program = %id, version = program.terms_version, "program terms changed");
+    Ok(HttpResponse::Ok().json(program))
+}
+
+/// Which partners may read a program's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Readers {
+    /// Its active members, and partners of any of its agreements (whose
+    /// commissions name its versions).
+    MembersAndPast,
+    /// Its active members only.
+    Members,
+}
+
+/// The program in the path, when `who` may read its terms: the admin, the
+/// program itself, or a partner among `readers`.
+pub(crate) async fn readable(
+    state: &AppState,
+    who: Principal,
+    raw: &str,
+    readers: Readers,
+) -> Result<Program, ApiError> {
+    let id = super::path_id::<ProgramId>(raw, "program")?;
+    if let Principal::Partner(partner) = who {
+        let member = crate::enrollments::is_active(&state.db, id, partner).await?;
+        let past = readers == Readers::MembersAndPast
+            && !member
+            && crate::agreements::partner_in_program(&state.db, id, partner).await?;
+        if !member && !past {
+            return Err(ApiError::NotFound("program"));
+        }
+    } else {
+        who.require_program(id)?;
+    }
+    programs::get(&state.db, id)
+        .await?
+        .ok_or(ApiError::NotFound("program"))
+}
+
+/// List a program's terms versions
+///
+/// Every version, oldest first, in one page.
+#[utoipa::path(
+    get,
+    path = "/v1/programs/{id}/versions",
+    operation_id = "listProgramVersions",
+    tag = "programs",
+    params(("id" = ProgramId, Path, description = "The program's id.")),
+    responses(
+        (status = 200, description = "Every version.", body = ProgramVersionPage),
+        (status = 401, response = crate::http::openapi::Unauthorized),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 503, response = crate::http::openapi::Unavailable),
+        (status = 500, response = crate::http::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []), ("partner_key" = []))
+)]
+pub async fn versions(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let program = readable(&state, who, &path, Readers::MembersAndPast).await?;
+    let all = programs::versions(&state.db, program.id, None).await?;
+    Ok(HttpResponse::Ok().json(List {
+        data: all,
+        next_cursor: None,
+    }))
+}
+
+/// Read one version of a program's terms
+#[utoipa::path(
+    get,
+    path = "/v1/programs/{id}/versions/{version}",
+    operation_id = "getProgramVersion",
+    tag = "programs",
+    params(
+        ("id" = ProgramId, Path, description = "The program's id."),
+        ("version" = i32, Path, minimum = 1, description = "The version, from 1."),
+    ),
+    responses(
+        (status = 200, description = "That version.", body = ProgramVersion),
+        (status = 401, response = crate::http::openapi::Unauthorized),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 503, response = crate::http::openapi::Unavailable),
+        (status = 500, response = crate::http::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []), ("partner_key" = []))
+)]
+pub async fn version(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let program = readable(&state, who, &path.0, Readers::MembersAndPast).await?;
+    let n: i32 = path
+        .1
+        .parse()
+        .map_err(|_| ApiError::NotFound("program version"))?;
+    let version = programs::versions(&state.db, program.id, Some(n))
+        .await?
+        .pop()
+        .ok_or(ApiError::NotFound("program version"))?;
+    Ok(HttpResponse::Ok().json(version))
 }

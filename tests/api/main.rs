@@ -17,6 +17,8 @@ mod openapi;
 mod portal;
 mod redirect;
 mod reports;
+mod rules;
+mod rules_month;
 mod scale_out;
 mod snippet;
 mod tenancy;

@@ -557,6 +557,7 @@ fn expected_refusals() -> BTreeMap<&'static str, u16> {
         ("POST /v1/enrollments/{id}/deactivate", 422),
         ("POST /v1/enrollments/{id}/reject", 422),
         ("POST /v1/programs/{id}/enrollments", 422), // partner_id or email
+        ("PATCH /v1/programs/{id}", 422),            // nothing to change
         // Required fields missing from the empty body.
         ("POST /v1/links", 400),
         ("POST /v1/partners", 400),
@@ -565,6 +566,7 @@ fn expected_refusals() -> BTreeMap<&'static str, u16> {
         ("PUT /v1/agreements/{id}", 400),
         ("PUT /v1/programs/{id}/integrations/{platform}/secret", 400),
         ("PUT /v1/programs/{id}/listing", 400),
+        ("POST /v1/programs/{id}/simulate", 400),
         ("POST /v1/partners/{id}/users", 400), // email
         ("POST /v1/programs/{id}/users", 400), // email
         ("POST /v1/password-resets", 400),     // email
