@@ -34,6 +34,9 @@ pub struct Settings {
     pub db_max_connections: u32,
     /// How long a request body may take to arrive (408 after).
     pub body_timeout: Duration,
+    /// Master secret of the programs' statement keys; derived from the first
+    /// link key when unset.
+    pub statement_key: Option<SecretString>,
     pub workers: WorkerSettings,
     pub clicks: ClickSettings,
     pub attribution: AttributionSettings,
@@ -230,6 +233,15 @@ impl Settings {
             }
             other => other.map(SecretString::from),
         };
+        let statement_key = match get("MITRA_STATEMENT_KEY") {
+            Some(k) if k.len() < 32 => {
+                return Err(bad(
+                    "MITRA_STATEMENT_KEY",
+                    "must be at least 32 characters".into(),
+                ));
+            }
+            other => other.map(SecretString::from),
+        };
         let link_cache_size = match get("MITRA_LINK_CACHE_SIZE") {
             None => 100_000,
             Some(v) => parse_in_range("MITRA_LINK_CACHE_SIZE", &v, 16, 100_000_000)? as usize,
@@ -274,6 +286,7 @@ impl Settings {
             http_workers,
             db_max_connections,
             body_timeout: Duration::from_millis(body_timeout_ms),
+            statement_key,
             workers: WorkerSettings {
                 idle_poll: Duration::from_millis(idle_poll_ms),
             },
@@ -380,6 +393,7 @@ mod tests {
             ("MITRA_BODY_TIMEOUT_MS", "5"),
             ("MITRA_TRUSTED_PROXIES", "10.0.0.0/33"),
             ("MITRA_IP_HASH_KEY", "short"),
+            ("MITRA_STATEMENT_KEY", "not-thirty-two-characters"),
             ("MITRA_LINK_CACHE_SIZE", "1"),
             ("MITRA_CLICK_FLUSH_MS", "0"),
             ("MITRA_CLICK_LOG_CAPACITY", "0"),
@@ -397,8 +411,12 @@ mod tests {
     fn errors_and_debug_output_never_show_secrets() {
         let err = env(&[("MITRA_LINK_KEYS", "1:tooshort")]).unwrap_err();
         assert!(!err.to_string().contains("tooshort"));
-        let debug = format!("{:?}", env(&[]).unwrap());
+        let debug = format!(
+            "{:?}",
+            env(&[("MITRA_STATEMENT_KEY", "statement-master-0123456789abcdef")]).unwrap()
+        );
         for secret in [
+            "statement-master-0123456789abcdef",
             "hunter2",
             "admin-token-0123456789",
             "0123456789abcdefghijklmnop",

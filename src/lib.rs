@@ -9,7 +9,8 @@
 //!    background work on its data: `programs`, `partners`, `agreements`,
 //!    `enrollments`, `links`, `clicks`, `rollups`, `conversions`,
 //!    `attribution`, `commissions`, `integrations` (platforms' own
-//!    webhooks); and `health`.
+//!    webhooks), `statements` (the ledger's chain, signed statements);
+//!    and `health`.
 //! 3. `http`: routes, middleware, authentication, errors, the OpenAPI document.
 //! 4. `startup` (wiring), `demo`, `cli`.
 #![forbid(unsafe_code)]
@@ -35,6 +36,7 @@ pub mod links;
 pub mod partners;
 pub mod programs;
 pub mod rollups;
+pub mod statements;
 
 pub mod http;
 

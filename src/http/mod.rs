@@ -32,6 +32,7 @@ pub(crate) mod programs;
 pub mod redirect;
 pub(crate) mod reports;
 pub(crate) mod snippet;
+pub(crate) mod statements;
 mod validate;
 pub(crate) mod webhook_secrets;
 
@@ -126,6 +127,9 @@ route_table! {
         "/v1/commissions/{id}/approve" => { post: commissions::approve },
         "/v1/commissions/{id}/reject" => { post: commissions::reject },
         "/v1/programs/{id}/payouts" => { post: payouts::create, get: payouts::list },
+        "/v1/programs/{id}/statement-key" => { get: statements::key },
+        "/v1/programs/{id}/partners/{partner_id}/statement" => { get: statements::statement },
+        "/v1/programs/{id}/chain" => { get: statements::chain },
         "/v1/payouts/{id}" => { get: payouts::get },
         "/v1/reports" => { get: reports::get },
         "/v1/agreements/{id}" => { get: agreements::get, put: agreements::update },

@@ -5,7 +5,7 @@
 use crate::http::error::ApiError;
 use crate::http::{
     agreements, balances, commissions, conversions, enrollments, integrations, links, ops,
-    partners, payouts, programs, redirect, reports, snippet, webhook_secrets,
+    partners, payouts, programs, redirect, reports, snippet, statements, webhook_secrets,
 };
 use std::sync::OnceLock;
 use utoipa::openapi::response::{Response, ResponseBuilder};
@@ -291,6 +291,9 @@ impl utoipa::Modify for RedirectHead {
         payouts::create,
         payouts::list,
         payouts::get,
+        statements::key,
+        statements::statement,
+        statements::chain,
         reports::get,
         links::create,
         links::list,
@@ -325,6 +328,8 @@ impl utoipa::Modify for RedirectHead {
             platforms send them, and the landing-page snippet."),
         (name = "commissions", description = "What partners earn: commissions, balances, statements."),
         (name = "payouts", description = "Paying approved commissions."),
+        (name = "statements", description = "Statements a partner can verify: the ledger chained \
+            per program, signed with the program's Ed25519 statement key."),
         (name = "reports", description = "Daily clicks, conversions, revenue and commission."),
     )
 )]

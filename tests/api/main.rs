@@ -18,5 +18,6 @@ mod redirect;
 mod reports;
 mod scale_out;
 mod snippet;
+mod statements;
 mod tenancy;
 mod tracing;
