@@ -9,7 +9,7 @@
 //!    background work on its data: `programs`, `partners`, `agreements`,
 //!    `enrollments`, `links`, `clicks`, `rollups`, `conversions`,
 //!    `attribution`, `commissions`, `integrations` (platforms' own
-//!    webhooks), `statements` (the ledger's chain, signed statements);
+//!    webhooks), `outbox` (outgoing webhooks), `statements` (the ledger's chain, signed statements);
 //!    and `health`.
 //! 3. `http`: routes, middleware, authentication, errors, the OpenAPI document.
 //! 4. `startup` (wiring), `demo`, `cli`.
@@ -33,6 +33,7 @@ pub mod enrollments;
 pub mod health;
 pub mod integrations;
 pub mod links;
+pub mod outbox;
 pub mod partners;
 pub mod programs;
 pub mod rollups;

@@ -21,6 +21,7 @@ use crate::http::state::AppState;
 use crate::http::{self, middleware};
 use crate::links::cache::{self, LinkCache};
 use crate::metrics::Metrics;
+use crate::outbox::delivery::Deliverer;
 use crate::redis_client::RedisClient;
 use crate::statements::chain::Chainer;
 use crate::statements::keys::StatementKeys;
@@ -46,6 +47,8 @@ pub struct WorkerRoles {
     pub lifecycle: bool,
     /// The chainer: links ledger entries into their programs' chains.
     pub chain: bool,
+    /// Outgoing webhooks: fan-out and delivery.
+    pub webhooks: bool,
 }
 
 impl WorkerRoles {
@@ -54,16 +57,18 @@ impl WorkerRoles {
         attribution: true,
         lifecycle: true,
         chain: true,
+        webhooks: true,
     };
     pub const NONE: WorkerRoles = WorkerRoles {
         clicks: false,
         attribution: false,
         lifecycle: false,
         chain: false,
+        webhooks: false,
     };
 
     pub fn any(self) -> bool {
-        self.clicks || self.attribution || self.lifecycle || self.chain
+        self.clicks || self.attribution || self.lifecycle || self.chain || self.webhooks
     }
 }
 
@@ -140,6 +145,14 @@ impl Workers {
         Chainer::new(self.db.clone(), self.metrics.clone())
     }
 
+    pub fn deliverer(&self) -> anyhow::Result<Deliverer> {
+        Deliverer::new(
+            self.db.clone(),
+            self.metrics.clone(),
+            &self.settings.webhooks,
+        )
+    }
+
     /// Adds the loops of `roles` to `tasks`, each running until `shutdown`.
     fn spawn(
         &self,
@@ -181,6 +194,14 @@ impl Workers {
             let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
             tasks.spawn("chain", async move {
                 run_loop("chain", stop, idle, metrics, || worker.step()).await;
+                Ok(())
+            });
+        }
+        if roles.webhooks {
+            let worker = self.deliverer()?;
+            let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
+            tasks.spawn("webhooks", async move {
+                run_loop("webhooks", stop, idle, metrics, || worker.step()).await;
                 Ok(())
             });
         }

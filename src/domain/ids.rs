@@ -152,6 +152,18 @@ public_id!(
     /// A partner's membership of a program.
     EnrollmentId, "enr_", "enrollment"
 );
+public_id!(
+    /// Where a program or partner receives outgoing webhooks.
+    WebhookEndpointId, "whe_", "webhook endpoint"
+);
+public_id!(
+    /// An event of the outbox; receivers' idempotency key (`webhook-id`).
+    EventId, "evt_", "event"
+);
+public_id!(
+    /// One event's delivery to one endpoint, with its attempts.
+    DeliveryId, "dlv_", "delivery"
+);
 
 #[cfg(test)]
 mod tests {

@@ -14,12 +14,15 @@ mod ids;
 pub mod link_code;
 mod money;
 mod platform;
+mod postback_template;
 mod secrets;
 mod shares;
 pub mod signing;
 mod sub_ids;
+mod target_url;
 mod text_enum;
 mod web_url;
+mod webhook_events;
 
 pub use basis_points::{BasisPoints, BasisPointsError};
 pub use commission_rules::{
@@ -37,14 +40,17 @@ pub use enrollment::{
     reapply_after, transition,
 };
 pub use ids::{
-    AgreementId, CommissionId, ConversionId, EnrollmentId, IdError, LedgerEntryId, LinkId,
-    PartnerId, PayoutId, ProgramId, parse_cursor,
+    AgreementId, CommissionId, ConversionId, DeliveryId, EnrollmentId, EventId, IdError,
+    LedgerEntryId, LinkId, PartnerId, PayoutId, ProgramId, WebhookEndpointId, parse_cursor,
 };
 pub use money::{Money, MoneyError, allocate, allocate_weighted, apply_rate, mul_div_round};
 pub use platform::Platform;
+pub use postback_template::{MACROS as POSTBACK_MACROS, PostbackTemplate, TemplateError};
 pub use secrets::{KeyOwner, NewApiKey, hash_api_key, new_webhook_secret, random_token};
 pub use shares::{MAX_PARTNERS, Share, Shares, SharesError};
 pub use signing::{KeyRing, SigningKey};
 pub use sub_ids::{SUB_KEYS, SubIds, SubIdsError};
+pub use target_url::{TargetError, TargetUrl, address_allowed};
 pub use text_enum::UnknownWord;
 pub use web_url::{DomainsError, LandingDomain, LandingDomains, UrlError, WebUrl};
+pub use webhook_events::{DeliveryStatus, EndpointKind, WebhookEvent};

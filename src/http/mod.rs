@@ -34,6 +34,7 @@ pub(crate) mod reports;
 pub(crate) mod snippet;
 pub(crate) mod statements;
 mod validate;
+pub(crate) mod webhook_endpoints;
 pub(crate) mod webhook_secrets;
 
 use actix_web::web;
@@ -130,6 +131,20 @@ route_table! {
         "/v1/programs/{id}/statement-key" => { get: statements::key },
         "/v1/programs/{id}/partners/{partner_id}/statement" => { get: statements::statement },
         "/v1/programs/{id}/chain" => { get: statements::chain },
+        "/v1/webhook-endpoints" => {
+            post: webhook_endpoints::create,
+            get: webhook_endpoints::list,
+        },
+        "/v1/webhook-endpoints/{id}" => {
+            get: webhook_endpoints::get,
+            delete: webhook_endpoints::delete,
+        },
+        "/v1/webhook-endpoints/{id}/enable" => { post: webhook_endpoints::enable },
+        "/v1/webhook-endpoints/{id}/test" => { post: webhook_endpoints::test_fire },
+        "/v1/webhook-endpoints/{id}/deliveries" => { get: webhook_endpoints::deliveries },
+        "/v1/webhook-endpoints/{id}/deliveries/{delivery_id}/replay" => {
+            post: webhook_endpoints::replay,
+        },
         "/v1/payouts/{id}" => { get: payouts::get },
         "/v1/reports" => { get: reports::get },
         "/v1/agreements/{id}" => { get: agreements::get, put: agreements::update },

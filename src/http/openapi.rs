@@ -5,7 +5,8 @@
 use crate::http::error::ApiError;
 use crate::http::{
     agreements, balances, commissions, conversions, enrollments, integrations, links, ops,
-    partners, payouts, programs, redirect, reports, snippet, statements, webhook_secrets,
+    partners, payouts, programs, redirect, reports, snippet, statements, webhook_endpoints,
+    webhook_secrets,
 };
 use std::sync::OnceLock;
 use utoipa::openapi::response::{Response, ResponseBuilder};
@@ -294,6 +295,14 @@ impl utoipa::Modify for RedirectHead {
         statements::key,
         statements::statement,
         statements::chain,
+        webhook_endpoints::create,
+        webhook_endpoints::list,
+        webhook_endpoints::get,
+        webhook_endpoints::delete,
+        webhook_endpoints::enable,
+        webhook_endpoints::test_fire,
+        webhook_endpoints::deliveries,
+        webhook_endpoints::replay,
         reports::get,
         links::create,
         links::list,
@@ -328,6 +337,8 @@ impl utoipa::Modify for RedirectHead {
             platforms send them, and the landing-page snippet."),
         (name = "commissions", description = "What partners earn: commissions, balances, statements."),
         (name = "payouts", description = "Paying approved commissions."),
+        (name = "webhooks", description = "Outgoing webhooks: endpoints programs and partners \
+            register, deliveries signed the Standard Webhooks way, every attempt, replays."),
         (name = "statements", description = "Statements a partner can verify: the ledger chained \
             per program, signed with the program's Ed25519 statement key."),
         (name = "reports", description = "Daily clicks, conversions, revenue and commission."),

@@ -444,6 +444,17 @@ fn expected_refusals() -> BTreeMap<&'static str, u16> {
         ("PUT /v1/agreements/{id}", 400),
         ("PUT /v1/programs/{id}/integrations/{platform}/secret", 400),
         ("PUT /v1/programs/{id}/listing", 400),
+        // No webhook endpoint in the fixture (the admin must also name an owner).
+        ("DELETE /v1/webhook-endpoints/{id}", 404),
+        ("GET /v1/webhook-endpoints/{id}", 404),
+        ("GET /v1/webhook-endpoints/{id}/deliveries", 404),
+        ("POST /v1/webhook-endpoints", 400),
+        (
+            "POST /v1/webhook-endpoints/{id}/deliveries/{delivery_id}/replay",
+            404,
+        ),
+        ("POST /v1/webhook-endpoints/{id}/enable", 404),
+        ("POST /v1/webhook-endpoints/{id}/test", 404),
         // Signed, not bearer-authenticated: an unsigned request is refused.
         ("POST /v1/programs/{id}/conversions", 401),
         ("POST /v1/programs/{id}/integrations/shopify", 401),
