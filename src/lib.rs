@@ -9,7 +9,7 @@
 //!    background work on its data: `programs`, `partners`, `agreements`,
 //!    `enrollments`, `links`, `clicks`, `rollups`, `conversions`,
 //!    `attribution`, `commissions`, `integrations` (platforms' own
-//!    webhooks), `outbox` (outgoing webhooks), `statements` (the ledger's chain, signed statements);
+//!    webhooks), `outbox` (outgoing webhooks), `claims`, `statements` (the ledger's chain, signed statements);
 //!    and `health`.
 //! 3. `http`: routes, middleware, authentication, errors, the OpenAPI document.
 //! 4. `startup` (wiring), `demo`, `cli`.
@@ -26,6 +26,7 @@ pub mod telemetry;
 
 pub mod agreements;
 pub mod attribution;
+pub mod claims;
 pub mod clicks;
 pub mod commissions;
 pub mod conversions;

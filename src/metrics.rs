@@ -58,6 +58,8 @@ pub struct Metrics {
     pub webhook_attempts: IntCounterVec,
     /// Webhook endpoints disabled after failing in a row.
     pub webhook_endpoints_disabled: IntCounter,
+    /// Open claims past their program's deadline, by program.
+    pub claims_overdue: IntGaugeVec,
 }
 
 impl Metrics {
@@ -208,6 +210,14 @@ impl Metrics {
                 "Webhook endpoints disabled after failing in a row",
             )
             .unwrap(),
+            claims_overdue: IntGaugeVec::new(
+                Opts::new(
+                    "mitra_claims_overdue",
+                    "Open claims past their program's deadline, by program",
+                ),
+                &["program"],
+            )
+            .unwrap(),
             registry,
         };
         m.register_all();
@@ -237,6 +247,7 @@ impl Metrics {
         r.register(Box::new(self.webhook_attempts.clone())).unwrap();
         r.register(Box::new(self.webhook_endpoints_disabled.clone()))
             .unwrap();
+        r.register(Box::new(self.claims_overdue.clone())).unwrap();
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "mitra_build_info",

@@ -8,6 +8,7 @@
 
 use crate::attribution::Attributor;
 use crate::background::{Supervised, run_loop};
+use crate::claims::overdue::Overdue;
 use crate::clicks::consumer::{ClickConsumer, RECLAIM_IDLE};
 use crate::clicks::log::{ClickLog, Flusher};
 use crate::commissions::lifecycle::Lifecycle;
@@ -49,6 +50,8 @@ pub struct WorkerRoles {
     pub chain: bool,
     /// Outgoing webhooks: fan-out and delivery.
     pub webhooks: bool,
+    /// Claims past their deadline.
+    pub claims: bool,
 }
 
 impl WorkerRoles {
@@ -58,6 +61,7 @@ impl WorkerRoles {
         lifecycle: true,
         chain: true,
         webhooks: true,
+        claims: true,
     };
     pub const NONE: WorkerRoles = WorkerRoles {
         clicks: false,
@@ -65,10 +69,16 @@ impl WorkerRoles {
         lifecycle: false,
         chain: false,
         webhooks: false,
+        claims: false,
     };
 
     pub fn any(self) -> bool {
-        self.clicks || self.attribution || self.lifecycle || self.chain || self.webhooks
+        self.clicks
+            || self.attribution
+            || self.lifecycle
+            || self.chain
+            || self.webhooks
+            || self.claims
     }
 }
 
@@ -145,6 +155,10 @@ impl Workers {
         Chainer::new(self.db.clone(), self.metrics.clone())
     }
 
+    pub fn overdue_claims(&self) -> Overdue {
+        Overdue::new(self.db.clone(), self.metrics.clone())
+    }
+
     pub fn deliverer(&self) -> anyhow::Result<Deliverer> {
         Deliverer::new(
             self.db.clone(),
@@ -194,6 +208,14 @@ impl Workers {
             let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
             tasks.spawn("chain", async move {
                 run_loop("chain", stop, idle, metrics, || worker.step()).await;
+                Ok(())
+            });
+        }
+        if roles.claims {
+            let worker = self.overdue_claims();
+            let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
+            tasks.spawn("claims", async move {
+                run_loop("claims", stop, idle, metrics, || worker.step()).await;
                 Ok(())
             });
         }

@@ -65,6 +65,8 @@ text_enum! {
         Click = "click",
         /// A coupon code of one of the program's agreements.
         Coupon = "coupon",
+        /// A partner's claim the program accepted.
+        Claim = "claim",
     }
 }
 

@@ -164,6 +164,10 @@ public_id!(
     /// One event's delivery to one endpoint, with its attempts.
     DeliveryId, "dlv_", "delivery"
 );
+public_id!(
+    /// A partner's claim about a sale or commission.
+    ClaimId, "clm_", "claim"
+);
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,7 @@
 //! Domain types: parsed at the edge, so an invalid value cannot exist past it.
 
 mod basis_points;
+mod claims;
 pub mod click_id;
 pub mod client_ip;
 mod commission_rules;
@@ -25,6 +26,7 @@ mod web_url;
 mod webhook_events;
 
 pub use basis_points::{BasisPoints, BasisPointsError};
+pub use claims::{ClaimAction, ClaimKind, ClaimReason, ClaimStatus, OverdueAction};
 pub use commission_rules::{
     AppliedRule, CommissionRules, EarningEvent, MAX_FLAT_MINOR, Rule, RulesError,
 };
@@ -40,7 +42,7 @@ pub use enrollment::{
     reapply_after, transition,
 };
 pub use ids::{
-    AgreementId, CommissionId, ConversionId, DeliveryId, EnrollmentId, EventId, IdError,
+    AgreementId, ClaimId, CommissionId, ConversionId, DeliveryId, EnrollmentId, EventId, IdError,
     LedgerEntryId, LinkId, PartnerId, PayoutId, ProgramId, WebhookEndpointId, parse_cursor,
 };
 pub use money::{Money, MoneyError, allocate, allocate_weighted, apply_rate, mul_div_round};

@@ -27,6 +27,14 @@ text_enum! {
         PartnerEnrolled = "partner.enrolled",
         /// A membership ended by deactivation or ban.
         PartnerDeactivated = "partner.deactivated",
+        /// A partner opened a claim.
+        ClaimOpened = "claim.opened",
+        /// Either side wrote in a claim's thread.
+        ClaimCommented = "claim.commented",
+        /// The program (or its deadline) accepted a claim.
+        ClaimAccepted = "claim.accepted",
+        /// The program (or its deadline) declined a claim, with a reason code.
+        ClaimDeclined = "claim.declined",
         /// One of the owner's endpoints failed too often and was disabled.
         EndpointDisabled = "webhook_endpoint.disabled",
         /// A sample sent by a test-fire.
@@ -72,6 +80,10 @@ impl WebhookEvent {
             E::PayoutPaid => "paid",
             E::PartnerEnrolled => "enrolled",
             E::PartnerDeactivated => "deactivated",
+            E::ClaimOpened => "open",
+            E::ClaimCommented => "commented",
+            E::ClaimAccepted => "accepted",
+            E::ClaimDeclined => "declined",
             E::EndpointDisabled => "disabled",
             E::Test => "test",
         }

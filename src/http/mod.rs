@@ -19,6 +19,7 @@ pub mod state;
 
 pub(crate) mod agreements;
 pub(crate) mod balances;
+pub(crate) mod claims;
 pub(crate) mod commissions;
 pub(crate) mod conversions;
 pub(crate) mod enrollments;
@@ -131,6 +132,12 @@ route_table! {
         "/v1/programs/{id}/statement-key" => { get: statements::key },
         "/v1/programs/{id}/partners/{partner_id}/statement" => { get: statements::statement },
         "/v1/programs/{id}/chain" => { get: statements::chain },
+        "/v1/programs/{id}/claims" => { post: claims::open, get: claims::list },
+        "/v1/programs/{id}/claim-policy" => { put: claims::set_policy },
+        "/v1/claims/{id}" => { get: claims::get },
+        "/v1/claims/{id}/comments" => { post: claims::comment },
+        "/v1/claims/{id}/accept" => { post: claims::accept },
+        "/v1/claims/{id}/decline" => { post: claims::decline },
         "/v1/webhook-endpoints" => {
             post: webhook_endpoints::create,
             get: webhook_endpoints::list,

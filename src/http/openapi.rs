@@ -4,7 +4,7 @@
 
 use crate::http::error::ApiError;
 use crate::http::{
-    agreements, balances, commissions, conversions, enrollments, integrations, links, ops,
+    agreements, balances, claims, commissions, conversions, enrollments, integrations, links, ops,
     partners, payouts, programs, redirect, reports, snippet, statements, webhook_endpoints,
     webhook_secrets,
 };
@@ -295,6 +295,13 @@ impl utoipa::Modify for RedirectHead {
         statements::key,
         statements::statement,
         statements::chain,
+        claims::open,
+        claims::list,
+        claims::set_policy,
+        claims::get,
+        claims::comment,
+        claims::accept,
+        claims::decline,
         webhook_endpoints::create,
         webhook_endpoints::list,
         webhook_endpoints::get,
@@ -337,6 +344,8 @@ impl utoipa::Modify for RedirectHead {
             platforms send them, and the landing-page snippet."),
         (name = "commissions", description = "What partners earn: commissions, balances, statements."),
         (name = "payouts", description = "Paying approved commissions."),
+        (name = "claims", description = "Partners' claims about untracked, incorrect or declined \
+            commissions, and the program's answers."),
         (name = "webhooks", description = "Outgoing webhooks: endpoints programs and partners \
             register, deliveries signed the Standard Webhooks way, every attempt, replays."),
         (name = "statements", description = "Statements a partner can verify: the ledger chained \

@@ -14,7 +14,7 @@ pub mod endpoints;
 pub mod guard;
 
 use crate::domain::{
-    AgreementId, CommissionId, ConversionId, EnrollmentId, EventId, LedgerEntryId, LinkId,
+    AgreementId, ClaimId, CommissionId, ConversionId, EnrollmentId, EventId, LedgerEntryId, LinkId,
     PartnerId, PayoutId, ProgramId, WebhookEvent,
 };
 use chrono::{DateTime, Utc};
@@ -37,6 +37,7 @@ pub fn render(data: &Value) -> Value {
             "payout_id" => PayoutId::from_db(n).to_string(),
             "enrollment_id" => EnrollmentId::from_db(n).to_string(),
             "entry_id" => LedgerEntryId::from_db(n).to_string(),
+            "claim_id" => ClaimId::from_db(n).to_string(),
             _ => return None,
         })
     };

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod admin_api;
+mod claims;
 mod cli;
 mod clicks;
 mod conversions;

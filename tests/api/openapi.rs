@@ -444,6 +444,13 @@ fn expected_refusals() -> BTreeMap<&'static str, u16> {
         ("PUT /v1/agreements/{id}", 400),
         ("PUT /v1/programs/{id}/integrations/{platform}/secret", 400),
         ("PUT /v1/programs/{id}/listing", 400),
+        // No claim in the fixture; opening one needs a kind (and, as the admin, a partner).
+        ("GET /v1/claims/{id}", 404),
+        ("POST /v1/claims/{id}/accept", 404),
+        ("POST /v1/claims/{id}/comments", 404),
+        ("POST /v1/claims/{id}/decline", 404),
+        ("POST /v1/programs/{id}/claims", 400),
+        ("PUT /v1/programs/{id}/claim-policy", 400),
         // No webhook endpoint in the fixture (the admin must also name an owner).
         ("DELETE /v1/webhook-endpoints/{id}", 404),
         ("GET /v1/webhook-endpoints/{id}", 404),

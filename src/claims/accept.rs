@@ -1,0 +1,409 @@
+//! Accepting a claim: what it changes in the ledger.
+//!
+//! - untracked: the sale is booked through the one booking path
+//!   (`commissions::booking::book`) under the agreement version in force at
+//!   the claimed date, for every partner of the agreement as attribution
+//!   would have; the conversion records that it came from the claim
+//!   (`attributed_via: claim`). A sale the shop reported but that was not
+//!   attributed (no click, say) is that conversion; otherwise a conversion is
+//!   made from the claim.
+//! - incorrect: an `adjusted` ledger entry brings the commission to the
+//!   amount accepted (once paid, a shortfall is due in the next payout and an
+//!   excess is carried as a debt, as refunds are).
+//! - declined: the reversed commission is reinstated, pending again, for its
+//!   hold period.
+
+use super::{ClaimError, Locked, lock_open, record};
+use crate::attribution::decide::split;
+use crate::commissions::booking::{self, NewCommission};
+use crate::commissions::decisions;
+use crate::commissions::ledger::{Entry, append};
+use crate::domain::{
+    AgreementId, AppliedRule, Bucket, ClaimAction, ClaimId, ClaimKind, CommissionRules,
+    CommissionStatus, ConversionId, ConversionStatus, EarningEvent, EnrollmentStatus, LedgerKind,
+    LinkId, PartnerId, earns_at,
+};
+use crate::rollups::conversions::{self as rollup, Delta};
+use chrono::{DateTime, Duration, Utc};
+use sqlx::{PgConnection, PgPool};
+
+/// Accepts an open claim. `amount_minor` overrides what was claimed: the
+/// sale's amount (untracked) or the commission's (incorrect, declined).
+pub async fn accept(
+    db: &PgPool,
+    id: ClaimId,
+    actor: &str,
+    note: Option<&str>,
+    amount_minor: Option<i64>,
+) -> Result<(), ClaimError> {
+    let mut tx = db.begin().await?;
+    accept_in(&mut tx, id, actor, note, amount_minor).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) async fn accept_in(
+    tx: &mut PgConnection,
+    id: ClaimId,
+    actor: &str,
+    note: Option<&str>,
+    amount_minor: Option<i64>,
+) -> Result<(), ClaimError> {
+    let claim = lock_open(tx, id).await?;
+    let hold_days = sqlx::query_scalar!(
+        "select hold_days from programs where id = $1",
+        claim.program_id.get()
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let reason = format!("claim {id} accepted");
+    let conversion = match claim.kind {
+        ClaimKind::Untracked => book_untracked(tx, &claim, amount_minor, hold_days).await?,
+        ClaimKind::Incorrect | ClaimKind::Declined => {
+            correct(tx, &claim, amount_minor, hold_days, actor, &reason).await?
+        }
+    };
+    sqlx::query!(
+        "update claims set status = 'accepted', decision_note = $2, decided_by = $3,
+                decided_at = now(), conversion_id = $4, updated_at = now()
+         where id = $1",
+        id.get(),
+        note,
+        actor,
+        conversion.get()
+    )
+    .execute(&mut *tx)
+    .await?;
+    record(tx, id, ClaimAction::Accepted, actor, None, note).await?;
+    Ok(())
+}
+
+/// The agreement a claim falls under: the one it names, or the partner's
+/// only agreement in the program.
+async fn agreement_of(tx: &mut PgConnection, claim: &Locked) -> Result<AgreementId, ClaimError> {
+    if let Some(a) = claim.agreement_id {
+        return Ok(a);
+    }
+    let found = sqlx::query_scalar!(
+        r#"select distinct a.id as "id: AgreementId" from agreements a
+           join agreement_partners ap on ap.agreement_id = a.id
+           where a.program_id = $1 and ap.partner_id = $2"#,
+        claim.program_id.get(),
+        claim.partner_id.get()
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(ClaimError::Conflict(
+            "the partner has no agreement in the program".into(),
+        )),
+        many => Err(ClaimError::Invalid(
+            "agreement_id",
+            format!(
+                "the partner has {} agreements in the program: the claim must name one",
+                many.len()
+            ),
+        )),
+    }
+}
+
+async fn book_untracked(
+    tx: &mut PgConnection,
+    claim: &Locked,
+    amount_override: Option<i64>,
+    hold_days: i32,
+) -> Result<ConversionId, ClaimError> {
+    let (Some(order_id), Some(claimed_at), Some(claimed_amount)) =
+        (&claim.order_id, claim.occurred_at, claim.amount_minor)
+    else {
+        return Err(ClaimError::Conflict("the claim names no sale".into()));
+    };
+    // The shop's own report of the order, if it sent one.
+    let reported = sqlx::query!(
+        r#"select id as "id: ConversionId", status as "status: ConversionStatus", amount_minor,
+                  occurred_at, link_id as "link_id: LinkId",
+                  exists(select 1 from commissions c where c.conversion_id = v.id) as "booked!"
+           from conversions v
+           where program_id = $1 and order_id = $2 and event = 'sale' for update"#,
+        claim.program_id.get(),
+        order_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (existing, amount, at, link): (Option<ConversionId>, i64, DateTime<Utc>, Option<LinkId>) =
+        match &reported {
+            Some(r) if r.booked => {
+                return Err(ClaimError::Conflict(
+                    "the order is booked already: open an incorrect claim about its commission"
+                        .into(),
+                ));
+            }
+            Some(r)
+                if matches!(
+                    r.status,
+                    ConversionStatus::Received | ConversionStatus::Waiting
+                ) =>
+            {
+                return Err(ClaimError::Conflict(
+                    "the shop's report of the order waits for attribution: try again shortly"
+                        .into(),
+                ));
+            }
+            Some(r) => (Some(r.id), r.amount_minor, r.occurred_at, r.link_id),
+            None => (
+                None,
+                amount_override.unwrap_or(claimed_amount),
+                claimed_at,
+                None,
+            ),
+        };
+    let agreement = agreement_of(tx, claim).await?;
+    // The version in force at the sale's date, chosen as attribution chooses.
+    let terms = sqlx::query!(
+        r#"select t.version as "version!", t.commission, t.program_commission as "program_commission!",
+                  t.partner_ids as "partner_ids!", t.share_bps as "share_bps!",
+                  t.valid_from, t.valid_until
+           from agreement_terms t
+           where t.agreement_id = $1 and t.version = (
+               select v.version from agreement_versions v where v.agreement_id = $1
+               order by case when v.created_at <= $2 then v.version else -v.version end desc
+               limit 1)"#,
+        agreement.get(),
+        at
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if terms.valid_from.is_some_and(|f| at < f) || terms.valid_until.is_some_and(|u| at >= u) {
+        return Err(ClaimError::Conflict(
+            "the agreement was not in force on the sale's date".into(),
+        ));
+    }
+    let parse = |v: &serde_json::Value| {
+        CommissionRules::parse(v).map_err(|e| {
+            ClaimError::Db(sqlx::Error::Protocol(format!(
+                "stored rules are invalid: {e}"
+            )))
+        })
+    };
+    let program_rules = parse(&terms.program_commission)?;
+    let rules = match &terms.commission {
+        Some(v) => parse(v)?.overriding(&program_rules),
+        None => program_rules,
+    };
+    let rule = rules.get(EarningEvent::Sale).ok_or_else(|| {
+        ClaimError::Conflict("the agreement has no commission rule for sales".into())
+    })?;
+    let shares: Vec<(PartnerId, u32)> = terms
+        .partner_ids
+        .iter()
+        .zip(&terms.share_bps)
+        .map(|(p, s)| (PartnerId::from_db(*p), *s as u32))
+        .collect();
+    let (total, parts) = split(rule, amount, &shares)
+        .ok_or_else(|| ClaimError::Invalid("amount_minor", "the commission overflows".into()))?;
+    // Each partner earns as attribution would: while it is (or was, at the date) a member.
+    let members = sqlx::query!(
+        r#"select partner_id as "partner_id!: PartnerId", status as "status: EnrollmentStatus",
+                  ended_at
+           from enrollments where program_id = $1 and partner_id = any($2)"#,
+        claim.program_id.get(),
+        &terms.partner_ids
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let earns = |p: PartnerId| {
+        members
+            .iter()
+            .any(|m| m.partner_id == p && earns_at(m.status, m.ended_at, at))
+    };
+    let conversion = match existing {
+        Some(id) => {
+            sqlx::query!(
+                "update conversions set status = 'attributed', reason = null, attributed_via = 'claim',
+                        agreement_id = $2, agreement_version = $3, processed_at = now()
+                 where id = $1",
+                id.get(),
+                agreement.get(),
+                terms.version
+            )
+            .execute(&mut *tx)
+            .await?;
+            id
+        }
+        None => sqlx::query_scalar!(
+            r#"insert into conversions
+                   (program_id, idempotency_key, order_id, event, amount_minor, currency,
+                    occurred_at, status, attributed_via, agreement_id, agreement_version,
+                    processed_at)
+               values ($1, $2, $3, 'sale', $4, $5, $6, 'attributed', 'claim', $7, $8, now())
+               returning id as "id: ConversionId""#,
+            claim.program_id.get(),
+            format!("claim:{}", claim.id),
+            order_id,
+            amount,
+            claim.currency.code(),
+            at,
+            agreement.get(),
+            terms.version
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
+                ClaimError::Conflict("the shop reported the order meanwhile: accept again".into())
+            }
+            _ => ClaimError::Db(e),
+        })?,
+    };
+    let approve_after = Utc::now() + Duration::days(i64::from(hold_days));
+    let new: Vec<NewCommission> = shares
+        .iter()
+        .zip(parts)
+        .filter(|((p, _), part)| *part > 0 && earns(*p))
+        .map(|((partner, share), part)| NewCommission {
+            conversion_id: conversion,
+            program_id: claim.program_id,
+            partner_id: *partner,
+            agreement_id: agreement,
+            agreement_version: terms.version,
+            rule: AppliedRule {
+                event: EarningEvent::Sale,
+                rule,
+            },
+            base_minor: amount,
+            total_minor: total,
+            share_bps: *share as i32,
+            amount_minor: part,
+            currency: claim.currency,
+            review: false,
+            fraud_reasons: Vec::new(),
+            approve_after,
+        })
+        .collect();
+    if new.is_empty() {
+        return Err(ClaimError::Conflict(
+            "nobody in the agreement earns from this sale".into(),
+        ));
+    }
+    booking::book(tx, &new).await?;
+    let day = at.date_naive();
+    let delta = |partner, commission| Delta {
+        program: claim.program_id,
+        partner,
+        link,
+        day,
+        conversions: 1,
+        revenue_minor: amount,
+        commission_minor: commission,
+    };
+    let mut deltas = vec![delta(None, new.iter().map(|n| n.amount_minor).sum())];
+    deltas.extend(
+        new.iter()
+            .map(|n| delta(Some(n.partner_id), n.amount_minor)),
+    );
+    rollup::add(tx, &deltas).await?;
+    Ok(conversion)
+}
+
+/// An incorrect claim: the commission brought to the accepted amount. A
+/// declined claim: the reversed commission reinstated at it.
+async fn correct(
+    tx: &mut PgConnection,
+    claim: &Locked,
+    amount_override: Option<i64>,
+    hold_days: i32,
+    actor: &str,
+    reason: &str,
+) -> Result<ConversionId, ClaimError> {
+    let id = claim
+        .commission_id
+        .ok_or_else(|| ClaimError::Conflict("the claim names no commission".into()))?;
+    let held = decisions::lock(tx, &[id])
+        .await?
+        .pop()
+        .ok_or(ClaimError::NotFound("commission"))?;
+    let target = match claim.kind {
+        ClaimKind::Declined => amount_override
+            .or(claim.expected_commission_minor)
+            .unwrap_or(held.original_minor),
+        _ => amount_override
+            .or(claim.expected_commission_minor)
+            .ok_or_else(|| {
+                ClaimError::Invalid(
+                    "amount_minor",
+                    "name the commission's right amount: the claim gives none".into(),
+                )
+            })?,
+    };
+    let change = target - held.amount_minor;
+    let (bucket, kind, status) = match (claim.kind, held.status) {
+        (ClaimKind::Declined, CommissionStatus::Reversed) => (
+            Bucket::Pending,
+            LedgerKind::Adjusted,
+            CommissionStatus::Pending,
+        ),
+        (ClaimKind::Declined, s) => {
+            return Err(ClaimError::Conflict(format!(
+                "the commission is {s}, not reversed"
+            )));
+        }
+        (_, CommissionStatus::Reversed) => {
+            return Err(ClaimError::Conflict(
+                "the commission is reversed: a declined claim reinstates it".into(),
+            ));
+        }
+        (_, CommissionStatus::Paid) if change < 0 => (
+            Bucket::Approved,
+            LedgerKind::Carried,
+            CommissionStatus::Paid,
+        ),
+        // Paid already: what it was short is due in the next payout.
+        (_, CommissionStatus::Paid) => (
+            Bucket::Approved,
+            LedgerKind::Adjusted,
+            CommissionStatus::Paid,
+        ),
+        (_, s) => (
+            s.bucket().unwrap_or(Bucket::Pending),
+            LedgerKind::Adjusted,
+            s,
+        ),
+    };
+    if change == 0 || (target <= 0 && claim.kind == ClaimKind::Declined) {
+        return Err(ClaimError::Conflict(
+            "the commission already holds that amount".into(),
+        ));
+    }
+    let entry = Entry {
+        reason: Some(reason.to_owned()),
+        ..held.entry(bucket, change, kind, actor)
+    };
+    append(tx, &[entry]).await?;
+    let conv = sqlx::query!(
+        r#"update commissions c set amount_minor = $2, status = $3, updated_at = now(),
+                  review = case when $4 then false else c.review end,
+                  approve_after = case when $4 then now() + make_interval(days => $5)
+                                       else c.approve_after end
+           from conversions v where c.id = $1 and v.id = c.conversion_id
+           returning v.id as "id: ConversionId", v.occurred_at, v.link_id as "link_id: LinkId""#,
+        id.get(),
+        target,
+        status.as_str(),
+        claim.kind == ClaimKind::Declined,
+        hold_days
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let delta = |partner| Delta {
+        program: claim.program_id,
+        partner,
+        link: conv.link_id,
+        day: conv.occurred_at.date_naive(),
+        conversions: 0,
+        revenue_minor: 0,
+        commission_minor: change,
+    };
+    rollup::add(tx, &[delta(None), delta(Some(held.partner_id))]).await?;
+    Ok(conv.id)
+}
