@@ -28,6 +28,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Queued statements expanded into events per step.
+pub const EXPAND_BATCH: i32 = 50;
 /// Events fanned out per step.
 pub const DISPATCH_BATCH: i64 = 500;
 /// Deliveries sent at once, per step.
@@ -132,20 +134,23 @@ impl Deliverer {
         if self.gauges.due() {
             self.measure().await?;
         }
-        let fanned = self.dispatch().await?;
+        let more_events = self.dispatch().await?;
         let sent = self.deliver().await?;
-        Ok(
-            if fanned == DISPATCH_BATCH as u64 || sent == BATCH as usize {
-                Step::Busy
-            } else {
-                Step::Idle
-            },
-        )
+        Ok(if more_events || sent == BATCH as usize {
+            Step::Busy
+        } else {
+            Step::Idle
+        })
     }
 
-    /// One delivery per event and subscribed endpoint (disabled ones
-    /// included: their deliveries wait for them).
-    async fn dispatch(&self) -> anyhow::Result<u64> {
+    /// Expands what the triggers queued into events, then makes one
+    /// delivery per event and subscribed endpoint (disabled ones included:
+    /// their deliveries wait for them). Answers whether a full batch was
+    /// taken at either stage, so more may be waiting.
+    async fn dispatch(&self) -> anyhow::Result<bool> {
+        let expanded = sqlx::query_scalar!(r#"select outbox_expand($1) as "taken!""#, EXPAND_BATCH)
+            .fetch_one(&self.db)
+            .await?;
         let done = sqlx::query!(
             r#"
             with events as (
@@ -167,7 +172,7 @@ impl Deliverer {
         )
         .execute(&self.db)
         .await?;
-        Ok(done.rows_affected())
+        Ok(expanded == EXPAND_BATCH || done.rows_affected() == DISPATCH_BATCH as u64)
     }
 
     async fn deliver(&self) -> anyhow::Result<usize> {

@@ -1,9 +1,10 @@
 //! The outbox and outgoing webhooks.
 //!
-//! Events are written by triggers (see the migration `outbox_webhooks`) in
-//! the same transaction as the change each reports, so none is lost or
-//! invented. The delivery worker (`delivery`) fans each event out to the
-//! endpoints subscribed to it and sends each delivery the Standard Webhooks
+//! Events are queued by triggers (the migrations `outbox_webhooks` and
+//! `queues_per_statement`) in the same transaction as the change each
+//! reports, so none is lost or invented: one queue row per statement, which
+//! the delivery worker (`delivery`) expands into events (`outbox_expand`),
+//! then fans each event out to the endpoints subscribed to it and sends each delivery the Standard Webhooks
 //! way, retrying with exponential backoff for 3 days; every attempt is kept.
 //! `endpoints` holds what programs and partners register; `guard` the
 //! resolver that keeps deliveries off internal addresses.

@@ -1,18 +1,19 @@
 //! The chainer: links committed ledger entries into their programs' chains.
 //!
-//! Booking only queues an entry (a trigger adds its id to
-//! `ledger_unchained` in the booking's own transaction); this worker takes
-//! the queue in id order, gives each entry the next seq of its program's
-//! chain, and writes the links and the new heads in one transaction. One
-//! chainer runs at a time across every process (a transaction-scoped
-//! advisory lock; the others find it taken and wait for the next poll), so
-//! the chain never forks, and booking never waits for it.
+//! Booking only queues its entries (a statement-level trigger adds one row
+//! of their ids to `ledger_chain_queue` in the booking's own transaction);
+//! this worker takes the queue in order, gives each entry the next seq of
+//! its program's chain, and writes the links and the new heads in one
+//! transaction. One chainer runs at a time across every process (a
+//! transaction-scoped advisory lock; the others find it taken and wait for
+//! the next poll), so the chain never forks, and booking never waits for it.
 //!
 //! Chain order is commit order as the chainer sees it, not id order: an
 //! entry whose transaction commits late is chained when it arrives, so none
 //! is skipped. How far behind: an idle chainer polls every
-//! `MITRA_WORKER_POLL_MS` (500 ms) and a busy one links `BATCH` entries per
-//! step back to back; `mitra_queue_depth{queue="chain"}` and
+//! `MITRA_WORKER_POLL_MS` (500 ms) and a busy one links the entries of
+//! `BATCH` queued statements per step back to back;
+//! `mitra_queue_depth{queue="chain"}` and
 //! `mitra_queue_oldest_age_seconds{queue="chain"}` show the backlog. A
 //! statement covers the chain up to its head, so an entry is on statements
 //! once it is chained.
@@ -28,8 +29,9 @@ use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Entries linked per transaction.
-pub const BATCH: i64 = 1_000;
+/// Queued statements (each a booking's, an approval's, a payout's entries)
+/// linked per transaction.
+pub const BATCH: i64 = 20;
 /// The advisory lock only one chainer holds.
 const LOCK: i64 = 0x6d69_7472_6163_6831; // "mitrach1"
 
@@ -94,19 +96,22 @@ impl Chainer {
             tx.commit().await?;
             return Ok(Step::Idle);
         }
-        let ids = sqlx::query_scalar!(
-            "delete from ledger_unchained where entry_id in
-                (select entry_id from ledger_unchained order by entry_id limit $1)
-             returning entry_id",
+        let mut batches = sqlx::query!(
+            "delete from ledger_chain_queue where id in
+                (select id from ledger_chain_queue order by id limit $1)
+             returning id, entry_ids",
             BATCH
         )
         .fetch_all(&mut *tx)
         .await?;
+        // Chain order is queue order, then id order within a statement.
+        batches.sort_by_key(|b| b.id);
+        let ids: Vec<i64> = batches.iter().flat_map(|b| b.entry_ids.clone()).collect();
         if ids.is_empty() {
             tx.commit().await?;
             return Ok(Step::Idle);
         }
-        let entries = sqlx::query_as!(
+        let mut entries = sqlx::query_as!(
             ChainedEntry,
             r#"select 0::bigint as "seq!", id as "entry_id: LedgerEntryId",
                       program_id as "program_id: ProgramId", partner_id as "partner_id: PartnerId",
@@ -120,6 +125,9 @@ impl Chainer {
         )
         .fetch_all(&mut *tx)
         .await?;
+        let position: HashMap<i64, usize> =
+            ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        entries.sort_by_key(|e| position.get(&e.entry_id.get()).copied());
         let programs: Vec<i64> = entries.iter().map(|e| e.program_id.get()).collect();
         let heads: Heads = sqlx::query!(
             r#"select program_id as "program_id: ProgramId", seq, hash
@@ -167,7 +175,7 @@ impl Chainer {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(if ids.len() as i64 == BATCH {
+        Ok(if batches.len() as i64 == BATCH {
             Step::Busy
         } else {
             Step::Idle
@@ -177,8 +185,9 @@ impl Chainer {
     /// Sets the chain queue gauges: entries waiting, and the oldest's age.
     pub async fn measure(&self) -> anyhow::Result<()> {
         let row = sqlx::query!(
-            r#"select count(*) as "depth!", extract(epoch from now() - min(queued_at))::float8 as age
-               from ledger_unchained"#
+            r#"select coalesce(sum(cardinality(entry_ids)), 0)::bigint as "depth!",
+                      extract(epoch from now() - min(queued_at))::float8 as age
+               from ledger_chain_queue"#
         )
         .fetch_one(&self.db)
         .await?;

@@ -340,7 +340,7 @@ async fn an_entry_committed_late_is_chained_after_those_committed_before_it() {
             .await
             .unwrap();
     assert_eq!(chained, vec![(late, 1), (early, 2)]);
-    let waiting: i64 = sqlx::query_scalar("select count(*) from ledger_unchained")
+    let waiting: i64 = sqlx::query_scalar("select count(*) from ledger_chain_queue")
         .fetch_one(&app.db)
         .await
         .unwrap();
