@@ -625,3 +625,111 @@ async fn a_partners_postback_fills_its_macros_url_encoded() {
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollments_payouts_and_claims_are_told_to_both_sides() {
+    let program_hooks = Receiver::start(vec![]).await;
+    let partner_hooks = Receiver::start(vec![]).await;
+    let app = spawn_app_with(Roles::API, &[ALLOW_PRIVATE]).await;
+    let program = app.create_program_with(json!({"hold_days": 0})).await;
+    let partner = app.create_partner("Ayu").await;
+    let events = [
+        "partner.enrolled",
+        "payout.paid",
+        "claim.opened",
+        "claim.commented",
+        "claim.declined",
+    ];
+    register(&app, s(&program["api_key"]), &program_hooks.url, &events).await;
+    register(&app, s(&partner["api_key"]), &partner_hooks.url, &events).await;
+
+    // Enrolled, a sale booked and approved by the clock, paid out.
+    let agreement = app
+        .create_agreement(&program, &[(&partner, 10000)], json!({}))
+        .await;
+    let link = app.create_link(&agreement, json!({})).await;
+    let click = app.click_id_ago(&link, chrono::Duration::minutes(1));
+    assert_status(
+        app.post_conversion(&program, &sale("E-1", 30_000, &click))
+            .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    app.attribute().await;
+    let lifecycle = app.workers.lifecycle();
+    lifecycle.step().await.unwrap();
+    let payouts = format!("/v1/programs/{}/payouts", s(&program["id"]));
+    let payout = assert_status(
+        app.post(&payouts, s(&program["api_key"]), &json!({})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    // A claim opened, commented on and declined.
+    let claims = format!("/v1/programs/{}/claims", s(&program["id"]));
+    let claim = assert_status(
+        app.post(
+            &claims,
+            s(&partner["api_key"]),
+            &json!({"kind": "untracked", "order_id": "E-2", "amount_minor": 1_000,
+                    "occurred_at": chrono::Utc::now()}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let claim_id = s(&claim["data"][0]["id"]).to_owned();
+    assert_status(
+        app.post(
+            &format!("/v1/claims/{claim_id}/comments"),
+            s(&program["api_key"]),
+            &json!({"note": "which shop?"}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_status(
+        app.post(
+            &format!("/v1/claims/{claim_id}/decline"),
+            s(&program["api_key"]),
+            &json!({"reason_code": "order_not_found"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    deliver(&app).await;
+
+    for hooks in [&program_hooks, &partner_hooks] {
+        let got = hooks.wait_for(5, Duration::from_secs(10)).await;
+        assert_eq!(
+            types(&got),
+            vec![
+                "claim.commented",
+                "claim.declined",
+                "claim.opened",
+                "partner.enrolled",
+                "payout.paid"
+            ]
+        );
+        let body = |t: &str| {
+            got.iter()
+                .map(|r| r.json())
+                .find(|b| b["type"] == t)
+                .unwrap()
+        };
+        assert_eq!(body("payout.paid")["data"]["payout_id"], payout["id"]);
+        assert_eq!(body("payout.paid")["data"]["amount_minor"], 3_000);
+        assert_eq!(
+            body("partner.enrolled")["data"]["partner_id"],
+            partner["id"]
+        );
+        assert_eq!(body("claim.declined")["data"]["claim_id"], json!(claim_id));
+        assert_eq!(
+            body("claim.declined")["data"]["reason_code"],
+            "order_not_found"
+        );
+        assert_eq!(body("claim.commented")["data"]["note"], "which shop?");
+        assert_eq!(body("claim.commented")["data"]["actor"], program["id"]);
+    }
+}
