@@ -24,7 +24,7 @@ use crate::domain::{EndpointKind, EventId, PostbackTemplate, TargetUrl, WebhookE
 use crate::metrics::Metrics;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -177,190 +177,21 @@ impl Deliverer {
 
     async fn deliver(&self) -> anyhow::Result<usize> {
         let mut tx = self.db.begin().await?;
-        let due: Vec<Due> = sqlx::query!(
-            r#"select d.id, d.attempts, d.created_at, d.endpoint_id, w.url, w.secret,
-                      w.kind as "endpoint_kind: EndpointKind",
-                      e.id as "event_id: EventId", e.type as "kind: WebhookEvent", e.data,
-                      e.created_at as event_at,
-                      v.click_id as "click_id?", l.sub_ids as "sub_ids?", v.order_id as "order_id?",
-                      v.event as "conversion_event?", v.amount_minor as "amount_minor?",
-                      v.currency as "currency?", c.amount_minor as "commission_minor?"
-               from webhook_deliveries d
-               join webhook_endpoints w on w.id = d.endpoint_id
-               join outbox_events e on e.id = d.event_id
-               -- A postback's macros: the event's conversion, its link, the partner's commission.
-               left join conversions v
-                 on w.kind = 'postback' and v.id = (e.data->>'conversion_id')::bigint
-               left join links l on l.id = v.link_id
-               left join commissions c on c.conversion_id = v.id and c.partner_id = w.partner_id
-               where d.status = 'pending' and d.next_attempt_at <= now()
-                 and w.enabled and w.deleted_at is null
-               order by d.next_attempt_at, d.id
-               limit $1
-               for update of d skip locked"#,
-            BATCH
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|r| {
-            let postback = (r.endpoint_kind == EndpointKind::Postback).then(|| {
-                let mut values: BTreeMap<&'static str, String> = BTreeMap::new();
-                let mut put = |k: &'static str, v: Option<String>| {
-                    if let Some(v) = v {
-                        values.insert(k, v);
-                    }
-                };
-                put("click_id", r.click_id.clone());
-                put("order_id", r.order_id.clone());
-                put("event", r.conversion_event.clone());
-                put("amount_minor", r.amount_minor.map(|a| a.to_string()));
-                put(
-                    "commission_minor",
-                    r.commission_minor.map(|a| a.to_string()),
-                );
-                put("currency", r.currency.clone());
-                put("status", Some(r.kind.postback_status().to_owned()));
-                if let Some(serde_json::Value::Object(subs)) = &r.sub_ids {
-                    for key in crate::domain::SUB_KEYS {
-                        put(
-                            key,
-                            subs.get(key).and_then(|v| v.as_str()).map(str::to_owned),
-                        );
-                    }
-                }
-                PostbackTemplate::from_db(r.url.clone()).render(&values)
-            });
-            Due {
-                id: r.id,
-                attempts: r.attempts,
-                created_at: r.created_at,
-                endpoint_id: r.endpoint_id,
-                url: r.url,
-                secret: r.secret,
-                event_id: r.event_id,
-                kind: r.kind,
-                data: r.data,
-                event_at: r.event_at,
-                postback,
-            }
-        })
-        .collect();
+        let due = claim_due(&mut tx).await?;
         if due.is_empty() {
             tx.commit().await?;
             return Ok(0);
         }
         let outcomes = futures::future::join_all(due.iter().map(|d| self.send(d))).await;
         let now = Utc::now();
-        let base = self.settings.retry_base;
-        let mut statuses = Vec::new();
-        let mut next_at = Vec::new();
-        let mut per_endpoint: HashMap<i64, (bool, i32)> = HashMap::new();
-        for (d, o) in due.iter().zip(&outcomes) {
-            let decided = next(o.ok(), d.attempts + 1, d.created_at, now, base);
-            let (status, at) = match decided {
-                Next::Succeeded => ("succeeded", now),
-                Next::RetryAt(at) => ("pending", at),
-                Next::GiveUp => ("failed", now),
-            };
-            statuses.push(status);
-            next_at.push(at);
-            let e = per_endpoint.entry(d.endpoint_id).or_insert((false, 0));
-            if o.ok() {
-                e.0 = true;
-            } else {
-                e.1 += 1;
-            }
-            let outcome = match decided {
-                Next::Succeeded => "succeeded",
-                Next::RetryAt(_) => "failed",
-                Next::GiveUp => "gave_up",
-            };
+        let settled = settle(&due, &outcomes, now, self.settings.retry_base);
+        for label in &settled.labels {
             self.metrics
                 .webhook_attempts
-                .with_label_values(&[outcome])
+                .with_label_values(&[label])
                 .inc();
         }
-        let ids: Vec<i64> = due.iter().map(|d| d.id).collect();
-        sqlx::query!(
-            "insert into webhook_attempts (delivery_id, attempted_at, duration_ms, response_status, error)
-             select * from unnest($1::bigint[], $2::timestamptz[], $3::int[], $4::int[], $5::text[])",
-            &ids,
-            &outcomes
-                .iter()
-                .map(|o| now - chrono::Duration::from_std(o.took).unwrap_or_default())
-                .collect::<Vec<_>>(),
-            &outcomes
-                .iter()
-                .map(|o| o.took.as_millis().min(i32::MAX as u128) as i32)
-                .collect::<Vec<_>>(),
-            &outcomes
-                .iter()
-                .map(|o| o.status.map(i32::from))
-                .collect::<Vec<_>>() as &[Option<i32>],
-            &outcomes.iter().map(|o| o.error.clone()).collect::<Vec<_>>() as &[Option<String>],
-        )
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query!(
-            "update webhook_deliveries d set status = u.status, attempts = d.attempts + 1,
-                    next_attempt_at = u.at, updated_at = now()
-             from unnest($1::bigint[], $2::text[], $3::timestamptz[]) as u(id, status, at)
-             where d.id = u.id",
-            &ids,
-            &statuses as &[&str],
-            &next_at
-        )
-        .execute(&mut *tx)
-        .await?;
-        let (endpoints, succeeded, failures): (Vec<i64>, Vec<bool>, Vec<i32>) = per_endpoint
-            .into_iter()
-            .fold((vec![], vec![], vec![]), |mut acc, (id, (ok, n))| {
-                acc.0.push(id);
-                acc.1.push(ok);
-                acc.2.push(n);
-                acc
-            });
-        sqlx::query!(
-            "update webhook_endpoints w
-             set consecutive_failures = case when u.ok then 0 else w.consecutive_failures + u.n end
-             from unnest($1::bigint[], $2::bool[], $3::int[]) as u(id, ok, n)
-             where w.id = u.id",
-            &endpoints,
-            &succeeded,
-            &failures
-        )
-        .execute(&mut *tx)
-        .await?;
-        let disabled = sqlx::query!(
-            r#"update webhook_endpoints
-               set enabled = false, disabled_at = now(), updated_at = now(),
-                   disabled_reason = consecutive_failures || ' attempts in a row failed'
-               where id = any($1) and enabled and consecutive_failures >= $2
-               returning id, program_id, partner_id, url, consecutive_failures"#,
-            &endpoints,
-            DISABLE_AFTER
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        for w in &disabled {
-            // The owner hears of it through its other endpoints.
-            sqlx::query!(
-                "insert into outbox_events (type, program_id, partner_ids, data)
-                 values ('webhook_endpoint.disabled', $1,
-                         case when $2::bigint is null then '{}'::bigint[] else array[$2::bigint] end,
-                         $3)",
-                w.program_id,
-                w.partner_id,
-                serde_json::json!({
-                    "endpoint_id": crate::domain::WebhookEndpointId::from_db(w.id).to_string(),
-                    "url": w.url,
-                    "consecutive_failures": w.consecutive_failures,
-                }),
-            )
-            .execute(&mut *tx)
-            .await?;
-        }
+        let disabled = record(&mut tx, &due, &outcomes, &settled, now).await?;
         tx.commit().await?;
         for w in &disabled {
             self.metrics.webhook_endpoints_disabled.inc();
@@ -438,6 +269,226 @@ impl Deliverer {
     }
 }
 
+/// Claims up to `BATCH` due deliveries, locked until `tx` ends; a postback's
+/// URL comes with its macros filled in.
+async fn claim_due(tx: &mut sqlx::PgConnection) -> anyhow::Result<Vec<Due>> {
+    let rows = sqlx::query!(
+        r#"select d.id, d.attempts, d.created_at, d.endpoint_id, w.url, w.secret,
+                  w.kind as "endpoint_kind: EndpointKind",
+                  e.id as "event_id: EventId", e.type as "kind: WebhookEvent", e.data,
+                  e.created_at as event_at,
+                  v.click_id as "click_id?", l.sub_ids as "sub_ids?", v.order_id as "order_id?",
+                  v.event as "conversion_event?", v.amount_minor as "amount_minor?",
+                  v.currency as "currency?", c.amount_minor as "commission_minor?"
+           from webhook_deliveries d
+           join webhook_endpoints w on w.id = d.endpoint_id
+           join outbox_events e on e.id = d.event_id
+           -- A postback's macros: the event's conversion, its link, the partner's commission.
+           left join conversions v
+             on w.kind = 'postback' and v.id = (e.data->>'conversion_id')::bigint
+           left join links l on l.id = v.link_id
+           left join commissions c on c.conversion_id = v.id and c.partner_id = w.partner_id
+           where d.status = 'pending' and d.next_attempt_at <= now()
+             and w.enabled and w.deleted_at is null
+           order by d.next_attempt_at, d.id
+           limit $1
+           for update of d skip locked"#,
+        BATCH
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let postback = (r.endpoint_kind == EndpointKind::Postback).then(|| {
+                let mut values: BTreeMap<&'static str, String> = BTreeMap::new();
+                let mut put = |k: &'static str, v: Option<String>| {
+                    if let Some(v) = v {
+                        values.insert(k, v);
+                    }
+                };
+                put("click_id", r.click_id);
+                put("order_id", r.order_id);
+                put("event", r.conversion_event);
+                put("amount_minor", r.amount_minor.map(|a| a.to_string()));
+                put(
+                    "commission_minor",
+                    r.commission_minor.map(|a| a.to_string()),
+                );
+                put("currency", r.currency);
+                put("status", Some(r.kind.postback_status().to_owned()));
+                if let Some(serde_json::Value::Object(subs)) = &r.sub_ids {
+                    for key in crate::domain::SUB_KEYS {
+                        put(
+                            key,
+                            subs.get(key).and_then(|v| v.as_str()).map(str::to_owned),
+                        );
+                    }
+                }
+                PostbackTemplate::from_db(r.url.clone()).render(&values)
+            });
+            Due {
+                id: r.id,
+                attempts: r.attempts,
+                created_at: r.created_at,
+                endpoint_id: r.endpoint_id,
+                url: r.url,
+                secret: r.secret,
+                event_id: r.event_id,
+                kind: r.kind,
+                data: r.data,
+                event_at: r.event_at,
+                postback,
+            }
+        })
+        .collect())
+}
+
+/// What a batch of attempts decides, in the order of the deliveries: each
+/// one's new status, next attempt time and metrics label; and per endpoint
+/// whether any attempt succeeded and how many failed.
+#[derive(Debug, PartialEq)]
+struct Settled {
+    statuses: Vec<&'static str>,
+    next_at: Vec<DateTime<Utc>>,
+    labels: Vec<&'static str>,
+    endpoints: Vec<i64>,
+    succeeded: Vec<bool>,
+    failures: Vec<i32>,
+}
+
+/// Decides, without I/O, what the attempts' outcomes mean.
+fn settle(due: &[Due], outcomes: &[Outcome], now: DateTime<Utc>, base: Duration) -> Settled {
+    let mut settled = Settled {
+        statuses: Vec::new(),
+        next_at: Vec::new(),
+        labels: Vec::new(),
+        endpoints: Vec::new(),
+        succeeded: Vec::new(),
+        failures: Vec::new(),
+    };
+    let mut per_endpoint: BTreeMap<i64, (bool, i32)> = BTreeMap::new();
+    for (d, o) in due.iter().zip(outcomes) {
+        let (status, at, label) = match next(o.ok(), d.attempts + 1, d.created_at, now, base) {
+            Next::Succeeded => ("succeeded", now, "succeeded"),
+            Next::RetryAt(at) => ("pending", at, "failed"),
+            Next::GiveUp => ("failed", now, "gave_up"),
+        };
+        settled.statuses.push(status);
+        settled.next_at.push(at);
+        settled.labels.push(label);
+        let e = per_endpoint.entry(d.endpoint_id).or_insert((false, 0));
+        if o.ok() {
+            e.0 = true;
+        } else {
+            e.1 += 1;
+        }
+    }
+    for (id, (ok, failed)) in per_endpoint {
+        settled.endpoints.push(id);
+        settled.succeeded.push(ok);
+        settled.failures.push(failed);
+    }
+    settled
+}
+
+/// An endpoint disabled by this batch.
+struct Disabled {
+    id: i64,
+    consecutive_failures: i32,
+}
+
+/// Writes the attempts, the deliveries' new states and the endpoints'
+/// failure counts; disables the endpoints that failed too often in a row
+/// and tells their owners. Answers the endpoints disabled.
+async fn record(
+    tx: &mut sqlx::PgConnection,
+    due: &[Due],
+    outcomes: &[Outcome],
+    settled: &Settled,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<Disabled>> {
+    let ids: Vec<i64> = due.iter().map(|d| d.id).collect();
+    sqlx::query!(
+        "insert into webhook_attempts (delivery_id, attempted_at, duration_ms, response_status, error)
+         select * from unnest($1::bigint[], $2::timestamptz[], $3::int[], $4::int[], $5::text[])",
+        &ids,
+        &outcomes
+            .iter()
+            .map(|o| now - chrono::Duration::from_std(o.took).unwrap_or_default())
+            .collect::<Vec<_>>(),
+        &outcomes
+            .iter()
+            .map(|o| o.took.as_millis().min(i32::MAX as u128) as i32)
+            .collect::<Vec<_>>(),
+        &outcomes
+            .iter()
+            .map(|o| o.status.map(i32::from))
+            .collect::<Vec<_>>() as &[Option<i32>],
+        &outcomes.iter().map(|o| o.error.clone()).collect::<Vec<_>>() as &[Option<String>],
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "update webhook_deliveries d set status = u.status, attempts = d.attempts + 1,
+                next_attempt_at = u.at, updated_at = now()
+         from unnest($1::bigint[], $2::text[], $3::timestamptz[]) as u(id, status, at)
+         where d.id = u.id",
+        &ids,
+        &settled.statuses as &[&str],
+        &settled.next_at
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "update webhook_endpoints w
+         set consecutive_failures = case when u.ok then 0 else w.consecutive_failures + u.n end
+         from unnest($1::bigint[], $2::bool[], $3::int[]) as u(id, ok, n)
+         where w.id = u.id",
+        &settled.endpoints,
+        &settled.succeeded,
+        &settled.failures
+    )
+    .execute(&mut *tx)
+    .await?;
+    let disabled = sqlx::query!(
+        r#"update webhook_endpoints
+           set enabled = false, disabled_at = now(), updated_at = now(),
+               disabled_reason = consecutive_failures || ' attempts in a row failed'
+           where id = any($1) and enabled and consecutive_failures >= $2
+           returning id, program_id, partner_id, url, consecutive_failures"#,
+        &settled.endpoints,
+        DISABLE_AFTER
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for w in &disabled {
+        // The owner hears of it through its other endpoints.
+        sqlx::query!(
+            "insert into outbox_events (type, program_id, partner_ids, data)
+             values ('webhook_endpoint.disabled', $1,
+                     case when $2::bigint is null then '{}'::bigint[] else array[$2::bigint] end,
+                     $3)",
+            w.program_id,
+            w.partner_id,
+            serde_json::json!({
+                "endpoint_id": crate::domain::WebhookEndpointId::from_db(w.id).to_string(),
+                "url": w.url,
+                "consecutive_failures": w.consecutive_failures,
+            }),
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(disabled
+        .into_iter()
+        .map(|w| Disabled {
+            id: w.id,
+            consecutive_failures: w.consecutive_failures,
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,5 +528,64 @@ mod tests {
         assert_eq!(attempts, 16);
         assert!(now <= created + GIVE_UP_AFTER);
         assert!(now + chrono::Duration::hours(12) > created + GIVE_UP_AFTER);
+    }
+
+    fn due(id: i64, endpoint_id: i64, attempts: i32, created_at: DateTime<Utc>) -> Due {
+        Due {
+            id,
+            attempts,
+            created_at,
+            endpoint_id,
+            url: "https://example.com/hook".into(),
+            secret: "whsec_x".into(),
+            event_id: EventId::from_db(id),
+            kind: WebhookEvent::ConversionReceived,
+            data: serde_json::json!({}),
+            event_at: created_at,
+            postback: None,
+        }
+    }
+
+    fn answered(status: Option<u16>) -> Outcome {
+        Outcome {
+            status,
+            error: status.is_none().then(|| "connection refused".into()),
+            took: Duration::from_millis(5),
+        }
+    }
+
+    #[test]
+    fn a_batch_settles_each_delivery_and_counts_failures_per_endpoint() {
+        let base = Duration::from_secs(30);
+        let now = Utc::now();
+        let old = now - chrono::Duration::days(3);
+        let batch = [
+            due(1, 10, 0, now),  // endpoint 10 answers 204
+            due(2, 10, 2, now),  // and 500: it still answered once
+            due(3, 20, 0, now),  // endpoint 20 cannot be reached
+            due(4, 20, 15, old), // and a delivery 3 days old is given up
+        ];
+        let outcomes = [
+            answered(Some(204)),
+            answered(Some(500)),
+            answered(None),
+            answered(Some(503)),
+        ];
+        assert_eq!(
+            settle(&batch, &outcomes, now, base),
+            Settled {
+                statuses: vec!["succeeded", "pending", "pending", "failed"],
+                next_at: vec![
+                    now,
+                    now + chrono::Duration::seconds(120),
+                    now + chrono::Duration::seconds(30),
+                    now
+                ],
+                labels: vec!["succeeded", "failed", "failed", "gave_up"],
+                endpoints: vec![10, 20],
+                succeeded: vec![true, false],
+                failures: vec![1, 2],
+            }
+        );
     }
 }
