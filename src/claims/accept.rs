@@ -21,7 +21,7 @@ use crate::commissions::ledger::{Entry, append};
 use crate::domain::{
     AgreementId, AppliedRule, Bucket, ClaimAction, ClaimId, ClaimKind, CommissionRules,
     CommissionStatus, ConversionId, ConversionStatus, EarningEvent, EnrollmentStatus, LedgerKind,
-    LinkId, PartnerId, earns_at,
+    LinkId, PartnerId, Rule, earns_at,
 };
 use crate::rollups::conversions::{self as rollup, Delta};
 use chrono::{DateTime, Duration, Utc};
@@ -108,19 +108,98 @@ async fn agreement_of(tx: &mut PgConnection, claim: &Locked) -> Result<Agreement
     }
 }
 
+/// The shop's own report of a claimed order.
+struct Reported {
+    id: ConversionId,
+    status: ConversionStatus,
+    amount_minor: i64,
+    occurred_at: DateTime<Utc>,
+    link_id: Option<LinkId>,
+    /// Whether it earned anyone a commission already.
+    booked: bool,
+}
+
+/// The sale an untracked claim books.
+#[derive(Debug, PartialEq)]
+struct Sale {
+    /// The shop's report of it, when it made one.
+    existing: Option<ConversionId>,
+    amount_minor: i64,
+    at: DateTime<Utc>,
+    link: Option<LinkId>,
+}
+
+/// The agreement's terms in force at the sale's date.
+struct Terms {
+    version: i32,
+    commission: Option<serde_json::Value>,
+    program_commission: serde_json::Value,
+    partner_ids: Vec<i64>,
+    share_bps: Vec<i32>,
+    valid_from: Option<DateTime<Utc>>,
+    valid_until: Option<DateTime<Utc>>,
+}
+
+/// A partner of the agreement, as enrolled in the program.
+struct Member {
+    partner_id: PartnerId,
+    status: EnrollmentStatus,
+    ended_at: Option<DateTime<Utc>>,
+}
+
+/// What the sale earns: the rule, the total, and each earning partner's
+/// share and part.
+#[derive(Debug, PartialEq)]
+struct Earnings {
+    rule: Rule,
+    total_minor: i64,
+    parts: Vec<(PartnerId, u32, i64)>,
+}
+
 async fn book_untracked(
     tx: &mut PgConnection,
     claim: &Locked,
     amount_override: Option<i64>,
     hold_days: i32,
 ) -> Result<ConversionId, ClaimError> {
-    let (Some(order_id), Some(claimed_at), Some(claimed_amount)) =
-        (&claim.order_id, claim.occurred_at, claim.amount_minor)
-    else {
-        return Err(ClaimError::Conflict("the claim names no sale".into()));
+    let reported = match &claim.order_id {
+        Some(order_id) => load_reported(tx, claim, order_id).await?,
+        None => None,
     };
-    // The shop's own report of the order, if it sent one.
-    let reported = sqlx::query!(
+    let sale = the_sale(claim, reported, amount_override)?;
+    let agreement = agreement_of(tx, claim).await?;
+    let terms = load_terms(tx, agreement, sale.at).await?;
+    let members = sqlx::query_as!(
+        Member,
+        r#"select partner_id as "partner_id!: PartnerId", status as "status: EnrollmentStatus",
+                  ended_at
+           from enrollments where program_id = $1 and partner_id = any($2)"#,
+        claim.program_id.get(),
+        &terms.partner_ids
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let earnings = earnings(&terms, &members, &sale)?;
+    write_booking(
+        tx,
+        claim,
+        &sale,
+        agreement,
+        terms.version,
+        &earnings,
+        hold_days,
+    )
+    .await
+}
+
+/// The shop's report of the order, locked, if it sent one.
+async fn load_reported(
+    tx: &mut PgConnection,
+    claim: &Locked,
+    order_id: &str,
+) -> Result<Option<Reported>, ClaimError> {
+    Ok(sqlx::query_as!(
+        Reported,
         r#"select id as "id: ConversionId", status as "status: ConversionStatus", amount_minor,
                   occurred_at, link_id as "link_id: LinkId",
                   exists(select 1 from commissions c where c.conversion_id = v.id) as "booked!"
@@ -130,37 +209,17 @@ async fn book_untracked(
         order_id
     )
     .fetch_optional(&mut *tx)
-    .await?;
-    let (existing, amount, at, link): (Option<ConversionId>, i64, DateTime<Utc>, Option<LinkId>) =
-        match &reported {
-            Some(r) if r.booked => {
-                return Err(ClaimError::Conflict(
-                    "the order is booked already: open an incorrect claim about its commission"
-                        .into(),
-                ));
-            }
-            Some(r)
-                if matches!(
-                    r.status,
-                    ConversionStatus::Received | ConversionStatus::Waiting
-                ) =>
-            {
-                return Err(ClaimError::Conflict(
-                    "the shop's report of the order waits for attribution: try again shortly"
-                        .into(),
-                ));
-            }
-            Some(r) => (Some(r.id), r.amount_minor, r.occurred_at, r.link_id),
-            None => (
-                None,
-                amount_override.unwrap_or(claimed_amount),
-                claimed_at,
-                None,
-            ),
-        };
-    let agreement = agreement_of(tx, claim).await?;
-    // The version in force at the sale's date, chosen as attribution chooses.
-    let terms = sqlx::query!(
+    .await?)
+}
+
+/// The version in force at the sale's date, chosen as attribution chooses.
+async fn load_terms(
+    tx: &mut PgConnection,
+    agreement: AgreementId,
+    at: DateTime<Utc>,
+) -> Result<Terms, ClaimError> {
+    Ok(sqlx::query_as!(
+        Terms,
         r#"select t.version as "version!", t.commission, t.program_commission as "program_commission!",
                   t.partner_ids as "partner_ids!", t.share_bps as "share_bps!",
                   t.valid_from, t.valid_until
@@ -173,8 +232,56 @@ async fn book_untracked(
         at
     )
     .fetch_one(&mut *tx)
-    .await?;
-    if terms.valid_from.is_some_and(|f| at < f) || terms.valid_until.is_some_and(|u| at >= u) {
+    .await?)
+}
+
+/// Decides, without I/O, which sale is booked: the shop's report of the
+/// order when it made one that was not attributed, else the claim's.
+fn the_sale(
+    claim: &Locked,
+    reported: Option<Reported>,
+    amount_override: Option<i64>,
+) -> Result<Sale, ClaimError> {
+    let (Some(_), Some(claimed_at), Some(claimed_amount)) =
+        (&claim.order_id, claim.occurred_at, claim.amount_minor)
+    else {
+        return Err(ClaimError::Conflict("the claim names no sale".into()));
+    };
+    match reported {
+        Some(r) if r.booked => Err(ClaimError::Conflict(
+            "the order is booked already: open an incorrect claim about its commission".into(),
+        )),
+        Some(r)
+            if matches!(
+                r.status,
+                ConversionStatus::Received | ConversionStatus::Waiting
+            ) =>
+        {
+            Err(ClaimError::Conflict(
+                "the shop's report of the order waits for attribution: try again shortly".into(),
+            ))
+        }
+        Some(r) => Ok(Sale {
+            existing: Some(r.id),
+            amount_minor: r.amount_minor,
+            at: r.occurred_at,
+            link: r.link_id,
+        }),
+        None => Ok(Sale {
+            existing: None,
+            amount_minor: amount_override.unwrap_or(claimed_amount),
+            at: claimed_at,
+            link: None,
+        }),
+    }
+}
+
+/// Decides, without I/O, what the sale earns under `terms`: each partner
+/// as attribution would pay it, while it is (or was, at the date) a member.
+fn earnings(terms: &Terms, members: &[Member], sale: &Sale) -> Result<Earnings, ClaimError> {
+    if terms.valid_from.is_some_and(|f| sale.at < f)
+        || terms.valid_until.is_some_and(|u| sale.at >= u)
+    {
         return Err(ClaimError::Conflict(
             "the agreement was not in force on the sale's date".into(),
         ));
@@ -200,24 +307,44 @@ async fn book_untracked(
         .zip(&terms.share_bps)
         .map(|(p, s)| (PartnerId::from_db(*p), *s as u32))
         .collect();
-    let (total, parts) = split(rule, amount, &shares)
+    let (total_minor, parts) = split(rule, sale.amount_minor, &shares)
         .ok_or_else(|| ClaimError::Invalid("amount_minor", "the commission overflows".into()))?;
-    // Each partner earns as attribution would: while it is (or was, at the date) a member.
-    let members = sqlx::query!(
-        r#"select partner_id as "partner_id!: PartnerId", status as "status: EnrollmentStatus",
-                  ended_at
-           from enrollments where program_id = $1 and partner_id = any($2)"#,
-        claim.program_id.get(),
-        &terms.partner_ids
-    )
-    .fetch_all(&mut *tx)
-    .await?;
     let earns = |p: PartnerId| {
         members
             .iter()
-            .any(|m| m.partner_id == p && earns_at(m.status, m.ended_at, at))
+            .any(|m| m.partner_id == p && earns_at(m.status, m.ended_at, sale.at))
     };
-    let conversion = match existing {
+    let parts: Vec<(PartnerId, u32, i64)> = shares
+        .iter()
+        .zip(parts)
+        .filter(|((p, _), part)| *part > 0 && earns(*p))
+        .map(|((p, share), part)| (*p, *share, part))
+        .collect();
+    if parts.is_empty() {
+        return Err(ClaimError::Conflict(
+            "nobody in the agreement earns from this sale".into(),
+        ));
+    }
+    Ok(Earnings {
+        rule,
+        total_minor,
+        parts,
+    })
+}
+
+/// Writes the booking: the conversion (the shop's report, now attributed
+/// through the claim, or a new one), its commissions through the one
+/// booking path, and the report roll-ups.
+async fn write_booking(
+    tx: &mut PgConnection,
+    claim: &Locked,
+    sale: &Sale,
+    agreement: AgreementId,
+    version: i32,
+    earnings: &Earnings,
+    hold_days: i32,
+) -> Result<ConversionId, ClaimError> {
+    let conversion = match sale.existing {
         Some(id) => {
             sqlx::query!(
                 "update conversions set status = 'attributed', reason = null, attributed_via = 'claim',
@@ -225,7 +352,7 @@ async fn book_untracked(
                  where id = $1",
                 id.get(),
                 agreement.get(),
-                terms.version
+                version
             )
             .execute(&mut *tx)
             .await?;
@@ -240,12 +367,12 @@ async fn book_untracked(
                returning id as "id: ConversionId""#,
             claim.program_id.get(),
             format!("claim:{}", claim.id),
-            order_id,
-            amount,
+            claim.order_id.as_deref(),
+            sale.amount_minor,
             claim.currency.code(),
-            at,
+            sale.at,
             agreement.get(),
-            terms.version
+            version
         )
         .fetch_one(&mut *tx)
         .await
@@ -257,23 +384,22 @@ async fn book_untracked(
         })?,
     };
     let approve_after = Utc::now() + Duration::days(i64::from(hold_days));
-    let new: Vec<NewCommission> = shares
+    let new: Vec<NewCommission> = earnings
+        .parts
         .iter()
-        .zip(parts)
-        .filter(|((p, _), part)| *part > 0 && earns(*p))
-        .map(|((partner, share), part)| NewCommission {
+        .map(|&(partner_id, share, part)| NewCommission {
             conversion_id: conversion,
             program_id: claim.program_id,
-            partner_id: *partner,
+            partner_id,
             agreement_id: agreement,
-            agreement_version: terms.version,
+            agreement_version: version,
             rule: AppliedRule {
                 event: EarningEvent::Sale,
-                rule,
+                rule: earnings.rule,
             },
-            base_minor: amount,
-            total_minor: total,
-            share_bps: *share as i32,
+            base_minor: sale.amount_minor,
+            total_minor: earnings.total_minor,
+            share_bps: share as i32,
             amount_minor: part,
             currency: claim.currency,
             review: false,
@@ -281,20 +407,15 @@ async fn book_untracked(
             approve_after,
         })
         .collect();
-    if new.is_empty() {
-        return Err(ClaimError::Conflict(
-            "nobody in the agreement earns from this sale".into(),
-        ));
-    }
     booking::book(tx, &new).await?;
-    let day = at.date_naive();
+    let day = sale.at.date_naive();
     let delta = |partner, commission| Delta {
         program: claim.program_id,
         partner,
-        link,
+        link: sale.link,
         day,
         conversions: 1,
-        revenue_minor: amount,
+        revenue_minor: sale.amount_minor,
         commission_minor: commission,
     };
     let mut deltas = vec![delta(None, new.iter().map(|n| n.amount_minor).sum())];
@@ -406,4 +527,125 @@ async fn correct(
     };
     rollup::add(tx, &[delta(None), delta(Some(held.partner_id))]).await?;
     Ok(conv.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Currency, ProgramId};
+    use serde_json::json;
+
+    fn at(day: u32) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(&format!("2026-11-{day:02}T12:00:00Z"))
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn claim() -> Locked {
+        Locked {
+            id: ClaimId::from_db(1),
+            program_id: ProgramId::from_db(1),
+            partner_id: PartnerId::from_db(7),
+            kind: ClaimKind::Untracked,
+            order_id: Some("A-1".into()),
+            occurred_at: Some(at(10)),
+            amount_minor: Some(10_000),
+            currency: Currency::parse("IDR").unwrap(),
+            agreement_id: None,
+            commission_id: None,
+            expected_commission_minor: None,
+        }
+    }
+
+    fn reported(status: ConversionStatus, booked: bool) -> Reported {
+        Reported {
+            id: ConversionId::from_db(5),
+            status,
+            amount_minor: 12_000,
+            occurred_at: at(9),
+            link_id: None,
+            booked,
+        }
+    }
+
+    #[test]
+    fn the_shops_unattributed_report_is_the_sale_else_the_claim_is() {
+        let sale = the_sale(&claim(), None, Some(9_000)).unwrap();
+        assert_eq!(
+            sale,
+            Sale {
+                existing: None,
+                amount_minor: 9_000,
+                at: at(10),
+                link: None
+            }
+        );
+        let unattributed = reported(ConversionStatus::Unattributed, false);
+        let sale = the_sale(&claim(), Some(unattributed), Some(9_000)).unwrap();
+        assert_eq!(
+            (sale.existing, sale.amount_minor, sale.at),
+            (Some(ConversionId::from_db(5)), 12_000, at(9))
+        );
+        let refused = |r: Reported| match the_sale(&claim(), Some(r), None) {
+            Err(ClaimError::Conflict(m)) => m,
+            other => panic!("{:?}", other.map(|s| s.amount_minor)),
+        };
+        assert!(
+            refused(reported(ConversionStatus::Attributed, true))
+                .starts_with("the order is booked")
+        );
+        assert!(
+            refused(reported(ConversionStatus::Received, false)).contains("waits for attribution")
+        );
+    }
+
+    fn terms(from: Option<DateTime<Utc>>) -> Terms {
+        Terms {
+            version: 2,
+            commission: Some(json!({"sale": {"percent_bps": 1000}})),
+            program_commission: json!({"sale": {"flat_minor": 500}}),
+            partner_ids: vec![7, 8, 9],
+            share_bps: vec![5000, 3000, 2000],
+            valid_from: from,
+            valid_until: None,
+        }
+    }
+
+    fn member(id: i64, status: EnrollmentStatus, ended_at: Option<DateTime<Utc>>) -> Member {
+        Member {
+            partner_id: PartnerId::from_db(id),
+            status,
+            ended_at,
+        }
+    }
+
+    #[test]
+    fn a_claimed_sale_pays_the_agreements_members_at_its_date_by_their_shares() {
+        let sale = the_sale(&claim(), None, None).unwrap();
+        let members = [
+            member(7, EnrollmentStatus::Active, None),
+            // Left after the sale: still earns from it.
+            member(8, EnrollmentStatus::Deactivated, Some(at(11))),
+            // Left before the sale: earns nothing.
+            member(9, EnrollmentStatus::Deactivated, Some(at(5))),
+        ];
+        let got = earnings(&terms(None), &members, &sale).unwrap();
+        assert_eq!(
+            got,
+            Earnings {
+                rule: Rule::PercentBps(crate::domain::BasisPoints::new(1000).unwrap()),
+                total_minor: 1_000,
+                parts: vec![
+                    (PartnerId::from_db(7), 5000, 500),
+                    (PartnerId::from_db(8), 3000, 300)
+                ],
+            }
+        );
+        match earnings(&terms(Some(at(11))), &members, &sale) {
+            Err(ClaimError::Conflict(m)) => {
+                assert_eq!(m, "the agreement was not in force on the sale's date")
+            }
+            other => panic!("{:?}", other.map(|e| e.total_minor)),
+        }
+    }
 }
