@@ -9,9 +9,11 @@
 //!    background work on its data: `programs`, `partners`, `agreements`,
 //!    `enrollments`, `links`, `clicks`, `rollups`, `conversions`,
 //!    `attribution`, `commissions`, `integrations` (platforms' own
-//!    webhooks), `outbox` (outgoing webhooks), `claims`, `statements` (the ledger's chain, signed statements);
-//!    and `health`.
-//! 3. `http`: routes, middleware, authentication, errors, the OpenAPI document.
+//!    webhooks), `accounts` (portal users and sessions), `outbox` (outgoing
+//!    webhooks), `claims`, `statements` (the ledger's chain, signed
+//!    statements); and `health`.
+//! 3. `http`: routes, middleware, authentication, errors, the OpenAPI document;
+//!    `portal`: the partners' and merchants' pages, on the same core functions.
 //! 4. `startup` (wiring), `demo`, `cli`.
 #![forbid(unsafe_code)]
 
@@ -24,6 +26,7 @@ pub mod metrics;
 pub mod redis_client;
 pub mod telemetry;
 
+pub mod accounts;
 pub mod agreements;
 pub mod attribution;
 pub mod claims;
@@ -41,6 +44,7 @@ pub mod rollups;
 pub mod statements;
 
 pub mod http;
+pub mod portal;
 
 pub mod cli;
 pub mod demo;

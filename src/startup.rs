@@ -26,7 +26,7 @@ use crate::outbox::delivery::Deliverer;
 use crate::redis_client::RedisClient;
 use crate::statements::chain::Chainer;
 use crate::statements::keys::StatementKeys;
-use crate::{db, health};
+use crate::{db, health, portal};
 use actix_web::dev::Server;
 use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, web};
@@ -319,16 +319,20 @@ impl Application {
         });
         let server = {
             let state = state.clone();
+            // Sign-in limits are per process, shared by its HTTP workers.
+            let limits = web::Data::new(portal::Limits::new());
             let mut server = HttpServer::new(move || {
                 App::new()
                     .app_data(state.clone())
+                    .app_data(limits.clone())
                     .wrap(ErrorHandlers::new().default_handler(ensure_problem_json))
                     .wrap(from_fn(middleware::record_metrics))
                     .wrap(from_fn(middleware::request_id))
                     .configure(|cfg| http::ops(cfg, metrics_here))
                     .configure(|cfg| {
                         if roles.api {
-                            http::api(cfg)
+                            http::api(cfg);
+                            portal::configure(cfg);
                         }
                     })
                     .default_service(web::to(http::not_found))

@@ -168,6 +168,10 @@ public_id!(
     /// A partner's claim about a sale or commission.
     ClaimId, "clm_", "claim"
 );
+public_id!(
+    /// A person who signs in to the portal, for a partner or a program.
+    UserId, "usr_", "user"
+);
 
 #[cfg(test)]
 mod tests {

@@ -43,7 +43,7 @@ pub use enrollment::{
 };
 pub use ids::{
     AgreementId, ClaimId, CommissionId, ConversionId, DeliveryId, EnrollmentId, EventId, IdError,
-    LedgerEntryId, LinkId, PartnerId, PayoutId, ProgramId, WebhookEndpointId, parse_cursor,
+    LedgerEntryId, LinkId, PartnerId, PayoutId, ProgramId, UserId, WebhookEndpointId, parse_cursor,
 };
 pub use money::{Money, MoneyError, allocate, allocate_weighted, apply_rate, mul_div_round};
 pub use platform::Platform;

@@ -5,7 +5,7 @@
 use crate::http::error::ApiError;
 use crate::http::{
     agreements, balances, claims, commissions, conversions, enrollments, integrations, links, ops,
-    partners, payouts, programs, redirect, reports, snippet, statements, webhook_endpoints,
+    partners, payouts, programs, redirect, reports, snippet, statements, users, webhook_endpoints,
     webhook_secrets,
 };
 use std::sync::OnceLock;
@@ -315,6 +315,10 @@ impl utoipa::Modify for RedirectHead {
         links::list,
         links::get,
         links::disable,
+        users::invite_program_user,
+        users::invite_partner_user,
+        users::login_link,
+        users::password_reset,
     ),
     components(responses(
         BadRequest,
@@ -351,6 +355,7 @@ impl utoipa::Modify for RedirectHead {
         (name = "statements", description = "Statements a partner can verify: the ledger chained \
             per program, signed with the program's Ed25519 statement key."),
         (name = "reports", description = "Daily clicks, conversions, revenue and commission."),
+        (name = "accounts", description = "People who sign in to the portal at /portal: invitations, one-time sign-in links, password resets."),
     )
 )]
 struct ApiDoc;

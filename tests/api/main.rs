@@ -15,6 +15,7 @@ mod health;
 mod integrations;
 mod lifecycle;
 mod openapi;
+mod portal;
 mod receiver;
 mod redirect;
 mod reports;
