@@ -3,6 +3,7 @@
 mod helpers;
 
 mod admin_api;
+mod claims;
 mod cli;
 mod clicks;
 mod conversions;
@@ -15,11 +16,14 @@ mod integrations;
 mod lifecycle;
 mod openapi;
 mod portal;
+mod receiver;
 mod redirect;
 mod reports;
 mod rules;
 mod rules_month;
 mod scale_out;
 mod snippet;
+mod statements;
 mod tenancy;
 mod tracing;
+mod webhooks;
