@@ -35,7 +35,7 @@ AGREEMENT=$(api -X POST "$BASE/v1/programs/$PROGRAM/agreements" -d "{\"partners\
 for _ in $(seq 50); do api -X POST "$BASE/v1/links" -d "{\"agreement_id\":\"$AGREEMENT\"}" >/dev/null; done
 
 say "seeding a year: roll-ups, 7,300 sales, commissions, ledger, 12 payouts"
-psql -q "$DATABASE_URL" <<'SQL'
+psql -q -v ON_ERROR_STOP=1 "$DATABASE_URL" <<'SQL'
 insert into link_click_days (program_id, link_id, day, clicks, unique_clicks, bot_clicks)
 select l.program_id, l.id, d::date, 1000 + (l.id * 7 + extract(doy from d))::int % 500, 800, 50
 from links l, generate_series(current_date - 364, current_date, interval '1 day') d;
@@ -60,10 +60,10 @@ s as (
     returning id, program_id, agreement_id, occurred_at)
 insert into commissions (conversion_id, program_id, partner_id, agreement_id, agreement_version, rule,
                          base_minor, total_minor, share_bps, original_minor, amount_minor, currency,
-                         status, approve_after, created_at, updated_at)
+                         status, approve_after, created_at, updated_at, rule_source)
 select s.id, s.program_id, ap.partner_id, s.agreement_id, 1,
        '{"event":"sale","rule":{"percent_bps":1000}}', 12500, 1250, 10000, 1250, 1250, 'EUR',
-       'approved', s.occurred_at, s.occurred_at, s.occurred_at
+       'approved', s.occurred_at, s.occurred_at, s.occurred_at, 'program'
 from s join agreement_partners ap on ap.agreement_id = s.agreement_id;
 insert into ledger_entries (commission_id, program_id, partner_id, currency, bucket, amount_minor, kind,
                             conversion_id, actor, created_at)
