@@ -88,10 +88,12 @@ SERVED=$(curl -fs "$BASE/metrics" | awk '/^mitra_http_requests_total\{method="GE
 # SIGTERM: the server answers what is in flight and writes queued clicks.
 kill -TERM $SERVER; wait $SERVER || true
 trap - EXIT
-STREAM="${PREFIX}clicks"
-EVENTS=$(redis_cli --raw XRANGE "$STREAM" - + | awk 'prev == "n" {sum += $0} {prev = $0} END {print sum + 0}')
-DISTINCT=$(redis_cli --raw XRANGE "$STREAM" - + | grep -o '"click_id":"[0-9A-Za-z]*"' | sort -u | wc -l)
-redis_cli DEL "$STREAM" >/dev/null
+# The click log's shards are listed in the registry set.
+STREAMS=$(redis_cli --raw SMEMBERS "${PREFIX}clicks:shards")
+all_entries() { for s in $STREAMS; do redis_cli --raw XRANGE "$s" - +; done; }
+EVENTS=$(all_entries | awk 'prev == "n" {sum += $0} {prev = $0} END {print sum + 0}')
+DISTINCT=$(all_entries | grep -o '"click_id":"[0-9A-Za-z]*"' | sort -u | wc -l)
+for s in $STREAMS "${PREFIX}clicks:shards"; do redis_cli DEL "$s" >/dev/null; done
 
 cat <<EOF
 

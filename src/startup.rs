@@ -100,7 +100,7 @@ impl Workers {
     pub fn new(settings: &Settings) -> anyhow::Result<Self> {
         Ok(Self {
             db: db::pool(settings)?,
-            redis: RedisClient::new(&settings.redis_url, &settings.redis_prefix)?,
+            redis: redis_client(settings)?,
             metrics: Arc::new(Metrics::new()),
             settings: settings.clone(),
         })
@@ -113,6 +113,7 @@ impl Workers {
             self.redis.clone(),
             self.db.clone(),
             self.metrics.clone(),
+            self.settings.clicks.log.shards,
             reclaim_idle,
         )
     }
@@ -164,6 +165,15 @@ impl Workers {
     }
 }
 
+/// A Redis client on the deployment's Redis (a single server or a cluster).
+fn redis_client(settings: &Settings) -> anyhow::Result<RedisClient> {
+    RedisClient::new(
+        &settings.redis_url,
+        settings.redis_topology,
+        &settings.redis_prefix,
+    )
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -180,7 +190,7 @@ impl Application {
     /// applies them first.
     pub async fn build(settings: Settings, roles: Roles) -> anyhow::Result<Self> {
         let db = db::pool(&settings)?;
-        let redis = RedisClient::new(&settings.redis_url, &settings.redis_prefix)?;
+        let redis = redis_client(&settings)?;
         let metrics = Arc::new(Metrics::new());
         let listener = TcpListener::bind(settings.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
@@ -188,8 +198,13 @@ impl Application {
         let http_workers = settings.http_workers;
         let link_cache =
             LinkCache::new(db.clone(), metrics.clone(), settings.clicks.link_cache_size);
-        let (click_log, click_flusher) =
-            ClickLog::new(redis.clone(), metrics.clone(), &settings.clicks.log);
+        // The click log's writes get connections of their own: a write that
+        // waits for replicas (WAIT) never holds up readiness or the workers.
+        let (click_log, click_flusher) = ClickLog::new(
+            redis_client(&settings)?,
+            metrics.clone(),
+            &settings.clicks.log,
+        );
         let ip_hasher = match &settings.clicks.ip_hash_key {
             Some(key) => IpHasher::new(key.expose_secret().as_bytes()),
             // Derived, so a deployment that sets no key still never stores raw addresses.

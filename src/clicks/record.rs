@@ -1,7 +1,16 @@
 //! The click stream's record format, shared by its producer (the click log
 //! the redirect writes to) and its consumer (the worker that rolls clicks
-//! up): one stream entry per flush, holding `n` events as `d`, one JSON
-//! event per line.
+//! up): one stream entry per batch (one HTTP thread's events of one flush),
+//! holding its batch id as `b`, `n` events as `d`, one JSON event per line.
+//!
+//! The stream is sharded: shard `i` of `n` is the stream `clicks:{<tag>}`,
+//! whose hash tag puts it on its own Redis Cluster slot (see
+//! `redis_client::spread_tags`). Producers name the shards they write to in
+//! the set `clicks:shards`, so consumers find every shard even when
+//! processes disagree on `n` (in the middle of a rolling change of
+//! `MITRA_CLICK_SHARDS`). A batch id is unique per batch and kept when a
+//! batch is written again (to the same or another shard, after a failed or
+//! unconfirmed write), so the consumer applies each batch once.
 
 use super::bots::BotReason;
 use serde::{Deserialize, Serialize};
@@ -50,12 +59,25 @@ pub struct ClickEventRef<'a> {
     pub bot: Option<BotReason>,
 }
 
-/// The stream's name under the deployment's prefix.
-pub const STREAM: &str = "clicks";
+/// The one stream of versions before sharding: consumers still drain it
+/// while it exists, so a rolling upgrade loses nothing.
+pub const LEGACY_STREAM: &str = "clicks";
+/// The set naming every shard stream a producer writes to.
+pub const SHARD_REGISTRY: &str = "clicks:shards";
+/// The entry field holding the batch id.
+pub const FIELD_BATCH: &str = "b";
 /// The entry field holding how many events it carries.
 pub const FIELD_COUNT: &str = "n";
 /// The entry field holding the events, one JSON object per line.
 pub const FIELD_DATA: &str = "d";
+
+/// The names of the `n` shard streams (before the deployment's prefix).
+pub fn shard_streams(n: usize) -> Vec<String> {
+    crate::redis_client::spread_tags(n)
+        .into_iter()
+        .map(|tag| format!("clicks:{{{tag}}}"))
+        .collect()
+}
 
 /// Reads an entry's events. An unreadable line is skipped (and reported to
 /// `bad`), so one bad event cannot block the stream.
@@ -118,6 +140,18 @@ mod tests {
         assert_eq!(back.referrer, None);
         assert_eq!(back.sub_ids["sub1"], "ig");
         assert_eq!(back.bot, Some(BotReason::UserAgent));
+    }
+
+    #[test]
+    fn shards_have_distinct_hash_tags_and_slots() {
+        let shards = shard_streams(6);
+        let slots: std::collections::BTreeSet<u16> = shards
+            .iter()
+            .map(|s| crate::redis_client::key_slot(format!("mitra:{s}").as_bytes()))
+            .collect();
+        assert_eq!(slots.len(), 6);
+        assert!(shards.iter().all(|s| s.starts_with("clicks:{")));
+        assert!(!shards.contains(&LEGACY_STREAM.to_owned()));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! API tests: one binary, one module per area.
 
+mod cluster_harness;
 mod helpers;
 
 mod admin_api;
@@ -12,6 +13,7 @@ mod health;
 mod lifecycle;
 mod openapi;
 mod redirect;
+mod redis_cluster;
 mod reports;
 mod scale_out;
 mod tenancy;
