@@ -17,6 +17,8 @@ use url::Url;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database_url: SecretString,
+    /// A streaming replica for report and statement reads, if any.
+    pub database_read: Option<ReadReplicaSettings>,
     /// One URL, or a comma-separated list of a cluster's nodes.
     pub redis_url: SecretString,
     pub redis_topology: RedisTopology,
@@ -47,6 +49,14 @@ pub struct ClickSettings {
     /// Links held in each instance's cache.
     pub link_cache_size: usize,
     pub log: ClickLogSettings,
+}
+
+/// The read replica and how stale it may be before reads leave it.
+#[derive(Debug, Clone)]
+pub struct ReadReplicaSettings {
+    pub url: SecretString,
+    /// Reads go to the primary while the replica lags more than this.
+    pub max_lag: Duration,
 }
 
 /// Which kind of Redis `REDIS_URL` names.
@@ -148,6 +158,22 @@ impl Settings {
 
         let database_url = required("DATABASE_URL", "e.g. postgres://mitra@127.0.0.1/mitra")?;
         check_url("DATABASE_URL", &database_url, &["postgres", "postgresql"])?;
+        let database_read = match get("MITRA_DATABASE_READ_URL") {
+            None => None,
+            Some(url) => {
+                check_url("MITRA_DATABASE_READ_URL", &url, &["postgres", "postgresql"])?;
+                let max_lag_ms = match get("MITRA_DATABASE_READ_MAX_LAG_MS") {
+                    None => 5_000,
+                    Some(v) => {
+                        parse_in_range("MITRA_DATABASE_READ_MAX_LAG_MS", &v, 100, 3_600_000)?
+                    }
+                };
+                Some(ReadReplicaSettings {
+                    url: url.into(),
+                    max_lag: Duration::from_millis(max_lag_ms),
+                })
+            }
+        };
         let redis_url = required("REDIS_URL", "e.g. redis://127.0.0.1:6379")?;
         let redis_nodes: Vec<&str> = redis_url
             .split(',')
@@ -298,6 +324,7 @@ impl Settings {
 
         Ok(Settings {
             database_url: database_url.into(),
+            database_read,
             redis_url: redis_url.into(),
             redis_topology,
             listen,
@@ -399,6 +426,7 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             ("DATABASE_URL", ""),
             ("DATABASE_URL", "mysql://x/y"),
+            ("MITRA_DATABASE_READ_URL", "replica:5432"),
             ("REDIS_URL", ""),
             ("REDIS_URL", "http://x"),
             ("REDIS_URL", "redis://a:6379,http://b:6379"),
@@ -446,6 +474,12 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.var, "REDIS_URL");
         assert_eq!(one.clicks.log.shards, 6);
+        assert!(one.database_read.is_none(), "reads go to the primary");
+        let read = env(&[("MITRA_DATABASE_READ_URL", "postgres://u:pw@replica/mitra")])
+            .unwrap()
+            .database_read
+            .unwrap();
+        assert_eq!(read.max_lag, Duration::from_secs(5));
         assert_eq!(one.clicks.log.replicas, 0);
     }
 

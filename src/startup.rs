@@ -222,8 +222,10 @@ impl Application {
             metrics: metrics.clone(),
             settings: settings.clone(),
         };
+        let db_read = db::ReadPool::new(&settings, db.clone(), metrics.clone())?;
         let state = web::Data::new(AppState {
             db,
+            db_read,
             redis,
             settings,
             redirect_counters: RedirectCounters::new(&metrics),
@@ -321,6 +323,13 @@ impl Application {
                 cache::run_invalidation(cache, stop).await;
                 Ok(())
             });
+            if state.db_read.has_replica() {
+                let (reads, stop) = (state.db_read.clone(), shutdown.clone());
+                tasks.spawn("read replica lag probe", async move {
+                    reads.watch(stop).await;
+                    Ok(())
+                });
+            }
         }
         workers.spawn(&mut tasks, roles.workers, &shutdown);
         // Every process reports whether its back ends answer, for alerts.

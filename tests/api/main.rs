@@ -12,6 +12,7 @@ mod errors;
 mod health;
 mod lifecycle;
 mod openapi;
+mod read_replica;
 mod redirect;
 mod redis_cluster;
 mod reports;
