@@ -241,16 +241,24 @@ impl Application {
             let mut server = HttpServer::new(move || {
                 App::new()
                     .app_data(state.clone())
-                    .wrap(ErrorHandlers::new().default_handler(ensure_problem_json))
-                    .wrap(from_fn(middleware::record_metrics))
-                    .wrap(from_fn(middleware::request_id))
-                    .configure(http::ops)
                     .configure(|cfg| {
                         if roles.api {
-                            http::api(cfg)
+                            http::redirects(cfg)
                         }
                     })
-                    .default_service(web::to(http::not_found))
+                    .service(
+                        web::scope("")
+                            .wrap(ErrorHandlers::new().default_handler(ensure_problem_json))
+                            .wrap(from_fn(middleware::record_metrics))
+                            .wrap(from_fn(middleware::request_id_and_span))
+                            .configure(http::ops)
+                            .configure(|cfg| {
+                                if roles.api {
+                                    http::api(cfg)
+                                }
+                            })
+                            .default_service(web::to(http::not_found)),
+                    )
             })
             .listen(listener)?
             .disable_signals()

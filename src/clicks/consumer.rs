@@ -574,13 +574,20 @@ impl ClickConsumer {
 fn decode(stream: &Arc<str>, ids: Vec<StreamId>) -> Vec<Entry> {
     ids.into_iter()
         .map(|id| {
-            let data = id.get::<Vec<u8>>(record::FIELD_DATA).unwrap_or_default();
-            // An unreadable line is dropped (and the entry acknowledged
-            // like the rest), so it cannot block the stream.
-            let events = record::decode_events(
-                &data,
-                |e| tracing::error!(entry = %id.id, error = %e, "unreadable click event dropped"),
-            );
+            let format = id.get::<String>(record::FIELD_FORMAT);
+            let events = match id.map.get(record::FIELD_DATA) {
+                // An unreadable event is dropped (and the entry acknowledged
+                // like the rest), so it cannot block the stream.
+                Some(redis::Value::BulkString(data)) => {
+                    record::decode_entry(format.as_deref(), data, |e| {
+                        tracing::error!(entry = %id.id, error = %e, "unreadable click event dropped")
+                    })
+                }
+                _ => {
+                    tracing::error!(entry = %id.id, "click entry without events dropped");
+                    Vec::new()
+                }
+            };
             let batch = id
                 .get::<String>(record::FIELD_BATCH)
                 .unwrap_or_else(|| id.id.clone());

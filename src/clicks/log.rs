@@ -19,7 +19,9 @@
 //! last flush interval: the money path never depends on the click log,
 //! because attribution decodes click ids on its own.
 
-use super::record::{self, FIELD_BATCH, FIELD_COUNT, FIELD_DATA, SHARD_REGISTRY};
+use super::record::{
+    self, FIELD_BATCH, FIELD_COUNT, FIELD_DATA, FIELD_FORMAT, FORMAT_BINARY, SHARD_REGISTRY,
+};
 use crate::config::ClickLogSettings;
 use crate::metrics::Metrics;
 use crate::redis_client::RedisClient;
@@ -31,7 +33,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-/// One HTTP worker thread's events since the last flush: newline-separated JSON.
+/// One HTTP worker thread's events since the last flush, encoded (see `record`).
 #[derive(Default)]
 struct Buffer {
     data: Vec<u8>,
@@ -134,26 +136,49 @@ impl ClickLog {
         self.inner.queued.load(Ordering::Relaxed)
     }
 
-    /// Appends one event, serialized by `write` into this thread's buffer.
-    pub fn append(&self, write: impl FnOnce(&mut Vec<u8>)) -> Appended {
+    /// Appends one event, encoded by `write` into this thread's buffer
+    /// (`write` answers false when it wrote nothing).
+    pub fn append(&self, write: impl FnOnce(&mut Vec<u8>) -> bool) -> Appended {
         let inner = &self.inner;
         if inner.queued.fetch_add(1, Ordering::Relaxed) >= inner.capacity {
             inner.queued.fetch_sub(1, Ordering::Relaxed);
             return Appended::Lost;
         }
-        let buffer = self.buffer();
-        let first = {
-            let mut buf = buffer.lock().unwrap_or_else(|p| p.into_inner());
-            let first = buf.count == 0;
-            write(&mut buf.data);
-            buf.data.push(b'\n');
+        let first = BUFFERS.with(|buffers| {
+            let mut buffers = buffers.borrow_mut();
+            let index = match buffers.iter().position(|(i, _)| *i == inner.id) {
+                Some(index) => index,
+                None => {
+                    let buffer = Arc::new(Mutex::new(Buffer::default()));
+                    inner
+                        .buffers
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(buffer.clone());
+                    buffers.push((inner.id, buffer));
+                    buffers.len() - 1
+                }
+            };
+            // Uncontended but for the flusher's swap every few milliseconds.
+            let mut buf = buffers[index].1.lock().unwrap_or_else(|p| p.into_inner());
+            if !write(&mut buf.data) {
+                return None;
+            }
             buf.count += 1;
-            first
-        };
-        if first {
-            inner.wake.notify_one();
+            Some(buf.count == 1)
+        });
+        match first {
+            None => {
+                inner.queued.fetch_sub(1, Ordering::Relaxed);
+                Appended::Lost
+            }
+            Some(first) => {
+                if first {
+                    inner.wake.notify_one();
+                }
+                Appended::Queued
+            }
         }
-        Appended::Queued
     }
 
     /// Writes everything queued now and waits for it; true when written.
@@ -164,24 +189,6 @@ impl ClickLog {
             return false;
         }
         rx.await.unwrap_or(false)
-    }
-
-    fn buffer(&self) -> Arc<Mutex<Buffer>> {
-        let id = self.inner.id;
-        BUFFERS.with(|buffers| {
-            let mut buffers = buffers.borrow_mut();
-            if let Some((_, buffer)) = buffers.iter().find(|(i, _)| *i == id) {
-                return buffer.clone();
-            }
-            let buffer = Arc::new(Mutex::new(Buffer::default()));
-            self.inner
-                .buffers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(buffer.clone());
-            buffers.push((id, buffer.clone()));
-            buffer
-        })
     }
 }
 
@@ -294,6 +301,8 @@ impl Flusher {
                     .arg("*")
                     .arg(FIELD_BATCH)
                     .arg(&batch.id)
+                    .arg(FIELD_FORMAT)
+                    .arg(FORMAT_BINARY)
                     .arg(FIELD_COUNT)
                     .arg(batch.buf.count)
                     .arg(FIELD_DATA)
@@ -436,25 +445,23 @@ impl Flusher {
 
     /// Counts the unwritten events as lost, per program.
     fn count_lost(&self) {
-        #[derive(serde::Deserialize)]
-        struct ProgramOnly {
-            program_id: i64,
-        }
         for batch in &self.unwritten {
-            for line in batch
-                .buf
-                .data
-                .split(|b| *b == b'\n')
-                .filter(|l| !l.is_empty())
-            {
-                let program = serde_json::from_slice::<ProgramOnly>(line)
-                    .map(|p| crate::domain::ProgramId::from_db(p.program_id).to_string())
-                    .unwrap_or_else(|_| "unknown".into());
+            let events = record::decode_entry(Some(FORMAT_BINARY), &batch.buf.data, |_| {});
+            for event in &events {
+                let program = crate::domain::ProgramId::from_db(event.program_id).to_string();
                 self.inner
                     .metrics
                     .clicks
                     .with_label_values(&[&program, "log_failed"])
                     .inc();
+            }
+            let unreadable = batch.buf.count.saturating_sub(events.len());
+            if unreadable > 0 {
+                self.inner
+                    .metrics
+                    .clicks
+                    .with_label_values(&["unknown", "log_failed"])
+                    .inc_by(unreadable as u64);
             }
         }
     }

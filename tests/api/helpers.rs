@@ -480,10 +480,10 @@ impl TestApp {
             };
             events.extend(reply.ids.iter().flat_map(|id| {
                 let data: Vec<u8> = id.get("d").unwrap();
-                data.split(|b| *b == b'\n')
-                    .filter(|l| !l.is_empty())
-                    .map(|l| serde_json::from_slice::<mitra::clicks::ClickEvent>(l).unwrap())
-                    .collect::<Vec<_>>()
+                let format: Option<String> = id.get("f");
+                mitra::clicks::record::decode_entry(format.as_deref(), &data, |e| {
+                    panic!("unreadable click event: {e}")
+                })
             }));
         }
         events
