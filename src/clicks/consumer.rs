@@ -59,8 +59,11 @@ pub const RECLAIM_IDLE: Duration = Duration::from_secs(30);
 
 /// The consumer group that feeds the roll-ups.
 pub const GROUP: &str = "rollup";
-/// Entries read per step, over all shards.
+/// Entries read per step, over all shards, at most ...
 const READ_BUDGET: usize = 60;
+/// ... and about this many events: entries vary from one click to a
+/// thousand, and a step holds all it read in memory at once.
+const STEP_EVENTS: u64 = 4000;
 /// How often trimming, gauges, purging and looking for new shards run.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(5);
 
@@ -79,6 +82,8 @@ pub struct ClickConsumer {
     /// Whether the streams have been looked up since the start (or since
     /// Redis failed).
     discovered: std::sync::atomic::AtomicBool,
+    /// Events per entry lately (a moving average).
+    events_per_entry: std::sync::atomic::AtomicU64,
     housekeeping: Every,
 }
 
@@ -119,6 +124,7 @@ impl ClickConsumer {
             consumer,
             reclaim_idle,
             discovered: std::sync::atomic::AtomicBool::new(false),
+            events_per_entry: std::sync::atomic::AtomicU64::new(1),
             housekeeping: Every::new(HOUSEKEEPING_EVERY),
         }
     }
@@ -266,8 +272,30 @@ impl ClickConsumer {
         (out, error)
     }
 
+    /// Entries to ask each stream for: the step's budget shared out, and
+    /// fewer when entries have been large.
     fn per_stream_count(&self) -> usize {
-        (READ_BUDGET / self.joined().len().max(1)).max(1)
+        let streams = self.joined().len().max(1) as u64;
+        let per_entry = self
+            .events_per_entry
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(1);
+        let by_events = STEP_EVENTS / (per_entry * streams);
+        by_events.clamp(1, (READ_BUDGET as u64 / streams).max(1)) as usize
+    }
+
+    fn observe_entries(&self, entries: &[Entry]) {
+        if entries.is_empty() {
+            return;
+        }
+        let events: usize = entries.iter().map(|e| e.events.len()).sum();
+        let seen = (events / entries.len()).max(1) as u64;
+        let avg = &self.events_per_entry;
+        let old = avg.load(std::sync::atomic::Ordering::Relaxed);
+        avg.store(
+            (old * 3 + seen).div_ceil(4),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Forgets consumers that left one stream: nothing pending and silent
@@ -307,6 +335,7 @@ impl ClickConsumer {
             entries = new;
             failure = failure.or(e);
         }
+        self.observe_entries(&entries);
         let busy = !entries.is_empty();
         if busy {
             self.apply(&entries).await?;

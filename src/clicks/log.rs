@@ -226,6 +226,13 @@ struct Batch {
     buf: Buffer,
 }
 
+/// Most events in one stream entry (a consumer reads some tens of entries
+/// at a time: this bounds what it holds).
+const MAX_EVENTS_PER_ENTRY: usize = 1000;
+/// Emptied buffers kept for reuse: as many as threads usually write, each
+/// no larger than a busy flush interval needs.
+const MAX_SPARES: usize = 64;
+const MAX_SPARE_BYTES: usize = 256 << 10;
 /// How long a shard whose write failed gets no new batches.
 const SHARD_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// How long a write waits for its replicas.
@@ -347,12 +354,7 @@ impl Flusher {
         for (batch, written) in std::mem::take(&mut self.unwritten).into_iter().zip(written) {
             if written {
                 count += batch.buf.count;
-                let mut data = batch.buf.data;
-                // Keep moderately sized buffers; let a burst's giant ones go.
-                if data.capacity() <= 4 << 20 {
-                    data.clear();
-                    self.spare.push(data);
-                }
+                self.recycle(batch.buf.data);
             } else {
                 kept.push(batch);
             }
@@ -397,13 +399,42 @@ impl Flusher {
                 };
                 std::mem::replace(&mut *buf, fresh)
             };
-            self.batch_seq += 1;
-            let batch = Batch {
-                id: format!("{:016x}.{}", self.batch_stem, self.batch_seq),
-                shard: self.pick_shard(),
-                buf: taken,
-            };
-            self.unwritten.push(batch);
+            if taken.count <= MAX_EVENTS_PER_ENTRY {
+                self.push_batch(taken);
+                continue;
+            }
+            // A long pause (Redis away) gathered many events: several
+            // entries, so a consumer never holds a giant one in memory.
+            let runs: Vec<Buffer> = record::split_events(&taken.data, MAX_EVENTS_PER_ENTRY)
+                .into_iter()
+                .map(|(bytes, count)| Buffer {
+                    data: bytes.to_vec(),
+                    count,
+                })
+                .collect();
+            for run in runs {
+                self.push_batch(run);
+            }
+            self.recycle(taken.data);
+        }
+    }
+
+    fn push_batch(&mut self, buf: Buffer) {
+        self.batch_seq += 1;
+        let batch = Batch {
+            id: format!("{:016x}.{}", self.batch_stem, self.batch_seq),
+            shard: self.pick_shard(),
+            buf,
+        };
+        self.unwritten.push(batch);
+    }
+
+    /// Keeps an emptied buffer for reuse, unless a burst made it large:
+    /// memory held between bursts stays small.
+    fn recycle(&mut self, mut data: Vec<u8>) {
+        if data.capacity() <= MAX_SPARE_BYTES && self.spare.len() < MAX_SPARES {
+            data.clear();
+            self.spare.push(data);
         }
     }
 
@@ -464,5 +495,47 @@ impl Flusher {
                     .inc_by(unreadable as u64);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RedisTopology;
+
+    #[tokio::test]
+    async fn a_long_queue_goes_out_as_entries_of_at_most_a_thousand_events() {
+        let redis = RedisClient::new(
+            &"redis://127.0.0.1:1".to_owned().into(),
+            RedisTopology::Single,
+            "t:",
+        )
+        .unwrap();
+        let settings = ClickLogSettings {
+            capacity: 10_000,
+            flush_interval: Duration::from_millis(2),
+            shards: 3,
+            replicas: 0,
+        };
+        let (log, mut flusher) = ClickLog::new(redis, Arc::new(Metrics::new()), &settings);
+        // One thread's buffer gathers 2,500 events (Redis away for a while).
+        for i in 0..2_500u32 {
+            let appended = log.append(|buf| {
+                buf.extend_from_slice(&2u16.to_le_bytes());
+                buf.extend_from_slice(&(i as u16).to_le_bytes());
+                true
+            });
+            assert_eq!(appended, Appended::Queued);
+        }
+        flusher.take_buffers();
+        let sizes: Vec<usize> = flusher.unwritten.iter().map(|b| b.buf.count).collect();
+        assert_eq!(sizes, vec![1000, 1000, 500]);
+        let ids: std::collections::BTreeSet<&str> =
+            flusher.unwritten.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(ids.len(), 3, "each entry its own batch id");
+        let shards: Vec<usize> = flusher.unwritten.iter().map(|b| b.shard).collect();
+        assert_eq!(shards, vec![0, 1, 2], "spread over the shards");
+        let bytes: usize = flusher.unwritten.iter().map(|b| b.buf.data.len()).sum();
+        assert_eq!(bytes, 2_500 * 4, "nothing lost in the cut");
     }
 }

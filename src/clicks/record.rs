@@ -332,6 +332,30 @@ pub fn decode_entry(
     events
 }
 
+/// Cuts binary-encoded `data` into runs of at most `max` whole events:
+/// (bytes, events) each. A torn tail (never written by the click log) ends
+/// the last run as it is.
+pub fn split_events(data: &[u8], max: usize) -> Vec<(&[u8], usize)> {
+    let max = max.max(1);
+    let mut runs = Vec::new();
+    let (mut start, mut at, mut count) = (0, 0, 0);
+    while at < data.len() {
+        let Some(len) = data.get(at..at + 2) else {
+            break;
+        };
+        at = (at + 2 + usize::from(u16::from_le_bytes([len[0], len[1]]))).min(data.len());
+        count += 1;
+        if count == max {
+            runs.push((&data[start..at], count));
+            (start, count) = (at, 0);
+        }
+    }
+    if start < data.len() {
+        runs.push((&data[start..], count.max(1)));
+    }
+    runs
+}
+
 /// Longest user agent or referrer kept in an event; the rest is cut.
 pub const MAX_HEADER_LEN: usize = 512;
 
@@ -489,6 +513,38 @@ mod tests {
         fn garbage_never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
             let _ = decode_entry(Some(FORMAT_BINARY), &data, |_| {});
         }
+    }
+
+    #[test]
+    fn a_long_entry_splits_into_runs_of_whole_events() {
+        let subs = SubIds::default();
+        let mut data = Vec::new();
+        for i in 0..7 {
+            let click_id = format!("click-{i}");
+            let e = ClickEventRef {
+                click_id: &click_id,
+                link_id: i,
+                program_id: 1,
+                partner_ids: &[],
+                at_ms: 0,
+                ip_hash: "",
+                user_agent: None,
+                referrer: None,
+                sub_ids: &subs,
+                bot: None,
+            };
+            assert!(e.encode(&mut data));
+        }
+        let runs = split_events(&data, 3);
+        assert_eq!(runs.iter().map(|r| r.1).collect::<Vec<_>>(), vec![3, 3, 1]);
+        let links: Vec<i64> = runs
+            .iter()
+            .flat_map(|(bytes, _)| decode_entry(Some(FORMAT_BINARY), bytes, |e| panic!("{e}")))
+            .map(|e| e.link_id)
+            .collect();
+        assert_eq!(links, (0..7).collect::<Vec<_>>());
+        assert_eq!(split_events(&data, 10).len(), 1);
+        assert!(split_events(&[], 10).is_empty());
     }
 
     #[test]
