@@ -7,6 +7,10 @@
 //!    time until every one is booked (attributed with commissions);
 //! 2. baseline: one plain multi-row INSERT of N rows into the same Postgres;
 //! 3. paced: R webhooks per second for S seconds, latency percentiles.
+//!
+//! With `LOAD_MODE=soak` (benches/soak.sh) it only posts sales at
+//! `LOAD_RATE` per second for `LOAD_SECONDS`, and reports how many were
+//! accepted; the script checks the bookings.
 
 use chrono::Utc;
 use mitra::conversions::signature;
@@ -67,6 +71,64 @@ impl Target {
     }
 }
 
+fn target(connections: usize) -> anyhow::Result<Target> {
+    Ok(Target {
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(connections)
+            .build()?,
+        url: format!(
+            "{}/v1/programs/{}/conversions",
+            env("LOAD_BASE"),
+            env("LOAD_PROGRAM")
+        ),
+        secret: env("LOAD_SECRET"),
+        keys: KeyRing::parse(&SecretString::from(env("MITRA_LINK_KEYS")))
+            .map_err(anyhow::Error::msg)?,
+        link: LinkId::parse(&env("LOAD_LINK")).map_err(|_| anyhow::anyhow!("LOAD_LINK"))?,
+    })
+}
+
+/// Signed sales at a steady rate for a while (open loop: a slow answer
+/// does not slow the offered rate).
+async fn soak() -> anyhow::Result<()> {
+    let rate = num("LOAD_RATE", 200);
+    let seconds = num("LOAD_SECONDS", 60);
+    let run = env("LOAD_RUN_ID");
+    let target = Arc::new(target(64)?);
+    let total = (rate * seconds) as usize;
+    let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    let mut failed = 0usize;
+    let mut latencies = Vec::with_capacity(total);
+    for i in 0..total {
+        interval.tick().await;
+        let (target, body) = (target.clone(), target.body(&format!("{run}-soak-{i}")));
+        tasks.spawn(async move { target.post(body).await });
+        // Collect as we go, so a long soak holds no more than what is in flight.
+        while let Some(done) = tasks.try_join_next() {
+            let (ok, took) = done?;
+            failed += usize::from(!ok);
+            latencies.push(took);
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (ok, took) = done?;
+        failed += usize::from(!ok);
+        latencies.push(took);
+    }
+    latencies.sort();
+    println!(
+        "soak: {total} sales at {:.0}/s, {failed} refused: p50 {:.2} ms, p99 {:.2} ms",
+        total as f64 / started.elapsed().as_secs_f64(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
+    println!("RESULT sales_posted={total} sales_refused={failed}");
+    Ok(())
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -83,25 +145,15 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("webhook_load: run it through benches/conversions_load.sh");
         return Ok(());
     }
+    if std::env::var("LOAD_MODE").as_deref() == Ok("soak") {
+        return soak().await;
+    }
     let n = num("LOAD_CONVERSIONS", 20_000) as usize;
     let conns = num("LOAD_CONNECTIONS", 64) as usize;
     let rate = num("LOAD_RATE", 1_000);
     let paced_secs = num("LOAD_PACED_SECONDS", 10);
     let run = env("LOAD_RUN_ID");
-    let target = Arc::new(Target {
-        client: reqwest::Client::builder()
-            .pool_max_idle_per_host(conns)
-            .build()?,
-        url: format!(
-            "{}/v1/programs/{}/conversions",
-            env("LOAD_BASE"),
-            env("LOAD_PROGRAM")
-        ),
-        secret: env("LOAD_SECRET"),
-        keys: KeyRing::parse(&SecretString::from(env("MITRA_LINK_KEYS")))
-            .map_err(anyhow::Error::msg)?,
-        link: LinkId::parse(&env("LOAD_LINK")).map_err(|_| anyhow::anyhow!("LOAD_LINK"))?,
-    });
+    let target = Arc::new(target(conns)?);
     let db = sqlx::PgPool::connect(&env("DATABASE_URL")).await?;
 
     // 1. Burst.
