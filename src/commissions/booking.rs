@@ -68,12 +68,16 @@ pub async fn book(
     )
     .fetch_all(&mut *tx)
     .await?;
+    let by_key: std::collections::HashMap<(i64, i64), &NewCommission> = new
+        .iter()
+        .map(|n| ((n.conversion_id, n.partner_id), n))
+        .collect();
     let booked: Vec<(i64, NewCommission)> = rows
         .into_iter()
         .filter_map(|r| {
-            new.iter()
-                .find(|n| n.conversion_id == r.conversion_id && n.partner_id == r.partner_id)
-                .map(|n| (r.id, n.clone()))
+            by_key
+                .get(&(r.conversion_id, r.partner_id))
+                .map(|n| (r.id, (*n).clone()))
         })
         .collect();
     let entries: Vec<Entry> = booked
