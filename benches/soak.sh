@@ -100,7 +100,7 @@ for layout in $LAYOUTS; do
     WRK=$!
     LOAD_MODE=soak LOAD_BASE="$BASE" LOAD_PROGRAM="$PROGRAM" LOAD_SECRET="$SECRET" LOAD_LINK="$LINK" \
         LOAD_RUN_ID="soak$$$layout" LOAD_RATE="$SALE_RATE" LOAD_SECONDS="$SOAK_SECONDS" \
-        cargo bench --bench webhook_load --quiet 2>/dev/null >"$WORK/$layout.sales" &
+        cargo bench --bench webhook_load --quiet 2>"$WORK/$layout.sales.err" >"$WORK/$layout.sales" &
     SALES=$!
     while kill -0 "$WRK" 2>/dev/null || kill -0 "$SALES" 2>/dev/null; do
         for role in "${!ROLE_PID[@]}"; do rss_mib "${ROLE_PID[$role]}" >>"$WORK/$layout-$role.rss"; echo >>"$WORK/$layout-$role.rss"; done
@@ -140,7 +140,9 @@ for layout in $LAYOUTS; do
         CHECK+=": MISMATCH"; FAILED=1
     fi
     REPORT+="$CHECK"$'\n'
-    REPORT+="$(grep -h '^soak:' "$WORK/$layout.sales"); redirects: $(awk '/^Requests\/sec/ {print $2}' "$WORK/$layout.wrk") /s"$'\n\n'
+    REPORT+="$(grep -h '^soak:' "$WORK/$layout.sales"); redirects: $(awk '/^Requests\/sec/ {print $2}' "$WORK/$layout.wrk") /s"$'\n'
+    # Why refused sales were refused (the first few), if any.
+    REPORT+="$(grep -h '^webhook_load:' "$WORK/$layout.sales.err" | sort | uniq -c | sort -rn | head -3)"$'\n\n'
 done
 
 cat <<EOF
