@@ -41,6 +41,10 @@ PROGRAM=$(echo "$CREATED" | json_field id)
 SECRET=$(echo "$CREATED" | json_field webhook_secret)
 P1=$(api -X POST "$BASE/v1/partners" -d '{"name":"Bench One","email":"one@example.com"}' | json_field id)
 P2=$(api -X POST "$BASE/v1/partners" -d '{"name":"Bench Two","email":"two@example.com"}' | json_field id)
+for P in $P1 $P2; do  # each partner joins the program: invited, then accepted
+    E=$(api -X POST "$BASE/v1/programs/$PROGRAM/enrollments" -d "{\"partner_id\":\"$P\"}" | json_field id)
+    api -X POST "$BASE/v1/enrollments/$E/accept" >/dev/null
+done
 AGREEMENT=$(api -X POST "$BASE/v1/programs/$PROGRAM/agreements" -d "{\"partners\":[{\"partner_id\":\"$P1\",\"share_bps\":3333},{\"partner_id\":\"$P2\",\"share_bps\":6667}]}" | json_field id)
 LINK=$(api -X POST "$BASE/v1/links" -d "{\"agreement_id\":\"$AGREEMENT\"}" | json_field id)
 

@@ -33,6 +33,10 @@ PARTNER_JSON=$(api -X POST "$BASE/v1/partners" -d '{"name":"One","email":"one@ex
 P1=$(echo "$PARTNER_JSON" | json_field id)
 P1_KEY=$(echo "$PARTNER_JSON" | json_field api_key)
 P2=$(api -X POST "$BASE/v1/partners" -d '{"name":"Two","email":"two@example.com"}' | json_field id)
+for P in $P1 $P2; do  # each partner joins the program: invited, then accepted
+    E=$(api -X POST "$BASE/v1/programs/$PROGRAM/enrollments" -d "{\"partner_id\":\"$P\"}" | json_field id)
+    api -X POST "$BASE/v1/enrollments/$E/accept" >/dev/null
+done
 AGREEMENT=$(api -X POST "$BASE/v1/programs/$PROGRAM/agreements" -d "{\"partners\":[{\"partner_id\":\"$P1\",\"share_bps\":5000},{\"partner_id\":\"$P2\",\"share_bps\":5000}]}" | json_field id)
 for _ in $(seq 50); do api -X POST "$BASE/v1/links" -d "{\"agreement_id\":\"$AGREEMENT\"}" >/dev/null; done
 

@@ -147,3 +147,23 @@ ensure_services() {
     # Tests start throwaway Redis servers of their own (to stop one mid-test).
     command -v redis-server >/dev/null 2>&1 || apt_install redis-server
 }
+
+# The browser and node tools some API tests run: Debian's chromium, node
+# and npm, and the npm packages pinned in tests/js/package-lock.json
+# (playwright-core, stripe), installed with `npm ci` under $MITRA_DEV_DIR/js
+# once per lock file. Exports MITRA_CHROMIUM and MITRA_JS_MODULES.
+ensure_js_deps() {
+    [ -x /usr/bin/chromium ] || apt_install chromium
+    command -v node >/dev/null 2>&1 || apt_install nodejs
+    command -v npm >/dev/null 2>&1 || apt_install npm
+    local dir="$MITRA_DEV_DIR/js" lock="tests/js/package-lock.json"
+    if ! cmp -s "$lock" "$dir/package-lock.json" || [ ! -d "$dir/node_modules" ]; then
+        say "installing the test's npm packages into $dir"
+        rm -rf "$dir" && mkdir -p "$dir"
+        cp tests/js/package.json "$lock" "$dir/"
+        (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null) \
+            || die "npm ci failed"
+    fi
+    export MITRA_CHROMIUM=/usr/bin/chromium
+    export MITRA_JS_MODULES="$dir/node_modules"
+}

@@ -23,6 +23,8 @@ pub struct Settings {
     pub redis_url: SecretString,
     pub redis_topology: RedisTopology,
     pub listen: SocketAddr,
+    /// When set, `/metrics` is served here and not on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
     /// Base of issued links, without a trailing slash.
     pub public_url: Url,
     pub admin_token: SecretString,
@@ -34,6 +36,8 @@ pub struct Settings {
     /// Actix worker threads; `None` uses one per core.
     pub http_workers: Option<usize>,
     pub db_max_connections: u32,
+    /// How long a request body may take to arrive (408 after).
+    pub body_timeout: Duration,
     pub workers: WorkerSettings,
     pub clicks: ClickSettings,
     pub attribution: AttributionSettings,
@@ -216,6 +220,15 @@ impl Settings {
             )
         })?;
 
+        let metrics_listen = match get("MITRA_METRICS_LISTEN") {
+            None => None,
+            Some(raw) => Some(raw.trim().parse::<SocketAddr>().map_err(|_| {
+                bad(
+                    "MITRA_METRICS_LISTEN",
+                    "must be an address and port such as 0.0.0.0:9102".into(),
+                )
+            })?),
+        };
         let public_raw = get("MITRA_PUBLIC_URL").unwrap_or_else(|| format!("http://{listen}"));
         let public_url = Url::parse(public_raw.trim())
             .ok()
@@ -264,6 +277,10 @@ impl Settings {
         let db_max_connections = match get("MITRA_DB_MAX_CONNECTIONS") {
             None => 20,
             Some(v) => parse_in_range("MITRA_DB_MAX_CONNECTIONS", &v, 2, 1000)? as u32,
+        };
+        let body_timeout_ms = match get("MITRA_BODY_TIMEOUT_MS") {
+            None => 10_000,
+            Some(v) => parse_in_range("MITRA_BODY_TIMEOUT_MS", &v, 100, 600_000)?,
         };
         let idle_poll_ms = match get("MITRA_WORKER_POLL_MS") {
             None => 500,
@@ -328,6 +345,7 @@ impl Settings {
             redis_url: redis_url.into(),
             redis_topology,
             listen,
+            metrics_listen,
             public_url,
             admin_token: admin_token.into(),
             link_keys,
@@ -335,6 +353,7 @@ impl Settings {
             log_format,
             http_workers,
             db_max_connections,
+            body_timeout: Duration::from_millis(body_timeout_ms),
             workers: WorkerSettings {
                 idle_poll: Duration::from_millis(idle_poll_ms),
             },
@@ -434,6 +453,7 @@ mod tests {
             ("MITRA_CLICK_SHARDS", "0"),
             ("MITRA_CLICK_LOG_REPLICAS", "17"),
             ("MITRA_LISTEN", "localhost"),
+            ("MITRA_METRICS_LISTEN", "9102"),
             ("MITRA_PUBLIC_URL", "go.example.com"),
             ("MITRA_PUBLIC_URL", "ftp://go.example.com"),
             ("MITRA_ADMIN_TOKEN", ""),
@@ -444,6 +464,7 @@ mod tests {
             ("MITRA_HTTP_WORKERS", "0"),
             ("MITRA_DB_MAX_CONNECTIONS", "many"),
             ("MITRA_WORKER_POLL_MS", "1"),
+            ("MITRA_BODY_TIMEOUT_MS", "5"),
             ("MITRA_TRUSTED_PROXIES", "10.0.0.0/33"),
             ("MITRA_IP_HASH_KEY", "short"),
             ("MITRA_LINK_CACHE_SIZE", "1"),

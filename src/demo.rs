@@ -2,10 +2,12 @@
 //! through the same code as the API, with copy-paste commands to try them.
 
 use crate::agreements::{self, Terms};
+use crate::domain::EnrollmentAction;
 use crate::domain::{
     BasisPoints, CommissionRules, Currency, Email, KeyOwner, LandingDomains, Name, NewApiKey,
     PartnerId, ProgramId, Share, Shares, SubIds, WebUrl, new_webhook_secret,
 };
+use crate::enrollments::{self, Decision, Invitee};
 use crate::http::state::AppState;
 use crate::links::{self, NewLink};
 use crate::partners;
@@ -37,6 +39,11 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Seeded> {
                 "sale": {"percent_bps": 1000},
                 "lead": {"flat_minor": 200}
             }))?,
+            listing: programs::Listing {
+                public: true,
+                description: Some("A demo shop: 10% of every sale, 2.00 per lead.".into()),
+                reapply_cooldown_days: 30,
+            },
         },
         &program_key.hash,
         &webhook_secret,
@@ -48,6 +55,27 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Seeded> {
         &Name::parse("Ayu Lestari")?,
         &Email::parse("ayu@example.com")?,
         &partner_key.hash,
+    )
+    .await?;
+    // The partner joins the program the way any does: invited, then accepting.
+    let (enrollment, _) = enrollments::invite(
+        &state.db,
+        program.id,
+        &Invitee::Partner(partner.id),
+        &Decision {
+            actor: "demo".into(),
+            ..Decision::default()
+        },
+    )
+    .await?;
+    enrollments::act(
+        &state.db,
+        enrollment,
+        EnrollmentAction::Accept,
+        &Decision {
+            actor: partner.id.to_string(),
+            ..Decision::default()
+        },
     )
     .await?;
     let terms = Terms {

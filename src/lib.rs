@@ -7,8 +7,9 @@
 //!    settings, the metrics registry, back-end clients, the worker loop.
 //! 2. One module per aggregate, with its storage, core logic and the
 //!    background work on its data: `programs`, `partners`, `agreements`,
-//!    `links`, `clicks`, `rollups`, `conversions`, `attribution`,
-//!    `commissions`; and `health`.
+//!    `enrollments`, `links`, `clicks`, `rollups`, `conversions`,
+//!    `attribution`, `commissions`, `integrations` (platforms' own
+//!    webhooks); and `health`.
 //! 3. `http`: routes, middleware, authentication, errors, the OpenAPI document.
 //! 4. `startup` (wiring), `demo`, `cli`.
 #![forbid(unsafe_code)]
@@ -27,7 +28,9 @@ pub mod attribution;
 pub mod clicks;
 pub mod commissions;
 pub mod conversions;
+pub mod enrollments;
 pub mod health;
+pub mod integrations;
 pub mod links;
 pub mod partners;
 pub mod programs;

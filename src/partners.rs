@@ -46,8 +46,8 @@ pub async fn get(db: &PgPool, id: PartnerId) -> Result<Option<Partner>, sqlx::Er
     .await
 }
 
-/// Partners in id order; with `program`, only those in one of its agreements
-/// (any version: a partner dropped from the terms still has history there).
+/// Partners in id order; with `program`, only those active in it: a
+/// program sees a partner's contact details only while it is a member.
 pub async fn list(
     db: &PgPool,
     program: Option<ProgramId>,
@@ -61,9 +61,8 @@ pub async fn list(
         from partners p
         where p.id > $1
           and ($2::bigint is null or exists (
-                select 1 from agreement_partners ap
-                join agreements a on a.id = ap.agreement_id
-                where ap.partner_id = p.id and a.program_id = $2))
+                select 1 from enrollments e
+                where e.partner_id = p.id and e.program_id = $2 and e.status = 'active'))
         order by p.id
         limit $3
         "#,
@@ -73,33 +72,4 @@ pub async fn list(
     )
     .fetch_all(db)
     .await
-}
-
-/// Whether the partner appears in any agreement of the program.
-pub async fn works_with(
-    db: &PgPool,
-    partner: PartnerId,
-    program: ProgramId,
-) -> Result<bool, sqlx::Error> {
-    let found = sqlx::query_scalar!(
-        r#"
-        select exists (
-            select 1 from agreement_partners ap
-            join agreements a on a.id = ap.agreement_id
-            where ap.partner_id = $1 and a.program_id = $2
-        ) as "found!"
-        "#,
-        partner.get(),
-        program.get()
-    )
-    .fetch_one(db)
-    .await?;
-    Ok(found)
-}
-
-/// Which of `ids` exist.
-pub async fn existing(db: &PgPool, ids: &[i64]) -> Result<Vec<i64>, sqlx::Error> {
-    sqlx::query_scalar!("select id from partners where id = any($1)", ids)
-        .fetch_all(db)
-        .await
 }

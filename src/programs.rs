@@ -14,6 +14,17 @@ pub struct NewProgram {
     pub attribution_window_days: i32,
     pub hold_days: i32,
     pub commission: CommissionRules,
+    pub listing: Listing,
+}
+
+/// How a program shows itself to partners looking for programs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Listed to partners, who may apply.
+    pub public: bool,
+    pub description: Option<String>,
+    /// After a rejection, a partner waits this long before applying again.
+    pub reapply_cooldown_days: i32,
 }
 
 /// A merchant's affiliate program.
@@ -36,6 +47,13 @@ pub struct Program {
     pub hold_days: i32,
     #[schema(value_type = crate::domain::CommissionRules)]
     pub commission: serde_json::Value,
+    /// Listed to partners, who may apply to it.
+    pub public: bool,
+    /// What partners read about it.
+    pub description: Option<String>,
+    /// Days a rejected applicant waits before applying again.
+    #[schema(minimum = 0, maximum = 365, examples(30))]
+    pub reapply_cooldown_days: i32,
     pub created_at: DateTime<Utc>,
 }
 
@@ -64,11 +82,11 @@ pub async fn insert(
         r#"
         insert into programs
             (name, currency, landing_domains, default_url, attribution_window_days,
-             hold_days, commission, api_key_hash)
-        values ($1, $2, $3, $4, $5, $6, $7, $8)
+             hold_days, commission, api_key_hash, public, description, reapply_cooldown_days)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
         returning id as "id: ProgramId", name, currency as "currency: Currency",
                   landing_domains, default_url, attribution_window_days, hold_days,
-                  commission, created_at
+                  commission, public, description, reapply_cooldown_days, created_at
         "#,
         new.name.as_str(),
         new.currency.code(),
@@ -78,6 +96,9 @@ pub async fn insert(
         new.hold_days,
         new.commission.to_json(),
         api_key_hash,
+        new.listing.public,
+        new.listing.description,
+        new.listing.reapply_cooldown_days,
     )
     .fetch_one(&mut *tx)
     .await?;
@@ -98,7 +119,7 @@ pub async fn get(db: impl PgExecutor<'_>, id: ProgramId) -> Result<Option<Progra
         r#"
         select id as "id: ProgramId", name, currency as "currency: Currency",
                landing_domains, default_url, attribution_window_days, hold_days,
-               commission, created_at
+               commission, public, description, reapply_cooldown_days, created_at
         from programs where id = $1
         "#,
         id.get()
@@ -119,7 +140,7 @@ pub async fn list(
         r#"
         select id as "id: ProgramId", name, currency as "currency: Currency",
                landing_domains, default_url, attribution_window_days, hold_days,
-               commission, created_at
+               commission, public, description, reapply_cooldown_days, created_at
         from programs
         where id > $1 and ($2::bigint is null or id = $2)
         order by id
@@ -127,6 +148,51 @@ pub async fn list(
         "#,
         after,
         only.map(ProgramId::get),
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Changes how a program shows itself to partners.
+pub async fn set_listing(
+    db: &PgPool,
+    id: ProgramId,
+    listing: &Listing,
+) -> Result<Option<Program>, sqlx::Error> {
+    sqlx::query_as!(
+        Program,
+        r#"
+        update programs set public = $2, description = $3, reapply_cooldown_days = $4,
+                            updated_at = now()
+        where id = $1
+        returning id as "id: ProgramId", name, currency as "currency: Currency",
+                  landing_domains, default_url, attribution_window_days, hold_days,
+                  commission, public, description, reapply_cooldown_days, created_at
+        "#,
+        id.get(),
+        listing.public,
+        listing.description,
+        listing.reapply_cooldown_days
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Public programs in id order: what partners may apply to.
+pub async fn list_public(db: &PgPool, after: i64, limit: i64) -> Result<Vec<Program>, sqlx::Error> {
+    sqlx::query_as!(
+        Program,
+        r#"
+        select id as "id: ProgramId", name, currency as "currency: Currency",
+               landing_domains, default_url, attribution_window_days, hold_days,
+               commission, public, description, reapply_cooldown_days, created_at
+        from programs
+        where public and id > $1
+        order by id
+        limit $2
+        "#,
+        after,
         limit
     )
     .fetch_all(db)

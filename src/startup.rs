@@ -176,6 +176,8 @@ fn redis_client(settings: &Settings) -> anyhow::Result<RedisClient> {
 
 pub struct Application {
     port: u16,
+    metrics_port: Option<u16>,
+    metrics_server: Option<Server>,
     server: Server,
     state: web::Data<AppState>,
     workers: Workers,
@@ -195,6 +197,18 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         let port = listener.local_addr()?.port();
+        let metrics_listener = settings
+            .metrics_listen
+            .map(|addr| {
+                TcpListener::bind(addr)
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for metrics: {e}"))
+            })
+            .transpose()?;
+        let metrics_port = metrics_listener
+            .as_ref()
+            .map(|l| l.local_addr().map(|a| a.port()))
+            .transpose()?;
+        let metrics_here = metrics_listener.is_none();
         let http_workers = settings.http_workers;
         let link_cache =
             LinkCache::new(db.clone(), metrics.clone(), settings.clicks.link_cache_size);
@@ -251,7 +265,7 @@ impl Application {
                             .wrap(ErrorHandlers::new().default_handler(ensure_problem_json))
                             .wrap(from_fn(middleware::record_metrics))
                             .wrap(from_fn(middleware::request_id_and_span))
-                            .configure(http::ops)
+                            .configure(|cfg| http::ops(cfg, metrics_here))
                             .configure(|cfg| {
                                 if roles.api {
                                     http::api(cfg)
@@ -268,8 +282,32 @@ impl Application {
             }
             server.run()
         };
+        // Production keeps revenue per program off the public port: the
+        // metrics get a listener of their own, bound privately.
+        let metrics_server = match metrics_listener {
+            None => None,
+            Some(listener) => {
+                let state = state.clone();
+                Some(
+                    HttpServer::new(move || {
+                        App::new()
+                            .app_data(state.clone())
+                            .wrap(ErrorHandlers::new().default_handler(ensure_problem_json))
+                            .configure(http::metrics_only)
+                            .default_service(web::to(http::not_found))
+                    })
+                    .listen(listener)?
+                    .workers(1)
+                    .disable_signals()
+                    .shutdown_timeout(1)
+                    .run(),
+                )
+            }
+        };
         Ok(Self {
             port,
+            metrics_port,
+            metrics_server,
             server,
             state,
             workers,
@@ -281,6 +319,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the separate metrics listener, when there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
     }
 
     /// What the HTTP handlers share (tests read the click log and Redis through it).
@@ -300,6 +343,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Self {
             server,
+            metrics_server,
             state,
             workers,
             roles,
@@ -315,6 +359,13 @@ impl Application {
             "http",
             async move { server.await.map_err(anyhow::Error::from) },
         );
+        let metrics_handle = metrics_server.map(|server| {
+            let handle = server.handle();
+            tasks.spawn("metrics http", async move {
+                server.await.map_err(anyhow::Error::from)
+            });
+            handle
+        });
         let stop = drained.clone();
         tasks.spawn("click log flusher", async move {
             click_flusher.run(stop).await;
@@ -351,6 +402,9 @@ impl Application {
             .run(shutdown, async {
                 tracing::info!("shutting down");
                 handle.stop(true).await;
+                if let Some(metrics) = &metrics_handle {
+                    metrics.stop(true).await;
+                }
                 // Every request has been answered: write what is still queued.
                 drained.cancel();
             })

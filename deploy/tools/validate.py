@@ -409,7 +409,8 @@ def check_dockerfile():
         (r"SQLX_OFFLINE=true", "SQLX_OFFLINE=true"),
         (r"cargo build --release --locked", "cargo build --release --locked"),
         (r'HEALTHCHECK .*CMD \["mitra", "healthcheck"\]', "HEALTHCHECK mitra healthcheck"),
-        (r"^EXPOSE 8080$", "EXPOSE 8080"),
+        (r"^EXPOSE 8080 9102$", "EXPOSE 8080 9102"),
+        (r"MITRA_METRICS_LISTEN=0\.0\.0\.0:9102", "MITRA_METRICS_LISTEN=0.0.0.0:9102"),
         (r'^CMD \["mitra", "serve", "--role", "api"\]$', 'CMD ["mitra","serve","--role","api"]'),
         (r"^COPY benche(s|\[s\])", "COPY benches (the manifest needs them)"),
         (r"ca-certificates", "ca-certificates"),
@@ -522,8 +523,9 @@ def cmd_k8s(rendered):
         if d["spec"]["template"]["spec"].get("terminationGracePeriodSeconds") != 15:
             fail(f"Deployment {name}: terminationGracePeriodSeconds is not 15")
         ann = d["spec"]["template"]["metadata"].get("annotations", {})
-        if ann.get("prometheus.io/scrape") != "true" or ann.get("prometheus.io/port") != "8080":
-            fail(f"Deployment {name}: no prometheus.io scrape annotations for port 8080")
+        # /metrics has its own port (MITRA_METRICS_LISTEN), which no Service exposes.
+        if ann.get("prometheus.io/scrape") != "true" or ann.get("prometheus.io/port") != "9102":
+            fail(f"Deployment {name}: no prometheus.io scrape annotations for port 9102")
         if d["spec"].get("replicas") != 2:
             fail(f"Deployment {name}: replicas is not 2")
         for c in d["spec"]["template"]["spec"]["containers"]:

@@ -3,8 +3,9 @@
 //! counted in `mitra_conversions_total{outcome="fraud_suspected"}`: a person
 //! decides, nothing is silently dropped.
 
-use super::Claimed;
+use super::decide::Claimed;
 use crate::config::FraudSettings;
+use crate::domain::{ConversionId, Event, FraudSignal, ProgramId};
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use std::collections::{HashMap, HashSet};
@@ -16,7 +17,7 @@ use tokio::sync::Mutex;
 /// and an outlier threshold does not need to move by the second.
 #[derive(Default)]
 pub struct SaleAverages {
-    cache: Mutex<HashMap<i64, (Average, Instant)>>,
+    cache: Mutex<HashMap<ProgramId, (Average, Instant)>>,
 }
 
 /// Average sale in minor units, and how many sales it averages.
@@ -29,8 +30,8 @@ impl SaleAverages {
     pub(crate) async fn get(
         &self,
         tx: &mut PgConnection,
-        programs: &[i64],
-    ) -> Result<HashMap<i64, (i64, i64)>, sqlx::Error> {
+        programs: &[ProgramId],
+    ) -> Result<HashMap<ProgramId, Average>, sqlx::Error> {
         let mut cache = self.cache.lock().await;
         let stale: Vec<i64> = programs
             .iter()
@@ -40,10 +41,11 @@ impl SaleAverages {
                     .get(p)
                     .is_none_or(|(_, at)| at.elapsed() > AVERAGE_TTL)
             })
+            .map(ProgramId::get)
             .collect();
         if !stale.is_empty() {
             let fresh = sqlx::query!(
-                r#"select p as "program_id!", coalesce(avg(c.amount_minor), 0)::bigint as "average!",
+                r#"select p as "program_id!: ProgramId", coalesce(avg(c.amount_minor), 0)::bigint as "average!",
                           count(c.id) as "sales!"
                    from unnest($1::bigint[]) as p
                    left join conversions c on c.program_id = p and c.event = 'sale'
@@ -64,13 +66,18 @@ impl SaleAverages {
     }
 }
 
-/// What the database knows that bears on a batch's conversions.
+/// What the database knows that bears on a batch's conversions. Counts
+/// are per program: another merchant posting our click id changes nothing
+/// here (its conversion is refused as an invalid click anyway).
+#[derive(Debug, Default)]
 pub struct Signals {
     flagged: HashSet<String>,
-    orders_per_click: HashMap<String, i64>,
-    first_lead: HashMap<String, i64>,
+    /// (program, click id) -> sales and leads with that click id.
+    orders_per_click: HashMap<(ProgramId, String), i64>,
+    /// (program, click id) -> the first lead with that click id.
+    first_lead: HashMap<(ProgramId, String), ConversionId>,
     /// Program -> (average sale in minor units, number of sales).
-    sale_average: HashMap<i64, (i64, i64)>,
+    sale_average: HashMap<ProgramId, Average>,
 }
 
 impl Signals {
@@ -79,29 +86,25 @@ impl Signals {
         candidates: &[(&Claimed, Option<&str>)],
         averages: &SaleAverages,
     ) -> Result<Self, sqlx::Error> {
-        let mut clicks: Vec<String> = candidates
+        let mut pairs: Vec<(i64, &str)> = candidates
             .iter()
-            .filter_map(|(_, c)| c.map(str::to_owned))
+            .filter_map(|(r, c)| Some((r.program_id.get(), (*c)?)))
             .collect();
-        clicks.sort();
-        clicks.dedup();
-        let mut programs: Vec<i64> = candidates
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut programs: Vec<ProgramId> = candidates
             .iter()
-            .filter(|(r, _)| r.event == "sale")
+            .filter(|(r, _)| r.event == Event::Sale)
             .map(|(r, _)| r.program_id)
             .collect();
         programs.sort_unstable();
         programs.dedup();
-        let mut signals = Signals {
-            flagged: HashSet::new(),
-            orders_per_click: HashMap::new(),
-            first_lead: HashMap::new(),
-            sale_average: HashMap::new(),
-        };
-        if !clicks.is_empty() {
+        let mut signals = Signals::default();
+        if !pairs.is_empty() {
+            let clicks: Vec<&str> = pairs.iter().map(|p| p.1).collect();
             signals.flagged = sqlx::query_scalar!(
                 "select click_id from flagged_clicks where click_id = any($1)",
-                &clicks
+                &clicks as &[&str]
             )
             .fetch_all(&mut *tx)
             .await?
@@ -112,34 +115,35 @@ impl Signals {
             // growth) AND-ed in a scan of the whole order index, and this
             // query cost more than booking (benches/conversions_load.sh).
             for r in sqlx::query!(
-                r#"select click_id as "click_id!",
-                          count(*) filter (where event in ('sale', 'lead')) as "orders!",
-                          min(id) filter (where event = 'lead') as first_lead
-                   from conversions
-                   where click_id = any($1)
-                   group by click_id"#,
-                &clicks
+                r#"select c.program_id as "program_id: ProgramId", c.click_id as "click_id!",
+                          count(*) filter (where c.event in ('sale', 'lead')) as "orders!",
+                          min(c.id) filter (where c.event = 'lead') as "first_lead: ConversionId"
+                   from conversions c
+                   join unnest($1::bigint[], $2::text[]) as q(program_id, click_id)
+                     on c.program_id = q.program_id and c.click_id = q.click_id
+                   group by c.program_id, c.click_id"#,
+                &pairs.iter().map(|p| p.0).collect::<Vec<_>>(),
+                &clicks as &[&str]
             )
             .fetch_all(&mut *tx)
             .await?
             {
-                signals
-                    .orders_per_click
-                    .insert(r.click_id.clone(), r.orders);
+                let key = (r.program_id, r.click_id);
                 if let Some(first) = r.first_lead {
-                    signals.first_lead.insert(r.click_id, first);
+                    signals.first_lead.insert(key.clone(), first);
                 }
+                signals.orders_per_click.insert(key, r.orders);
             }
         }
         signals.sale_average = averages.get(tx, &programs).await?;
         Ok(signals)
     }
 
-    /// A lead whose click already produced an earlier lead.
-    pub(crate) fn is_repeat_lead(&self, id: i64, click: Option<&str>) -> bool {
+    /// A lead whose click already produced an earlier lead in the same program.
+    pub(crate) fn is_repeat_lead(&self, row: &Claimed, click: Option<&str>) -> bool {
         click
-            .and_then(|c| self.first_lead.get(c))
-            .is_some_and(|first| *first != id)
+            .and_then(|c| self.first_lead.get(&(row.program_id, c.to_owned())))
+            .is_some_and(|first| *first != row.id)
     }
 
     /// The reasons to hold this conversion for review, if any.
@@ -149,32 +153,32 @@ impl Signals {
         click: Option<&str>,
         clicked_at: Option<DateTime<Utc>>,
         settings: &FraudSettings,
-    ) -> Vec<&'static str> {
+    ) -> Vec<FraudSignal> {
         let mut reasons = Vec::new();
         if let Some(at) = clicked_at
             && (row.occurred_at - at).num_seconds() < settings.min_click_seconds
         {
-            reasons.push("too_fast");
+            reasons.push(FraudSignal::TooFast);
         }
         if let Some(click) = click {
             if self.flagged.contains(click) {
-                reasons.push("bot_click");
+                reasons.push(FraudSignal::BotClick);
             }
             if self
                 .orders_per_click
-                .get(click)
+                .get(&(row.program_id, click.to_owned()))
                 .is_some_and(|n| *n > settings.max_orders_per_click)
             {
-                reasons.push("click_reused");
+                reasons.push(FraudSignal::ClickReused);
             }
         }
-        if row.event == "sale"
+        if row.event == Event::Sale
             && let Some((average, sales)) = self.sale_average.get(&row.program_id)
             && *sales >= settings.amount_min_samples
             && i128::from(row.amount_minor)
                 > i128::from(*average) * i128::from(settings.amount_factor)
         {
-            reasons.push("amount_outlier");
+            reasons.push(FraudSignal::AmountOutlier);
         }
         reasons
     }

@@ -2,35 +2,44 @@
 //! `created` ledger entry, exactly once per conversion and partner.
 
 use super::ledger::{Entry, append};
+use crate::domain::{
+    AgreementId, AppliedRule, Bucket, CommissionId, ConversionId, Currency, FraudSignal,
+    LedgerKind, PartnerId, ProgramId,
+};
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
+use sqlx::types::Json;
+use std::collections::HashMap;
 
 /// A commission to book, computed by attribution.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCommission {
-    pub conversion_id: i64,
-    pub program_id: i64,
-    pub partner_id: i64,
-    pub agreement_id: i64,
+    pub conversion_id: ConversionId,
+    pub program_id: ProgramId,
+    pub partner_id: PartnerId,
+    pub agreement_id: AgreementId,
     pub agreement_version: i32,
-    pub rule: serde_json::Value,
+    pub rule: AppliedRule,
+    /// The amount the rule applied to.
     pub base_minor: i64,
+    /// The commission of every partner of the conversion together.
     pub total_minor: i64,
     pub share_bps: i32,
     pub amount_minor: i64,
-    pub currency: String,
+    pub currency: Currency,
+    /// Held for a person's review: never approved by the clock.
     pub review: bool,
-    pub fraud_reasons: Vec<&'static str>,
+    pub fraud_reasons: Vec<FraudSignal>,
     pub approve_after: DateTime<Utc>,
 }
 
 /// Books commissions with their `created` entries. A commission already
 /// booked for the same conversion and partner is left as it is: booking is
-/// exactly-once whatever the workers do.
+/// exactly-once whatever the workers do. Returns those booked now.
 pub async fn book(
     tx: &mut PgConnection,
     new: &[NewCommission],
-) -> Result<Vec<(i64, NewCommission)>, sqlx::Error> {
+) -> Result<Vec<(CommissionId, NewCommission)>, sqlx::Error> {
     if new.is_empty() {
         return Ok(Vec::new());
     }
@@ -47,37 +56,41 @@ pub async fn book(
                     $13::text[], $14::timestamptz[])
              as u(c, p, pa, a, v, r, b, t, s, amt, cur, rev, fr, aa)
         on conflict (conversion_id, partner_id) do nothing
-        returning id, conversion_id, partner_id
+        returning id as "id: CommissionId", conversion_id, partner_id
         "#,
-        &new.iter().map(|n| n.conversion_id).collect::<Vec<_>>(),
-        &new.iter().map(|n| n.program_id).collect::<Vec<_>>(),
-        &new.iter().map(|n| n.partner_id).collect::<Vec<_>>(),
-        &new.iter().map(|n| n.agreement_id).collect::<Vec<_>>(),
+        &new.iter()
+            .map(|n| n.conversion_id.get())
+            .collect::<Vec<_>>(),
+        &new.iter().map(|n| n.program_id.get()).collect::<Vec<_>>(),
+        &new.iter().map(|n| n.partner_id.get()).collect::<Vec<_>>(),
+        &new.iter().map(|n| n.agreement_id.get()).collect::<Vec<_>>(),
         &new.iter().map(|n| n.agreement_version).collect::<Vec<_>>(),
-        &new.iter().map(|n| n.rule.clone()).collect::<Vec<_>>(),
+        &new.iter().map(|n| Json(n.rule)).collect::<Vec<_>>() as &[Json<AppliedRule>],
         &new.iter().map(|n| n.base_minor).collect::<Vec<_>>(),
         &new.iter().map(|n| n.total_minor).collect::<Vec<_>>(),
         &new.iter().map(|n| n.share_bps).collect::<Vec<_>>(),
         &new.iter().map(|n| n.amount_minor).collect::<Vec<_>>(),
-        &new.iter().map(|n| n.currency.clone()).collect::<Vec<_>>(),
+        &new.iter().map(|n| n.currency.code()).collect::<Vec<_>>() as &[&str],
         &new.iter().map(|n| n.review).collect::<Vec<_>>(),
         &new.iter()
-            .map(|n| n.fraud_reasons.join(","))
+            .map(|n| {
+                let words: Vec<&str> = n.fraud_reasons.iter().map(|f| f.as_str()).collect();
+                words.join(",")
+            })
             .collect::<Vec<_>>(),
         &new.iter().map(|n| n.approve_after).collect::<Vec<_>>(),
     )
     .fetch_all(&mut *tx)
     .await?;
-    let by_key: std::collections::HashMap<(i64, i64), &NewCommission> = new
+    let by_key: HashMap<(i64, i64), &NewCommission> = new
         .iter()
-        .map(|n| ((n.conversion_id, n.partner_id), n))
+        .map(|n| ((n.conversion_id.get(), n.partner_id.get()), n))
         .collect();
-    let booked: Vec<(i64, NewCommission)> = rows
+    let booked: Vec<(CommissionId, NewCommission)> = rows
         .into_iter()
         .filter_map(|r| {
-            by_key
-                .get(&(r.conversion_id, r.partner_id))
-                .map(|n| (r.id, (*n).clone()))
+            let n = by_key.get(&(r.conversion_id, r.partner_id))?;
+            Some((r.id, (*n).clone()))
         })
         .collect();
     let entries: Vec<Entry> = booked
@@ -86,15 +99,17 @@ pub async fn book(
             commission_id: Some(*id),
             program_id: n.program_id,
             partner_id: n.partner_id,
-            currency: n.currency.clone(),
-            bucket: "pending",
+            currency: n.currency,
+            bucket: Bucket::Pending,
             amount_minor: n.amount_minor,
-            kind: "created",
+            kind: LedgerKind::Created,
             conversion_id: Some(n.conversion_id),
             payout_id: None,
             actor: "worker".into(),
-            reason: (!n.fraud_reasons.is_empty())
-                .then(|| format!("held for review: {}", n.fraud_reasons.join(", "))),
+            reason: (!n.fraud_reasons.is_empty()).then(|| {
+                let words: Vec<&str> = n.fraud_reasons.iter().map(|f| f.as_str()).collect();
+                format!("held for review: {}", words.join(", "))
+            }),
         })
         .collect();
     append(tx, &entries).await?;

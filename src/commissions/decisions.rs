@@ -1,7 +1,11 @@
 //! A person's decisions on pending commissions (approve early, reject with a
 //! reason), and the approval the lifecycle worker makes when a hold ends.
 
-use super::ledger::{Entry, Held, append, transfer};
+use super::ledger::{Held, append, transfer};
+use crate::domain::{
+    Bucket, CommissionId, CommissionStatus, Currency, LedgerKind, LinkId, PartnerId, ProgramId,
+};
+use crate::rollups::conversions::{self as rollup, Delta};
 use sqlx::PgConnection;
 
 /// Approves pending commissions (the lifecycle worker when their hold is
@@ -15,12 +19,21 @@ pub async fn approve(
     if held.is_empty() {
         return Ok(());
     }
-    let entries: Vec<Entry> = held
+    let entries: Vec<_> = held
         .iter()
-        .flat_map(|c| transfer(c, "pending", "approved", "approved", actor, reason))
+        .flat_map(|c| {
+            transfer(
+                c,
+                Bucket::Pending,
+                Bucket::Approved,
+                LedgerKind::Approved,
+                actor,
+                reason,
+            )
+        })
         .collect();
     append(tx, &entries).await?;
-    let ids: Vec<i64> = held.iter().map(|c| c.id).collect();
+    let ids: Vec<i64> = held.iter().map(|c| c.id.get()).collect();
     sqlx::query!(
         "update commissions set status = 'approved', review = false, updated_at = now() where id = any($1)",
         &ids
@@ -31,12 +44,15 @@ pub async fn approve(
 }
 
 /// Locks commissions by id, in id order.
-pub async fn lock(tx: &mut PgConnection, ids: &[i64]) -> Result<Vec<Held>, sqlx::Error> {
+pub async fn lock(tx: &mut PgConnection, ids: &[CommissionId]) -> Result<Vec<Held>, sqlx::Error> {
+    let ids: Vec<i64> = ids.iter().map(|id| id.get()).collect();
     sqlx::query_as!(
         Held,
-        r#"select id, program_id, partner_id, currency, status, amount_minor, original_minor
+        r#"select id as "id: CommissionId", program_id as "program_id: ProgramId",
+                  partner_id as "partner_id: PartnerId", currency as "currency: Currency",
+                  status as "status: CommissionStatus", amount_minor, original_minor
            from commissions where id = any($1) order by id for update"#,
-        ids
+        &ids
     )
     .fetch_all(&mut *tx)
     .await
@@ -51,39 +67,30 @@ pub async fn reject(
     actor: &str,
     reason: &str,
 ) -> Result<(), sqlx::Error> {
-    append(
-        tx,
-        &[Entry {
-            commission_id: Some(c.id),
-            program_id: c.program_id,
-            partner_id: c.partner_id,
-            currency: c.currency.clone(),
-            bucket: "pending",
-            amount_minor: -c.amount_minor,
-            kind: "rejected",
-            conversion_id: None,
-            payout_id: None,
-            actor: actor.to_owned(),
-            reason: Some(reason.to_owned()),
-        }],
-    )
-    .await?;
+    let mut entry = c.entry(
+        Bucket::Pending,
+        -c.amount_minor,
+        LedgerKind::Rejected,
+        actor,
+    );
+    entry.reason = Some(reason.to_owned());
+    append(tx, &[entry]).await?;
     let conv = sqlx::query!(
         r#"update commissions c set status = 'reversed', amount_minor = 0, review = false, updated_at = now()
            from conversions v where c.id = $1 and v.id = c.conversion_id
-           returning v.occurred_at, v.link_id"#,
-        c.id
+           returning v.occurred_at, v.link_id as "link_id: LinkId""#,
+        c.id.get()
     )
     .fetch_one(&mut *tx)
     .await?;
-    let delta = |partner| crate::rollups::conversions::Delta {
+    let delta = |partner| Delta {
         program: c.program_id,
         partner,
-        link: conv.link_id.unwrap_or(0),
+        link: conv.link_id,
         day: conv.occurred_at.date_naive(),
         conversions: 0,
         revenue_minor: 0,
         commission_minor: -c.amount_minor,
     };
-    crate::rollups::conversions::add(tx, &[delta(None), delta(Some(c.partner_id))]).await
+    rollup::add(tx, &[delta(None), delta(Some(c.partner_id))]).await
 }

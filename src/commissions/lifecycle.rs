@@ -4,7 +4,7 @@
 use super::decisions;
 use super::ledger::Held;
 use crate::background::{Every, Step};
-use crate::domain::ProgramId;
+use crate::domain::{CommissionId, CommissionStatus, Currency, PartnerId, ProgramId};
 use crate::metrics::Metrics;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -33,7 +33,9 @@ impl Lifecycle {
         let mut tx = self.db.begin().await?;
         let due = sqlx::query_as!(
             Held,
-            r#"select id, program_id, partner_id, currency, status, amount_minor, original_minor
+            r#"select id as "id: CommissionId", program_id as "program_id: ProgramId",
+                      partner_id as "partner_id: PartnerId", currency as "currency: Currency",
+                      status as "status: CommissionStatus", amount_minor, original_minor
                from commissions
                where status = 'pending' and not review and approve_after <= now()
                order by id
@@ -54,10 +56,10 @@ impl Lifecycle {
         decisions::approve(&mut tx, &due, "worker", Some("hold period over")).await?;
         tx.commit().await?;
         for c in &due {
-            let label = ProgramId::from_db(c.program_id).to_string();
+            let label = c.program_id.to_string();
             self.metrics
                 .commission_minor
-                .with_label_values(&[&label, &c.currency, "approved"])
+                .with_label_values(&[&label, c.currency.code(), "approved"])
                 .inc_by(c.amount_minor as u64);
             self.metrics
                 .commissions

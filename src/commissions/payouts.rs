@@ -6,8 +6,10 @@
 //! a commission paid by one payout is never in another, even with
 //! concurrent requests, and a conflicting concurrent change retries.
 
-use crate::commissions::ledger::{self, Entry, Held};
-use crate::domain::{PartnerId, PayoutId, ProgramId};
+use super::ledger::{self, Entry, Held};
+use crate::domain::{
+    Bucket, CommissionId, CommissionStatus, Currency, LedgerKind, PartnerId, PayoutId, ProgramId,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
@@ -18,8 +20,7 @@ use std::collections::BTreeMap;
 pub struct PayoutItem {
     pub partner_id: PartnerId,
     pub partner_name: String,
-    #[schema(value_type = crate::domain::Currency)]
-    pub currency: String,
+    pub currency: Currency,
     /// Approved commissions net of debts carried from refunds.
     pub amount_minor: i64,
     pub commission_count: i32,
@@ -82,15 +83,19 @@ async fn try_create(
     .await?;
     let approved = sqlx::query_as!(
         Held,
-        r#"select id, program_id, partner_id, currency, status, amount_minor, original_minor
+        r#"select id as "id: CommissionId", program_id as "program_id: ProgramId",
+                  partner_id as "partner_id: PartnerId", currency as "currency: Currency",
+                  status as "status: CommissionStatus", amount_minor, original_minor
            from commissions where program_id = $1 and status = 'approved'
            order by id for update"#,
         program.get()
     )
     .fetch_all(&mut *tx)
     .await?;
-    let balances = sqlx::query!(
-        r#"select partner_id, currency, sum(amount_minor)::bigint as "balance!"
+    let balances: Vec<Approved> = sqlx::query_as!(
+        Approved,
+        r#"select partner_id as "partner_id: PartnerId", currency as "currency: Currency",
+                  sum(amount_minor)::bigint as "balance!"
            from ledger_entries where program_id = $1 and bucket = 'approved'
            group by partner_id, currency
            order by partner_id, currency"#,
@@ -107,70 +112,24 @@ async fn try_create(
     )
     .fetch_one(&mut *tx)
     .await?;
-
-    let mut by_partner: BTreeMap<(i64, String), Vec<&Held>> = BTreeMap::new();
-    for c in &approved {
-        by_partner
-            .entry((c.partner_id, c.currency.clone()))
-            .or_default()
-            .push(c);
-    }
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut paid: Vec<i64> = Vec::new();
-    let mut items: Vec<(i64, String, i64, i32)> = Vec::new();
-    for b in balances {
-        if b.balance <= 0 || b.balance < min_amount_minor {
-            continue; // below the threshold (or in debt): it carries over
-        }
-        let commissions = by_partner
-            .remove(&(b.partner_id, b.currency.clone()))
-            .unwrap_or_default();
-        let mut moved = 0i64;
-        for c in &commissions {
-            entries.extend(ledger::transfer(c, "approved", "paid", "paid", actor, None));
-            paid.push(c.id);
-            moved += c.amount_minor;
-        }
-        // What the approved bucket holds beyond these commissions is debt
-        // carried from refunds after earlier payouts: settled by netting.
-        let rest = b.balance - moved;
-        if rest != 0 {
-            for (bucket, amount) in [("approved", -rest), ("paid", rest)] {
-                entries.push(Entry {
-                    commission_id: None,
-                    program_id: program.get(),
-                    partner_id: b.partner_id,
-                    currency: b.currency.clone(),
-                    bucket,
-                    amount_minor: amount,
-                    kind: "settled",
-                    conversion_id: None,
-                    payout_id: None,
-                    actor: actor.to_owned(),
-                    reason: Some("carried refunds netted against this payout".into()),
-                });
-            }
-        }
-        items.push((
-            b.partner_id,
-            b.currency,
-            b.balance,
-            commissions.len() as i32,
-        ));
-    }
-    for e in &mut entries {
-        e.payout_id = Some(payout.get());
-    }
-    ledger::append(&mut tx, &entries).await?;
-    mark_paid(&mut tx, &paid, payout).await?;
+    let plan = plan(
+        program,
+        payout,
+        &approved,
+        &balances,
+        min_amount_minor,
+        actor,
+    );
+    ledger::append(&mut tx, &plan.entries).await?;
+    mark_paid(&mut tx, &plan.paid, payout).await?;
     sqlx::query!(
         r#"insert into payout_items (payout_id, partner_id, currency, amount_minor, commission_count)
            select $1, * from unnest($2::bigint[], $3::text[], $4::bigint[], $5::int[])"#,
         payout.get(),
-        &items.iter().map(|i| i.0).collect::<Vec<_>>(),
-        &items.iter().map(|i| i.1.clone()).collect::<Vec<_>>(),
-        &items.iter().map(|i| i.2).collect::<Vec<_>>(),
-        &items.iter().map(|i| i.3).collect::<Vec<_>>(),
+        &plan.items.iter().map(|i| i.partner_id.get()).collect::<Vec<_>>(),
+        &plan.items.iter().map(|i| i.currency.code()).collect::<Vec<_>>() as &[&str],
+        &plan.items.iter().map(|i| i.amount_minor).collect::<Vec<_>>(),
+        &plan.items.iter().map(|i| i.commission_count).collect::<Vec<_>>(),
     )
     .execute(&mut *tx)
     .await?;
@@ -178,14 +137,113 @@ async fn try_create(
     Ok(payout)
 }
 
+/// A partner's approved balance in one currency, from the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Approved {
+    pub partner_id: PartnerId,
+    pub currency: Currency,
+    pub balance: i64,
+}
+
+/// One line of a payout, before it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedItem {
+    pub partner_id: PartnerId,
+    pub currency: Currency,
+    pub amount_minor: i64,
+    pub commission_count: i32,
+}
+
+/// What a payout writes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub items: Vec<PlannedItem>,
+    pub entries: Vec<Entry>,
+    /// Commissions it pays.
+    pub paid: Vec<CommissionId>,
+}
+
+/// Decides a payout without I/O: every partner whose approved balance in
+/// a currency reaches `min_amount_minor` is paid that balance; each of its
+/// approved commissions moves to paid, and what the balance holds beyond
+/// them (debts carried from refunds of earlier payouts) is settled by
+/// netting. A balance below the threshold, or in debt, carries over.
+pub fn plan(
+    program: ProgramId,
+    payout: PayoutId,
+    approved: &[Held],
+    balances: &[Approved],
+    min_amount_minor: i64,
+    actor: &str,
+) -> Plan {
+    let mut by_partner: BTreeMap<(PartnerId, Currency), Vec<&Held>> = BTreeMap::new();
+    for c in approved {
+        by_partner
+            .entry((c.partner_id, c.currency))
+            .or_default()
+            .push(c);
+    }
+    let mut plan = Plan::default();
+    for b in balances {
+        if b.balance <= 0 || b.balance < min_amount_minor {
+            continue;
+        }
+        let commissions = by_partner
+            .remove(&(b.partner_id, b.currency))
+            .unwrap_or_default();
+        let mut moved = 0i64;
+        for c in &commissions {
+            plan.entries.extend(ledger::transfer(
+                c,
+                Bucket::Approved,
+                Bucket::Paid,
+                LedgerKind::Paid,
+                actor,
+                None,
+            ));
+            plan.paid.push(c.id);
+            moved += c.amount_minor;
+        }
+        let rest = b.balance - moved;
+        if rest != 0 {
+            for (bucket, amount) in [(Bucket::Approved, -rest), (Bucket::Paid, rest)] {
+                plan.entries.push(Entry {
+                    commission_id: None,
+                    program_id: program,
+                    partner_id: b.partner_id,
+                    currency: b.currency,
+                    bucket,
+                    amount_minor: amount,
+                    kind: LedgerKind::Settled,
+                    conversion_id: None,
+                    payout_id: None,
+                    actor: actor.to_owned(),
+                    reason: Some("carried refunds netted against this payout".into()),
+                });
+            }
+        }
+        plan.items.push(PlannedItem {
+            partner_id: b.partner_id,
+            currency: b.currency,
+            amount_minor: b.balance,
+            commission_count: commissions.len() as i32,
+        });
+    }
+    for e in &mut plan.entries {
+        e.payout_id = Some(payout);
+    }
+    plan
+}
+
 async fn mark_paid(
     tx: &mut PgConnection,
-    ids: &[i64],
+    ids: &[CommissionId],
     payout: PayoutId,
 ) -> Result<(), sqlx::Error> {
+    let ids: Vec<i64> = ids.iter().map(|id| id.get()).collect();
     sqlx::query!(
         "update commissions set status = 'paid', payout_id = $2, updated_at = now() where id = any($1)",
-        ids,
+        &ids,
         payout.get()
     )
     .execute(&mut *tx)
@@ -206,7 +264,8 @@ pub async fn get(db: &PgPool, id: PayoutId) -> Result<Option<Payout>, sqlx::Erro
     };
     let items = sqlx::query_as!(
         PayoutItem,
-        r#"select i.partner_id as "partner_id: PartnerId", p.name as partner_name, i.currency,
+        r#"select i.partner_id as "partner_id: PartnerId", p.name as partner_name,
+                  i.currency as "currency: Currency",
                   i.amount_minor, i.commission_count
            from payout_items i join partners p on p.id = i.partner_id
            where i.payout_id = $1 order by i.partner_id, i.currency"#,
@@ -260,9 +319,7 @@ pub fn to_csv(p: &Payout) -> String {
         "payout_id,partner_id,partner_name,currency,amount_minor,amount,commission_count\n",
     );
     for i in &p.items {
-        let amount = crate::domain::Currency::parse(&i.currency)
-            .map(|c| c.format_minor(i.amount_minor))
-            .unwrap_or_else(|_| i.amount_minor.to_string());
+        let amount = i.currency.format_minor(i.amount_minor);
         out.push_str(&format!(
             "{},{},{},{},{},{},{}\n",
             p.id,
@@ -288,5 +345,89 @@ pub fn csv_field(s: &str) -> String {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eur() -> Currency {
+        Currency::parse("EUR").unwrap()
+    }
+
+    fn approved(id: i64, partner: i64, amount: i64) -> Held {
+        Held {
+            id: CommissionId::from_db(id),
+            program_id: ProgramId::from_db(1),
+            partner_id: PartnerId::from_db(partner),
+            currency: eur(),
+            status: CommissionStatus::Approved,
+            amount_minor: amount,
+            original_minor: amount,
+        }
+    }
+
+    #[test]
+    fn balances_at_the_threshold_are_paid_and_debts_are_netted() {
+        let commissions = [
+            approved(1, 10, 700),
+            approved(2, 10, 300),
+            approved(3, 20, 400),
+        ];
+        let balances = [
+            // Partner 10 owes 100 from a refund after an earlier payout.
+            Approved {
+                partner_id: PartnerId::from_db(10),
+                currency: eur(),
+                balance: 900,
+            },
+            Approved {
+                partner_id: PartnerId::from_db(20),
+                currency: eur(),
+                balance: 400,
+            },
+        ];
+        let plan = plan(
+            ProgramId::from_db(1),
+            PayoutId::from_db(5),
+            &commissions,
+            &balances,
+            500,
+            "admin",
+        );
+        assert_eq!(
+            plan.items,
+            vec![PlannedItem {
+                partner_id: PartnerId::from_db(10),
+                currency: eur(),
+                amount_minor: 900,
+                commission_count: 2
+            }]
+        );
+        assert_eq!(
+            plan.paid,
+            vec![CommissionId::from_db(1), CommissionId::from_db(2)]
+        );
+        let net = |bucket| -> i64 {
+            plan.entries
+                .iter()
+                .filter(|e| e.bucket == bucket)
+                .map(|e| e.amount_minor)
+                .sum()
+        };
+        assert_eq!((net(Bucket::Approved), net(Bucket::Paid)), (-900, 900));
+        let settled: Vec<i64> = plan
+            .entries
+            .iter()
+            .filter(|e| e.kind == LedgerKind::Settled)
+            .map(|e| e.amount_minor)
+            .collect();
+        assert_eq!(settled, vec![100, -100]);
+        assert!(
+            plan.entries
+                .iter()
+                .all(|e| e.payout_id == Some(PayoutId::from_db(5)))
+        );
     }
 }

@@ -3,10 +3,12 @@
 //! figure from what it is shown.
 
 use crate::domain::{
-    AgreementId, CommissionId, ConversionId, LedgerEntryId, PartnerId, PayoutId, ProgramId,
+    AgreementId, AppliedRule, Bucket, CommissionId, CommissionStatus, ConversionId, Currency,
+    Event, FraudSignal, LedgerEntryId, LedgerKind, PartnerId, PayoutId, ProgramId,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 
 /// What one partner earns from one conversion.
@@ -19,11 +21,10 @@ pub struct Commission {
     pub agreement_id: AgreementId,
     pub agreement_version: i32,
     pub order_id: String,
-    #[schema(schema_with = crate::http::openapi::enums::event)]
-    pub event: String,
+    pub event: Event,
     /// The rule that produced the amount, and what it applied to.
-    #[schema(value_type = crate::http::openapi::schemas::AppliedRule)]
-    pub rule: serde_json::Value,
+    #[schema(value_type = AppliedRule)]
+    pub rule: Json<AppliedRule>,
     /// The amount the rule applied to, in minor units.
     pub base_minor: i64,
     /// The commission of every partner of the conversion together.
@@ -33,12 +34,10 @@ pub struct Commission {
     pub original_minor: i64,
     /// Net of refunds.
     pub amount_minor: i64,
-    #[schema(value_type = crate::domain::Currency)]
-    pub currency: String,
-    #[schema(schema_with = crate::http::openapi::enums::commission_status)]
-    pub status: String,
+    pub currency: Currency,
+    pub status: CommissionStatus,
     pub review: bool,
-    pub fraud_reasons: Vec<String>,
+    pub fraud_reasons: Vec<FraudSignal>,
     pub approve_after: DateTime<Utc>,
     pub payout_id: Option<PayoutId>,
     pub created_at: DateTime<Utc>,
@@ -46,7 +45,7 @@ pub struct Commission {
 
 #[derive(Debug, Default)]
 pub struct Filter {
-    pub status: Option<String>,
+    pub status: Option<CommissionStatus>,
     pub program: Option<ProgramId>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
@@ -66,8 +65,10 @@ pub async fn commissions(
         select c.id as "id: CommissionId", c.conversion_id as "conversion_id: ConversionId",
                c.program_id as "program_id: ProgramId", c.partner_id as "partner_id: PartnerId",
                c.agreement_id as "agreement_id: AgreementId", c.agreement_version,
-               v.order_id, v.event, c.rule, c.base_minor, c.total_minor, c.share_bps,
-               c.original_minor, c.amount_minor, c.currency, c.status, c.review, c.fraud_reasons,
+               v.order_id, v.event as "event: Event", c.rule as "rule: Json<AppliedRule>",
+               c.base_minor, c.total_minor, c.share_bps, c.original_minor, c.amount_minor,
+               c.currency as "currency: Currency", c.status as "status: CommissionStatus", c.review,
+               c.fraud_reasons as "fraud_reasons: Vec<FraudSignal>",
                c.approve_after, c.payout_id as "payout_id: PayoutId", c.created_at
         from commissions c join conversions v on v.id = c.conversion_id
         where c.partner_id = $1 and c.id > $2
@@ -80,7 +81,7 @@ pub async fn commissions(
         "#,
         partner.get(),
         after,
-        filter.status,
+        filter.status.map(CommissionStatus::as_str),
         filter.program.map(ProgramId::get),
         filter.from,
         filter.to,
@@ -91,10 +92,9 @@ pub async fn commissions(
 }
 
 /// Sums per bucket, for one currency.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CurrencyBalance {
-    #[schema(value_type = crate::domain::Currency)]
-    pub currency: String,
+    pub currency: Currency,
     pub pending_minor: i64,
     pub approved_minor: i64,
     pub paid_minor: i64,
@@ -115,7 +115,7 @@ async fn sums(
 ) -> Result<Vec<CurrencyBalance>, sqlx::Error> {
     let rows = sqlx::query!(
         r#"
-        select currency,
+        select currency as "currency: Currency",
                coalesce(sum(amount_minor) filter (where bucket = 'pending'), 0)::bigint as "pending!",
                coalesce(sum(amount_minor) filter (where bucket = 'approved'), 0)::bigint as "approved!",
                coalesce(sum(amount_minor) filter (where bucket = 'paid'), 0)::bigint as "paid!"
@@ -155,24 +155,20 @@ pub async fn balance(db: &PgPool, partner: PartnerId) -> Result<Balance, sqlx::E
 pub struct StatementLine {
     pub entry_id: LedgerEntryId,
     pub created_at: DateTime<Utc>,
-    #[schema(schema_with = crate::http::openapi::enums::ledger_kind)]
-    pub kind: String,
-    #[schema(schema_with = crate::http::openapi::enums::ledger_bucket)]
-    pub bucket: String,
+    pub kind: LedgerKind,
+    pub bucket: Bucket,
     /// Signed: what this entry adds to (or takes from) its bucket.
     pub amount_minor: i64,
-    #[schema(value_type = crate::domain::Currency)]
-    pub currency: String,
+    pub currency: Currency,
     pub program_id: ProgramId,
     pub commission_id: Option<CommissionId>,
     pub conversion_id: Option<ConversionId>,
     pub order_id: Option<String>,
-    #[schema(schema_with = crate::http::openapi::enums::event_or_null)]
-    pub event: Option<String>,
+    pub event: Option<Event>,
     pub agreement_id: Option<AgreementId>,
     pub agreement_version: Option<i32>,
-    #[schema(value_type = Option<crate::http::openapi::schemas::AppliedRule>)]
-    pub rule: Option<serde_json::Value>,
+    #[schema(value_type = Option<AppliedRule>)]
+    pub rule: Option<Json<AppliedRule>>,
     pub base_minor: Option<i64>,
     pub total_minor: Option<i64>,
     pub share_bps: Option<i32>,
@@ -213,12 +209,13 @@ pub async fn statement(
     let entries = sqlx::query_as!(
         StatementLine,
         r#"
-        select e.id as "entry_id: LedgerEntryId", e.created_at, e.kind, e.bucket, e.amount_minor,
-               e.currency, e.program_id as "program_id: ProgramId",
+        select e.id as "entry_id: LedgerEntryId", e.created_at, e.kind as "kind: LedgerKind",
+               e.bucket as "bucket: Bucket", e.amount_minor,
+               e.currency as "currency: Currency", e.program_id as "program_id: ProgramId",
                e.commission_id as "commission_id: CommissionId",
                c.conversion_id as "conversion_id?: ConversionId", v.order_id as "order_id?",
-               v.event as "event?", c.agreement_id as "agreement_id?: AgreementId",
-               c.agreement_version as "agreement_version?", c.rule as "rule?",
+               v.event as "event?: Event", c.agreement_id as "agreement_id?: AgreementId",
+               c.agreement_version as "agreement_version?", c.rule as "rule?: Json<AppliedRule>",
                c.base_minor as "base_minor?", c.total_minor as "total_minor?",
                c.share_bps as "share_bps?", e.payout_id as "payout_id: PayoutId", e.actor, e.reason
         from ledger_entries e

@@ -5,42 +5,23 @@ pub mod signature;
 pub mod webhook_context;
 pub mod writer;
 
-use crate::domain::{ConversionId, Currency, ProgramId};
+pub use crate::domain::Event;
+use crate::domain::{
+    AgreementId, AppliedRule, AttributionSource, CommissionId, CommissionStatus, ConversionId,
+    ConversionReason, ConversionStatus, Currency, FraudSignal, LinkId, PartnerId, ProgramId,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
+use sqlx::types::Json;
 
 /// The largest amount a conversion may carry: ten billion major units of a
 /// two-decimal currency. Anything above is a bug in the shop, not an order.
 pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000;
 pub const MAX_ID_LEN: usize = 128;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Event {
-    Sale,
-    Lead,
-    Refund,
-}
-
-impl Event {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "sale" => Some(Event::Sale),
-            "lead" => Some(Event::Lead),
-            "refund" => Some(Event::Refund),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Event::Sale => "sale",
-            Event::Lead => "lead",
-            Event::Refund => "refund",
-        }
-    }
-}
+/// Longest click id, coupon or subscription id stored.
+pub const MAX_CODE_LEN: usize = 64;
 
 /// A shop's reference (order id, event id): 1 to 128 characters, no control
 /// characters.
@@ -51,6 +32,40 @@ pub fn check_reference(s: &str) -> Result<&str, String> {
         ))
     } else {
         Ok(s)
+    }
+}
+
+/// A click id, coupon or subscription id as a shop sends it: 1 to 64
+/// characters, no control characters.
+pub fn check_code(s: &str) -> Result<&str, String> {
+    if s.is_empty() || s.len() > MAX_CODE_LEN || s.chars().any(char::is_control) {
+        Err(format!("must be 1 to {MAX_CODE_LEN} characters"))
+    } else {
+        Ok(s)
+    }
+}
+
+/// An amount for `event` (unknown: `None`): 0 to `MAX_AMOUNT_MINOR`, and a
+/// refund must refund something.
+pub fn check_amount(event: Option<Event>, amount_minor: i64) -> Result<i64, String> {
+    if !(0..=MAX_AMOUNT_MINOR).contains(&amount_minor) {
+        Err(format!("must be from 0 to {MAX_AMOUNT_MINOR} minor units"))
+    } else if event == Some(Event::Refund) && amount_minor == 0 {
+        Err("a refund must refund something".into())
+    } else {
+        Ok(amount_minor)
+    }
+}
+
+/// When a conversion happened, seen at `now`: not in the future (five
+/// minutes of clock skew allowed), not more than 400 days ago.
+pub fn check_occurred_at(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    if at > now + chrono::Duration::minutes(5) {
+        Err("is in the future".into())
+    } else if at < now - chrono::Duration::days(400) {
+        Err("is more than 400 days ago".into())
+    } else {
+        Ok(at)
     }
 }
 
@@ -65,6 +80,8 @@ pub struct NewConversion {
     pub currency: Currency,
     pub click_id: Option<String>,
     pub coupon: Option<String>,
+    /// The payment platform's subscription a recurring payment belongs to.
+    pub subscription_id: Option<String>,
     /// `None`: when it was received.
     pub occurred_at: Option<DateTime<Utc>>,
     /// The webhook's request id, kept for tracing.
@@ -72,6 +89,39 @@ pub struct NewConversion {
 }
 
 impl NewConversion {
+    /// Every rule above its types that a stored conversion satisfies, as
+    /// (field, message); empty when it may be stored. Each webhook's parser
+    /// applies the same rules, field by field, through the `check_` functions.
+    pub fn problems(&self, now: DateTime<Utc>) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let mut note = |field, result: Result<(), String>| {
+            if let Err(e) = result {
+                out.push((field, e));
+            }
+        };
+        note("order_id", check_reference(&self.order_id).map(drop));
+        if let Some(id) = &self.event_id {
+            note("event_id", check_reference(id).map(drop));
+        }
+        note(
+            "amount_minor",
+            check_amount(Some(self.event), self.amount_minor).map(drop),
+        );
+        for (field, value) in [
+            ("click_id", &self.click_id),
+            ("coupon", &self.coupon),
+            ("subscription_id", &self.subscription_id),
+        ] {
+            if let Some(v) = value {
+                note(field, check_code(v).map(drop));
+            }
+        }
+        if let Some(at) = self.occurred_at {
+            note("occurred_at", check_occurred_at(at, now).map(drop));
+        }
+        out
+    }
+
     /// `event_id` when the shop sends one, else the order id and event.
     pub fn idempotency_key(&self) -> String {
         match &self.event_id {
@@ -86,7 +136,10 @@ pub enum Stored {
     /// Stored now.
     New(ConversionId),
     /// The same conversion was stored before: the shop is retrying.
-    Repeat { id: ConversionId, status: String },
+    Repeat {
+        id: ConversionId,
+        status: ConversionStatus,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,11 +169,12 @@ pub async fn store_many(
         r#"
         insert into conversions
             (program_id, idempotency_key, event_id, order_id, event, amount_minor, currency,
-             click_id, coupon, occurred_at, request_id)
-        select p, k, e, o, ev, a, cur, cl, cp, coalesce(at, now()), r
+             click_id, coupon, occurred_at, request_id, subscription_id)
+        select p, k, e, o, ev, a, cur, cl, cp, coalesce(at, now()), r, sub
         from unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
-                    $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[])
-             as u(p, k, e, o, ev, a, cur, cl, cp, at, r)
+                    $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[],
+                    $12::text[])
+             as u(p, k, e, o, ev, a, cur, cl, cp, at, r, sub)
         on conflict do nothing
         returning id as "id: ConversionId", program_id, idempotency_key
         "#,
@@ -144,6 +198,10 @@ pub async fn store_many(
             .iter()
             .map(|c| c.request_id.clone())
             .collect::<Vec<_>>() as &[Option<String>],
+        &batch
+            .iter()
+            .map(|c| c.subscription_id.clone())
+            .collect::<Vec<_>>() as &[Option<String>],
     )
     .fetch_all(db)
     .await?;
@@ -163,12 +221,16 @@ pub async fn store_many(
     let missing: Vec<usize> = (0..batch.len()).filter(|i| results[*i].is_none()).collect();
     if !missing.is_empty() {
         let earlier = sqlx::query!(
-            r#"select c.id as "id: ConversionId", c.program_id, c.idempotency_key, c.order_id, c.event,
-                      c.amount_minor, c.currency, c.status
+            r#"select c.id as "id: ConversionId", c.program_id, c.idempotency_key, c.order_id,
+                      c.event as "event: Event", c.amount_minor, c.currency as "currency: Currency",
+                      c.status as "status: ConversionStatus"
                from conversions c
                join unnest($1::bigint[], $2::text[]) as q(program_id, key)
                  on c.program_id = q.program_id and c.idempotency_key = q.key"#,
-            &missing.iter().map(|i| batch[*i].program.get()).collect::<Vec<_>>(),
+            &missing
+                .iter()
+                .map(|i| batch[*i].program.get())
+                .collect::<Vec<_>>(),
             &missing.iter().map(|i| keys[*i].clone()).collect::<Vec<_>>(),
         )
         .fetch_all(db)
@@ -186,9 +248,9 @@ pub async fn store_many(
                 ))),
                 Some(e)
                     if e.order_id != c.order_id
-                        || e.event != c.event.as_str()
+                        || e.event != c.event
                         || e.amount_minor != c.amount_minor
-                        || e.currency != c.currency.code() =>
+                        || e.currency != c.currency =>
                 {
                     Err(StoreError::Conflict(format!(
                         "this idempotency key was used for {} {} of {} {}",
@@ -197,7 +259,7 @@ pub async fn store_many(
                 }
                 Some(e) => Ok(Stored::Repeat {
                     id: e.id,
-                    status: e.status.clone(),
+                    status: e.status,
                 }),
             });
         }
@@ -219,21 +281,19 @@ pub async fn store_many(
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[schema(as = ConversionCommission)]
 pub struct CommissionView {
-    pub id: crate::domain::CommissionId,
-    pub partner_id: crate::domain::PartnerId,
-    pub agreement_id: crate::domain::AgreementId,
+    pub id: CommissionId,
+    pub partner_id: PartnerId,
+    pub agreement_id: AgreementId,
     pub agreement_version: i32,
-    #[schema(value_type = crate::http::openapi::schemas::AppliedRule)]
-    pub rule: serde_json::Value,
+    #[schema(value_type = AppliedRule)]
+    pub rule: Json<AppliedRule>,
     pub share_bps: i32,
     /// The amount when booked, before refunds.
     pub original_minor: i64,
     /// Net of refunds.
     pub amount_minor: i64,
-    #[schema(value_type = crate::domain::Currency)]
-    pub currency: String,
-    #[schema(schema_with = crate::http::openapi::enums::commission_status)]
-    pub status: String,
+    pub currency: Currency,
+    pub status: CommissionStatus,
     /// Held for a person's review (fraud signals); not approved automatically.
     pub review: bool,
 }
@@ -246,22 +306,20 @@ pub struct ConversionView {
     pub program_id: ProgramId,
     pub order_id: String,
     pub event_id: Option<String>,
-    #[schema(schema_with = crate::http::openapi::enums::event)]
-    pub event: String,
+    pub event: Event,
     pub amount_minor: i64,
-    #[schema(value_type = crate::domain::Currency)]
-    pub currency: String,
-    #[schema(schema_with = crate::http::openapi::enums::conversion_status)]
-    pub status: String,
+    pub currency: Currency,
+    pub status: ConversionStatus,
     /// Why it was not attributed, when it was not.
-    pub reason: Option<String>,
-    pub fraud_reasons: Vec<String>,
-    #[schema(schema_with = crate::http::openapi::enums::attributed_via)]
-    pub attributed_via: Option<String>,
+    pub reason: Option<ConversionReason>,
+    pub fraud_reasons: Vec<FraudSignal>,
+    pub attributed_via: Option<AttributionSource>,
     pub click_id: Option<String>,
     pub coupon: Option<String>,
-    pub link_id: Option<crate::domain::LinkId>,
-    pub agreement_id: Option<crate::domain::AgreementId>,
+    /// The payment platform's subscription, for recurring payments.
+    pub subscription_id: Option<String>,
+    pub link_id: Option<LinkId>,
+    pub agreement_id: Option<AgreementId>,
     pub agreement_version: Option<i32>,
     pub refunded_minor: i64,
     pub occurred_at: DateTime<Utc>,
@@ -281,9 +339,12 @@ pub async fn by_order(
     let rows = sqlx::query!(
         r#"
         select id as "id: ConversionId", program_id as "program_id: ProgramId", order_id, event_id,
-               event, amount_minor, currency, status, reason, fraud_reasons, attributed_via,
-               click_id, coupon, link_id as "link_id: crate::domain::LinkId",
-               agreement_id as "agreement_id: crate::domain::AgreementId", agreement_version,
+               event as "event: Event", amount_minor, currency as "currency: Currency",
+               status as "status: ConversionStatus", reason as "reason: ConversionReason",
+               fraud_reasons as "fraud_reasons: Vec<FraudSignal>",
+               attributed_via as "attributed_via: AttributionSource",
+               click_id, coupon, subscription_id, link_id as "link_id: LinkId",
+               agreement_id as "agreement_id: AgreementId", agreement_version,
                refunded_minor, occurred_at, received_at, processed_at, request_id
         from conversions where program_id = $1 and order_id = $2
         order by id
@@ -296,10 +357,11 @@ pub async fn by_order(
     let ids: Vec<i64> = rows.iter().map(|r| r.id.get()).collect();
     let commissions = sqlx::query!(
         r#"
-        select id as "id: crate::domain::CommissionId", conversion_id,
-               partner_id as "partner_id: crate::domain::PartnerId",
-               agreement_id as "agreement_id: crate::domain::AgreementId", agreement_version,
-               rule, share_bps, original_minor, amount_minor, currency, status, review
+        select id as "id: CommissionId", conversion_id,
+               partner_id as "partner_id: PartnerId",
+               agreement_id as "agreement_id: AgreementId", agreement_version,
+               rule as "rule: Json<AppliedRule>", share_bps, original_minor, amount_minor,
+               currency as "currency: Currency", status as "status: CommissionStatus", review
         from commissions where conversion_id = any($1)
         order by partner_id
         "#,
@@ -318,12 +380,12 @@ pub async fn by_order(
                     partner_id: c.partner_id,
                     agreement_id: c.agreement_id,
                     agreement_version: c.agreement_version,
-                    rule: c.rule.clone(),
+                    rule: c.rule,
                     share_bps: c.share_bps,
                     original_minor: c.original_minor,
                     amount_minor: c.amount_minor,
-                    currency: c.currency.clone(),
-                    status: c.status.clone(),
+                    currency: c.currency,
+                    status: c.status,
                     review: c.review,
                 })
                 .collect(),
@@ -340,6 +402,7 @@ pub async fn by_order(
             attributed_via: r.attributed_via,
             click_id: r.click_id,
             coupon: r.coupon,
+            subscription_id: r.subscription_id,
             link_id: r.link_id,
             agreement_id: r.agreement_id,
             agreement_version: r.agreement_version,

@@ -185,4 +185,14 @@ mod tests {
             prop_assert!(verify(&ring(K1), &s).is_none());
         }
     }
+
+    proptest! {
+        /// Any text at all: no panic, and nothing verifies that we did not issue.
+        #[test]
+        fn arbitrary_text_as_a_click_id_never_panics(text in "\\PC{0,40}", alnum in "[0-9A-Za-z]{33}") {
+            let keys = ring(K1);
+            prop_assert!(verify(&keys, &text).is_none());
+            prop_assert!(verify(&keys, &alnum).is_none());
+        }
+    }
 }

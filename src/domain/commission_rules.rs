@@ -1,7 +1,8 @@
 //! Commission rules, per event: `{"sale": {"percent_bps": 1000}, "lead": {"flat_minor": 200}}`.
 
 use super::BasisPoints;
-use serde::{Serialize, Serializer, ser::SerializeMap};
+use super::text_enum::text_enum;
+use serde::{Deserialize, Serialize, Serializer, ser::SerializeMap};
 use serde_json::Value;
 
 /// The largest flat commission accepted: a billion major units of a
@@ -17,22 +18,20 @@ pub enum Rule {
     FlatMinor(i64),
 }
 
-/// The events a shop reports that can earn a commission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EarningEvent {
-    Sale,
-    Lead,
+text_enum! {
+    /// The events a shop reports that can earn a commission.
+    pub enum EarningEvent("earning event") {
+        Sale = "sale",
+        Lead = "lead",
+    }
 }
 
-impl EarningEvent {
-    pub const ALL: [EarningEvent; 2] = [EarningEvent::Sale, EarningEvent::Lead];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EarningEvent::Sale => "sale",
-            EarningEvent::Lead => "lead",
-        }
-    }
+/// The rule a commission was computed under, and the event it applied to:
+/// kept with each commission so a partner can recompute its amount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AppliedRule {
+    pub event: EarningEvent,
+    pub rule: Rule,
 }
 
 /// A complete, validated rule set. An event without a rule earns nothing.
@@ -124,10 +123,17 @@ impl Serialize for Rule {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Rule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(d)?;
+        parse_rule(&value).map_err(serde::de::Error::custom)
+    }
+}
+
 impl Serialize for CommissionRules {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
-        for event in EarningEvent::ALL {
+        for &event in EarningEvent::ALL {
             if let Some(rule) = self.get(event) {
                 map.serialize_entry(event.as_str(), &rule)?;
             }
@@ -194,7 +200,7 @@ impl utoipa::PartialSchema for CommissionRules {
                 "Commission rules by event; an event without a rule earns nothing. \
              Unknown events and rule kinds are refused.",
             ));
-        for event in EarningEvent::ALL {
+        for &event in EarningEvent::ALL {
             object = object.property(event.as_str(), Ref::from_schema_name("Rule"));
         }
         object
@@ -273,5 +279,28 @@ mod tests {
         let merged = agreement.overriding(&program);
         assert_eq!(merged.get(EarningEvent::Sale), Some(Rule::FlatMinor(500)));
         assert_eq!(merged.get(EarningEvent::Lead), Some(Rule::FlatMinor(200)));
+    }
+
+    #[test]
+    fn an_applied_rule_reads_back_as_written() {
+        let applied = AppliedRule {
+            event: EarningEvent::Sale,
+            rule: Rule::PercentBps(BasisPoints::new(1000).unwrap()),
+        };
+        let json = serde_json::to_value(applied).unwrap();
+        assert_eq!(
+            json,
+            json!({"event": "sale", "rule": {"percent_bps": 1000}})
+        );
+        assert_eq!(
+            serde_json::from_value::<AppliedRule>(json).unwrap(),
+            applied
+        );
+        assert!(
+            serde_json::from_value::<AppliedRule>(
+                json!({"event": "refund", "rule": {"flat_minor": 1}})
+            )
+            .is_err()
+        );
     }
 }

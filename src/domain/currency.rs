@@ -11,6 +11,11 @@ pub struct Currency(iso_currency::Currency);
 #[error("`{0}` is not an active ISO 4217 currency code")]
 pub struct CurrencyError(String);
 
+/// A decimal amount that is not one, or does not fit in minor units.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a decimal amount of money")]
+pub struct AmountError(String);
+
 impl Currency {
     /// Parses an upper-case three-letter code such as `EUR`.
     pub fn parse(code: &str) -> Result<Self, CurrencyError> {
@@ -50,6 +55,41 @@ impl Currency {
             abs % scale,
             width = e as usize
         )
+    }
+}
+
+impl Currency {
+    /// A decimal amount in major units, as shops write it ("123.45",
+    /// "-10.00", "1000" for JPY), in exact minor units. Digits beyond the
+    /// currency's exponent (a shop set to four decimals) round half away
+    /// from zero, as a shop rounds its totals. No floats on the way.
+    pub fn parse_major(self, s: &str) -> Result<i64, AmountError> {
+        let err = || AmountError(s.chars().take(32).collect());
+        let (negative, digits) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        let plain = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() || !plain(whole) || !plain(fraction) || whole.len() > 19 {
+            return Err(err());
+        }
+        if digits.contains('.') && fraction.is_empty() {
+            return Err(err());
+        }
+        let e = self.exponent() as usize;
+        let kept = &fraction[..fraction.len().min(e)];
+        let mut minor: i128 = whole.parse().map_err(|_| err())?;
+        for i in 0..e {
+            let digit = kept.as_bytes().get(i).map_or(0, |b| b - b'0');
+            minor = minor * 10 + i128::from(digit);
+        }
+        // Half away from zero: the first dropped digit decides.
+        if fraction.len() > e && fraction.as_bytes()[e] >= b'5' {
+            minor += 1;
+        }
+        let minor = if negative { -minor } else { minor };
+        i64::try_from(minor).map_err(|_| err())
     }
 }
 
@@ -145,6 +185,57 @@ mod tests {
             Currency::parse("BHD").unwrap().format_minor(12_345),
             "12.345"
         );
+    }
+
+    #[test]
+    fn decimal_amounts_parse_to_exact_minor_units() {
+        let eur = Currency::parse("EUR").unwrap();
+        let jpy = Currency::parse("JPY").unwrap();
+        let bhd = Currency::parse("BHD").unwrap();
+        for (currency, text, minor) in [
+            (eur, "123.45", 12_345),
+            (eur, "0.05", 5),
+            (eur, "10", 1_000),
+            (eur, "10.5", 1_050),
+            (eur, "-10.00", -1_000),
+            (eur, "0.005", 1),
+            (eur, "0.0049", 0),
+            (eur, "-0.005", -1),
+            (eur, "19.999", 2_000),
+            (jpy, "1500", 1_500),
+            (jpy, "1500.0", 1_500),
+            (jpy, "1500.5", 1_501),
+            (bhd, "12.345", 12_345),
+            (eur, "92233720368547758.07", i64::MAX),
+        ] {
+            assert_eq!(currency.parse_major(text), Ok(minor), "{text} {currency}");
+        }
+        for bad in [
+            "",
+            "-",
+            ".5",
+            "5.",
+            "1,00",
+            "1e3",
+            " 1",
+            "+1",
+            "1.2.3",
+            "NaN",
+            "92233720368547758.08",
+            "9999999999999999999",
+        ] {
+            assert!(eur.parse_major(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn formatted_amounts_parse_back(minor in proptest::num::i64::ANY) {
+            for code in ["EUR", "JPY", "BHD"] {
+                let c = Currency::parse(code).unwrap();
+                proptest::prop_assert_eq!(c.parse_major(&c.format_minor(minor)), Ok(minor));
+            }
+        }
     }
 
     #[test]

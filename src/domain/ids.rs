@@ -40,11 +40,11 @@ macro_rules! public_id {
             pub const PREFIX: &'static str = $prefix;
 
             /// Wraps a row id read from the database.
-            pub fn from_db(id: i64) -> Self {
+            pub const fn from_db(id: i64) -> Self {
                 Self(id)
             }
 
-            pub fn get(self) -> i64 {
+            pub const fn get(self) -> i64 {
                 self.0
             }
 
@@ -148,6 +148,10 @@ public_id!(
     /// One append-only ledger entry.
     LedgerEntryId, "led_", "ledger entry"
 );
+public_id!(
+    /// A partner's membership of a program.
+    EnrollmentId, "enr_", "enrollment"
+);
 
 #[cfg(test)]
 mod tests {
@@ -187,6 +191,21 @@ mod tests {
         fn every_positive_id_round_trips(n in 1..=i64::MAX) {
             let id = LinkId::from_db(n);
             prop_assert_eq!(LinkId::parse(&id.to_string()), Ok(id));
+        }
+    }
+
+    proptest! {
+        /// Any text as an id or a cursor: no panic, and only canonical ids parse.
+        #[test]
+        fn arbitrary_text_as_an_id_or_cursor_never_panics(text in "\\PC{0,30}", shaped in "(prg_|ptn_|lnk_)?[0-9A-Za-z_]{0,14}") {
+            for t in [&text, &shaped] {
+                if let Ok(id) = ProgramId::parse(t) {
+                    prop_assert_eq!(&id.to_string(), t);
+                }
+                if let Ok(n) = parse_cursor(t) {
+                    prop_assert_eq!(&base62::encode(n as u64), t);
+                }
+            }
         }
     }
 }

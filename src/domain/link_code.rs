@@ -141,4 +141,22 @@ mod tests {
             prop_assert_eq!(verify(&ring(K1), &s), None);
         }
     }
+
+    proptest! {
+        /// Any text at all: no panic, and nothing verifies that we did not sign.
+        #[test]
+        fn arbitrary_text_as_a_link_code_never_panics(text in "\\PC{0,40}", bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let keys = ring(K1);
+            prop_assert_eq!(verify(&keys, &text), None);
+            prop_assert_eq!(verify(&keys, &String::from_utf8_lossy(&bytes)), None);
+        }
+
+        #[test]
+        fn base62_text_as_a_link_code_never_panics(text in "[0-9A-Za-z]{1,24}") {
+            let keys = ring(K1);
+            if let Some(id) = verify(&keys, &text) {
+                prop_assert_eq!(sign(&keys, id), Some(text));
+            }
+        }
+    }
 }

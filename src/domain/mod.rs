@@ -4,30 +4,47 @@ mod basis_points;
 pub mod click_id;
 pub mod client_ip;
 mod commission_rules;
+mod commission_states;
 mod contact;
+mod conversion_states;
 mod coupon;
 mod currency;
+mod enrollment;
 mod ids;
 pub mod link_code;
 mod money;
+mod platform;
 mod secrets;
 mod shares;
 pub mod signing;
 mod sub_ids;
+mod text_enum;
 mod web_url;
 
 pub use basis_points::{BasisPoints, BasisPointsError};
-pub use commission_rules::{CommissionRules, EarningEvent, MAX_FLAT_MINOR, Rule, RulesError};
+pub use commission_rules::{
+    AppliedRule, CommissionRules, EarningEvent, MAX_FLAT_MINOR, Rule, RulesError,
+};
+pub use commission_states::{Bucket, CommissionStatus, LedgerKind};
 pub use contact::{ContactError, Email, Name};
+pub use conversion_states::{
+    AttributionSource, ConversionReason, ConversionStatus, Event, FraudSignal,
+};
 pub use coupon::{CouponCode, CouponError};
-pub use currency::{Currency, CurrencyError};
+pub use currency::{AmountError, Currency, CurrencyError};
+pub use enrollment::{
+    EnrollmentAction, EnrollmentReason, EnrollmentStatus, Standing, TransitionError, earns_at,
+    reapply_after, transition,
+};
 pub use ids::{
-    AgreementId, CommissionId, ConversionId, IdError, LedgerEntryId, LinkId, PartnerId, PayoutId,
-    ProgramId, parse_cursor,
+    AgreementId, CommissionId, ConversionId, EnrollmentId, IdError, LedgerEntryId, LinkId,
+    PartnerId, PayoutId, ProgramId, parse_cursor,
 };
 pub use money::{Money, MoneyError, allocate, allocate_weighted, apply_rate, mul_div_round};
+pub use platform::Platform;
 pub use secrets::{KeyOwner, NewApiKey, hash_api_key, new_webhook_secret, random_token};
 pub use shares::{MAX_PARTNERS, Share, Shares, SharesError};
 pub use signing::{KeyRing, SigningKey};
 pub use sub_ids::{SUB_KEYS, SubIds, SubIdsError};
+pub use text_enum::UnknownWord;
 pub use web_url::{DomainsError, LandingDomain, LandingDomains, UrlError, WebUrl};

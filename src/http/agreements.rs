@@ -5,10 +5,11 @@ use super::pagination::{List, Page};
 use super::validate::Checker;
 use crate::agreements::{self, Agreement, Terms, WriteError};
 use crate::domain::{AgreementId, BasisPoints, CouponCode, PartnerId, ProgramId, Share, Shares};
+use crate::enrollments;
 use crate::http::auth::Principal;
+use crate::http::body::Body;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::partners;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -58,7 +59,10 @@ pub struct TermsBody {
 }
 
 impl TermsBody {
-    async fn parse(&self, state: &AppState) -> Result<Terms, ApiError> {
+    /// The terms, when every partner named is active in `program`. A
+    /// partner that does not exist and one that is not a member get the same
+    /// answer, so the check tells nothing about other programs' partners.
+    async fn parse(&self, state: &AppState, program: ProgramId) -> Result<Terms, ApiError> {
         let mut c = Checker::new();
         let mut shares = Vec::new();
         for (i, p) in self.partners.iter().enumerate() {
@@ -89,13 +93,15 @@ impl TermsBody {
             None
         };
         if let Some(shares) = &shares {
-            let ids = shares.partner_ids();
-            let found = partners::existing(&state.db, &ids).await?;
+            let ids: Vec<PartnerId> = shares.iter().map(|s| s.partner_id).collect();
+            let active = enrollments::active_among(&state.db, program, &ids).await?;
             for (i, p) in self.partners.iter().enumerate() {
-                let known =
-                    PartnerId::parse(&p.partner_id).is_ok_and(|id| found.contains(&id.get()));
-                if !known {
-                    c.fail(format!("partners[{i}].partner_id"), "no such partner");
+                let member = PartnerId::parse(&p.partner_id).is_ok_and(|id| active.contains(&id));
+                if !member {
+                    c.fail(
+                        format!("partners[{i}].partner_id"),
+                        "is not an active partner of this program",
+                    );
                 }
             }
         }
@@ -186,6 +192,7 @@ async fn readable(
         (status = 401, response = crate::http::openapi::Unauthorized),
         (status = 404, response = crate::http::openapi::NotFound),
         (status = 409, response = crate::http::openapi::Conflict),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
         (status = 413, response = crate::http::openapi::PayloadTooLarge),
         (status = 415, response = crate::http::openapi::UnsupportedMediaType),
         (status = 422, response = crate::http::openapi::ValidationFailed),
@@ -198,16 +205,17 @@ pub async fn create(
     state: web::Data<AppState>,
     who: Principal,
     path: web::Path<String>,
-    body: web::Json<TermsBody>,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let program = super::program_in_path(&state, who, &path).await?.id;
+    let body: TermsBody = body.json()?;
     if body.base_version.is_some() {
         return Err(ApiError::invalid(
             "base_version",
             "only a change (PUT) has a base version",
         ));
     }
-    let terms = body.parse(&state).await?;
+    let terms = body.parse(&state, program).await?;
     let id = agreements::insert(&state.db, program, &terms).await?;
     let agreement = load(&state, id, None).await?;
     tracing::info!(agreement = %id, program = %program, "agreement created");
@@ -233,6 +241,7 @@ pub async fn create(
         (status = 401, response = crate::http::openapi::Unauthorized),
         (status = 404, response = crate::http::openapi::NotFound),
         (status = 409, response = crate::http::openapi::Conflict),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
         (status = 413, response = crate::http::openapi::PayloadTooLarge),
         (status = 415, response = crate::http::openapi::UnsupportedMediaType),
         (status = 422, response = crate::http::openapi::ValidationFailed),
@@ -245,13 +254,14 @@ pub async fn update(
     state: web::Data<AppState>,
     who: Principal,
     path: web::Path<String>,
-    body: web::Json<TermsBody>,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let id = super::path_id::<AgreementId>(&path, "agreement")?;
     let current = load(&state, id, None).await?;
     who.require_program(current.program_id)
         .map_err(|_| ApiError::NotFound("agreement"))?;
-    let terms = body.parse(&state).await?;
+    let body: TermsBody = body.json()?;
+    let terms = body.parse(&state, current.program_id).await?;
     let version = agreements::new_version(&state.db, id, body.base_version, &terms).await?;
     tracing::info!(agreement = %id, version, "agreement terms changed");
     Ok(HttpResponse::Ok().json(load(&state, id, Some(version)).await?))

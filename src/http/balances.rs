@@ -101,3 +101,21 @@ pub async fn statement(
         })?;
     Ok(HttpResponse::Ok().json(statement))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any statement query, times included: refused or read, never a panic.
+        #[test]
+        fn an_arbitrary_statement_query_never_panics(
+            raw in "\\PC{0,120}",
+            at in "[0-9T:Z+.-]{0,30}|2026-11-30T10:00:00(\\.[0-9]{1,12})?(Z|[+-][0-9]{2}:[0-9]{2})",
+        ) {
+            let _ = web::Query::<StatementQuery>::from_query(&raw);
+            let _ = web::Query::<StatementQuery>::from_query(&format!("from={at}&to={at}"));
+        }
+    }
+}

@@ -3,23 +3,20 @@
 use super::validate::Checker;
 use crate::conversions::signature::{self, SignatureError};
 use crate::conversions::{
-    self, ConversionView, Event, MAX_AMOUNT_MINOR, NewConversion, StoreError, Stored,
-    check_reference,
+    self, ConversionView, Event, NewConversion, StoreError, Stored, check_amount, check_code,
+    check_occurred_at, check_reference,
 };
-use crate::domain::{ConversionId, Currency, ProgramId};
+use crate::domain::{ConversionId, ConversionStatus, Currency, ProgramId};
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
-use chrono::{DateTime, Duration, Utc};
-use futures::StreamExt;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// Largest webhook body read.
 pub const BODY_LIMIT: usize = 64 * 1024;
-/// Longest click id or coupon stored.
-const MAX_CODE_LEN: usize = 64;
 
 /// The webhook body. Unknown fields are ignored: shops send what their
 /// platform sends, and a new field must not break their integration.
@@ -29,14 +26,18 @@ struct ConversionBody {
     /// The shop's order reference, 1 to 128 characters. A refund names its sale's.
     #[schema(examples("order-1001"))]
     order_id: String,
-    #[schema(schema_with = crate::http::openapi::enums::event)]
+    #[schema(value_type = Event)]
     event: String,
     /// The order amount (a refund: the amount refunded), in minor units.
+    /// Required for sales and refunds; a lead needs none (0).
+    #[serde(default)]
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64, examples(12500))]
-    amount_minor: i64,
-    /// Must be the program's currency.
-    #[schema(value_type = crate::domain::Currency)]
-    currency: String,
+    amount_minor: Option<i64>,
+    /// Must be the program's currency. Required for sales and refunds; a
+    /// lead without one is in the program's currency.
+    #[serde(default)]
+    #[schema(value_type = Option<crate::domain::Currency>)]
+    currency: Option<String>,
     /// The `mitra_click` value the shopper landed with.
     #[serde(default)]
     #[schema(max_length = 64)]
@@ -58,8 +59,7 @@ struct ConversionBody {
 pub struct Receipt {
     conversion_id: ConversionId,
     /// `received` when new; a repeat answers the earlier conversion's status.
-    #[schema(schema_with = crate::http::openapi::enums::conversion_status)]
-    status: String,
+    status: ConversionStatus,
 }
 
 impl ConversionBody {
@@ -75,36 +75,34 @@ impl ConversionBody {
         if let Some(id) = &self.event_id {
             c.check("event_id", check_reference(id));
         }
-        let event = Event::parse(&self.event);
+        let event = Event::parse(&self.event).ok();
         if event.is_none() {
             c.fail("event", "unknown event (expected sale, lead or refund)");
         }
-        if !(0..=MAX_AMOUNT_MINOR).contains(&self.amount_minor) {
-            c.fail(
-                "amount_minor",
-                format!("must be from 0 to {MAX_AMOUNT_MINOR} minor units"),
-            );
-        } else if event == Some(Event::Refund) && self.amount_minor == 0 {
-            c.fail("amount_minor", "a refund must refund something");
-        }
-        match Currency::parse(&self.currency) {
-            Ok(cur) if cur == currency => {}
-            Ok(_) => c.fail("currency", format!("the program's currency is {currency}")),
-            Err(e) => c.fail("currency", e),
+        // A lead needs no amount or currency; a sale and a refund need both.
+        let is_lead = event == Some(Event::Lead);
+        let amount = match self.amount_minor {
+            None if is_lead => 0,
+            None => {
+                c.fail("amount_minor", "is required for a sale or a refund");
+                0
+            }
+            Some(a) => c.check("amount_minor", check_amount(event, a)).unwrap_or(0),
+        };
+        match self.currency.as_deref().map(Currency::parse) {
+            None if is_lead => {}
+            None => c.fail("currency", "is required for a sale or a refund"),
+            Some(Ok(cur)) if cur == currency => {}
+            Some(Ok(_)) => c.fail("currency", format!("the program's currency is {currency}")),
+            Some(Err(e)) => c.fail("currency", e),
         }
         for (field, value) in [("click_id", &self.click_id), ("coupon", &self.coupon)] {
-            if let Some(v) = value
-                && (v.is_empty() || v.len() > MAX_CODE_LEN || v.chars().any(char::is_control))
-            {
-                c.fail(field, format!("must be 1 to {MAX_CODE_LEN} characters"));
+            if let Some(v) = value {
+                c.check(field, check_code(v));
             }
         }
         if let Some(at) = self.occurred_at {
-            if at > now + Duration::minutes(5) {
-                c.fail("occurred_at", "is in the future");
-            } else if at < now - Duration::days(400) {
-                c.fail("occurred_at", "is more than 400 days ago");
-            }
+            c.check("occurred_at", check_occurred_at(at, now));
         }
         c.finish(|| {
             Some(NewConversion {
@@ -112,10 +110,11 @@ impl ConversionBody {
                 event_id: self.event_id,
                 order_id: self.order_id,
                 event: event?,
-                amount_minor: self.amount_minor,
+                amount_minor: amount,
                 currency,
                 click_id: self.click_id,
                 coupon: self.coupon,
+                subscription_id: None,
                 occurred_at: self.occurred_at,
                 request_id,
             })
@@ -124,36 +123,23 @@ impl ConversionBody {
 }
 
 /// Reads the raw body (the signature covers its exact bytes), refusing
-/// anything over the limit before reading it all.
-async fn read_body(
+/// anything over the limit before reading it all, or too slow to arrive.
+pub(crate) async fn read_body(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
+    state: &AppState,
 ) -> Result<web::BytesMut, ApiError> {
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > BODY_LIMIT) {
-        return Err(ApiError::PayloadTooLarge(BODY_LIMIT));
-    }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(BODY_LIMIT));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("unreadable body: {e}")))?;
-        if body.len() + chunk.len() > BODY_LIMIT {
-            return Err(ApiError::PayloadTooLarge(BODY_LIMIT));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+    super::body::read(req, payload, BODY_LIMIT, state.settings.body_timeout).await
 }
 
 /// Report a conversion (shop webhook)
 ///
 /// POST /v1/programs/{id}/conversions: a shop reports a sale, lead or
 /// refund. Answered 202 only after the conversion is committed; a repeat
-/// answers 200 with the same id. Signed with `Mitra-Signature`, not with a
-/// bearer token; the body is read as JSON whatever its content type.
+/// answers 200 with the same id. Signed with `Mitra-Signature` or with
+/// Standard Webhooks' `webhook-id`, `webhook-timestamp` and
+/// `webhook-signature` headers, under the program's webhook secret, not with
+/// a bearer token; the body is read as JSON whatever its content type.
 #[utoipa::path(
     post,
     path = "/v1/programs/{id}/conversions",
@@ -169,12 +155,13 @@ async fn read_body(
         (status = 401, response = crate::http::openapi::BadSignature),
         (status = 404, response = crate::http::openapi::NotFound),
         (status = 409, response = crate::http::openapi::Conflict),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
         (status = 413, response = crate::http::openapi::PayloadTooLarge),
         (status = 422, response = crate::http::openapi::ValidationFailed),
         (status = 503, response = crate::http::openapi::Unavailable),
         (status = 500, response = crate::http::openapi::Internal),
     ),
-    security(("webhook_signature" = []))
+    security(("webhook_signature" = []), ("standard_webhooks" = []))
 )]
 pub async fn receive(
     req: HttpRequest,
@@ -198,70 +185,126 @@ async fn receive_inner(
     state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     let program = super::path_id::<ProgramId>(path, "program")?;
-    let body = read_body(req, payload).await?;
+    let body = read_body(req, payload, state).await?;
     let ctx = state
         .webhook_contexts
         .get(&state.db, program)
         .await?
         .ok_or(ApiError::NotFound("program"))?;
-    let header = req
-        .headers()
-        .get(signature::HEADER)
-        .and_then(|v| v.to_str().ok());
     let now = Utc::now();
-    signature::verify(header, &body, now.timestamp(), &ctx.secrets).map_err(|e| {
-        tracing::info!(program = %program, reason = %e, "webhook signature refused");
-        ApiError::BadSignature(match e {
-            SignatureError::Missing => "the Mitra-Signature header is missing",
-            SignatureError::Malformed => {
-                "the Mitra-Signature header is malformed (expected t=<unix seconds>,v1=<hex>)"
-            }
-            SignatureError::Stale => "the signature's timestamp is more than 300 s away from now",
-            SignatureError::Mismatch => {
-                "no v1 signature matches the body under the program's webhook secrets"
-            }
-        })
+    verify_signature(req, &body, now.timestamp(), &ctx.secrets).map_err(|detail| {
+        tracing::info!(program = %program, reason = detail, "webhook signature refused");
+        ApiError::BadSignature(detail)
     })?;
     let parsed: ConversionBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
-    let request_id = req
-        .extensions()
+    let new = parsed.parse(program, ctx.currency, now, request_id(req))?;
+    let stored = store(state, new).await.map_err(store_error)?;
+    let status = match stored {
+        Stored::New(_) => actix_web::http::StatusCode::ACCEPTED,
+        Stored::Repeat { .. } => actix_web::http::StatusCode::OK,
+    };
+    Ok(HttpResponse::build(status).json(Receipt::from(stored)))
+}
+
+/// Either scheme the webhook accepts: Standard Webhooks when its
+/// `webhook-signature` header is there, else `Mitra-Signature`. Both verify
+/// with the program's webhook secrets. The error is the detail for the shop.
+fn verify_signature(
+    req: &HttpRequest,
+    body: &[u8],
+    now: i64,
+    secrets: &[String],
+) -> Result<(), &'static str> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if let Some(sig) = header(signature::standard::SIGNATURE) {
+        let id = header(signature::standard::ID);
+        let t = header(signature::standard::TIMESTAMP);
+        return signature::standard::verify(id, t, Some(sig), body, now, secrets).map_err(|e| {
+            match e {
+                SignatureError::Missing => {
+                    "a Standard Webhooks signature needs the webhook-id and webhook-timestamp headers"
+                }
+                SignatureError::Malformed => {
+                    "the webhook-signature or webhook-timestamp header is malformed \
+                     (expected v1,<base64> and unix seconds)"
+                }
+                SignatureError::Stale => "the webhook-timestamp is more than 300 s away from now",
+                SignatureError::Mismatch => {
+                    "no v1 signature matches the webhook-id, timestamp and body \
+                     under the program's webhook secrets"
+                }
+            }
+        });
+    }
+    signature::verify(header(signature::HEADER), body, now, secrets).map_err(|e| match e {
+        SignatureError::Missing => {
+            "the Mitra-Signature header (or Standard Webhooks' webhook-signature) is missing"
+        }
+        SignatureError::Malformed => {
+            "the Mitra-Signature header is malformed (expected t=<unix seconds>,v1=<hex>)"
+        }
+        SignatureError::Stale => "the signature's timestamp is more than 300 s away from now",
+        SignatureError::Mismatch => {
+            "no v1 signature matches the body under the program's webhook secrets"
+        }
+    })
+}
+
+/// The request id the middleware gave this request, kept with what it stores.
+pub(crate) fn request_id(req: &HttpRequest) -> Option<String> {
+    req.extensions()
         .get::<crate::http::middleware::RequestId>()
-        .map(|r| r.0.clone());
-    let new = parsed.parse(program, ctx.currency, now, request_id)?;
-    let label = program.to_string();
+        .map(|r| r.0.clone())
+}
+
+/// The one way a webhook stores a conversion, whichever shop or platform
+/// sent it: through the group-commit writer, answered only once committed
+/// (the attribution worker takes it from there), and counted.
+pub(crate) async fn store(state: &AppState, new: NewConversion) -> Result<Stored, StoreError> {
+    let label = new.program.to_string();
     let event = new.event;
-    let stored = state
-        .conversion_writer
-        .store(new)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(detail) => ApiError::Conflict(detail),
-            StoreError::Db(e) => e.into(),
-            StoreError::Batch {
-                unavailable: true,
-                message,
-            } => ApiError::Unavailable(anyhow::anyhow!(message)),
-            StoreError::Batch { message, .. } => ApiError::Internal(anyhow::anyhow!(message)),
-        })?;
-    let (status, id, conversion_status, outcome) = match stored {
-        Stored::New(id) => (
-            actix_web::http::StatusCode::ACCEPTED,
-            id,
-            "received".to_owned(),
-            "received",
-        ),
-        Stored::Repeat { id, status } => (actix_web::http::StatusCode::OK, id, status, "duplicate"),
+    let stored = state.conversion_writer.store(new).await;
+    let outcome = match &stored {
+        Ok(Stored::New(_)) => "received",
+        Ok(Stored::Repeat { .. }) => "duplicate",
+        Err(StoreError::Conflict(_)) => "conflict",
+        Err(_) => return stored,
     };
     state
         .metrics
         .conversions
         .with_label_values(&[&label, event.as_str(), outcome])
         .inc();
-    Ok(HttpResponse::build(status).json(Receipt {
-        conversion_id: id,
-        status: conversion_status,
-    }))
+    stored
+}
+
+/// A store that failed, as the API answers it.
+pub(crate) fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Conflict(detail) => ApiError::Conflict(detail),
+        StoreError::Db(e) => e.into(),
+        StoreError::Batch {
+            unavailable: true,
+            message,
+        } => ApiError::Unavailable(anyhow::anyhow!(message)),
+        StoreError::Batch { message, .. } => ApiError::Internal(anyhow::anyhow!(message)),
+    }
+}
+
+impl From<Stored> for Receipt {
+    fn from(stored: Stored) -> Self {
+        match stored {
+            Stored::New(id) => Receipt {
+                conversion_id: id,
+                status: ConversionStatus::Received,
+            },
+            Stored::Repeat { id, status } => Receipt {
+                conversion_id: id,
+                status,
+            },
+        }
+    }
 }
 
 /// An order's conversion with its refunds, or only refunds while the sale
@@ -285,8 +328,8 @@ pub struct OrderConversion {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct WaitingOrder {
     order_id: String,
-    #[schema(value_type = String, examples("waiting"))]
-    status: &'static str,
+    /// Always `waiting`.
+    status: ConversionStatus,
     refunds: Vec<ConversionView>,
 }
 
@@ -321,7 +364,7 @@ pub async fn by_order(
     who.require_program(program)?;
     let all = conversions::by_order(&state.db, program, &path.1).await?;
     let (mut primary, refunds): (Vec<_>, Vec<_>) =
-        all.into_iter().partition(|c| c.event != "refund");
+        all.into_iter().partition(|c| c.event != Event::Refund);
     if primary.is_empty() && refunds.is_empty() {
         return Err(ApiError::NotFound("conversion"));
     }
@@ -333,9 +376,108 @@ pub async fn by_order(
         })),
         None => Order::Waiting(WaitingOrder {
             order_id: path.1.clone(),
-            status: "waiting",
+            status: ConversionStatus::Waiting,
             refunds,
         }),
     };
     Ok(HttpResponse::Ok().json(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn eur() -> Currency {
+        Currency::parse("EUR").unwrap()
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_795_000_000, 0).unwrap()
+    }
+
+    /// A JSON value of any shape, a few levels deep.
+    fn any_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(|f| serde_json::json!(f)),
+            "\\PC{0,80}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map("\\PC{0,10}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A webhook body with the right field names and values of any kind.
+    fn webhook_body() -> impl Strategy<Value = serde_json::Value> {
+        let field = |words: &'static [&'static str]| {
+            prop_oneof![
+                proptest::sample::select(words).prop_map(serde_json::Value::from),
+                any_json(),
+            ]
+        };
+        (
+            field(&["sale", "lead", "refund", "SALE"]),
+            prop_oneof![
+                (-10i64..2_000_000_000_000).prop_map(serde_json::Value::from),
+                any_json()
+            ],
+            field(&["EUR", "IDR", "eur", "XXX"]),
+            field(&["order-1", "", "x"]),
+            field(&[
+                "2026-11-30T10:00:00Z",
+                "2126-01-01T00:00:00Z",
+                "1900-01-01T00:00:00Z",
+            ]),
+            any_json(),
+        )
+            .prop_map(|(event, amount, currency, order, at, extra)| {
+                serde_json::json!({
+                    "event": event, "amount_minor": amount, "currency": currency,
+                    "order_id": order, "occurred_at": at, "click_id": extra.clone(),
+                    "coupon": extra, "event_id": order,
+                })
+            })
+    }
+
+    #[test]
+    fn a_valid_sale_parses_into_a_new_conversion() {
+        let body: ConversionBody = crate::http::body::parse(
+            br#"{"order_id":"A-1","event":"sale","amount_minor":12500,"currency":"EUR","click_id":"abc"}"#,
+        )
+        .unwrap();
+        let new = body
+            .parse(ProgramId::from_db(1), eur(), now(), None)
+            .unwrap();
+        assert_eq!(
+            (new.event, new.amount_minor, new.currency),
+            (Event::Sale, 12_500, eur())
+        );
+    }
+
+    proptest! {
+        /// Any bytes, and any JSON of the webhook's shape: refused or parsed,
+        /// never a panic.
+        #[test]
+        fn an_arbitrary_webhook_body_never_panics(
+            bytes in proptest::collection::vec(any::<u8>(), 0..512),
+            json in webhook_body(),
+        ) {
+            if let Ok(b) = crate::http::body::parse::<ConversionBody>(&bytes) {
+                let _ = b.parse(ProgramId::from_db(1), eur(), now(), None);
+            }
+            let raw = serde_json::to_vec(&json).unwrap();
+            if let Ok(b) = crate::http::body::parse::<ConversionBody>(&raw)
+                && let Ok(new) = b.parse(ProgramId::from_db(1), eur(), now(), None)
+            {
+                prop_assert!((0..=crate::conversions::MAX_AMOUNT_MINOR).contains(&new.amount_minor));
+            }
+        }
+    }
 }

@@ -44,6 +44,9 @@ pub enum ApiError {
     /// 409: the request conflicts with the current state (e.g. a coupon code in use).
     #[error("{0}")]
     Conflict(String),
+    /// 408: the body did not arrive in time.
+    #[error("the request body did not arrive within the time allowed")]
+    RequestTimeout,
     /// 413: the body is over the endpoint's limit.
     #[error("the request body is too large (limit {0} bytes)")]
     PayloadTooLarge(usize),
@@ -87,6 +90,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not-found",
             ApiError::Conflict(_) => "conflict",
+            ApiError::RequestTimeout => "request-timeout",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::UnsupportedMediaType => "unsupported-media-type",
             ApiError::Validation(_) => "validation",
@@ -184,6 +188,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -257,15 +262,4 @@ pub fn ensure_problem_json<B: MessageBody + 'static>(
     }
     let res = ServiceResponse::new(req, new.map_into_boxed_body()).map_into_right_body::<B>();
     Ok(ErrorHandlerResponse::Response(res))
-}
-
-/// Maps actix's JSON extractor errors onto the API's statuses.
-pub fn json_error(err: actix_web::error::JsonPayloadError, limit: usize) -> ApiError {
-    use actix_web::error::JsonPayloadError as E;
-    match err {
-        E::OverflowKnownLength { .. } | E::Overflow { .. } => ApiError::PayloadTooLarge(limit),
-        E::ContentType => ApiError::UnsupportedMediaType,
-        E::Deserialize(e) => ApiError::BadRequest(format!("malformed JSON body: {e}")),
-        other => ApiError::BadRequest(format!("unreadable body: {other}")),
-    }
 }

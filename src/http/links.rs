@@ -4,7 +4,9 @@ use super::pagination::{List, Page};
 use super::validate::Checker;
 use crate::agreements;
 use crate::domain::{AgreementId, LinkId, SubIds, WebUrl};
+use crate::enrollments;
 use crate::http::auth::Principal;
+use crate::http::body::Body;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::links::{self, LinkView, NewLink};
@@ -48,6 +50,7 @@ pub struct CreateLink {
         (status = 400, response = crate::http::openapi::BadRequest),
         (status = 401, response = crate::http::openapi::Unauthorized),
         (status = 404, response = crate::http::openapi::NotFound),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
         (status = 413, response = crate::http::openapi::PayloadTooLarge),
         (status = 415, response = crate::http::openapi::UnsupportedMediaType),
         (status = 422, response = crate::http::openapi::ValidationFailed),
@@ -59,8 +62,10 @@ pub struct CreateLink {
 pub async fn create(
     state: web::Data<AppState>,
     who: Principal,
-    body: web::Json<CreateLink>,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
+    // Anyone with a key may issue links; which agreement is in the body.
+    let body: CreateLink = body.json()?;
     let agreement_id = AgreementId::parse(&body.agreement_id)
         .map_err(|_| ApiError::invalid("agreement_id", "not an agreement id"))?;
     let agreement = agreements::get(&state.db, agreement_id, None)
@@ -69,7 +74,10 @@ pub async fn create(
     let allowed = match who {
         Principal::Admin => true,
         Principal::Program(p) => p == agreement.program_id,
-        Principal::Partner(p) => agreement.partners.iter().any(|s| s.partner_id == p),
+        Principal::Partner(p) => {
+            agreement.partners.iter().any(|s| s.partner_id == p)
+                && enrollments::is_active(&state.db, agreement.program_id, p).await?
+        }
     };
     if !allowed {
         return Err(ApiError::NotFound("agreement"));

@@ -64,6 +64,23 @@ pub async fn request_id_and_span(
     Ok(res)
 }
 
+/// The method as a metrics label: one of the methods the API answers, or
+/// `OTHER`. A client may send any token as a method; none of them may
+/// become a new label value (each would be a new time series, forever).
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
 /// Counts and times every request, labelled by the matched route pattern
 /// (`/v1/programs/{id}`), never by the raw path, so label cardinality stays
 /// bounded whatever clients send.
@@ -77,7 +94,7 @@ pub async fn record_metrics(
     if let Some(state) = state {
         let route = res.request().match_pattern();
         let route = route.as_deref().unwrap_or("unmatched");
-        let method = res.request().method().as_str();
+        let method = method_label(res.request().method());
         let m = &state.metrics;
         m.http_requests
             .with_label_values(&[method, route, res.status().as_str()])

@@ -11,6 +11,7 @@
 //! without being served) fails the tests.
 
 pub mod auth;
+pub mod body;
 pub mod error;
 pub mod middleware;
 pub mod openapi;
@@ -20,6 +21,8 @@ pub(crate) mod agreements;
 pub(crate) mod balances;
 pub(crate) mod commissions;
 pub(crate) mod conversions;
+pub(crate) mod enrollments;
+pub(crate) mod integrations;
 pub(crate) mod links;
 pub(crate) mod ops;
 pub(crate) mod pagination;
@@ -28,16 +31,18 @@ pub(crate) mod payouts;
 pub(crate) mod programs;
 pub mod redirect;
 pub(crate) mod reports;
+pub(crate) mod snippet;
 mod validate;
 pub(crate) mod webhook_secrets;
 
 use actix_web::web;
-use error::{ApiError, json_error};
+use error::ApiError;
 
 pub use redirect::{PREFIX as REDIRECT_PREFIX, ROUTE as REDIRECT_ROUTE};
+pub use snippet::version as snippet_version;
 
 /// Largest JSON body the admin API reads.
-pub const JSON_LIMIT: usize = 64 * 1024;
+pub const JSON_LIMIT: usize = body::LIMIT;
 
 /// Declares a route table: a const list of (method, path) pairs, methods in
 /// lower case as OpenAPI writes them, and a function registering exactly
@@ -63,8 +68,14 @@ route_table! {
     OPS_ROUTES, register_ops {
         "/healthz" => { get: ops::healthz },
         "/readyz" => { get: ops::readyz },
-        "/metrics" => { get: ops::metrics },
         "/openapi.json" => { get: ops::openapi },
+    }
+}
+
+route_table! {
+    /// Prometheus: on the main listener, or on `MITRA_METRICS_LISTEN` alone.
+    METRICS_ROUTES, register_metrics {
+        "/metrics" => { get: ops::metrics },
     }
 }
 
@@ -73,13 +84,36 @@ route_table! {
 pub const REDIRECT_ROUTES: &[(&str, &str)] = &[("get", REDIRECT_ROUTE), ("head", REDIRECT_ROUTE)];
 
 route_table! {
-    /// The admin and partner API under `/v1`: served by the api role.
+    /// The admin and partner API under `/v1`, the platforms' webhooks, and
+    /// the landing-page snippet: served by the api role.
     API_ROUTES, register_api {
+        "/mitra.js" => { get: snippet::script },
         "/v1/programs" => { post: programs::create, get: programs::list },
         "/v1/programs/{id}" => { get: programs::get },
+        "/v1/programs/{id}/listing" => { put: programs::set_listing },
+        "/v1/public-programs" => { get: programs::list_public },
+        "/v1/programs/{id}/enrollments" => {
+            post: enrollments::invite,
+            get: enrollments::list_for_program,
+        },
+        "/v1/programs/{id}/applications" => { post: enrollments::apply },
+        "/v1/partners/{id}/enrollments" => { get: enrollments::list_for_partner },
+        "/v1/enrollments/{id}" => { get: enrollments::get },
+        "/v1/enrollments/{id}/accept" => { post: enrollments::accept },
+        "/v1/enrollments/{id}/decline" => { post: enrollments::decline },
+        "/v1/enrollments/{id}/approve" => { post: enrollments::approve },
+        "/v1/enrollments/{id}/reject" => { post: enrollments::reject },
+        "/v1/enrollments/{id}/deactivate" => { post: enrollments::deactivate },
+        "/v1/enrollments/{id}/ban" => { post: enrollments::ban },
+        "/v1/invitations/{token}/{answer}" => { post: enrollments::answer_invitation },
         "/v1/programs/{id}/conversions" => { post: conversions::receive },
         "/v1/programs/{id}/conversions/{order_id}" => { get: conversions::by_order },
         "/v1/programs/{id}/webhook-secrets" => { post: webhook_secrets::roll },
+        "/v1/programs/{id}/integrations" => { get: integrations::list },
+        "/v1/programs/{id}/integrations/shopify" => { post: integrations::shopify },
+        "/v1/programs/{id}/integrations/woocommerce" => { post: integrations::woocommerce },
+        "/v1/programs/{id}/integrations/stripe" => { post: integrations::stripe },
+        "/v1/programs/{id}/integrations/{platform}/secret" => { put: integrations::set_secret },
         "/v1/programs/{id}/agreements" => {
             post: agreements::create,
             get: agreements::list_for_program,
@@ -106,14 +140,24 @@ route_table! {
 pub fn served_routes() -> impl Iterator<Item = (&'static str, &'static str)> {
     OPS_ROUTES
         .iter()
+        .chain(METRICS_ROUTES)
         .chain(REDIRECT_ROUTES)
         .chain(API_ROUTES)
         .copied()
 }
 
-/// Health, readiness, metrics and the OpenAPI document: served by every role.
-pub fn ops(cfg: &mut web::ServiceConfig) {
+/// Health, readiness, metrics and the OpenAPI document: served by every
+/// role. With a separate metrics listener, `/metrics` is served there only.
+pub fn ops(cfg: &mut web::ServiceConfig, metrics_here: bool) {
     register_ops(cfg);
+    if metrics_here {
+        register_metrics(cfg);
+    }
+}
+
+/// The metrics listener's only route.
+pub fn metrics_only(cfg: &mut web::ServiceConfig) {
+    register_metrics(cfg);
 }
 
 /// The redirect, served by the api role. Registered outside the middleware
@@ -129,11 +173,6 @@ pub fn redirects(cfg: &mut web::ServiceConfig) {
 /// The public and admin API: served by the api role.
 pub fn api(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
-        web::JsonConfig::default()
-            .limit(JSON_LIMIT)
-            .error_handler(|err, _| json_error(err, JSON_LIMIT).into()),
-    )
-    .app_data(
         web::QueryConfig::default().error_handler(|err, _| {
             ApiError::BadRequest(format!("bad query string: {err}")).into()
         }),

@@ -2,92 +2,10 @@
 //! the handlers' `#[utoipa::path]` attributes and the types' `ToSchema`
 //! derives, built once per process.
 
-/// Schemas of text fields that hold one of a fixed set of words.
-pub mod enums {
-    use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
-
-    fn words(values: &[&str], nullable: bool) -> Object {
-        let mut values: Vec<serde_json::Value> = values.iter().map(|v| (*v).into()).collect();
-        let ty = if nullable {
-            values.push(serde_json::Value::Null);
-            [Type::String, Type::Null].into_iter().collect()
-        } else {
-            Type::String.into()
-        };
-        ObjectBuilder::new()
-            .schema_type::<utoipa::openapi::schema::SchemaType>(ty)
-            .enum_values(Some(values))
-            .build()
-    }
-
-    /// A conversion's status.
-    pub fn conversion_status() -> Object {
-        words(
-            &[
-                "received",
-                "waiting",
-                "attributed",
-                "unattributed",
-                "rejected",
-            ],
-            false,
-        )
-    }
-
-    /// A commission's status.
-    pub fn commission_status() -> Object {
-        words(&["pending", "approved", "paid", "reversed"], false)
-    }
-
-    /// A conversion's event.
-    pub fn event() -> Object {
-        words(&["sale", "lead", "refund"], false)
-    }
-
-    /// The event of the conversion behind a ledger entry, if any.
-    pub fn event_or_null() -> Object {
-        words(&["sale", "lead", "refund"], true)
-    }
-
-    /// How a conversion was attributed, if it was.
-    pub fn attributed_via() -> Object {
-        words(&["click", "coupon"], true)
-    }
-
-    /// What a ledger entry records.
-    pub fn ledger_kind() -> Object {
-        words(
-            &[
-                "created", "adjusted", "reversed", "approved", "paid", "rejected", "carried",
-                "settled",
-            ],
-            false,
-        )
-    }
-
-    /// The balance bucket a ledger entry moves money in.
-    pub fn ledger_bucket() -> Object {
-        words(&["pending", "approved", "paid"], false)
-    }
-}
-
-/// Schemas of JSON values the code handles as `serde_json::Value`.
-pub mod schemas {
-    use crate::domain::Rule;
-
-    /// The rule a commission was computed under, and the event it applied to.
-    #[derive(utoipa::ToSchema)]
-    pub struct AppliedRule {
-        #[schema(value_type = String, examples("sale"))]
-        pub event: &'static str,
-        pub rule: Rule,
-    }
-}
-
 use crate::http::error::ApiError;
 use crate::http::{
-    agreements, balances, commissions, conversions, links, ops, partners, payouts, programs,
-    redirect, reports, webhook_secrets,
+    agreements, balances, commissions, conversions, enrollments, integrations, links, ops,
+    partners, payouts, programs, redirect, reports, snippet, webhook_secrets,
 };
 use std::sync::OnceLock;
 use utoipa::openapi::response::{Response, ResponseBuilder};
@@ -144,10 +62,11 @@ problem_responses! {
         ApiError::Unauthorized,
     )
     .header("WWW-Authenticate", string_header("`Bearer`.")),
-    /// 401: the webhook's `Mitra-Signature` is missing, malformed, stale or wrong.
+    /// 401: the webhook's signature is missing, malformed, stale or wrong.
     BadSignature => || problem_response(
-        "The `Mitra-Signature` header is missing, malformed, more than 300 s away from now, \
-         or matches none of the program's webhook secrets.",
+        "The signature (`Mitra-Signature`, Standard Webhooks' `webhook-signature`, or the \
+         platform's own) is missing, malformed, more than 300 s away from now, or matches \
+         none of the program's secrets.",
         ApiError::BadSignature("the Mitra-Signature header is missing"),
     ),
     /// 403: the caller is known but may not do this.
@@ -164,6 +83,11 @@ problem_responses! {
     Conflict => || problem_response(
         "The request conflicts with the current state.",
         ApiError::Conflict("the agreement is at version 3, not 2".into()),
+    ),
+    /// 408: the body did not arrive in time.
+    RequestTimeout => || problem_response(
+        "The body did not arrive within `MITRA_BODY_TIMEOUT_MS` (10 s by default).",
+        ApiError::RequestTimeout,
     ),
     /// 413: the body is over 64 KiB.
     PayloadTooLarge => || problem_response(
@@ -241,6 +165,49 @@ impl utoipa::Modify for SecuritySchemes {
                  one matching is enough.",
             ))),
         );
+        let platform = |header: &str, description: &str| {
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                header,
+                description,
+            )))
+        };
+        components.add_security_scheme(
+            "shopify_hmac",
+            platform(
+                "X-Shopify-Hmac-Sha256",
+                "Shopify's signature: the base64 of HMAC-SHA256 over the raw body, keyed with \
+                 the program's Shopify secret (`PUT /v1/programs/{id}/integrations/shopify/secret`).",
+            ),
+        );
+        components.add_security_scheme(
+            "woocommerce_signature",
+            platform(
+                "X-WC-Webhook-Signature",
+                "WooCommerce's signature: the base64 of HMAC-SHA256 over the raw body, keyed \
+                 with the program's WooCommerce secret \
+                 (`PUT /v1/programs/{id}/integrations/woocommerce/secret`).",
+            ),
+        );
+        components.add_security_scheme(
+            "stripe_signature",
+            platform(
+                "Stripe-Signature",
+                "Stripe's signature: `t=<unix seconds>,v1=<hex>`, HMAC-SHA256 over \
+                 `\"{t}.{raw body}\"` keyed with the program's Stripe endpoint secret \
+                 (`PUT /v1/programs/{id}/integrations/stripe/secret`); `t` within 300 s of now.",
+            ),
+        );
+        components.add_security_scheme(
+            "standard_webhooks",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "webhook-signature",
+                "Standard Webhooks (standardwebhooks.com): `webhook-id`, `webhook-timestamp` \
+                 (unix seconds, within 300 s of now) and `webhook-signature: v1,<base64>` \
+                 (several may be given, space-separated), the base64 of HMAC-SHA256 over \
+                 `\"{webhook-id}.{webhook-timestamp}.{raw body}\"` keyed with the base64-decoded \
+                 part of the program's webhook secret after `whsec_`.",
+            ))),
+        );
     }
 }
 
@@ -284,9 +251,29 @@ impl utoipa::Modify for RedirectHead {
         programs::create,
         programs::list,
         programs::get,
+        programs::set_listing,
+        programs::list_public,
+        enrollments::invite,
+        enrollments::list_for_program,
+        enrollments::apply,
+        enrollments::list_for_partner,
+        enrollments::get,
+        enrollments::accept,
+        enrollments::decline,
+        enrollments::approve,
+        enrollments::reject,
+        enrollments::deactivate,
+        enrollments::ban,
+        enrollments::answer_invitation,
         conversions::receive,
         conversions::by_order,
         webhook_secrets::roll,
+        integrations::list,
+        integrations::set_secret,
+        integrations::shopify,
+        integrations::woocommerce,
+        integrations::stripe,
+        snippet::script,
         agreements::create,
         agreements::list_for_program,
         agreements::get,
@@ -317,6 +304,7 @@ impl utoipa::Modify for RedirectHead {
         Forbidden,
         NotFound,
         Conflict,
+        RequestTimeout,
         PayloadTooLarge,
         UnsupportedMediaType,
         ValidationFailed,
@@ -329,9 +317,12 @@ impl utoipa::Modify for RedirectHead {
         (name = "redirect", description = "The tracked links shoppers follow."),
         (name = "programs", description = "Merchants' affiliate programs."),
         (name = "partners", description = "Affiliates, influencers, resellers and other partners."),
+        (name = "enrollments", description = "Partners joining programs: invitations, applications, and the program's decisions."),
         (name = "agreements", description = "Versioned terms between a program and its partners."),
         (name = "links", description = "Tracked links issued under an agreement."),
         (name = "conversions", description = "Sales, leads and refunds reported by shops."),
+        (name = "integrations", description = "Shopify, WooCommerce and Stripe webhooks as those \
+            platforms send them, and the landing-page snippet."),
         (name = "commissions", description = "What partners earn: commissions, balances, statements."),
         (name = "payouts", description = "Paying approved commissions."),
         (name = "reports", description = "Daily clicks, conversions, revenue and commission."),

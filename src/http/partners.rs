@@ -3,7 +3,9 @@
 use super::pagination::{List, Page};
 use super::validate::Checker;
 use crate::domain::{Email, KeyOwner, Name, NewApiKey, PartnerId};
+use crate::enrollments;
 use crate::http::auth::Principal;
+use crate::http::body::Body;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::partners::{self, Partner};
@@ -49,6 +51,7 @@ pub struct CreatedPartner {
         (status = 400, response = crate::http::openapi::BadRequest),
         (status = 401, response = crate::http::openapi::Unauthorized),
         (status = 403, response = crate::http::openapi::Forbidden),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
         (status = 413, response = crate::http::openapi::PayloadTooLarge),
         (status = 415, response = crate::http::openapi::UnsupportedMediaType),
         (status = 422, response = crate::http::openapi::ValidationFailed),
@@ -60,9 +63,10 @@ pub struct CreatedPartner {
 pub async fn create(
     state: web::Data<AppState>,
     who: Principal,
-    body: web::Json<CreatePartner>,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
+    let body: CreatePartner = body.json()?;
     let mut c = Checker::new();
     let name = c.check("name", Name::parse(&body.name));
     let email = c.check("email", Email::parse(&body.email));
@@ -105,7 +109,8 @@ pub async fn get(
     let allowed = match who {
         Principal::Admin => true,
         Principal::Partner(p) => p == id,
-        Principal::Program(program) => partners::works_with(&state.db, id, program).await?,
+        // Contact details only while the partner is a member.
+        Principal::Program(program) => enrollments::is_active(&state.db, program, id).await?,
     };
     if !allowed {
         return Err(ApiError::NotFound("partner"));

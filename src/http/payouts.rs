@@ -4,6 +4,7 @@ use super::pagination::{List, Page};
 use crate::commissions::payouts::{self, Payout};
 use crate::domain::{PayoutId, ProgramId};
 use crate::http::auth::Principal;
+use crate::http::body::Body;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use actix_web::http::header;
@@ -40,6 +41,7 @@ pub struct CreatePayout {
             headers(("Location" = String, description = "`/v1/payouts/{id}`"))),
         (status = 401, response = crate::http::openapi::Unauthorized),
         (status = 404, response = crate::http::openapi::NotFound),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
         (status = 422, response = crate::http::openapi::ValidationFailed),
         (status = 503, response = crate::http::openapi::Unavailable),
         (status = 500, response = crate::http::openapi::Internal),
@@ -50,10 +52,13 @@ pub async fn create(
     state: web::Data<AppState>,
     who: Principal,
     path: web::Path<String>,
-    body: Option<web::Json<CreatePayout>>,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let program = super::program_in_path(&state, who, &path).await?.id;
-    let min = body.and_then(|b| b.min_amount_minor).unwrap_or(1);
+    let min = body
+        .optional_json::<CreatePayout>()?
+        .and_then(|b| b.min_amount_minor)
+        .unwrap_or(1);
     if !(1..=crate::conversions::MAX_AMOUNT_MINOR).contains(&min) {
         return Err(ApiError::invalid(
             "min_amount_minor",
@@ -71,7 +76,7 @@ pub async fn create(
         state
             .metrics
             .payout_minor
-            .with_label_values(&[&label, &item.currency])
+            .with_label_values(&[&label, item.currency.code()])
             .inc_by(item.amount_minor.max(0) as u64);
         state
             .metrics

@@ -7,9 +7,10 @@ use crate::domain::{
     new_webhook_secret,
 };
 use crate::http::auth::Principal;
+use crate::http::body::Body;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::programs::{self, NewProgram, Program};
+use crate::programs::{self, Listing, NewProgram, Program};
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +45,67 @@ pub struct CreateProgram {
     hold_days: i64,
     #[schema(value_type = crate::domain::CommissionRules)]
     commission: serde_json::Value,
+    /// List the program to partners, who may then apply (default false).
+    #[serde(default)]
+    public: bool,
+    /// What partners read about the program, at most 5000 characters.
+    #[serde(default)]
+    #[schema(max_length = 5000)]
+    description: Option<String>,
+    /// Days a rejected applicant waits before applying again, 0 to 365.
+    #[serde(default = "default_cooldown")]
+    #[schema(minimum = 0, maximum = 365, default = 30)]
+    reapply_cooldown_days: i64,
+}
+
+fn default_cooldown() -> i64 {
+    30
+}
+
+/// How a program shows itself to partners.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ProgramListing)]
+#[serde(deny_unknown_fields)]
+pub struct ListingBody {
+    /// Listed to partners, who may apply.
+    public: bool,
+    /// At most 5000 characters.
+    #[serde(default)]
+    #[schema(max_length = 5000)]
+    description: Option<String>,
+    /// Days a rejected applicant waits before applying again, 0 to 365.
+    #[serde(default = "default_cooldown")]
+    #[schema(minimum = 0, maximum = 365, default = 30)]
+    reapply_cooldown_days: i64,
+}
+
+impl ListingBody {
+    fn parse(self, c: &mut Checker) -> Option<Listing> {
+        listing(c, self.public, self.description, self.reapply_cooldown_days)
+    }
+}
+
+fn listing(
+    c: &mut Checker,
+    public: bool,
+    description: Option<String>,
+    cooldown: i64,
+) -> Option<Listing> {
+    let description = description
+        .map(|d| d.trim().to_owned())
+        .filter(|d| !d.is_empty());
+    if description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 5000)
+    {
+        c.fail("description", "must be at most 5000 characters");
+    }
+    let cooldown = c.check("reapply_cooldown_days", days(cooldown, 0, "from 0 to 365"))?;
+    Some(Listing {
+        public,
+        description,
+        reapply_cooldown_days: cooldown,
+    })
 }
 
 fn default_window() -> i64 {
@@ -82,6 +144,12 @@ impl CreateProgram {
         );
         let hold = c.check("hold_days", days(self.hold_days, 0, "from 0 to 365"));
         let commission = c.rules("commission", &self.commission);
+        let listing = listing(
+            &mut c,
+            self.public,
+            self.description,
+            self.reapply_cooldown_days,
+        );
         c.finish(|| {
             Some(NewProgram {
                 name: name?,
@@ -91,6 +159,7 @@ impl CreateProgram {
                 attribution_window_days: window?,
                 hold_days: hold?,
                 commission: commission?,
+                listing: listing?,
             })
         })
     }
@@ -132,6 +201,7 @@ pub struct CreatedProgram {
         (status = 400, response = crate::http::openapi::BadRequest),
         (status = 401, response = crate::http::openapi::Unauthorized),
         (status = 403, response = crate::http::openapi::Forbidden),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
         (status = 413, response = crate::http::openapi::PayloadTooLarge),
         (status = 415, response = crate::http::openapi::UnsupportedMediaType),
         (status = 422, response = crate::http::openapi::ValidationFailed),
@@ -143,10 +213,10 @@ pub struct CreatedProgram {
 pub async fn create(
     state: web::Data<AppState>,
     who: Principal,
-    body: web::Json<CreateProgram>,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     who.require_admin()?;
-    let new = body.into_inner().parse()?;
+    let new = body.json::<CreateProgram>()?.parse()?;
     let key = NewApiKey::generate(KeyOwner::Program);
     let secret = new_webhook_secret();
     let program = programs::insert(&state.db, &new, &key.hash, &secret).await?;
@@ -228,4 +298,112 @@ pub async fn list(
     };
     let rows = programs::list(&state.db, only, page.after, page.fetch()).await?;
     Ok(HttpResponse::Ok().json(List::from_rows(rows, page, |p| p.id.get())))
+}
+
+/// Change how a program shows itself to partners
+///
+/// PUT /v1/programs/{id}/listing: whether partners find it and may apply,
+/// what they read about it, and how long a rejected applicant waits.
+#[utoipa::path(
+    put,
+    path = "/v1/programs/{id}/listing",
+    operation_id = "setProgramListing",
+    tag = "programs",
+    params(("id" = ProgramId, Path, description = "The program's id.")),
+    request_body = ListingBody,
+    responses(
+        (status = 200, description = "The program.", body = Program),
+        (status = 400, response = crate::http::openapi::BadRequest),
+        (status = 401, response = crate::http::openapi::Unauthorized),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
+        (status = 413, response = crate::http::openapi::PayloadTooLarge),
+        (status = 415, response = crate::http::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::http::openapi::ValidationFailed),
+        (status = 503, response = crate::http::openapi::Unavailable),
+        (status = 500, response = crate::http::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []))
+)]
+pub async fn set_listing(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let program = super::program_in_path(&state, who, &path).await?.id;
+    let body: ListingBody = body.json()?;
+    let mut c = Checker::new();
+    let listing = body.parse(&mut c);
+    let listing = c.finish(|| listing)?;
+    let program = programs::set_listing(&state.db, program, &listing)
+        .await?
+        .ok_or(ApiError::NotFound("program"))?;
+    Ok(HttpResponse::Ok().json(program))
+}
+
+/// A program as partners looking for one see it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PublicProgram {
+    id: ProgramId,
+    name: String,
+    currency: crate::domain::Currency,
+    description: Option<String>,
+    #[schema(format = "uri")]
+    default_url: String,
+    landing_domains: Vec<String>,
+    attribution_window_days: i32,
+    hold_days: i32,
+    #[schema(value_type = crate::domain::CommissionRules)]
+    commission: serde_json::Value,
+}
+
+/// A page of public programs, as the OpenAPI document names it.
+type PublicProgramPage = List<PublicProgram>;
+
+/// List public programs
+///
+/// GET /v1/public-programs: the programs partners may apply to, with their
+/// terms.
+#[utoipa::path(
+    get,
+    path = "/v1/public-programs",
+    operation_id = "listPublicPrograms",
+    tag = "programs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of public programs.", body = PublicProgramPage),
+        (status = 400, response = crate::http::openapi::BadRequest),
+        (status = 401, response = crate::http::openapi::Unauthorized),
+        (status = 503, response = crate::http::openapi::Unavailable),
+        (status = 500, response = crate::http::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []), ("partner_key" = []))
+)]
+pub async fn list_public(
+    state: web::Data<AppState>,
+    _who: Principal,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let rows = programs::list_public(&state.db, page.after, page.fetch()).await?;
+    let list = List::from_rows(rows, page, |p| p.id.get());
+    Ok(HttpResponse::Ok().json(List {
+        data: list
+            .data
+            .into_iter()
+            .map(|p| PublicProgram {
+                id: p.id,
+                name: p.name,
+                currency: p.currency,
+                description: p.description,
+                default_url: p.default_url,
+                landing_domains: p.landing_domains,
+                attribution_window_days: p.attribution_window_days,
+                hold_days: p.hold_days,
+                commission: p.commission,
+            })
+            .collect::<Vec<_>>(),
+        next_cursor: list.next_cursor,
+    }))
 }

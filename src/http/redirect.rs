@@ -110,7 +110,7 @@ pub async fn redirect(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         .insert(middleware::X_REQUEST_ID, request_id);
     state
         .redirect_counters
-        .count(req.method().as_str(), res.status());
+        .count(middleware::method_label(req.method()), res.status());
     state
         .metrics
         .redirect_duration
@@ -176,11 +176,27 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiE
     let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let user_agent = text(&header::USER_AGENT).map(truncate_header);
     let bot = bots::classify(user_agent, is_head);
+    // A header sent as several lines is one list, in order: read them all,
+    // or a value a client put in front of the proxy's own would win.
+    let mut forwarded = headers.get_all(&X_FORWARDED_FOR);
+    let joined: Option<String>;
+    let forwarded_for = match (forwarded.next(), forwarded.next()) {
+        (None, _) => None,
+        (Some(one), None) => one.to_str().ok(),
+        (Some(_), Some(_)) => {
+            let lines: Option<Vec<&str>> = headers
+                .get_all(&X_FORWARDED_FOR)
+                .map(|v| v.to_str().ok())
+                .collect();
+            joined = lines.map(|l| l.join(","));
+            joined.as_deref()
+        }
+    };
     let client = state
         .settings
         .clicks
         .trusted_proxies
-        .client_ip(req.peer_addr().map(|a| a.ip()), text(&X_FORWARDED_FOR));
+        .client_ip(req.peer_addr().map(|a| a.ip()), forwarded_for);
     let ip_hash = state.ip_hasher.hash(client);
     let event = ClickEventRef {
         click_id: click.as_str(),

@@ -45,7 +45,7 @@ pub struct Report {
     to: NaiveDate,
 }
 
-fn id<T: std::str::FromStr>(raw: &Option<String>, name: &str) -> Result<Option<T>, ApiError> {
+fn id_of<T: std::str::FromStr>(raw: &Option<String>, name: &str) -> Result<Option<T>, ApiError> {
     raw.as_deref()
         .map(|s| {
             s.parse()
@@ -97,9 +97,9 @@ pub async fn get(
             "from must not be after to, and the period at most {MAX_DAYS} days"
         )));
     }
-    let mut program: Option<ProgramId> = id(&query.program_id, "program_id")?;
-    let mut partner: Option<PartnerId> = id(&query.partner_id, "partner_id")?;
-    let link: Option<LinkId> = id(&query.link_id, "link_id")?;
+    let mut program: Option<ProgramId> = id_of(&query.program_id, "program_id")?;
+    let mut partner: Option<PartnerId> = id_of(&query.partner_id, "partner_id")?;
+    let link: Option<LinkId> = id_of(&query.link_id, "link_id")?;
     match who {
         Principal::Admin => {}
         Principal::Program(own) => {
@@ -144,4 +144,27 @@ pub async fn get(
         from,
         to,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any query string, dates and ids included: refused or read, never a panic.
+        #[test]
+        fn an_arbitrary_report_query_never_panics(
+            raw in "\\PC{0,120}",
+            from in "[0-9-]{0,12}|2026-02-3[01]|\\+?[0-9]{4,7}-[0-9]{2}-[0-9]{2}",
+            id in "(prg_|ptn_|lnk_)?[0-9A-Za-z%]{0,14}",
+        ) {
+            let _ = web::Query::<Query>::from_query(&raw);
+            let shaped = format!("from={from}&to={from}&program_id={id}&partner_id={id}&link_id={id}&group_by=day");
+            if let Ok(q) = web::Query::<Query>::from_query(&shaped) {
+                let _ = id_of::<ProgramId>(&q.program_id, "program_id");
+                let _ = id_of::<LinkId>(&q.link_id, "link_id");
+            }
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 use crate::domain::ProgramId;
 use crate::http::auth::Principal;
+use crate::http::body::Body;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use actix_web::{HttpResponse, web};
@@ -45,6 +46,7 @@ pub struct RolledSecret {
         (status = 201, description = "The new secret.", body = RolledSecret),
         (status = 401, response = crate::http::openapi::Unauthorized),
         (status = 404, response = crate::http::openapi::NotFound),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
         (status = 422, response = crate::http::openapi::ValidationFailed),
         (status = 503, response = crate::http::openapi::Unavailable),
         (status = 500, response = crate::http::openapi::Internal),
@@ -55,10 +57,13 @@ pub async fn roll(
     state: web::Data<AppState>,
     who: Principal,
     path: web::Path<String>,
-    body: Option<web::Json<RollBody>>,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let program = super::program_in_path(&state, who, &path).await?.id;
-    let hours = body.and_then(|b| b.grace_hours).unwrap_or(24);
+    let hours = body
+        .optional_json::<RollBody>()?
+        .and_then(|b| b.grace_hours)
+        .unwrap_or(24);
     if !(0..=720).contains(&hours) {
         return Err(ApiError::invalid("grace_hours", "must be from 0 to 720"));
     }

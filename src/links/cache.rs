@@ -162,7 +162,14 @@ impl LinkCache {
             r#"
             select l.program_id as "program_id: ProgramId", l.destination_url, l.sub_ids,
                    l.disabled_at is not null as "disabled!", p.default_url, p.landing_domains,
-                   t.partner_ids as "partner_ids!"
+                   array(select pid from unnest(t.partner_ids) as pid
+                         where exists (select 1 from enrollments e
+                                       where e.program_id = l.program_id and e.partner_id = pid
+                                         and e.status = 'active')) as "partner_ids!",
+                   (l.created_by_partner_id is null or exists (
+                        select 1 from enrollments e
+                        where e.program_id = l.program_id and e.partner_id = l.created_by_partner_id
+                          and e.status = 'active')) as "creator_active!"
             from links l
             join programs p on p.id = l.program_id
             join agreement_terms t on t.agreement_id = l.agreement_id and t.version = t.current_version
@@ -180,6 +187,9 @@ impl LinkCache {
         };
         let sub_ids = SubIds::from_json(&row.sub_ids);
         let program_label: Arc<str> = row.program_id.to_string().into();
+        // A link stops with its partners: when the partner who issued it,
+        // or every partner of its agreement, is no longer a member.
+        let disabled = row.disabled || !row.creator_active || row.partner_ids.is_empty();
         let clicks = &self.metrics.clicks;
         Ok(Some(Arc::new(CachedLink {
             id,
@@ -192,7 +202,7 @@ impl LinkCache {
             location: Location::new(destination, &sub_ids),
             landing: LandingDomains::from_db(row.landing_domains),
             sub_ids,
-            disabled: row.disabled,
+            disabled,
         })))
     }
 
@@ -216,6 +226,8 @@ impl LinkCache {
                    exists(select 1 from programs
                           where updated_at > $1::timestamptz - make_interval(secs => $2))
                    or exists(select 1 from agreements
+                             where updated_at > $1::timestamptz - make_interval(secs => $2))
+                   or exists(select 1 from enrollments
                              where updated_at > $1::timestamptz - make_interval(secs => $2)) as "others!"
             "#,
             since,
@@ -224,7 +236,7 @@ impl LinkCache {
         .fetch_one(&self.db)
         .await?;
         if row.others {
-            // Programs and agreements change rarely; start afresh.
+            // Programs, agreements and memberships change rarely; start afresh.
             self.clear();
         } else {
             for id in row.links {

@@ -1,17 +1,18 @@
 //! Daily conversion roll-ups, written in the transaction that changes the
 //! money, so a report can never disagree with the commissions behind it.
 
+use crate::domain::{LinkId, PartnerId, ProgramId};
 use chrono::NaiveDate;
 use sqlx::PgConnection;
 use std::collections::BTreeMap;
 
 /// A change to one day's figures: of the program (`partner` None) or of
-/// one partner. `link` 0 stands for a coupon attribution.
-#[derive(Debug, Clone, Copy)]
+/// one partner; `link` None for a coupon attribution (stored as link 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delta {
-    pub program: i64,
-    pub partner: Option<i64>,
-    pub link: i64,
+    pub program: ProgramId,
+    pub partner: Option<PartnerId>,
+    pub link: Option<LinkId>,
     pub day: NaiveDate,
     pub conversions: i64,
     pub revenue_minor: i64,
@@ -31,9 +32,10 @@ pub async fn add(tx: &mut PgConnection, deltas: &[Delta]) -> Result<(), sqlx::Er
     let mut programs: BTreeMap<(i64, i64, NaiveDate), Sums> = BTreeMap::new();
     let mut partners: BTreeMap<(i64, i64, NaiveDate, i64), Sums> = BTreeMap::new();
     for d in deltas {
+        let (program, link) = (d.program.get(), d.link.map_or(0, LinkId::get));
         let s = match d.partner {
-            None => programs.entry((d.program, d.link, d.day)).or_default(),
-            Some(p) => partners.entry((p, d.link, d.day, d.program)).or_default(),
+            None => programs.entry((program, link, d.day)).or_default(),
+            Some(p) => partners.entry((p.get(), link, d.day, program)).or_default(),
         };
         s.conversions += d.conversions;
         s.revenue += d.revenue_minor;

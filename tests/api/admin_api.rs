@@ -316,6 +316,7 @@ async fn a_coupon_code_belongs_to_one_agreement_per_program() {
         json!({"coupon_codes": ["AYU10"]}),
     )
     .await;
+    app.enroll(&program, &budi).await;
     let path = format!("/v1/programs/{}/agreements", s(&program["id"]));
     let body = json!({"partners": [{"partner_id": budi["id"], "share_bps": 10000}], "coupon_codes": ["ayu10"]});
     let problem = assert_problem(
@@ -346,6 +347,8 @@ async fn invalid_agreement_terms_are_each_reported() {
     let program = app.create_program().await;
     let ayu = app.create_partner("Ayu").await;
     let budi = app.create_partner("Budi").await;
+    app.enroll(&program, &ayu).await;
+    app.enroll(&program, &budi).await;
     let path = format!("/v1/programs/{}/agreements", s(&program["id"]));
     let share = |p: &Value, bps: i64| json!({"partner_id": p["id"], "share_bps": bps});
     let cases: Vec<(Value, &str)> = vec![

@@ -10,17 +10,11 @@ const MINUTE: Duration = Duration::minutes(1);
 
 /// The commissions of an order, as (partner id, amount, status).
 fn commissions(conversion: &Value) -> Vec<(String, i64, String)> {
-    conversion["commissions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                s(&c["partner_id"]).to_owned(),
-                c["amount_minor"].as_i64().unwrap(),
-                s(&c["status"]).to_owned(),
-            )
-        })
+    let order: Order = serde_json::from_value(conversion.clone()).expect("an order");
+    order
+        .commissions
+        .into_iter()
+        .map(|c| (c.partner_id, c.amount_minor, c.status))
         .collect()
 }
 
@@ -99,6 +93,106 @@ async fn every_signature_failure_is_a_401_problem() {
         .post_conversion_raw(&f.program, body, Some(header))
         .await;
     assert_status(res, StatusCode::ACCEPTED).await;
+}
+
+/// Standard Webhooks' signature, computed here from the specification:
+/// base64 HMAC-SHA256 of "{id}.{timestamp}.{body}", keyed with the base64
+/// decoding of the secret after `whsec_`.
+fn standard_signature(secret: &str, id: &str, t: i64, body: &[u8]) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use hmac::{Hmac, KeyInit, Mac};
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{t}.").as_bytes());
+    mac.update(body);
+    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn standard_webhooks_signatures_verify_with_the_programs_secret() {
+    let app = spawn_app().await;
+    let f = fixture(&app, json!({})).await;
+    let secret = s(&f.program["webhook_secret"]);
+    let body =
+        serde_json::to_vec(&sale("SW-1", 10_000, &app.click_id_ago(&f.link, MINUTE))).unwrap();
+    let now = Utc::now().timestamp();
+    let post = |headers: Vec<(&'static str, String)>, body: Vec<u8>| {
+        let mut req = app
+            .client
+            .post(app.url(&format!("/v1/programs/{}/conversions", s(&f.program["id"]))))
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    let signed = |id: &str, t: i64, secret: &str| {
+        vec![
+            ("webhook-id", id.to_owned()),
+            ("webhook-timestamp", t.to_string()),
+            (
+                "webhook-signature",
+                standard_signature(secret, id, t, &body),
+            ),
+        ]
+    };
+    // (what, headers, the problem's detail)
+    type Case<'a> = (&'a str, Vec<(&'static str, String)>, &'a str);
+    let refused: Vec<Case> = vec![
+        (
+            "another program's secret",
+            signed(
+                "msg_1",
+                now,
+                s(&app.create_program().await["webhook_secret"]),
+            ),
+            "no v1 signature matches the webhook-id, timestamp and body under the program's webhook secrets",
+        ),
+        (
+            "stale",
+            signed("msg_1", now - 301, secret),
+            "the webhook-timestamp is more than 300 s away from now",
+        ),
+        (
+            "no webhook-id",
+            signed("msg_1", now, secret)
+                .into_iter()
+                .filter(|(k, _)| *k != "webhook-id")
+                .collect(),
+            "a Standard Webhooks signature needs the webhook-id and webhook-timestamp headers",
+        ),
+        (
+            "the id changed after signing",
+            {
+                let mut h = signed("msg_1", now, secret);
+                h[0].1 = "msg_2".into();
+                h
+            },
+            "no v1 signature matches the webhook-id, timestamp and body under the program's webhook secrets",
+        ),
+    ];
+    for (what, headers, detail) in refused {
+        let problem = assert_problem(
+            post(headers, body.clone()).await.unwrap(),
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+        assert_eq!(problem["detail"], detail, "{what}");
+    }
+    let res = post(signed("msg_1", now, secret), body.clone())
+        .await
+        .unwrap();
+    let first = assert_status(res, StatusCode::ACCEPTED).await;
+    // A retry (same message) is the same conversion.
+    let res = post(signed("msg_1", now + 5, secret), body.clone())
+        .await
+        .unwrap();
+    let again = assert_status(res, StatusCode::OK).await;
+    assert_eq!(again["conversion_id"], first["conversion_id"]);
 }
 
 #[tokio::test]

@@ -75,6 +75,23 @@ async fn a_server_killed_with_webhooks_in_flight_loses_no_acknowledged_conversio
         json!({"name": "Ayu", "email": "ayu@example.com"}),
     )
     .await;
+    let invited = admin_post(
+        &client,
+        &base,
+        &format!("/v1/programs/{}/enrollments", s(&program["id"])),
+        json!({"partner_id": partner["id"]}),
+    )
+    .await;
+    let accepted = client
+        .post(format!(
+            "{base}/v1/enrollments/{}/accept",
+            s(&invited["id"])
+        ))
+        .bearer_auth(s(&partner["api_key"]))
+        .send()
+        .await
+        .unwrap();
+    assert_status(accepted, StatusCode::OK).await;
     let agreement = admin_post(
         &client,
         &base,

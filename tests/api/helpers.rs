@@ -1,4 +1,3 @@
-#![allow(dead_code)] // each test uses a different part of the helpers
 //! Starts the real application (the same `Application::build` as `mitra
 //! serve`, on port 0) against real Postgres and Redis. Every test gets its
 //! own database, cloned from a migrated template, and its own Redis key
@@ -19,6 +18,8 @@ use url::Url;
 pub struct TestApp {
     pub address: String,
     pub port: u16,
+    /// The separate metrics listener's port (`MITRA_METRICS_LISTEN`).
+    pub metrics_port: Option<u16>,
     pub db: PgPool,
     pub database: std::sync::Arc<TempDatabase>,
     pub settings: Settings,
@@ -219,6 +220,7 @@ pub async fn start(
         .await
         .expect("the application builds");
     let port = app.port();
+    let metrics_port = app.metrics_port();
     let state = app.state();
     let workers = app.workers();
     let shutdown = CancellationToken::new();
@@ -231,6 +233,7 @@ pub async fn start(
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
+        metrics_port,
         db,
         database,
         admin_token: settings.admin_token.expose_secret().to_owned(),
@@ -309,13 +312,38 @@ impl TestApp {
         assert_status(res, StatusCode::CREATED).await
     }
 
-    /// An agreement of `program` giving each partner its share.
+    /// Makes `partner` an active member of `program`: the program invites
+    /// it, the partner accepts. Answers the membership.
+    pub async fn enroll(&self, program: &Value, partner: &Value) -> Value {
+        let path = format!("/v1/programs/{}/enrollments", s(&program["id"]));
+        let res = self
+            .post(
+                &path,
+                &self.admin_token,
+                &json!({"partner_id": partner["id"]}),
+            )
+            .await;
+        let invited = assert_status(res, StatusCode::CREATED).await;
+        let accept = format!("/v1/enrollments/{}/accept", s(&invited["id"]));
+        let res = self
+            .request(Method::POST, &accept, Some(s(&partner["api_key"])), None)
+            .await;
+        assert_status(res, StatusCode::OK).await
+    }
+
+    /// An agreement of `program` giving each partner its share, enrolling
+    /// the partners that are not members yet.
     pub async fn create_agreement(
         &self,
         program: &Value,
         shares: &[(&Value, i64)],
         extra: Value,
     ) -> Value {
+        for (partner, _) in shares {
+            if !self.is_member(program, partner).await {
+                self.enroll(program, partner).await;
+            }
+        }
         let mut body = json!({
             "partners": shares.iter().map(|(p, bps)| json!({"partner_id": p["id"], "share_bps": bps})).collect::<Vec<_>>()
         });
@@ -326,6 +354,20 @@ impl TestApp {
         );
         let res = self.post(&path, &self.admin_token, &body).await;
         assert_status(res, StatusCode::CREATED).await
+    }
+
+    /// Whether `partner` is an active member of `program`.
+    pub async fn is_member(&self, program: &Value, partner: &Value) -> bool {
+        let path = format!(
+            "/v1/partners/{}/enrollments?status=active",
+            s(&partner["id"])
+        );
+        let list = assert_status(self.get(&path, &self.admin_token).await, StatusCode::OK).await;
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["program_id"] == program["id"])
     }
 
     pub async fn create_link(&self, agreement: &Value, extra: Value) -> Value {
@@ -668,6 +710,12 @@ impl TestApp {
             .to_string()
     }
 
+    /// The order's conversion, typed: what most money-path tests read.
+    pub async fn order(&self, program: &Value, order_id: &str) -> Order {
+        serde_json::from_value(self.conversion(program, order_id).await)
+            .expect("an order as documented")
+    }
+
     /// GET /v1/programs/{id}/conversions/{order_id} as the admin.
     pub async fn conversion(&self, program: &Value, order_id: &str) -> Value {
         let path = format!("/v1/programs/{}/conversions/{order_id}", s(&program["id"]));
@@ -749,5 +797,34 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill_9();
+    }
+}
+
+/// `GET /v1/programs/{id}/conversions/{order_id}`, the fields tests read.
+#[derive(Debug, serde::Deserialize)]
+pub struct Order {
+    pub status: String,
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub commissions: Vec<Commission>,
+}
+
+/// A commission inside an order.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Commission {
+    pub id: String,
+    pub partner_id: String,
+    pub amount_minor: i64,
+    pub status: String,
+    pub review: bool,
+}
+
+impl Order {
+    /// The commission of `partner` (its JSON, as the API answers it).
+    pub fn of(&self, partner: &Value) -> &Commission {
+        self.commissions
+            .iter()
+            .find(|c| c.partner_id == s(&partner["id"]))
+            .unwrap_or_else(|| panic!("no commission of {} in {self:?}", partner["id"]))
     }
 }

@@ -10,7 +10,9 @@ const ADMIN: &str = "admin-token-scale-out-0123456789";
 
 #[tokio::test]
 async fn two_apis_and_two_workers_count_every_click_once_and_book_every_conversion_once() {
-    let (_db, url) = fresh_database().await;
+    let (database, url) = fresh_database().await;
+    // Unique to this run: a process id may repeat across runs, Redis keeps keys.
+    let prefix = format!("test:scale:{}:", database.name);
     let env = vec![
         ("DATABASE_URL", url.to_string()),
         ("REDIS_URL", std::env::var("REDIS_URL").unwrap()),
@@ -19,10 +21,7 @@ async fn two_apis_and_two_workers_count_every_click_once_and_book_every_conversi
             "MITRA_LINK_KEYS",
             "1:scale-out-link-key-0123456789".to_owned(),
         ),
-        (
-            "MITRA_REDIS_PREFIX",
-            format!("test:scale:{}:", std::process::id()),
-        ),
+        ("MITRA_REDIS_PREFIX", prefix.clone()),
         ("MITRA_WORKER_POLL_MS", "50".to_owned()),
         ("MITRA_FRAUD_MIN_CLICK_SECONDS", "0".to_owned()),
     ];
@@ -55,6 +54,22 @@ async fn two_apis_and_two_workers_count_every_click_once_and_book_every_conversi
         json!({"name": "Ayu", "email": "ayu@example.com"}),
     )
     .await;
+    let invited = admin(
+        &format!("/v1/programs/{}/enrollments", s(&program["id"])),
+        json!({"partner_id": partner["id"]}),
+    )
+    .await;
+    let accepted = client
+        .post(format!(
+            "{}/v1/enrollments/{}/accept",
+            apis[0].base,
+            s(&invited["id"])
+        ))
+        .bearer_auth(s(&partner["api_key"]))
+        .send()
+        .await
+        .unwrap();
+    assert_status(accepted, StatusCode::OK).await;
     let agreement = admin(
         &format!("/v1/programs/{}/agreements", s(&program["id"])),
         json!({"partners": [{"partner_id": partner["id"], "share_bps": 10000}]}),
@@ -162,7 +177,7 @@ async fn two_apis_and_two_workers_count_every_click_once_and_book_every_conversi
     let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
     let shards = mitra::clicks::record::shard_streams(6);
     for shard in &shards {
-        let stream = format!("test:scale:{}:{shard}", std::process::id());
+        let stream = format!("{prefix}{shard}");
         let consumers: Vec<redis::Value> = redis::cmd("XINFO")
             .arg("CONSUMERS")
             .arg(&stream)

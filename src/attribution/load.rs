@@ -1,0 +1,274 @@
+//! Loading what attribution decides on: the batch it claims, and every fact
+//! the database holds about it, in a few set-wise queries per batch.
+
+use super::decide::{self, Claimed, Facts, ProgramTerms, Terms};
+use super::fraud::{SaleAverages, Signals};
+use crate::domain::click_id::{self, ClickId};
+use crate::domain::{
+    AgreementId, CommissionRules, ConversionId, Currency, EnrollmentStatus, Event, KeyRing, LinkId,
+    PartnerId, ProgramId,
+};
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use std::collections::HashMap;
+
+/// Claims up to `batch` received conversions, oldest first, skipping those
+/// another worker holds.
+pub async fn claim(tx: &mut PgConnection, batch: i64) -> Result<Vec<Claimed>, sqlx::Error> {
+    sqlx::query_as!(
+        Claimed,
+        r#"
+        select id as "id: ConversionId", program_id as "program_id: ProgramId",
+               event as "event: Event", order_id, amount_minor,
+               currency as "currency: Currency", click_id, coupon, occurred_at, request_id
+        from conversions
+        where status = 'received'
+        order by id
+        limit $1
+        for update skip locked
+        "#,
+        batch
+    )
+    .fetch_all(&mut *tx)
+    .await
+}
+
+/// The facts about a batch of sales and leads.
+pub async fn facts(
+    tx: &mut PgConnection,
+    rows: &[Claimed],
+    keys: &KeyRing,
+    averages: &SaleAverages,
+) -> anyhow::Result<Facts> {
+    let mut facts = Facts::default();
+    if rows.is_empty() {
+        return Ok(facts);
+    }
+    facts.programs = programs(tx, rows).await?;
+    facts.coupons = coupons(tx, rows).await?;
+    // Click ids are verified offline: a forged one never reaches the database.
+    facts.clicks = rows
+        .iter()
+        .filter_map(|r| Some((r.id, click_id::verify(keys, r.click_id.as_deref()?)?)))
+        .collect();
+    facts.links = links(tx, facts.clicks.values()).await?;
+    // Which agreement each conversion would go to decides which terms and
+    // signals to load; the same pure function decides again afterwards.
+    let candidates: Vec<(&Claimed, decide::Candidate<'_>)> = rows
+        .iter()
+        .filter_map(|r| Some((r, decide::candidate(r, &facts).ok()?)))
+        .collect();
+    facts.terms = terms(tx, &candidates).await?;
+    facts.members = members(tx, rows, &facts.terms).await?;
+    let for_signals: Vec<(&Claimed, Option<&str>)> =
+        candidates.iter().map(|(r, c)| (*r, c.click_id)).collect();
+    facts.signals = Signals::load(tx, &for_signals, averages).await?;
+    Ok(facts)
+}
+
+async fn programs(
+    tx: &mut PgConnection,
+    rows: &[Claimed],
+) -> anyhow::Result<HashMap<ProgramId, ProgramTerms>> {
+    let mut ids: Vec<i64> = rows.iter().map(|r| r.program_id.get()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let programs = sqlx::query!(
+        r#"select id as "id: ProgramId", commission, attribution_window_days, hold_days
+           from programs where id = any($1)"#,
+        &ids
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    programs
+        .into_iter()
+        .map(|p| {
+            let rules = CommissionRules::parse(&p.commission).map_err(|e| {
+                anyhow::anyhow!("stored rules of program {} are invalid: {e}", p.id)
+            })?;
+            Ok((
+                p.id,
+                ProgramTerms {
+                    rules,
+                    window_days: p.attribution_window_days,
+                    hold_days: p.hold_days,
+                },
+            ))
+        })
+        .collect()
+}
+
+async fn coupons(
+    tx: &mut PgConnection,
+    rows: &[Claimed],
+) -> Result<HashMap<(ProgramId, String), AgreementId>, sqlx::Error> {
+    let (programs, codes): (Vec<i64>, Vec<String>) = rows
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.program_id.get(),
+                r.coupon.as_ref()?.trim().to_ascii_uppercase(),
+            ))
+        })
+        .unzip();
+    if codes.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let found = sqlx::query!(
+        r#"select c.program_id as "program_id: ProgramId", c.code,
+                  c.agreement_id as "agreement_id: AgreementId"
+           from coupons c join unnest($1::bigint[], $2::text[]) as q(program_id, code)
+             on c.program_id = q.program_id and c.code = q.code"#,
+        &programs,
+        &codes
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(found
+        .into_iter()
+        .map(|r| ((r.program_id, r.code), r.agreement_id))
+        .collect())
+}
+
+/// Link -> (program, agreement).
+async fn links(
+    tx: &mut PgConnection,
+    clicks: impl Iterator<Item = &ClickId>,
+) -> Result<HashMap<LinkId, (ProgramId, AgreementId)>, sqlx::Error> {
+    let mut ids: Vec<i64> = clicks.map(|c| c.link.get()).collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let rows = sqlx::query!(
+        r#"select id as "id: LinkId", program_id as "program_id: ProgramId",
+                  agreement_id as "agreement_id: AgreementId"
+           from links where id = any($1)"#,
+        &ids
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.id, (r.program_id, r.agreement_id)))
+        .collect())
+}
+
+/// The memberships of every partner the batch's terms name.
+async fn members(
+    tx: &mut PgConnection,
+    rows: &[Claimed],
+    terms: &HashMap<ConversionId, Terms>,
+) -> Result<HashMap<(ProgramId, PartnerId), decide::Membership>, sqlx::Error> {
+    let mut pairs: Vec<(i64, i64)> = rows
+        .iter()
+        .filter_map(|r| Some((r, terms.get(&r.id)?)))
+        .flat_map(|(r, t)| t.shares.iter().map(|(p, _)| (r.program_id.get(), p.get())))
+        .collect();
+    if pairs.is_empty() {
+        return Ok(HashMap::new());
+    }
+    pairs.sort_unstable();
+    pairs.dedup();
+    let (programs, partners): (Vec<i64>, Vec<i64>) = pairs.into_iter().unzip();
+    Ok(sqlx::query!(
+        r#"select e.program_id as "program_id: ProgramId", e.partner_id as "partner_id!: PartnerId",
+                  e.status as "status: EnrollmentStatus", e.ended_at
+           from enrollments e
+           join unnest($1::bigint[], $2::bigint[]) as q(program_id, partner_id)
+             on e.program_id = q.program_id and e.partner_id = q.partner_id"#,
+        &programs,
+        &partners
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|r| ((r.program_id, r.partner_id), (r.status, r.ended_at)))
+    .collect())
+}
+
+/// The terms in force when each conversion happened: the latest version
+/// made at or before that moment (version 1 if it happened earlier).
+async fn terms(
+    tx: &mut PgConnection,
+    candidates: &[(&Claimed, decide::Candidate<'_>)],
+) -> anyhow::Result<HashMap<ConversionId, Terms>> {
+    if candidates.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let agreements: Vec<i64> = candidates
+        .iter()
+        .map(|(_, c)| c.agreement_id.get())
+        .collect();
+    let times: Vec<DateTime<Utc>> = candidates.iter().map(|(r, _)| r.occurred_at).collect();
+    // First which version each conversion falls under (cheap: no partner
+    // lists), then the terms of each distinct version once.
+    let versions = sqlx::query!(
+        r#"
+        select q.idx as "idx!", v.version as "version!"
+        from unnest($1::bigint[], $2::timestamptz[]) with ordinality as q(agreement_id, at, idx)
+        cross join lateral (
+            select v.version from agreement_versions v
+            where v.agreement_id = q.agreement_id
+            order by case when v.created_at <= q.at then v.version else -v.version end desc
+            limit 1
+        ) v
+        "#,
+        &agreements,
+        &times
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut wanted: Vec<(i64, i32)> = versions
+        .iter()
+        .map(|v| (agreements[(v.idx - 1) as usize], v.version))
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let rows = sqlx::query!(
+        r#"
+        select t.agreement_id as "agreement_id!", t.version as "version!", t.commission,
+               t.partner_ids as "partner_ids!", t.share_bps as "share_bps!", t.valid_from, t.valid_until
+        from agreement_terms t
+        join unnest($1::bigint[], $2::int[]) as w(agreement_id, version)
+          on t.agreement_id = w.agreement_id and t.version = w.version
+        "#,
+        &wanted.iter().map(|w| w.0).collect::<Vec<_>>(),
+        &wanted.iter().map(|w| w.1).collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut by_version: HashMap<(i64, i32), Terms> = HashMap::new();
+    for r in rows {
+        let rules = match &r.commission {
+            Some(v) => CommissionRules::parse(v)
+                .map_err(|e| anyhow::anyhow!("stored agreement rules invalid: {e}"))?,
+            None => CommissionRules::default(),
+        };
+        let shares = r
+            .partner_ids
+            .iter()
+            .zip(&r.share_bps)
+            .map(|(p, s)| (PartnerId::from_db(*p), *s as u32))
+            .collect();
+        by_version.insert(
+            (r.agreement_id, r.version),
+            Terms {
+                version: r.version,
+                rules,
+                shares,
+                valid_from: r.valid_from,
+                valid_until: r.valid_until,
+            },
+        );
+    }
+    let mut terms = HashMap::new();
+    for v in versions {
+        let i = (v.idx - 1) as usize;
+        if let Some(t) = by_version.get(&(agreements[i], v.version)) {
+            terms.insert(candidates[i].0.id, t.clone());
+        }
+    }
+    Ok(terms)
+}
