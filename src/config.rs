@@ -41,6 +41,19 @@ pub struct Settings {
     pub workers: WorkerSettings,
     pub clicks: ClickSettings,
     pub attribution: AttributionSettings,
+    pub portal: PortalSettings,
+}
+
+/// The portal's sign-in and e-mail.
+#[derive(Debug, Clone)]
+pub struct PortalSettings {
+    /// `smtp://`, `smtps://` (TLS) or `smtp://...?tls=required` (STARTTLS);
+    /// none: password-reset links are handed out by the admin API instead.
+    pub smtp_url: Option<SecretString>,
+    /// The From of portal e-mail.
+    pub mail_from: String,
+    /// Session cookies are `Secure` when the portal is served over https.
+    pub secure_cookies: bool,
 }
 
 /// The redirect path and its click log.
@@ -339,6 +352,33 @@ impl Settings {
             },
         };
 
+        let smtp_url = match get("MITRA_SMTP_URL") {
+            None => None,
+            Some(raw) => {
+                check_url("MITRA_SMTP_URL", &raw, &["smtp", "smtps"])?;
+                Some(SecretString::from(raw.trim().to_owned()))
+            }
+        };
+        let mail_from = get("MITRA_MAIL_FROM")
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| {
+                format!(
+                    "mitra <no-reply@{}>",
+                    public_url.host_str().unwrap_or("localhost")
+                )
+            });
+        if mail_from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(bad(
+                "MITRA_MAIL_FROM",
+                "must be an address such as mitra <no-reply@example.com>".into(),
+            ));
+        }
+        let portal = PortalSettings {
+            smtp_url,
+            mail_from,
+            secure_cookies: public_url.scheme() == "https",
+        };
+
         Ok(Settings {
             database_url: database_url.into(),
             database_read,
@@ -369,6 +409,7 @@ impl Settings {
                 },
             },
             attribution,
+            portal,
         })
     }
 
@@ -473,6 +514,8 @@ mod tests {
             ("MITRA_ATTRIBUTION_BATCH", "0"),
             ("MITRA_FRAUD_MIN_CLICK_SECONDS", "-1"),
             ("MITRA_FRAUD_AMOUNT_FACTOR", "1"),
+            ("MITRA_SMTP_URL", "mail.example.com"),
+            ("MITRA_MAIL_FROM", "not an address"),
         ];
         for (var, value) in cases {
             let err = env(&[(var, value)]).unwrap_err();

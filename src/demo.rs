@@ -1,11 +1,12 @@
 //! `mitra demo`: a program, a partner, an agreement and a link, created
 //! through the same code as the API, with copy-paste commands to try them.
 
+use crate::accounts;
 use crate::agreements::{self, Terms};
 use crate::domain::EnrollmentAction;
 use crate::domain::{
     BasisPoints, CommissionRules, Currency, Email, KeyOwner, LandingDomains, Name, NewApiKey,
-    PartnerId, ProgramId, Share, Shares, SubIds, WebUrl, new_webhook_secret,
+    PartnerId, ProgramId, Share, Shares, SubIds, WebUrl, new_webhook_secret, random_token,
 };
 use crate::enrollments::{self, Decision, Invitee};
 use crate::http::state::AppState;
@@ -14,7 +15,15 @@ use crate::partners;
 use crate::programs::{self, NewProgram};
 use std::collections::BTreeMap;
 
+/// A portal account of the demo, with the password it was given.
+pub struct DemoLogin {
+    pub email: String,
+    pub password: String,
+}
+
 pub struct Seeded {
+    pub merchant_login: DemoLogin,
+    pub partner_login: DemoLogin,
     pub program: ProgramId,
     pub program_key: String,
     pub webhook_secret: String,
@@ -102,13 +111,47 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Seeded> {
         },
     )
     .await?;
+    let merchant_login = portal_login(
+        state,
+        accounts::Tenant::Program(program.id),
+        "owner@shop.example",
+    )
+    .await?;
+    let partner_login = portal_login(
+        state,
+        accounts::Tenant::Partner(partner.id),
+        "ayu@example.com",
+    )
+    .await?;
     Ok(Seeded {
+        merchant_login,
+        partner_login,
         program: program.id,
         program_key: program_key.plaintext,
         webhook_secret,
         partner: partner.id,
         partner_key: partner_key.plaintext,
         link_code: link.code,
+    })
+}
+
+/// A portal account with a fresh random password, made the way every
+/// account is: invited, then given a password through the invitation.
+async fn portal_login(
+    state: &AppState,
+    tenant: accounts::Tenant,
+    email: &str,
+) -> anyhow::Result<DemoLogin> {
+    let issued = accounts::invite(&state.db, tenant, &Email::parse(email)?).await?;
+    let user = accounts::redeem(&state.db, &issued.token, accounts::Purpose::Invite)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the demo invitation did not redeem"))?;
+    let password = random_token()[..16].to_owned();
+    let hash = accounts::passwords::hash(&password)?;
+    accounts::set_password(&state.db, user.id, &hash).await?;
+    Ok(DemoLogin {
+        email: email.to_owned(),
+        password,
     })
 }
 
@@ -144,6 +187,11 @@ Tracked link:  {link}
    curl -s -X POST {base}/v1/programs/{program}/payouts -H 'authorization: Bearer {program_key}'; echo
    curl -s {base}/v1/reports -H 'authorization: Bearer {program_key}' -H 'accept: text/csv' | tail -n 2
 
+5. Or do all of it in a browser: the portal, in English and Bahasa Indonesia.
+   {base}/portal/login
+   merchant:  {merchant_email}  password {merchant_password}
+   partner:   {partner_email}  password {partner_password}
+
 Program API key: {program_key}
 Metrics: {base}/metrics     Stop: Ctrl-C
 ===========================================================================
@@ -154,6 +202,10 @@ Metrics: {base}/metrics     Stop: Ctrl-C
             partner_key = self.partner_key,
             program_key = self.program_key,
             ua = "Mozilla/5.0 (mitra demo)",
+            merchant_email = self.merchant_login.email,
+            merchant_password = self.merchant_login.password,
+            partner_email = self.partner_login.email,
+            partner_password = self.partner_login.password,
         )
     }
 }

@@ -484,6 +484,22 @@ pub async fn get(db: &PgPool, id: EnrollmentId) -> Result<Option<Enrollment>, sq
     .await
 }
 
+/// The membership an invitation's accept link names, while it can still
+/// be answered.
+pub async fn by_token(db: &PgPool, token: &str) -> Result<Option<Enrollment>, sqlx::Error> {
+    let id = sqlx::query_scalar!(
+        r#"select id as "id: EnrollmentId" from enrollments
+           where invite_token_hash = $1 and status = 'invited'"#,
+        token_hash(token)
+    )
+    .fetch_optional(db)
+    .await?;
+    match id {
+        Some(id) => get(db, id).await,
+        None => Ok(None),
+    }
+}
+
 /// Which side a list is for.
 #[derive(Debug, Clone, Copy)]
 pub enum Side {

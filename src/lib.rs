@@ -9,8 +9,9 @@
 //!    background work on its data: `programs`, `partners`, `agreements`,
 //!    `enrollments`, `links`, `clicks`, `rollups`, `conversions`,
 //!    `attribution`, `commissions`, `integrations` (platforms' own
-//!    webhooks); and `health`.
-//! 3. `http`: routes, middleware, authentication, errors, the OpenAPI document.
+//!    webhooks), `accounts` (portal users and sessions); and `health`.
+//! 3. `http`: routes, middleware, authentication, errors, the OpenAPI document;
+//!    `portal`: the partners' and merchants' pages, on the same core functions.
 //! 4. `startup` (wiring), `demo`, `cli`.
 #![forbid(unsafe_code)]
 
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod redis_client;
 pub mod telemetry;
 
+pub mod accounts;
 pub mod agreements;
 pub mod attribution;
 pub mod clicks;
@@ -37,6 +39,7 @@ pub mod programs;
 pub mod rollups;
 
 pub mod http;
+pub mod portal;
 
 pub mod cli;
 pub mod demo;

@@ -22,7 +22,7 @@ use crate::http::{self, middleware};
 use crate::links::cache::{self, LinkCache};
 use crate::metrics::Metrics;
 use crate::redis_client::RedisClient;
-use crate::{db, health};
+use crate::{db, health, portal};
 use actix_web::dev::Server;
 use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, web};
@@ -252,9 +252,12 @@ impl Application {
         });
         let server = {
             let state = state.clone();
+            // Sign-in limits are per process, shared by its HTTP workers.
+            let limits = web::Data::new(portal::Limits::new());
             let mut server = HttpServer::new(move || {
                 App::new()
                     .app_data(state.clone())
+                    .app_data(limits.clone())
                     .configure(|cfg| {
                         if roles.api {
                             http::redirects(cfg)
@@ -268,7 +271,8 @@ impl Application {
                             .configure(|cfg| http::ops(cfg, metrics_here))
                             .configure(|cfg| {
                                 if roles.api {
-                                    http::api(cfg)
+                                    http::api(cfg);
+                                    portal::configure(cfg);
                                 }
                             })
                             .default_service(web::to(http::not_found)),

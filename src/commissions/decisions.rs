@@ -5,8 +5,85 @@ use super::ledger::{Held, append, transfer};
 use crate::domain::{
     Bucket, CommissionId, CommissionStatus, Currency, LedgerKind, LinkId, PartnerId, ProgramId,
 };
+use crate::metrics::Metrics;
 use crate::rollups::conversions::{self as rollup, Delta};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
+
+/// A person's decision on one pending commission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict<'a> {
+    /// Approve before the hold ends, or clear a review; the reason is optional.
+    Approve(Option<&'a str>),
+    /// Not owed: the reason is shown to the partner.
+    Reject(&'a str),
+}
+
+/// Why a decision was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    /// No such commission, or one of another program.
+    #[error("no such commission")]
+    NotFound,
+    #[error("the commission is {0}, not pending")]
+    NotPending(CommissionStatus),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// The program a commission belongs to.
+pub async fn program_of(db: &PgPool, id: CommissionId) -> Result<Option<ProgramId>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"select program_id as "id: ProgramId" from commissions where id = $1"#,
+        id.get()
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// A person decides on a pending commission (the API and the portal both
+/// come here): `program` limits it to that program's commissions (`None`:
+/// the admin, any program). Counts the decision in the metrics.
+pub async fn decide(
+    db: &PgPool,
+    metrics: &Metrics,
+    program: Option<ProgramId>,
+    id: CommissionId,
+    verdict: Verdict<'_>,
+    actor: &str,
+) -> Result<Held, DecideError> {
+    let mut tx = db.begin().await?;
+    let held = lock(&mut tx, &[id])
+        .await?
+        .pop()
+        .filter(|c| program.is_none_or(|p| p == c.program_id))
+        .ok_or(DecideError::NotFound)?;
+    if held.status != CommissionStatus::Pending {
+        return Err(DecideError::NotPending(held.status));
+    }
+    let label = held.program_id.to_string();
+    let (bucket, counted) = match verdict {
+        Verdict::Approve(reason) => {
+            let reason = reason.unwrap_or("approved early");
+            approve(&mut tx, std::slice::from_ref(&held), actor, Some(reason)).await?;
+            ("approved", "approved")
+        }
+        Verdict::Reject(reason) => {
+            reject(&mut tx, &held, actor, reason).await?;
+            ("reversed", "rejected")
+        }
+    };
+    tx.commit().await?;
+    metrics
+        .commission_minor
+        .with_label_values(&[&label, held.currency.code(), bucket])
+        .inc_by(held.amount_minor as u64);
+    metrics
+        .commissions
+        .with_label_values(&[&label, counted])
+        .inc();
+    tracing::info!(commission = %id, %actor, decision = counted, "commission decided by hand");
+    Ok(held)
+}
 
 /// Approves pending commissions (the lifecycle worker when their hold is
 /// over, or a person early): status and entries in one go.

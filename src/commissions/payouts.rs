@@ -37,6 +37,22 @@ pub struct Payout {
     pub items: Vec<PayoutItem>,
 }
 
+/// Counts a payout in the metrics (whoever ran it: the API or the portal).
+pub fn record(metrics: &crate::metrics::Metrics, payout: &Payout) {
+    let label = payout.program_id.to_string();
+    metrics.payouts.with_label_values(&[&label]).inc();
+    for item in &payout.items {
+        metrics
+            .payout_minor
+            .with_label_values(&[&label, item.currency.code()])
+            .inc_by(item.amount_minor.max(0) as u64);
+        metrics
+            .commissions
+            .with_label_values(&[&label, "paid"])
+            .inc_by(item.commission_count as u64);
+    }
+}
+
 /// Pays every partner of `program` whose approved balance (per currency)
 /// reaches `min_amount_minor`.
 pub async fn create(
@@ -92,17 +108,7 @@ async fn try_create(
     )
     .fetch_all(&mut *tx)
     .await?;
-    let balances: Vec<Approved> = sqlx::query_as!(
-        Approved,
-        r#"select partner_id as "partner_id: PartnerId", currency as "currency: Currency",
-                  sum(amount_minor)::bigint as "balance!"
-           from ledger_entries where program_id = $1 and bucket = 'approved'
-           group by partner_id, currency
-           order by partner_id, currency"#,
-        program.get()
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    let balances = approved_balances(&mut tx, program).await?;
     let payout = sqlx::query_scalar!(
         r#"insert into payouts (program_id, min_amount_minor, actor) values ($1, $2, $3)
            returning id as "id: PayoutId""#,
@@ -135,6 +141,108 @@ async fn try_create(
     .await?;
     tx.commit().await?;
     Ok(payout)
+}
+
+/// What a payout run now would pay, without paying anything: the same
+/// plan `create` writes, from the same rows, read without locks.
+pub async fn preview(
+    db: &PgPool,
+    program: ProgramId,
+    min_amount_minor: i64,
+) -> Result<Vec<PayoutItem>, sqlx::Error> {
+    let mut conn = db.acquire().await?;
+    let approved = sqlx::query_as!(
+        Held,
+        r#"select id as "id: CommissionId", program_id as "program_id: ProgramId",
+                  partner_id as "partner_id: PartnerId", currency as "currency: Currency",
+                  status as "status: CommissionStatus", amount_minor, original_minor
+           from commissions where program_id = $1 and status = 'approved'
+           order by id"#,
+        program.get()
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let balances = approved_balances(&mut conn, program).await?;
+    let planned = plan(
+        program,
+        PayoutId::from_db(0),
+        &approved,
+        &balances,
+        min_amount_minor,
+        "preview",
+    );
+    let ids: Vec<i64> = planned.items.iter().map(|i| i.partner_id.get()).collect();
+    let names: BTreeMap<i64, String> =
+        sqlx::query!("select id, name from partners where id = any($1)", &ids)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r.name))
+            .collect();
+    Ok(planned
+        .items
+        .into_iter()
+        .map(|i| PayoutItem {
+            partner_name: names.get(&i.partner_id.get()).cloned().unwrap_or_default(),
+            partner_id: i.partner_id,
+            currency: i.currency,
+            amount_minor: i.amount_minor,
+            commission_count: i.commission_count,
+        })
+        .collect())
+}
+
+async fn approved_balances(
+    conn: &mut PgConnection,
+    program: ProgramId,
+) -> Result<Vec<Approved>, sqlx::Error> {
+    sqlx::query_as!(
+        Approved,
+        r#"select partner_id as "partner_id: PartnerId", currency as "currency: Currency",
+                  sum(amount_minor)::bigint as "balance!"
+           from ledger_entries where program_id = $1 and bucket = 'approved'
+           group by partner_id, currency
+           order by partner_id, currency"#,
+        program.get()
+    )
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// One payment a partner received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub payout_id: PayoutId,
+    pub program_id: ProgramId,
+    pub program_name: String,
+    pub currency: Currency,
+    pub amount_minor: i64,
+    pub commission_count: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a partner was paid, newest first.
+pub async fn received(
+    db: &PgPool,
+    partner: PartnerId,
+    limit: i64,
+) -> Result<Vec<Received>, sqlx::Error> {
+    sqlx::query_as!(
+        Received,
+        r#"select p.id as "payout_id: PayoutId", p.program_id as "program_id: ProgramId",
+                  g.name as program_name, i.currency as "currency: Currency", i.amount_minor,
+                  i.commission_count, p.created_at
+           from payout_items i
+           join payouts p on p.id = i.payout_id
+           join programs g on g.id = p.program_id
+           where i.partner_id = $1
+           order by p.id desc
+           limit $2"#,
+        partner.get(),
+        limit
+    )
+    .fetch_all(db)
+    .await
 }
 
 /// A partner's approved balance in one currency, from the ledger.

@@ -91,6 +91,40 @@ pub async fn commissions(
     .await
 }
 
+/// A partner's latest commissions by the filter, newest first (the portal's list).
+pub async fn latest_commissions(
+    db: &PgPool,
+    partner: PartnerId,
+    filter: &Filter,
+    limit: i64,
+) -> Result<Vec<Commission>, sqlx::Error> {
+    sqlx::query_as!(
+        Commission,
+        r#"
+        select c.id as "id: CommissionId", c.conversion_id as "conversion_id: ConversionId",
+               c.program_id as "program_id: ProgramId", c.partner_id as "partner_id: PartnerId",
+               c.agreement_id as "agreement_id: AgreementId", c.agreement_version,
+               v.order_id, v.event as "event: Event", c.rule as "rule: Json<AppliedRule>",
+               c.base_minor, c.total_minor, c.share_bps, c.original_minor, c.amount_minor,
+               c.currency as "currency: Currency", c.status as "status: CommissionStatus", c.review,
+               c.fraud_reasons as "fraud_reasons: Vec<FraudSignal>",
+               c.approve_after, c.payout_id as "payout_id: PayoutId", c.created_at
+        from commissions c join conversions v on v.id = c.conversion_id
+        where c.partner_id = $1
+          and ($2::text is null or c.status = $2)
+          and ($3::bigint is null or c.program_id = $3)
+        order by c.id desc
+        limit $4
+        "#,
+        partner.get(),
+        filter.status.map(CommissionStatus::as_str),
+        filter.program.map(ProgramId::get),
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
 /// Sums per bucket, for one currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CurrencyBalance {
@@ -189,6 +223,31 @@ pub struct Statement {
     pub closing: Vec<CurrencyBalance>,
 }
 
+/// The balances after `entries`, starting from `opening`, per currency in
+/// currency order.
+fn close(opening: &[CurrencyBalance], entries: &[StatementLine]) -> Vec<CurrencyBalance> {
+    let mut by_currency: std::collections::BTreeMap<&str, CurrencyBalance> = opening
+        .iter()
+        .map(|b| (b.currency.code(), b.clone()))
+        .collect();
+    for e in entries {
+        let b = by_currency
+            .entry(e.currency.code())
+            .or_insert_with(|| CurrencyBalance {
+                currency: e.currency,
+                pending_minor: 0,
+                approved_minor: 0,
+                paid_minor: 0,
+            });
+        match e.bucket {
+            Bucket::Pending => b.pending_minor += e.amount_minor,
+            Bucket::Approved => b.approved_minor += e.amount_minor,
+            Bucket::Paid => b.paid_minor += e.amount_minor,
+        }
+    }
+    by_currency.into_values().collect()
+}
+
 /// Most entries one statement lists; ask for a shorter period beyond it.
 pub const MAX_STATEMENT_ENTRIES: i64 = 50_000;
 
@@ -235,12 +294,156 @@ pub async fn statement(
     if entries.len() as i64 > MAX_STATEMENT_ENTRIES {
         return Ok(None);
     }
+    let opening = sums(&mut tx, partner, Some(from)).await?;
+    // The closing balance is the opening plus the period's entries (the same
+    // snapshot): one scan of the partner's ledger instead of two.
+    let closing = close(&opening, &entries);
     Ok(Some(Statement {
         partner_id: partner,
         from,
         to,
-        opening: sums(&mut tx, partner, Some(from)).await?,
+        opening,
         entries,
-        closing: sums(&mut tx, partner, Some(to)).await?,
+        closing,
     }))
+}
+
+/// A ledger entry that explains a change to a commission in words: a
+/// refund, a rejection, an approval by hand.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub commission_id: CommissionId,
+    pub kind: LedgerKind,
+    pub amount_minor: i64,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The explained entries of these commissions of `partner`, oldest first.
+pub async fn explanations(
+    db: &PgPool,
+    partner: PartnerId,
+    ids: &[CommissionId],
+) -> Result<Vec<Explanation>, sqlx::Error> {
+    let ids: Vec<i64> = ids.iter().map(|i| i.get()).collect();
+    sqlx::query_as!(
+        Explanation,
+        r#"select commission_id as "commission_id!: CommissionId", kind as "kind: LedgerKind",
+                  amount_minor, actor, reason, created_at
+           from ledger_entries
+           where partner_id = $1 and commission_id = any($2) and reason is not null
+             and kind in ('adjusted', 'reversed', 'rejected', 'carried', 'approved')
+             -- An approval is a pair of entries (out of pending, into approved): one says it.
+             and not (kind = 'approved' and bucket = 'pending')
+           order by id"#,
+        partner.get(),
+        &ids
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// A commission held for a person's review, with its conversion.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub id: CommissionId,
+    pub conversion_id: ConversionId,
+    pub order_id: String,
+    pub event: Event,
+    pub conversion_amount_minor: i64,
+    pub partner_id: PartnerId,
+    pub partner_name: String,
+    pub amount_minor: i64,
+    pub currency: Currency,
+    pub fraud_reasons: Vec<FraudSignal>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// The program's pending commissions held for review, oldest first.
+pub async fn review_queue(
+    db: &PgPool,
+    program: ProgramId,
+    limit: i64,
+) -> Result<Vec<Held>, sqlx::Error> {
+    sqlx::query_as!(
+        Held,
+        r#"select c.id as "id: CommissionId", c.conversion_id as "conversion_id: ConversionId",
+                  v.order_id, v.event as "event: Event", v.amount_minor as conversion_amount_minor,
+                  c.partner_id as "partner_id: PartnerId", p.name as partner_name, c.amount_minor,
+                  c.currency as "currency: Currency",
+                  c.fraud_reasons as "fraud_reasons: Vec<FraudSignal>", v.occurred_at
+           from commissions c
+           join conversions v on v.id = c.conversion_id
+           join partners p on p.id = c.partner_id
+           where c.program_id = $1 and c.status = 'pending' and c.review
+           order by c.id
+           limit $2"#,
+        program.get(),
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// How many of the program's commissions wait for a person's review.
+pub async fn review_count(db: &PgPool, program: ProgramId) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"select count(*) as "n!" from commissions
+           where program_id = $1 and status = 'pending' and review"#,
+        program.get()
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// A statement as CSV: one line per ledger entry, amounts in minor units
+/// and in major units, the opening and closing balances as lines of their own.
+pub fn statement_csv(s: &Statement) -> String {
+    use crate::commissions::payouts::csv_field;
+    let mut out = String::from(
+        "line,created_at,kind,bucket,currency,amount_minor,amount,program_id,commission_id,order_id,event,agreement_id,agreement_version,payout_id,reason\n",
+    );
+    let balance = |out: &mut String, line: &str, at: DateTime<Utc>, b: &CurrencyBalance| {
+        for (bucket, amount) in [
+            ("pending", b.pending_minor),
+            ("approved", b.approved_minor),
+            ("paid", b.paid_minor),
+        ] {
+            out.push_str(&format!(
+                "{line},{},,{bucket},{},{amount},{},,,,,,,,\n",
+                at.to_rfc3339(),
+                b.currency,
+                b.currency.format_minor(amount)
+            ));
+        }
+    };
+    for b in &s.opening {
+        balance(&mut out, "opening", s.from, b);
+    }
+    for e in &s.entries {
+        out.push_str(&format!(
+            "entry,{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            e.created_at.to_rfc3339(),
+            e.kind,
+            e.bucket,
+            e.currency,
+            e.amount_minor,
+            e.currency.format_minor(e.amount_minor),
+            e.program_id,
+            e.commission_id.map(|c| c.to_string()).unwrap_or_default(),
+            csv_field(e.order_id.as_deref().unwrap_or("")),
+            e.event.map(|v| v.to_string()).unwrap_or_default(),
+            e.agreement_id.map(|a| a.to_string()).unwrap_or_default(),
+            e.agreement_version
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+            e.payout_id.map(|p| p.to_string()).unwrap_or_default(),
+            csv_field(e.reason.as_deref().unwrap_or("")),
+        ));
+    }
+    for b in &s.closing {
+        balance(&mut out, "closing", s.to, b);
+    }
+    out
 }

@@ -152,6 +152,10 @@ public_id!(
     /// A partner's membership of a program.
     EnrollmentId, "enr_", "enrollment"
 );
+public_id!(
+    /// A person who signs in to the portal, for a partner or a program.
+    UserId, "usr_", "user"
+);
 
 #[cfg(test)]
 mod tests {

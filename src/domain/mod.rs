@@ -38,7 +38,7 @@ pub use enrollment::{
 };
 pub use ids::{
     AgreementId, CommissionId, ConversionId, EnrollmentId, IdError, LedgerEntryId, LinkId,
-    PartnerId, PayoutId, ProgramId, parse_cursor,
+    PartnerId, PayoutId, ProgramId, UserId, parse_cursor,
 };
 pub use money::{Money, MoneyError, allocate, allocate_weighted, apply_rate, mul_div_round};
 pub use platform::Platform;

@@ -2,8 +2,7 @@
 //! commissions (approve early, or reject).
 
 use super::pagination::{List, Page};
-use crate::commissions::decisions;
-use crate::commissions::ledger;
+use crate::commissions::decisions::{self, DecideError, Verdict};
 use crate::commissions::queries::{self, Commission, Filter};
 use crate::domain::PartnerId;
 use crate::domain::{CommissionId, CommissionStatus, ProgramId};
@@ -62,25 +61,45 @@ fn reason(body: &Body) -> Result<Option<String>, ApiError> {
     }
 }
 
-/// Locks the commission if `who` may decide on it (the admin, or its program).
-async fn locked(
-    tx: &mut sqlx::PgConnection,
+/// The commission in the path, if `who` may decide on it (the admin, or
+/// its program): checked before anything is said about the body.
+async fn decidable(state: &AppState, who: Principal, raw: &str) -> Result<CommissionId, ApiError> {
+    let id = super::path_id::<CommissionId>(raw, "commission")?;
+    let program = decisions::program_of(&state.db, id)
+        .await?
+        .ok_or(ApiError::NotFound("commission"))?;
+    who.require_program(program)
+        .map_err(|_| ApiError::NotFound("commission"))?;
+    Ok(id)
+}
+
+/// Takes a person's decision through the one core path.
+async fn decide(
+    state: &AppState,
     who: Principal,
     id: CommissionId,
-) -> Result<ledger::Held, ApiError> {
-    let held = decisions::lock(tx, &[id])
-        .await?
-        .pop()
-        .ok_or(ApiError::NotFound("commission"))?;
-    who.require_program(held.program_id)
-        .map_err(|_| ApiError::NotFound("commission"))?;
-    if held.status != CommissionStatus::Pending {
-        return Err(ApiError::Conflict(format!(
-            "the commission is {}, not pending",
-            held.status
-        )));
+    verdict: Verdict<'_>,
+) -> Result<(), ApiError> {
+    if let Principal::Partner(_) = who {
+        return Err(ApiError::NotFound("commission"));
     }
-    Ok(held)
+    decisions::decide(
+        &state.db,
+        &state.metrics,
+        who.program(),
+        id,
+        verdict,
+        &actor(who),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| match e {
+        DecideError::NotFound => ApiError::NotFound("commission"),
+        DecideError::NotPending(status) => {
+            ApiError::Conflict(format!("the commission is {status}, not pending"))
+        }
+        DecideError::Db(e) => e.into(),
+    })
 }
 
 /// Approve a commission early
@@ -112,30 +131,9 @@ pub async fn approve(
     path: web::Path<String>,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let id = super::path_id::<CommissionId>(&path, "commission")?;
-    let mut tx = state.db.begin().await?;
-    let held = locked(&mut tx, who, id).await?;
-    let reason = reason(&body)?.unwrap_or_else(|| "approved early".into());
-    decisions::approve(
-        &mut tx,
-        std::slice::from_ref(&held),
-        &actor(who),
-        Some(&reason),
-    )
-    .await?;
-    tx.commit().await?;
-    let label = held.program_id.to_string();
-    state
-        .metrics
-        .commission_minor
-        .with_label_values(&[&label, held.currency.code(), "approved"])
-        .inc_by(held.amount_minor as u64);
-    state
-        .metrics
-        .commissions
-        .with_label_values(&[&label, "approved"])
-        .inc();
-    tracing::info!(commission = %id, actor = %actor(who), "commission approved by hand");
+    let id = decidable(&state, who, &path).await?;
+    let reason = reason(&body)?;
+    decide(&state, who, id, Verdict::Approve(reason.as_deref())).await?;
     Ok(HttpResponse::Ok().json(Decided {
         id,
         status: CommissionStatus::Approved,
@@ -172,25 +170,10 @@ pub async fn reject(
     path: web::Path<String>,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let id = super::path_id::<CommissionId>(&path, "commission")?;
-    let mut tx = state.db.begin().await?;
-    let held = locked(&mut tx, who, id).await?;
+    let id = decidable(&state, who, &path).await?;
     let reason =
         reason(&body)?.ok_or_else(|| ApiError::invalid("reason", "a rejection needs a reason"))?;
-    decisions::reject(&mut tx, &held, &actor(who), &reason).await?;
-    tx.commit().await?;
-    let label = held.program_id.to_string();
-    state
-        .metrics
-        .commission_minor
-        .with_label_values(&[&label, held.currency.code(), "reversed"])
-        .inc_by(held.amount_minor as u64);
-    state
-        .metrics
-        .commissions
-        .with_label_values(&[&label, "rejected"])
-        .inc();
-    tracing::info!(commission = %id, actor = %actor(who), "commission rejected");
+    decide(&state, who, id, Verdict::Reject(&reason)).await?;
     Ok(HttpResponse::Ok().json(Decided {
         id,
         status: CommissionStatus::Reversed,

@@ -228,7 +228,8 @@ impl ResponseError for ApiError {
 
 /// The last line of defence: any 4xx/5xx response that is not already problem
 /// details (the router's 404 and 405, an extractor's own error) is rewritten
-/// as one, so clients never see an empty body or an HTML page.
+/// as one, so API clients never see an empty body or an HTML page. The
+/// portal's own error pages (HTML under `/portal`) are for people and pass.
 pub fn ensure_problem_json<B: MessageBody + 'static>(
     res: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
@@ -236,7 +237,13 @@ pub fn ensure_problem_json<B: MessageBody + 'static>(
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if is_problem {
+    // The portal answers its errors as pages, for people.
+    let is_portal_page = res.request().path().starts_with("/portal")
+        && res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if is_problem || is_portal_page {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();

@@ -1,16 +1,13 @@
 //! /v1/links: issue and read tracked links.
 
 use super::pagination::{List, Page};
-use super::validate::Checker;
 use crate::agreements;
-use crate::domain::{AgreementId, LinkId, SubIds, WebUrl};
-use crate::enrollments;
+use crate::domain::{AgreementId, LinkId};
 use crate::http::auth::Principal;
 use crate::http::body::Body;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, FieldError};
 use crate::http::state::AppState;
-use crate::links::{self, LinkView, NewLink};
-use crate::programs;
+use crate::links::{self, IssueError, Issuer, LinkView};
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -68,52 +65,33 @@ pub async fn create(
     let body: CreateLink = body.json()?;
     let agreement_id = AgreementId::parse(&body.agreement_id)
         .map_err(|_| ApiError::invalid("agreement_id", "not an agreement id"))?;
-    let agreement = agreements::get(&state.db, agreement_id, None)
-        .await?
-        .ok_or(ApiError::NotFound("agreement"))?;
-    let allowed = match who {
-        Principal::Admin => true,
-        Principal::Program(p) => p == agreement.program_id,
-        Principal::Partner(p) => {
-            agreement.partners.iter().any(|s| s.partner_id == p)
-                && enrollments::is_active(&state.db, agreement.program_id, p).await?
-        }
+    let issuer = match who {
+        Principal::Admin => Issuer::Admin,
+        Principal::Program(p) => Issuer::Program(p),
+        Principal::Partner(p) => Issuer::Partner(p),
     };
-    if !allowed {
-        return Err(ApiError::NotFound("agreement"));
-    }
-    let program = programs::get(&state.db, agreement.program_id)
-        .await?
-        .ok_or(ApiError::NotFound("program"))?;
-
-    let mut c = Checker::new();
-    let destination = match &body.destination_url {
-        None => Some(None),
-        Some(raw) => c
-            .check(
-                "destination_url",
-                WebUrl::parse(raw).and_then(|u| program.landing().check(u)),
-            )
-            .map(Some),
-    };
-    let sub_ids = match SubIds::parse(&body.sub_ids) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            c.fail("sub_ids", e);
-            None
-        }
-    };
-    let new = c.finish(|| {
-        Some(NewLink {
-            program_id: agreement.program_id,
-            agreement_id,
-            destination_url: destination?,
-            sub_ids: sub_ids?,
-            created_by_partner_id: who.partner(),
-        })
+    let link = links::issue(
+        &state.db,
+        &state.settings.link_keys,
+        issuer,
+        agreement_id,
+        body.destination_url.as_deref(),
+        &body.sub_ids,
+    )
+    .await
+    .map_err(|e| match e {
+        IssueError::NotFound => ApiError::NotFound("agreement"),
+        IssueError::Invalid(fields) => ApiError::Validation(
+            fields
+                .into_iter()
+                .map(|(field, message)| FieldError {
+                    field: field.into(),
+                    message,
+                })
+                .collect(),
+        ),
+        IssueError::Other(e) => e.into(),
     })?;
-    let link = links::insert(&state.db, &state.settings.link_keys, &new).await?;
-    tracing::info!(link = %link.id, agreement = %agreement_id, "link issued");
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/v1/links/{}", link.id)))
         .json(link.view(&state.settings.public_base())))

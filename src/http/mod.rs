@@ -32,6 +32,7 @@ pub(crate) mod programs;
 pub mod redirect;
 pub(crate) mod reports;
 pub(crate) mod snippet;
+pub(crate) mod users;
 mod validate;
 pub(crate) mod webhook_secrets;
 
@@ -133,6 +134,10 @@ route_table! {
         "/v1/agreements/{id}/versions/{version}" => { get: agreements::version },
         "/v1/links" => { post: links::create, get: links::list },
         "/v1/links/{id}" => { get: links::get, delete: links::disable },
+        "/v1/programs/{id}/users" => { post: users::invite_program_user },
+        "/v1/partners/{id}/users" => { post: users::invite_partner_user },
+        "/v1/partners/{id}/login-links" => { post: users::login_link },
+        "/v1/password-resets" => { post: users::password_reset },
     }
 }
 

@@ -5,7 +5,7 @@
 use crate::http::error::ApiError;
 use crate::http::{
     agreements, balances, commissions, conversions, enrollments, integrations, links, ops,
-    partners, payouts, programs, redirect, reports, snippet, webhook_secrets,
+    partners, payouts, programs, redirect, reports, snippet, users, webhook_secrets,
 };
 use std::sync::OnceLock;
 use utoipa::openapi::response::{Response, ResponseBuilder};
@@ -296,6 +296,10 @@ impl utoipa::Modify for RedirectHead {
         links::list,
         links::get,
         links::disable,
+        users::invite_program_user,
+        users::invite_partner_user,
+        users::login_link,
+        users::password_reset,
     ),
     components(responses(
         BadRequest,
@@ -326,6 +330,7 @@ impl utoipa::Modify for RedirectHead {
         (name = "commissions", description = "What partners earn: commissions, balances, statements."),
         (name = "payouts", description = "Paying approved commissions."),
         (name = "reports", description = "Daily clicks, conversions, revenue and commission."),
+        (name = "accounts", description = "People who sign in to the portal at /portal: invitations, one-time sign-in links, password resets."),
     )
 )]
 struct ApiDoc;

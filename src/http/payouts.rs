@@ -70,20 +70,7 @@ pub async fn create(
         _ => "admin".into(),
     };
     let payout = payouts::create(&state.db, program, min, &actor).await?;
-    let label = program.to_string();
-    state.metrics.payouts.with_label_values(&[&label]).inc();
-    for item in &payout.items {
-        state
-            .metrics
-            .payout_minor
-            .with_label_values(&[&label, item.currency.code()])
-            .inc_by(item.amount_minor.max(0) as u64);
-        state
-            .metrics
-            .commissions
-            .with_label_values(&[&label, "paid"])
-            .inc_by(item.commission_count as u64);
-    }
+    payouts::record(&state.metrics, &payout);
     tracing::info!(payout = %payout.id, program = %program, items = payout.items.len(), "payout made");
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/v1/payouts/{}", payout.id)))

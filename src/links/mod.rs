@@ -4,9 +4,11 @@ pub mod cache;
 
 use crate::domain::KeyRing;
 use crate::domain::{AgreementId, LinkId, PartnerId, ProgramId, SubIds, WebUrl};
+use crate::{agreements, enrollments, programs};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
+use std::collections::BTreeMap;
 
 /// A link as stored. The public `url` is added by the HTTP layer from
 /// `MITRA_PUBLIC_URL`, so moving the public host does not rewrite rows.
@@ -71,6 +73,98 @@ pub struct NewLink {
     pub destination_url: Option<WebUrl>,
     pub sub_ids: SubIds,
     pub created_by_partner_id: Option<PartnerId>,
+}
+
+/// Who asks for a link: the admin, a program, or a partner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issuer {
+    Admin,
+    Program(ProgramId),
+    Partner(PartnerId),
+}
+
+/// Why a link was not issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// No such agreement, or not one the issuer may issue links under.
+    #[error("no such agreement")]
+    NotFound,
+    /// Fields that do not make a link, each with its message.
+    #[error("invalid link")]
+    Invalid(Vec<(&'static str, String)>),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for IssueError {
+    fn from(e: sqlx::Error) -> Self {
+        IssueError::Other(e.into())
+    }
+}
+
+/// Issues a link under an agreement, for the API and the portal alike:
+/// the admin, the agreement's program, or a partner named in its current
+/// terms and active in the program may; to anyone else the agreement does
+/// not exist. The destination must be on the program's landing domains.
+pub async fn issue(
+    db: &PgPool,
+    keys: &KeyRing,
+    issuer: Issuer,
+    agreement_id: AgreementId,
+    destination_url: Option<&str>,
+    sub_ids: &BTreeMap<String, String>,
+) -> Result<Link, IssueError> {
+    let agreement = agreements::get(db, agreement_id, None)
+        .await?
+        .ok_or(IssueError::NotFound)?;
+    let allowed = match issuer {
+        Issuer::Admin => true,
+        Issuer::Program(p) => p == agreement.program_id,
+        Issuer::Partner(p) => {
+            agreement.partners.iter().any(|s| s.partner_id == p)
+                && enrollments::is_active(db, agreement.program_id, p).await?
+        }
+    };
+    if !allowed {
+        return Err(IssueError::NotFound);
+    }
+    let program = programs::get(db, agreement.program_id)
+        .await?
+        .ok_or(IssueError::NotFound)?;
+    let mut invalid = Vec::new();
+    let destination = match destination_url {
+        None => None,
+        Some(raw) => match WebUrl::parse(raw).and_then(|u| program.landing().check(u)) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                invalid.push(("destination_url", e.to_string()));
+                None
+            }
+        },
+    };
+    let sub_ids = match SubIds::parse(sub_ids) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            invalid.push(("sub_ids", e.to_string()));
+            None
+        }
+    };
+    let (Some(sub_ids), true) = (sub_ids, invalid.is_empty()) else {
+        return Err(IssueError::Invalid(invalid));
+    };
+    let new = NewLink {
+        program_id: agreement.program_id,
+        agreement_id,
+        destination_url: destination,
+        sub_ids,
+        created_by_partner_id: match issuer {
+            Issuer::Partner(p) => Some(p),
+            _ => None,
+        },
+    };
+    let link = insert(db, keys, &new).await?;
+    tracing::info!(link = %link.id, agreement = %agreement_id, "link issued");
+    Ok(link)
 }
 
 /// Inserts a link and signs its code. The id is drawn first because the

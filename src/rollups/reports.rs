@@ -184,3 +184,35 @@ pub fn to_csv(rows: &[Row]) -> String {
     }
     out
 }
+
+/// One day's commission of a partner in one currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Earned {
+    pub day: NaiveDate,
+    pub currency: crate::domain::Currency,
+    pub commission_minor: i64,
+}
+
+/// A partner's commission per day and currency over a period (its
+/// programs may pay in different currencies, which never add up).
+pub async fn partner_earnings(
+    db: &PgPool,
+    partner: PartnerId,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<Earned>, sqlx::Error> {
+    sqlx::query_as!(
+        Earned,
+        r#"select d.day, g.currency as "currency: crate::domain::Currency",
+                  sum(d.commission_minor)::bigint as "commission_minor!"
+           from partner_conversion_days d join programs g on g.id = d.program_id
+           where d.partner_id = $1 and d.day between $2 and $3
+           group by d.day, g.currency
+           order by d.day, g.currency"#,
+        partner.get(),
+        from,
+        to
+    )
+    .fetch_all(db)
+    .await
+}

@@ -15,6 +15,7 @@ mod health;
 mod integrations;
 mod lifecycle;
 mod openapi;
+mod portal;
 mod read_replica;
 mod redirect;
 mod redis_cluster;

@@ -444,6 +444,9 @@ fn expected_refusals() -> BTreeMap<&'static str, u16> {
         ("PUT /v1/agreements/{id}", 400),
         ("PUT /v1/programs/{id}/integrations/{platform}/secret", 400),
         ("PUT /v1/programs/{id}/listing", 400),
+        ("POST /v1/partners/{id}/users", 400), // email
+        ("POST /v1/programs/{id}/users", 400), // email
+        ("POST /v1/password-resets", 400),     // email
         // Signed, not bearer-authenticated: an unsigned request is refused.
         ("POST /v1/programs/{id}/conversions", 401),
         ("POST /v1/programs/{id}/integrations/shopify", 401),

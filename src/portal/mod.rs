@@ -1,0 +1,182 @@
+//! The portal: partners and merchants use mitra in a browser, at
+//! `/portal`, served by the api role beside the JSON API.
+//!
+//! Server-rendered HTML that works without JavaScript; a little script
+//! (copy buttons, the browser's time zone) is vendored in the binary and
+//! served from `/portal/static/`. Pages call the same core functions as
+//! the API (enrollments, links, decisions, payouts, statements), so the
+//! rules live in one place; what the portal adds is sessions, forms and
+//! words. Every page sets a strict Content-Security-Policy: no inline
+//! script or style, nothing from another origin.
+
+mod auth;
+mod chart;
+mod examples;
+pub mod i18n;
+mod layout;
+mod merchant;
+mod partner;
+mod web;
+mod words;
+
+use actix_web::http::header;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{HttpResponse, web as aw};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use examples::{Example, all as webhook_examples};
+
+/// No script but our own file, no inline style or script, no framing, forms
+/// only to ourselves.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+    style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
+    frame-ancestors 'none'; base-uri 'none'";
+
+/// Sign-in attempts allowed per account, and per client address, per minute.
+pub const ATTEMPTS_PER_ACCOUNT: u32 = 5;
+pub const ATTEMPTS_PER_ADDRESS: u32 = 30;
+
+/// Limits on sign-in (and password-reset) attempts, kept in each process's
+/// memory: an attacker spreading guesses over N API processes gets N times
+/// the rate, still far too slow to guess a 10-character password.
+pub struct Limits {
+    per_account: DefaultKeyedRateLimiter<String>,
+    per_address: DefaultKeyedRateLimiter<IpAddr>,
+    calls: AtomicU64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Limits {
+    pub fn new() -> Self {
+        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        Self {
+            per_account: RateLimiter::keyed(per_minute(ATTEMPTS_PER_ACCOUNT)),
+            per_address: RateLimiter::keyed(per_minute(ATTEMPTS_PER_ADDRESS)),
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether one more attempt for `email` from `address` may go ahead;
+    /// counts it against both.
+    pub fn allow_sign_in(&self, email: &str, address: Option<IpAddr>) -> bool {
+        if self.calls.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
+            // Forget keys whose limits have fully recovered, so memory stays bounded.
+            self.per_account.retain_recent();
+            self.per_address.retain_recent();
+        }
+        let account = self
+            .per_account
+            .check_key(&email.trim().to_lowercase())
+            .is_ok();
+        let address = address.is_none_or(|a| self.per_address.check_key(&a).is_ok());
+        account && address
+    }
+}
+
+const CSS: &str = include_str!("static/portal.css");
+const JS: &str = include_str!("static/portal.js");
+
+async fn asset(path: aw::Path<String>) -> HttpResponse {
+    let (body, kind) = match path.as_str() {
+        "portal.css" => (CSS, "text/css; charset=utf-8"),
+        "portal.js" => (JS, "text/javascript; charset=utf-8"),
+        _ => return actix_web::ResponseError::error_response(&web::PortalError::NotFound),
+    };
+    HttpResponse::Ok()
+        .content_type(kind)
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(body)
+}
+
+async fn not_found() -> Result<HttpResponse, web::PortalError> {
+    Err(web::PortalError::NotFound)
+}
+
+/// The portal's routes, under `/portal`.
+pub fn configure(cfg: &mut aw::ServiceConfig) {
+    use aw::{get, post};
+    cfg.service(
+        aw::scope("/portal")
+            .wrap(
+                DefaultHeaders::new()
+                    .add((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+                    .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                    .add((header::X_FRAME_OPTIONS, "DENY"))
+                    // Tokens travel in some portal URLs: never in a Referer.
+                    .add((header::REFERRER_POLICY, "no-referrer"))
+                    .add((header::CACHE_CONTROL, "no-store")),
+            )
+            .route("", get().to(auth::home))
+            .route("/", get().to(auth::home))
+            .route("/static/{file}", get().to(asset))
+            .route("/login", get().to(auth::login_page))
+            .route("/login", post().to(auth::login))
+            .route("/logout", post().to(auth::logout))
+            .route("/lang/{code}", get().to(auth::set_language))
+            .route("/welcome/{token}", get().to(auth::password_page))
+            .route("/welcome/{token}", post().to(auth::set_password))
+            .route("/password-reset", get().to(auth::reset_page))
+            .route("/password-reset", post().to(auth::request_reset))
+            .route("/password-reset/{token}", get().to(auth::password_page))
+            .route("/password-reset/{token}", post().to(auth::set_password))
+            .route("/login-links/{token}", get().to(auth::login_link))
+            .route("/invitations/{token}", get().to(auth::invitation))
+            .route("/invitations/{token}/signup", post().to(auth::sign_up))
+            .route("/invitations/{token}/answer", post().to(auth::answer))
+            .route("/account", get().to(auth::account))
+            .route("/account", post().to(auth::save_account))
+            .route("/partner", get().to(partner::dashboard))
+            .route("/partner/programs", get().to(partner::programs))
+            .route("/partner/programs/{id}/apply", post().to(partner::apply))
+            .route(
+                "/partner/enrollments/{id}/{answer}",
+                post().to(partner::answer),
+            )
+            .route("/partner/links", get().to(partner::links))
+            .route("/partner/links", post().to(partner::create_link))
+            .route("/partner/links/{id}", get().to(partner::link))
+            .route("/partner/commissions", get().to(partner::commissions))
+            .route("/partner/statement", get().to(partner::statement))
+            .route("/partner/statement.csv", get().to(partner::statement_csv))
+            .route("/partner/payouts", get().to(partner::payouts))
+            .route("/merchant", get().to(merchant::overview))
+            .route("/merchant/partners", get().to(merchant::partners))
+            .route("/merchant/partners/invite", post().to(merchant::invite))
+            .route(
+                "/merchant/enrollments/{id}/{action}",
+                post().to(merchant::decide_enrollment),
+            )
+            .route("/merchant/agreements", get().to(merchant::agreements_list))
+            .route(
+                "/merchant/agreements",
+                post().to(merchant::create_agreement),
+            )
+            .route("/merchant/agreements/{id}", get().to(merchant::agreement))
+            .route(
+                "/merchant/agreements/{id}/versions",
+                post().to(merchant::new_version),
+            )
+            .route("/merchant/conversions", get().to(merchant::conversions))
+            .route(
+                "/merchant/conversions/{id}/{action}",
+                post().to(merchant::review),
+            )
+            .route("/merchant/payouts", get().to(merchant::payouts_page))
+            .route("/merchant/payouts", post().to(merchant::run_payout))
+            .route("/merchant/payouts/{file}", get().to(merchant::payout_csv))
+            .route("/merchant/integration", get().to(merchant::integration))
+            .route(
+                "/merchant/integration/secret",
+                post().to(merchant::roll_secret),
+            )
+            .default_service(aw::to(not_found)),
+    );
+}

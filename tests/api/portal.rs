@@ -1,0 +1,861 @@
+//! The portal over plain HTTP: accounts from invitations, sign-in and its
+//! limits, sessions and CSRF, one-time links, password reset by e-mail
+//! through a real SMTP server, and tenants kept apart. (The flows in a real
+//! browser are in tests/browser/portal.)
+
+use crate::helpers::*;
+use mitra::startup::Roles;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// A person's browser: a cookie jar, no redirects followed.
+pub struct Person {
+    pub client: reqwest::Client,
+    base: String,
+}
+
+impl Person {
+    pub fn new(app: &TestApp) -> Self {
+        Self::at(&app.address, "en")
+    }
+
+    pub fn at(base: &str, lang: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::ACCEPT_LANGUAGE,
+            reqwest::header::HeaderValue::from_str(lang).unwrap(),
+        );
+        Person {
+            client: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .default_headers(headers)
+                .build()
+                .unwrap(),
+            base: base.to_owned(),
+        }
+    }
+
+    /// Links mitra issues are on MITRA_PUBLIC_URL (in tests, the listen
+    /// address with port 0): their path, on this app.
+    fn url(&self, path: &str) -> String {
+        match url::Url::parse(path) {
+            Ok(u) => format!("{}{}", self.base, u.path()),
+            Err(_) => format!("{}{path}", self.base),
+        }
+    }
+
+    /// GET a page: its status and text.
+    pub async fn get(&self, path: &str) -> (StatusCode, String) {
+        let res = self.client.get(self.url(path)).send().await.unwrap();
+        (res.status(), res.text().await.unwrap())
+    }
+
+    /// GET a page that must answer 200; its text.
+    pub async fn page(&self, path: &str) -> String {
+        let (status, text) = self.get(path).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {text}");
+        text
+    }
+
+    /// POSTs a form with the CSRF token of `page` added; the response.
+    pub async fn post(&self, path: &str, page: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let mut form: Vec<(&str, &str)> = fields.to_vec();
+        let token = csrf(page);
+        form.push(("csrf", &token));
+        self.client
+            .post(self.url(path))
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// The CSRF token in a page's forms.
+pub fn csrf(page: &str) -> String {
+    let start = page
+        .find(r#"name="csrf" value=""#)
+        .unwrap_or_else(|| panic!("no CSRF field in the page: {page}"))
+        + r#"name="csrf" value=""#.len();
+    page[start..start + 44].to_owned()
+}
+
+pub fn location(res: &reqwest::Response) -> String {
+    res.headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// A program user with a password, signed in: the program and the person.
+pub async fn merchant(app: &TestApp) -> (Value, Person) {
+    let program = app.create_program().await;
+    let path = format!("/v1/programs/{}/users", s(&program["id"]));
+    let res = app
+        .post(
+            &path,
+            s(&program["api_key"]),
+            &json!({"email": "owner@shop.example"}),
+        )
+        .await;
+    let invited = assert_status(res, StatusCode::CREATED).await;
+    let person = Person::new(app);
+    set_password(&person, s(&invited["invite_url"])).await;
+    (program, person)
+}
+
+/// Opens an invitation link and chooses a password: signed in after.
+pub async fn set_password(person: &Person, url: &str) {
+    let page = person.page(url).await;
+    let res = person
+        .post(
+            url,
+            &page,
+            &[
+                ("password", "a long enough secret"),
+                ("password2", "a long enough secret"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/portal?notice=password-set");
+}
+
+/// A partner with a portal account, signed in.
+pub async fn partner_person(app: &TestApp, name: &str) -> (Value, Person) {
+    let partner = app.create_partner(name).await;
+    let path = format!("/v1/partners/{}/users", s(&partner["id"]));
+    let email = format!("{}+portal@example.com", name.to_lowercase());
+    let res = app
+        .post(&path, &app.admin_token, &json!({"email": email}))
+        .await;
+    let invited = assert_status(res, StatusCode::CREATED).await;
+    let person = Person::new(app);
+    set_password(&person, s(&invited["invite_url"])).await;
+    (partner, person)
+}
+
+#[tokio::test]
+async fn an_invited_merchant_chooses_a_password_and_lands_on_the_overview() {
+    let app = spawn_app().await;
+    let (_, person) = merchant(&app).await;
+
+    let (status, _) = person.get("/portal").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let overview = person.page("/portal/merchant").await;
+    assert!(overview.contains("Batik Shop"), "{overview}");
+    assert!(overview.contains("owner@shop.example"));
+
+    // Without the session cookie, the same page sends to the sign-in page.
+    let anonymous = Person::new(&app);
+    let (status, page) = anonymous.get("/portal/merchant").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+}
+
+#[tokio::test]
+async fn an_invitation_link_works_once_and_a_taken_address_is_refused() {
+    let app = spawn_app().await;
+    let program = app.create_program().await;
+    let path = format!("/v1/programs/{}/users", s(&program["id"]));
+    let res = app
+        .post(
+            &path,
+            &app.admin_token,
+            &json!({"email": "Owner@Shop.example"}),
+        )
+        .await;
+    let invited = assert_status(res, StatusCode::CREATED).await;
+    assert!(s(&invited["id"]).starts_with("usr_"));
+    let url = s(&invited["invite_url"]).to_owned();
+    let public = app.settings.public_base();
+    assert!(
+        url.starts_with(&format!("{public}/portal/welcome/")),
+        "{url}"
+    );
+
+    let person = Person::new(&app);
+    set_password(&person, &url).await;
+    let again = Person::new(&app);
+    let (status, page) = again.get(&url).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(page.contains("This link no longer works"), "{page}");
+
+    // The address has an account now, whatever its case.
+    let res = app
+        .post(
+            &path,
+            &app.admin_token,
+            &json!({"email": "owner@shop.EXAMPLE"}),
+        )
+        .await;
+    assert_problem(res, StatusCode::CONFLICT).await;
+    let partner = app.create_partner("Ayu").await;
+    let res = app
+        .post(
+            &format!("/v1/partners/{}/users", s(&partner["id"])),
+            &app.admin_token,
+            &json!({"email": "owner@shop.example"}),
+        )
+        .await;
+    assert_problem(res, StatusCode::CONFLICT).await;
+    // Another program's key may not invite into this program.
+    let other = app.create_program().await;
+    let res = app
+        .post(
+            &path,
+            s(&other["api_key"]),
+            &json!({"email": "x@shop.example"}),
+        )
+        .await;
+    assert_problem(res, StatusCode::NOT_FOUND).await;
+    let res = app
+        .post(&path, s(&program["api_key"]), &json!({"email": "nope"}))
+        .await;
+    assert_eq!(
+        invalid_fields(&assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY).await),
+        vec!["email"]
+    );
+}
+
+#[tokio::test]
+async fn sign_in_takes_the_right_password_and_limits_attempts_per_account() {
+    let app = spawn_app().await;
+    let _ = merchant(&app).await;
+    let person = Person::new(&app);
+    let page = person.page("/portal/login").await;
+    assert!(page.contains(r#"name="email""#) && page.contains(r#"name="password""#));
+
+    let res = person
+        .post(
+            "/portal/login",
+            &page,
+            &[
+                ("email", "owner@shop.example"),
+                ("password", "wrong password!"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("Wrong e-mail or password.")
+    );
+    let res = person
+        .post(
+            "/portal/login",
+            &page,
+            &[
+                ("email", "OWNER@shop.example"),
+                ("password", "a long enough secret"),
+                ("next", "/portal/merchant/payouts"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/portal/merchant/payouts");
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("mitra_session="))
+        .expect("a session cookie");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "{cookie}");
+
+    // Three more attempts reach the limit of five a minute; the sixth is refused
+    // even with the right password.
+    let guesser = Person::new(&app);
+    let page = guesser.page("/portal/login").await;
+    for _ in 0..3 {
+        let res = guesser
+            .post(
+                "/portal/login",
+                &page,
+                &[
+                    ("email", "owner@shop.example"),
+                    ("password", "guess guess guess"),
+                ],
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let res = guesser
+        .post(
+            "/portal/login",
+            &page,
+            &[
+                ("email", "owner@shop.example"),
+                ("password", "a long enough secret"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Another account from the same address is not held back by it.
+    let res = guesser
+        .post(
+            "/portal/login",
+            &page,
+            &[
+                ("email", "someone@else.example"),
+                ("password", "whatever it is"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn forms_without_their_csrf_token_are_refused_and_pages_carry_a_strict_policy() {
+    let app = spawn_app().await;
+    let (_, person) = merchant(&app).await;
+    let res = person
+        .client
+        .post(app.url("/portal/merchant/payouts"))
+        .form(&[("min", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = person
+        .client
+        .post(app.url("/portal/merchant/payouts"))
+        .form(&[("min", "1"), ("csrf", &"x".repeat(44))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    let res = person
+        .client
+        .get(app.url("/portal/merchant"))
+        .send()
+        .await
+        .unwrap();
+    let csp = res.headers()["content-security-policy"].to_str().unwrap();
+    assert_eq!(csp, mitra::portal::CONTENT_SECURITY_POLICY);
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(res.headers()["x-frame-options"], "DENY");
+    assert_eq!(res.headers()["referrer-policy"], "no-referrer");
+    let page = res.text().await.unwrap();
+    assert!(
+        !page.contains("<script>") && !page.contains(" style=\""),
+        "inline script or style"
+    );
+
+    // Signing out ends the session on the server, not just in the browser.
+    let res = person.post("/portal/logout", &page, &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let (status, _) = person.get("/portal/merchant").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn cookies_are_secure_when_the_public_url_is_https() {
+    let app = spawn_app_with(
+        Roles::API,
+        &[("MITRA_PUBLIC_URL", "https://go.shop.example")],
+    )
+    .await;
+    let person = Person::new(&app);
+    let res = person
+        .client
+        .get(app.url("/portal/login"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = res.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("mitra_csrf="), "{cookie}");
+    assert!(
+        cookie.contains("Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+}
+
+#[tokio::test]
+async fn a_partners_session_never_reaches_another_tenants_pages() {
+    let app = spawn_app().await;
+    let (ayu, ayu_person) = partner_person(&app, "Ayu").await;
+    let (budi, budi_person) = partner_person(&app, "Budi").await;
+    let program = app.create_program().await;
+    let a = app
+        .create_agreement(&program, &[(&ayu, 10000)], json!({}))
+        .await;
+    let b = app
+        .create_agreement(&program, &[(&budi, 10000)], json!({}))
+        .await;
+    let ayu_link = app.create_link(&a, json!({})).await;
+    let _ = b;
+
+    let path = format!("/portal/partner/links/{}", s(&ayu_link["id"]));
+    let page = ayu_person.page(&path).await;
+    assert!(page.contains(s(&ayu_link["code"])));
+    assert!(page.contains("<svg"), "a QR code");
+    for (who, path) in [
+        (&budi_person, path.as_str()),
+        (&budi_person, "/portal/merchant"),
+        (&budi_person, "/portal/merchant/payouts"),
+        (&ayu_person, "/portal/merchant/partners"),
+        (&ayu_person, "/portal/partner/links/lnk_zzzz"),
+    ] {
+        let (status, page) = who.get(path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {page}");
+    }
+    // A merchant's session reaches no partner page either.
+    let (_, owner) = merchant(&app).await;
+    let (status, _) = owner.get("/portal/partner").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Nor does a partner answer another partner's invitation.
+    let other = app.create_program().await;
+    let res = app
+        .post(
+            &format!("/v1/programs/{}/enrollments", s(&other["id"])),
+            &app.admin_token,
+            &json!({"partner_id": ayu["id"]}),
+        )
+        .await;
+    let invitation = assert_status(res, StatusCode::CREATED).await;
+    let page = budi_person.page("/portal/partner/programs").await;
+    let res = budi_person
+        .post(
+            &format!(
+                "/portal/partner/enrollments/{}/accept",
+                s(&invitation["id"])
+            ),
+            &page,
+            &[],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let page = ayu_person.page("/portal/partner/programs").await;
+    assert!(page.contains(s(&invitation["id"])));
+}
+
+#[tokio::test]
+async fn a_sign_in_link_works_once_within_a_minute_for_the_programs_own_partners() {
+    let app = spawn_app().await;
+    let program = app.create_program().await;
+    let ayu = app.create_partner("Ayu").await;
+    let path = format!("/v1/partners/{}/login-links", s(&ayu["id"]));
+    // Not a member yet: the program may not sign it in.
+    let res = app
+        .request(
+            reqwest::Method::POST,
+            &path,
+            Some(s(&program["api_key"])),
+            None,
+        )
+        .await;
+    assert_problem(res, StatusCode::NOT_FOUND).await;
+    app.enroll(&program, &ayu).await;
+    let res = app
+        .request(
+            reqwest::Method::POST,
+            &path,
+            Some(s(&program["api_key"])),
+            None,
+        )
+        .await;
+    let link = assert_status(res, StatusCode::CREATED).await;
+    let expires = chrono::DateTime::parse_from_rfc3339(s(&link["expires_at"])).unwrap();
+    let left = expires
+        .signed_duration_since(chrono::Utc::now())
+        .num_seconds();
+    assert!((55..=60).contains(&left), "{left} s");
+
+    let person = Person::new(&app);
+    let (status, _) = person.get(s(&link["url"])).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let dashboard = person.page("/portal/partner").await;
+    assert!(dashboard.contains("ayu@example.com"), "{dashboard}");
+    let (status, _) = Person::new(&app).get(s(&link["url"])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "used once");
+
+    // A link past its minute does not sign anyone in.
+    let res = app
+        .request(reqwest::Method::POST, &path, Some(&app.admin_token), None)
+        .await;
+    let late = assert_status(res, StatusCode::CREATED).await;
+    sqlx::query(
+        "update user_tokens set expires_at = now() - interval '1 second' where used_at is null",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let (status, _) = Person::new(&app).get(s(&late["url"])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// A tiny SMTP server: accepts every message and hands it to the test.
+async fn smtp_sink() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                write.write_all(b"220 sink ESMTP\r\n").await.unwrap();
+                let mut data: Option<String> = None;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(body) = data.as_mut() {
+                        if line == "." {
+                            tx.send(std::mem::take(body)).unwrap();
+                            data = None;
+                            write.write_all(b"250 queued\r\n").await.unwrap();
+                        } else {
+                            body.push_str(&line);
+                            body.push('\n');
+                        }
+                        continue;
+                    }
+                    let verb = line.split_whitespace().next().unwrap_or("").to_uppercase();
+                    let reply: &[u8] = match verb.as_str() {
+                        "EHLO" | "HELO" => b"250 sink\r\n",
+                        "DATA" => {
+                            data = Some(String::new());
+                            b"354 go ahead\r\n"
+                        }
+                        "QUIT" => {
+                            write.write_all(b"221 bye\r\n").await.unwrap();
+                            break;
+                        }
+                        _ => b"250 ok\r\n",
+                    };
+                    write.write_all(reply).await.unwrap();
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+#[tokio::test]
+async fn a_forgotten_password_is_reset_through_a_link_sent_over_smtp() {
+    let (port, mut inbox) = smtp_sink().await;
+    let smtp = format!("smtp://127.0.0.1:{port}");
+    let app = spawn_app_with(Roles::API, &[("MITRA_SMTP_URL", &smtp)]).await;
+    let (_, _owner) = merchant(&app).await;
+    let person = Person::at(&app.address, "id-ID,id;q=0.9");
+    let page = person.page("/portal/password-reset").await;
+    assert!(page.contains("Atur ulang kata sandi"), "Indonesian: {page}");
+    let res = person
+        .post(
+            "/portal/password-reset",
+            &page,
+            &[("email", "owner@shop.example")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mail = tokio::time::timeout(std::time::Duration::from_secs(10), inbox.recv())
+        .await
+        .expect("an e-mail within 10 s")
+        .unwrap();
+    assert!(mail.contains("owner@shop.example"), "{mail}");
+    // The body is quoted-printable: long lines end in a soft break.
+    let mail = mail.replace("=\n", "");
+    let start = mail
+        .find(&format!(
+            "{}/portal/password-reset/",
+            app.settings.public_base()
+        ))
+        .expect("the link");
+    let url: String = mail[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    // Nobody else got anything: an unknown address is answered the same, silently.
+    let res = person
+        .post(
+            "/portal/password-reset",
+            &page,
+            &[("email", "nobody@shop.example")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let form = person.page(&url).await;
+    let res = person
+        .post(
+            &url,
+            &form,
+            &[
+                ("password", "a brand new secret"),
+                ("password2", "a brand new secret"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let login = Person::new(&app);
+    let page = login.page("/portal/login").await;
+    let res = login
+        .post(
+            "/portal/login",
+            &page,
+            &[
+                ("email", "owner@shop.example"),
+                ("password", "a long enough secret"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "the old password is gone"
+    );
+    let res = login
+        .post(
+            "/portal/login",
+            &page,
+            &[
+                ("email", "owner@shop.example"),
+                ("password", "a brand new secret"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), inbox.recv())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn without_smtp_the_admin_hands_out_the_reset_link() {
+    let app = spawn_app().await;
+    let (_, _owner) = merchant(&app).await;
+    let person = Person::new(&app);
+    let page = person.page("/portal/password-reset").await;
+    assert!(page.contains("does not send e-mail"), "{page}");
+    let program = app.create_program().await;
+    let res = app
+        .post(
+            "/v1/password-resets",
+            s(&program["api_key"]),
+            &json!({"email": "owner@shop.example"}),
+        )
+        .await;
+    assert_problem(res, StatusCode::FORBIDDEN).await;
+    let res = app
+        .post(
+            "/v1/password-resets",
+            &app.admin_token,
+            &json!({"email": "nobody@shop.example"}),
+        )
+        .await;
+    assert_problem(res, StatusCode::NOT_FOUND).await;
+    let res = app
+        .post(
+            "/v1/password-resets",
+            &app.admin_token,
+            &json!({"email": "owner@shop.example"}),
+        )
+        .await;
+    let reset = assert_status(res, StatusCode::CREATED).await;
+    let url = s(&reset["url"]);
+    assert!(url.starts_with(&format!(
+        "{}/portal/password-reset/",
+        app.settings.public_base()
+    )));
+    let form = person.page(url).await;
+    assert!(form.contains("owner@shop.example"));
+}
+
+#[tokio::test]
+async fn a_program_invites_by_email_and_the_newcomer_signs_up_and_accepts() {
+    let app = spawn_app().await;
+    let (program, owner) = merchant(&app).await;
+    let page = owner.page("/portal/merchant/partners").await;
+    let res = owner
+        .post(
+            "/portal/merchant/partners/invite",
+            &page,
+            &[
+                ("email", "sari@example.id"),
+                ("note", "Welcome <b>Sari</b>"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = res.text().await.unwrap();
+    let start = page
+        .find(&format!(
+            "{}/portal/invitations/",
+            app.settings.public_base()
+        ))
+        .unwrap();
+    let url: String = page[start..].chars().take_while(|c| *c != '"').collect();
+
+    let sari = Person::at(&app.address, "id");
+    let invitation = sari.page(&url).await;
+    assert!(
+        invitation.contains("Undangan dari Batik Shop"),
+        "{invitation}"
+    );
+    assert!(
+        invitation.contains("Welcome &#60;b&#62;Sari&#60;/b&#62;"),
+        "escaped: {invitation}"
+    );
+    let signup = format!("{url}/signup");
+    let res = sari
+        .post(
+            &signup,
+            &invitation,
+            &[
+                ("name", "Sari Style"),
+                ("password", "short"),
+                ("password2", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = sari
+        .post(
+            &signup,
+            &invitation,
+            &[
+                ("name", "Sari Style"),
+                ("password", "a long enough secret"),
+                ("password2", "a long enough secret"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let invitation = sari.page(&url).await;
+    let res = sari
+        .post(
+            &format!("{url}/answer"),
+            &invitation,
+            &[("answer", "accept")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(&res),
+        "/portal/partner/programs?notice=invitation-accepted"
+    );
+    let programs = sari
+        .page("/portal/partner/programs?notice=invitation-accepted")
+        .await;
+    assert!(programs.contains("Undangan diterima"), "{programs}");
+
+    // The program sees its new member, by the name it chose.
+    let res = app
+        .get(
+            &format!(
+                "/v1/programs/{}/enrollments?status=active",
+                s(&program["id"])
+            ),
+            &app.admin_token,
+        )
+        .await;
+    let list = assert_status(res, StatusCode::OK).await;
+    assert_eq!(list["data"][0]["partner_name"], "Sari Style");
+    assert_eq!(list["data"][0]["email"], "sari@example.id");
+}
+
+#[tokio::test]
+async fn the_demo_prints_portal_sign_ins_that_work() {
+    let (_db, url) = fresh_database().await;
+    let env = vec![
+        ("DATABASE_URL", url.to_string()),
+        ("REDIS_URL", std::env::var("REDIS_URL").unwrap()),
+        (
+            "MITRA_ADMIN_TOKEN",
+            "demo-admin-token-for-a-test".to_owned(),
+        ),
+        (
+            "MITRA_LINK_KEYS",
+            format!("1:{}", mitra::domain::random_token()),
+        ),
+        (
+            "MITRA_REDIS_PREFIX",
+            format!("test:demo:{}:", std::process::id()),
+        ),
+    ];
+    let demo = ServerProcess::start(&["demo"], &env);
+    let mut logins = Vec::new();
+    for _ in 0..200 {
+        logins = demo
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| {
+                let l = l.trim();
+                let (who, rest) = l.split_once(':')?;
+                let mut words = rest.split_whitespace();
+                let (email, label, password) = (words.next()?, words.next()?, words.next()?);
+                (["merchant", "partner"].contains(&who) && label == "password")
+                    .then(|| (who.to_owned(), email.to_owned(), password.to_owned()))
+            })
+            .collect::<Vec<_>>();
+        if logins.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(logins.len(), 2, "{:?}", demo.logs.lock().unwrap());
+    for (who, email, password) in logins {
+        let person = Person::at(&demo.base, "en");
+        let page = person.page("/portal/login").await;
+        let res = person
+            .post(
+                "/portal/login",
+                &page,
+                &[("email", &email), ("password", &password)],
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{who}");
+        let home = if who == "merchant" {
+            "/portal/merchant"
+        } else {
+            "/portal/partner"
+        };
+        let page = person.page(home).await;
+        assert!(page.contains(&email), "{who}: {page}");
+    }
+}
+
+#[tokio::test]
+async fn the_language_switch_outranks_the_browser_and_never_redirects_elsewhere() {
+    let app = spawn_app().await;
+    let person = Person::new(&app);
+    let (_, page) = person.get("/portal/login").await;
+    assert!(page.contains("<html lang=\"en\">") && page.contains(">Sign in<"));
+    let res = person
+        .client
+        .get(app.url("/portal/lang/id?next=/portal/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/portal/login");
+    let page = person.page("/portal/login").await;
+    assert!(
+        page.contains("<html lang=\"id\">") && page.contains(">Masuk<"),
+        "{page}"
+    );
+    for next in [
+        "//evil.example/portal",
+        "https://evil.example/",
+        "/v1/programs",
+    ] {
+        let url = format!(
+            "/portal/lang/en?next={}",
+            url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+        );
+        let res = person.client.get(app.url(&url)).send().await.unwrap();
+        assert_eq!(location(&res), "/portal", "{next}");
+    }
+    let (status, _) = person.get("/portal/lang/fr").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
