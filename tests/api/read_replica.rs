@@ -24,10 +24,38 @@ fn replica_url(database: &str) -> url::Url {
 struct ReplayPaused;
 
 impl ReplayPaused {
-    async fn start() -> Self {
+    /// Pauses replay once the replica has caught up with the primary: the
+    /// shared server takes WAL from other tests too (a database cloned from
+    /// the template is a burst of it), and a replica already behind when
+    /// paused would look stale sooner than the test counts from.
+    async fn start(primary: &str) -> Self {
         let mut conn = PgConnection::connect(replica_url("postgres").as_str())
             .await
             .unwrap();
+        let mut on_primary = PgConnection::connect(primary).await.unwrap();
+        let target: String = sqlx::query_scalar("select pg_current_wal_lsn()::text")
+            .fetch_one(&mut on_primary)
+            .await
+            .unwrap();
+        eventually(
+            Duration::from_secs(10),
+            "the replica never caught up with the primary",
+            || {
+                let replica = replica_url("postgres");
+                let target = target.clone();
+                async move {
+                    let mut c = PgConnection::connect(replica.as_str()).await.unwrap();
+                    sqlx::query_scalar::<_, bool>(
+                        "select pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+                    )
+                    .bind(target)
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap()
+                }
+            },
+        )
+        .await;
         sqlx::query("select pg_wal_replay_pause()")
             .execute(&mut conn)
             .await
@@ -138,7 +166,7 @@ async fn reports_read_the_replica_while_it_is_within_its_lag_bound_and_the_prima
     assert_eq!(reads_from(&app, "replica").await, before + 1.0);
 
     // The replica stops replaying: what the primary commits now it lacks.
-    let paused = ReplayPaused::start().await;
+    let paused = ReplayPaused::start(url.as_str()).await;
     let paused_at = Instant::now();
     click_and_roll_up(&app, &f.link, 2).await;
     let seen = clicks_reported(&app).await;
