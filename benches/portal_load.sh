@@ -111,14 +111,15 @@ STATEMENT=$(curl -fs -H "$COOKIE" "$BASE/portal/partner/statement" | grep -c '<t
 run() { wrk -t1 -c"${CONNS:-1}" -d"${DURATION:-10}s" --latency "$@"; }
 pct() { awk -v p="$1" '$1 == p {print $2}'; }
 line() { printf '%-38s %8s   %-9s %s\n' "$1" "$(echo "$2" | awk '/^Requests\/sec/ {print $2}')" "$(echo "$2" | pct 50%)" "$(echo "$2" | pct 99%)"; }
-say "timing"
-H=$(run "$BASE/healthz")
-D=$(run -H "$COOKIE" "$BASE/portal/partner")
-C=$(run -H "$COOKIE" "$BASE/portal/partner/commissions")
-S=$(run -H "$COOKIE" "$BASE/portal/partner/statement")
-P=$(run -H "$COOKIE" "$BASE/portal/partner/payouts")
-cat <<OUT
+time_pages() {
+    H=$(run "$BASE/healthz")
+    D=$(run -H "$COOKIE" "$BASE/portal/partner")
+    C=$(run -H "$COOKIE" "$BASE/portal/partner/commissions")
+    S=$(run -H "$COOKIE" "$BASE/portal/partner/statement")
+    P=$(run -H "$COOKIE" "$BASE/portal/partner/payouts")
+    cat <<OUT
 
+$1
 a partner with a year of data (18,250 roll-up rows, 7,300 commissions, 29,200 ledger entries),
 ${CONNS:-1} connection(s), release build, server-side (wrk on loopback):
                                           req/s   p50       p99
@@ -127,5 +128,14 @@ $(line "GET /portal/partner (dashboard)" "$D")
 $(line "GET /portal/partner/commissions ($COMMISSIONS)" "$C")
 $(line "GET /portal/partner/statement ($STATEMENT)" "$S")
 $(line "GET /portal/partner/payouts" "$P")
+OUT
+}
+say "timing, balances summed from the whole ledger (no checkpoint yet: the baseline)"
+time_pages "without balance checkpoints"
+say "taking balance checkpoints (daily over the year, as workers keep them)"
+target/release/mitra checkpoint-balances
+say "timing, balances from checkpoints"
+time_pages "with balance checkpoints"
+cat <<OUT
 target: every page under 50 ms
 OUT

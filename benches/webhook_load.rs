@@ -39,17 +39,27 @@ struct Target {
     secret: String,
     keys: KeyRing,
     link: LinkId,
+    /// Three lines per order (books, gift cards, no category), as a shop
+    /// sending `items` would.
+    items: bool,
 }
 
 impl Target {
     fn body(&self, order: &str) -> Vec<u8> {
         let at = Utc::now().timestamp_millis() - 60_000;
         let click = click_id::issue(&self.keys, self.link, at, rand::random()).expect("click id");
-        serde_json::to_vec(&serde_json::json!({
+        let mut body = serde_json::json!({
             "order_id": order, "event": "sale", "amount_minor": 12_345,
             "currency": "EUR", "click_id": click.as_str()
-        }))
-        .expect("json")
+        });
+        if self.items {
+            body["items"] = serde_json::json!([
+                {"sku": "b", "category": "books", "amount_minor": 4_000},
+                {"sku": "g", "category": "gift-cards", "amount_minor": 2_345, "quantity": 2},
+                {"sku": "x", "amount_minor": 6_000}
+            ]);
+        }
+        serde_json::to_vec(&body).expect("json")
     }
 
     async fn post(&self, body: Vec<u8>) -> (bool, Duration) {
@@ -96,6 +106,7 @@ fn target(connections: usize) -> anyhow::Result<Target> {
         keys: KeyRing::parse(&SecretString::from(env("MITRA_LINK_KEYS")))
             .map_err(anyhow::Error::msg)?,
         link: LinkId::parse(&env("LOAD_LINK")).map_err(|_| anyhow::anyhow!("LOAD_LINK"))?,
+        items: std::env::var("LOAD_ITEMS").is_ok_and(|v| !v.is_empty()),
     })
 }
 

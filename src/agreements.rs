@@ -322,3 +322,21 @@ pub async fn has_partner(
     .fetch_one(db)
     .await
 }
+
+/// Whether the partner is in any version of any agreement of the program.
+pub async fn partner_in_program(
+    db: &PgPool,
+    program: ProgramId,
+    partner: PartnerId,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"select exists (
+               select 1 from agreements a join agreement_partners ap on ap.agreement_id = a.id
+               where a.program_id = $1 and ap.partner_id = $2
+           ) as "found!""#,
+        program.get(),
+        partner.get()
+    )
+    .fetch_one(db)
+    .await
+}

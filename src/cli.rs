@@ -32,6 +32,9 @@ enum Command {
     Migrate,
     /// Create a demo program, partner and link, print how to use them, and serve.
     Demo,
+    /// Take a balance checkpoint now (workers take one every hour); for
+    /// after a restore, or before timing balance reads.
+    CheckpointBalances,
     /// Print a `Mitra-Signature` header value for a webhook body.
     Sign {
         /// The program's webhook secret (whsec_...).
@@ -101,6 +104,19 @@ pub async fn run() -> ExitCode {
                 let pool = db::pool(&settings)?;
                 db::migrate(&pool).await?;
                 tracing::info!("migrations applied");
+                Ok(())
+            })
+            .await
+        }
+        Command::CheckpointBalances => {
+            with_settings(|settings| async move {
+                let pool = db::pool(&settings)?;
+                db::migrate(&pool).await?;
+                let now = chrono::Utc::now();
+                match crate::commissions::checkpoints::take(&pool, Some(now)).await? {
+                    Some(through) => println!("balance checkpoint taken at {through}"),
+                    None => println!("a checkpoint as recent exists already"),
+                }
                 Ok(())
             })
             .await

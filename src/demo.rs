@@ -41,7 +41,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Seeded> {
             name: Name::parse("Demo Shop")?,
             currency: Currency::parse("EUR")?,
             landing_domains: LandingDomains::parse(&["shop.example"])?,
-            default_url: WebUrl::parse("https://shop.example/")?,
+            default_url: WebUrl::parse_plain("https://shop.example/")?,
             attribution_window_days: 30,
             hold_days: 0,
             commission: CommissionRules::parse(&serde_json::json!({
@@ -105,7 +105,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Seeded> {
         &NewLink {
             program_id: program.id,
             agreement_id: agreement,
-            destination_url: Some(WebUrl::parse("https://shop.example/summer-sale")?),
+            destination_url: Some(WebUrl::parse_plain("https://shop.example/summer-sale")?),
             sub_ids,
             created_by_partner_id: None,
         },

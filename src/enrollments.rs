@@ -36,6 +36,8 @@ pub struct Enrollment {
 
 /// One move of a membership, as kept.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+// Named apart from the conversion `Event`: components share one namespace.
+#[schema(as = EnrollmentEvent)]
 pub struct Event {
     pub action: EnrollmentAction,
     pub from_status: Option<EnrollmentStatus>,
@@ -59,6 +61,9 @@ pub enum Invitee {
 pub enum EnrollError {
     #[error("no such {0}")]
     NotFound(&'static str),
+    /// The partner an invitation names does not exist.
+    #[error("no such partner")]
+    UnknownPartner,
     #[error(transparent)]
     Move(#[from] TransitionError),
     #[error("{0}")]
@@ -98,7 +103,7 @@ pub async fn invite(
             .fetch_one(&mut *tx)
             .await?;
             if !exists {
-                return Err(EnrollError::NotFound("partner"));
+                return Err(EnrollError::UnknownPartner);
             }
             let current = lock_by_partner(&mut tx, program, *partner).await?;
             match current {

@@ -11,7 +11,7 @@ pub struct Partner {
     pub id: PartnerId,
     #[schema(examples("Ayu"))]
     pub name: String,
-    #[schema(format = Email, examples("ayu@example.com"))]
+    #[schema(value_type = Email)]
     pub email: String,
     pub created_at: DateTime<Utc>,
 }

@@ -1,19 +1,37 @@
 //! Deciding, without I/O: to whom each conversion's credit goes, under which
 //! terms, and what each partner earns. `load` gathers the facts, this
-//! decides, the worker books what was decided.
+//! decides, the worker books what was decided. `earn` (what an order earns
+//! under an agreement's terms) is also what the simulator answers with, so
+//! a quote and a booking can never disagree.
+//!
+//! Order of precedence, from the conversion to the amounts:
+//!
+//! 1. Attribution: a renewal goes to its subscription's first payment's
+//!    agreement; otherwise a coupon beats a click.
+//! 2. Terms: the agreement version and the program terms version in force
+//!    when the conversion happened.
+//! 3. Rule: the agreement's rule for the event if it has one, else the
+//!    program's (the whole rule, options and all; never the higher of two).
+//! 4. Within the rule (`pricing`): a line's category rate over the default
+//!    rate; the default rate is the tier in force; bonuses and re-rating on
+//!    top, as commissions of their own.
+//! 5. The split: each total among the agreement's partners by share.
 
 use super::fraud::Signals;
+use super::pricing::{self, MonthState};
 use crate::commissions::booking::NewCommission;
 use crate::config::FraudSettings;
 use crate::domain::click_id::ClickId;
 use crate::domain::{
-    AgreementId, AppliedRule, AttributionSource, CommissionRules, ConversionId, ConversionReason,
-    ConversionStatus, Currency, EnrollmentStatus, Event, FraudSignal, LinkId, PartnerId, ProgramId,
-    Rule, allocate, apply_rate, earns_at,
+    AgreementId, AppliedRenewal, AppliedRule, AttributionSource, CommissionKind, CommissionRules,
+    ConversionId, ConversionReason, ConversionStatus, Currency, EarningEvent, EnrollmentStatus,
+    Event, FraudSignal, Item, LinkId, PartnerId, ProgramId, Rule, RuleSource, allocate, apply_rate,
+    earns_at,
 };
 use crate::rollups::conversions::Delta;
-use chrono::{DateTime, Duration, Utc};
-use std::collections::HashMap;
+use chrono::{DateTime, Duration, Months, NaiveDate, Utc};
+use sqlx::types::Json;
+use std::collections::{BTreeSet, HashMap};
 
 /// A claimed conversion.
 #[derive(Debug, Clone)]
@@ -29,6 +47,16 @@ pub struct Claimed {
     pub occurred_at: DateTime<Utc>,
     /// The webhook's request id: log lines about this conversion carry it.
     pub request_id: Option<String>,
+    /// The order's lines, when the shop sent them.
+    pub items: Option<Json<Vec<Item>>>,
+    /// Sales: the subscription this payment belongs to.
+    pub subscription_id: Option<String>,
+}
+
+impl Claimed {
+    pub fn lines(&self) -> Option<&[Item]> {
+        self.items.as_ref().map(|i| i.0.as_slice())
+    }
 }
 
 /// What attribution decided for one conversion.
@@ -43,6 +71,7 @@ pub struct Outcome {
     pub clicked_at: Option<DateTime<Utc>>,
     pub agreement_id: Option<AgreementId>,
     pub agreement_version: Option<i32>,
+    pub program_version: Option<i32>,
     /// Refunds: the sale they were applied to.
     pub sale_id: Option<ConversionId>,
 }
@@ -63,14 +92,18 @@ impl Outcome {
             clicked_at: None,
             agreement_id: None,
             agreement_version: None,
+            program_version: None,
             sale_id: None,
         }
     }
 }
 
-/// The program settings attribution needs.
+/// One version of a program's terms.
 #[derive(Debug, Clone)]
 pub struct ProgramTerms {
+    pub version: i32,
+    /// When this version was made; it governs conversions from then on.
+    pub since: DateTime<Utc>,
     pub rules: CommissionRules,
     pub window_days: i32,
     pub hold_days: i32,
@@ -88,9 +121,19 @@ pub struct Terms {
 }
 
 impl Terms {
-    fn in_force_at(&self, at: DateTime<Utc>) -> bool {
+    pub fn in_force_at(&self, at: DateTime<Utc>) -> bool {
         self.valid_from.is_none_or(|f| at >= f) && self.valid_until.is_none_or(|u| at < u)
     }
+}
+
+/// A subscription's first payment, as the database holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub id: ConversionId,
+    pub status: ConversionStatus,
+    pub agreement_id: Option<AgreementId>,
+    pub link_id: Option<LinkId>,
+    pub occurred_at: DateTime<Utc>,
 }
 
 /// A partner's membership of a program: its status, and when it ended.
@@ -99,7 +142,8 @@ pub type Membership = (EnrollmentStatus, Option<DateTime<Utc>>);
 /// Everything the database knows that bears on a batch.
 #[derive(Default)]
 pub struct Facts {
-    pub programs: HashMap<ProgramId, ProgramTerms>,
+    /// Every version of each program's terms, oldest first.
+    pub programs: HashMap<ProgramId, Vec<ProgramTerms>>,
     /// (program, upper-cased code) -> the agreement owning the coupon.
     pub coupons: HashMap<(ProgramId, String), AgreementId>,
     /// Click ids that verify under our keys, by conversion.
@@ -111,6 +155,28 @@ pub struct Facts {
     /// (program, partner) -> the membership's status and when it ended.
     pub members: HashMap<(ProgramId, PartnerId), Membership>,
     pub signals: Signals,
+    /// (program, subscription id) -> the subscription's first payment.
+    pub subscriptions: HashMap<(ProgramId, String), Origin>,
+    /// (agreement, month) -> its counted sales so far, for the rules with
+    /// tiers or bonuses the batch's sales price under.
+    pub months: HashMap<(AgreementId, NaiveDate), MonthState>,
+}
+
+impl Facts {
+    /// The program's terms in force at `at`: the latest version made at or
+    /// before it (the first version for anything earlier).
+    pub fn program_terms(&self, program: ProgramId, at: DateTime<Utc>) -> Option<&ProgramTerms> {
+        in_force(self.programs.get(&program)?, at)
+    }
+}
+
+/// The version of `versions` (oldest first) in force at `at`.
+pub fn in_force(versions: &[ProgramTerms], at: DateTime<Utc>) -> Option<&ProgramTerms> {
+    versions
+        .iter()
+        .rev()
+        .find(|v| v.since <= at)
+        .or_else(|| versions.first())
 }
 
 /// Where a conversion's credit goes before terms are applied.
@@ -121,18 +187,55 @@ pub struct Candidate<'a> {
     pub link_id: Option<LinkId>,
     pub clicked_at: Option<DateTime<Utc>>,
     pub click_id: Option<&'a str>,
+    /// A renewal: its subscription's first payment.
+    pub renewal: Option<Renewal>,
+}
+
+/// A renewal's first payment, for pricing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renewal {
+    pub subscription_id: String,
+    pub first_id: ConversionId,
+    pub first_occurred_at: DateTime<Utc>,
 }
 
 /// The coupon's or the click's agreement, or why there is none. A coupon
-/// beats a click: influencer codes are how merchants expect it.
+/// beats a click: influencer codes are how merchants expect it. A renewal
+/// (a sale whose subscription has an earlier first payment) goes where the
+/// first payment went, whatever click or coupon it carries.
+///
+/// An outcome with status `received` means "not yet": a renewal whose first
+/// payment has not been attributed yet (in this batch, or held by another
+/// worker); it stays received and is claimed again.
 pub fn candidate<'a>(row: &'a Claimed, facts: &Facts) -> Result<Candidate<'a>, Outcome> {
     use ConversionReason as R;
     use ConversionStatus as S;
     let not = |status, reason| Outcome::new(row.id, status, Some(reason));
     let program = facts
-        .programs
-        .get(&row.program_id)
+        .program_terms(row.program_id, row.occurred_at)
         .ok_or_else(|| not(S::Rejected, R::UnknownProgram))?;
+    if row.event == Event::Sale
+        && let Some(sub) = &row.subscription_id
+        && let Some(first) = facts.subscriptions.get(&(row.program_id, sub.clone()))
+        && first.id != row.id
+    {
+        return match (first.status, first.agreement_id) {
+            (S::Received, _) => Err(Outcome::new(row.id, S::Received, None)),
+            (S::Attributed, Some(agreement_id)) => Ok(Candidate {
+                via: AttributionSource::Subscription,
+                agreement_id,
+                link_id: first.link_id,
+                clicked_at: None,
+                click_id: None,
+                renewal: Some(Renewal {
+                    subscription_id: sub.clone(),
+                    first_id: first.id,
+                    first_occurred_at: first.occurred_at,
+                }),
+            }),
+            _ => Err(not(S::Unattributed, R::SubscriptionNotAttributed)),
+        };
+    }
     if let Some(code) = &row.coupon {
         let key = (row.program_id, code.trim().to_ascii_uppercase());
         if let Some(agreement_id) = facts.coupons.get(&key) {
@@ -142,6 +245,7 @@ pub fn candidate<'a>(row: &'a Claimed, facts: &Facts) -> Result<Candidate<'a>, O
                 link_id: None,
                 clicked_at: None,
                 click_id: None,
+                renewal: None,
             });
         }
         if row.click_id.is_none() {
@@ -177,148 +281,350 @@ pub fn candidate<'a>(row: &'a Claimed, facts: &Facts) -> Result<Candidate<'a>, O
         link_id: Some(click.link),
         clicked_at: Some(clicked_at),
         click_id: Some(raw_click),
+        renewal: None,
     })
 }
 
 /// What a batch decided: each conversion's outcome, the commissions to
-/// book, and the changes to the daily roll-ups.
+/// book, the changes to the daily roll-ups, and the months' new tier state.
 #[derive(Debug, Default)]
 pub struct Decided {
     pub outcomes: Vec<Outcome>,
     pub bookings: Vec<NewCommission>,
     pub deltas: Vec<Delta>,
+    pub months: Vec<((AgreementId, NaiveDate), MonthState)>,
 }
 
-/// Decides every sale and lead of a batch (refunds are decided apart).
+/// Decides every sale and lead of a batch (refunds are decided apart), in
+/// claim order: that order ranks a month's sales for tiers and milestones.
 pub fn attribute(
     rows: &[Claimed],
     facts: &Facts,
     fraud: &FraudSettings,
     now: DateTime<Utc>,
 ) -> Decided {
-    let mut d = Decided::default();
+    // Two commissions and three roll-up rows per sale is the common case.
+    let mut d = Decided {
+        outcomes: Vec::with_capacity(rows.len()),
+        bookings: Vec::with_capacity(rows.len() * 2),
+        deltas: Vec::with_capacity(rows.len() * 3),
+        months: Vec::new(),
+    };
+    let mut months = facts.months.clone();
+    let mut touched = BTreeSet::new();
     for row in rows {
         match candidate(row, facts) {
+            Err(outcome) if outcome.status == ConversionStatus::Received => {}
             Err(outcome) => d.outcomes.push(outcome),
-            Ok(cand) => decide_one(row, &cand, facts, fraud, now, &mut d),
+            Ok(cand) => {
+                if let Some(key) = decide_one(row, &cand, facts, fraud, now, &months, &mut d) {
+                    months.insert(key.0, key.1);
+                    touched.insert(key.0);
+                }
+            }
         }
     }
+    d.months = touched.into_iter().map(|k| (k, months[&k])).collect();
     d
 }
 
+/// Decides one attributed conversion; answers the month state it changed.
 fn decide_one(
     row: &Claimed,
     cand: &Candidate<'_>,
     facts: &Facts,
     fraud: &FraudSettings,
     now: DateTime<Utc>,
+    months: &HashMap<(AgreementId, NaiveDate), MonthState>,
     d: &mut Decided,
-) {
+) -> Option<((AgreementId, NaiveDate), MonthState)> {
     use ConversionReason as R;
     use ConversionStatus as S;
+    let program = facts.program_terms(row.program_id, row.occurred_at)?;
     let mut outcome = Outcome {
         via: Some(cand.via),
         link_id: cand.link_id,
         clicked_at: cand.clicked_at,
         agreement_id: Some(cand.agreement_id),
+        program_version: Some(program.version),
         ..Outcome::new(row.id, S::Unattributed, None)
     };
     let Some(terms) = facts.terms.get(&row.id) else {
         outcome.reason = Some(R::AgreementMissing);
         d.outcomes.push(outcome);
-        return;
+        return None;
     };
     outcome.agreement_version = Some(terms.version);
     if !terms.in_force_at(row.occurred_at) {
         outcome.reason = Some(R::AgreementInactive);
         d.outcomes.push(outcome);
-        return;
+        return None;
     }
     if row.event == Event::Lead && facts.signals.is_repeat_lead(row, cand.click_id) {
         outcome.status = S::Rejected;
         outcome.reason = Some(R::Duplicate);
         d.outcomes.push(outcome);
-        return;
+        return None;
     }
     outcome.fraud = facts
         .signals
         .check(row, cand.click_id, cand.clicked_at, fraud);
     outcome.status = S::Attributed;
-    let day_delta = |partner: Option<PartnerId>, commission: i64| Delta {
+    let day_delta = |partner: Option<PartnerId>, commission: i64, counted: bool| Delta {
         program: row.program_id,
         partner,
         link: cand.link_id,
         day: row.occurred_at.date_naive(),
-        conversions: 1,
-        revenue_minor: if row.event == Event::Sale {
+        conversions: i64::from(counted),
+        revenue_minor: if counted && row.event == Event::Sale {
             row.amount_minor
         } else {
             0
         },
         commission_minor: commission,
     };
-    let program = &facts.programs[&row.program_id];
-    let Some(event) = row.event.earning() else {
-        return; // refunds never reach here
+    let event = row.event.earning()?; // refunds never reach here
+    let order = Order {
+        conversion_id: row.id,
+        program_id: row.program_id,
+        agreement_id: cand.agreement_id,
+        event,
+        amount_minor: row.amount_minor,
+        currency: row.currency,
+        items: row.lines(),
+        occurred_at: row.occurred_at,
+        renewal: cand.renewal.as_ref(),
     };
-    let Some(rule) = terms.rules.overriding(&program.rules).get(event) else {
-        outcome.reason = Some(R::NoRule);
-        d.deltas.push(day_delta(None, 0));
-        d.outcomes.push(outcome);
-        return;
+    let month_key = (
+        cand.agreement_id,
+        pricing::month_of(row.occurred_at.date_naive()),
+    );
+    let month = months.get(&month_key).copied().unwrap_or_default();
+    let held = Held {
+        review: outcome.fraud.clone(),
+        approve_after: now + Duration::days(i64::from(program.hold_days)),
     };
-    let Some((total, parts)) = split(rule, row.amount_minor, &terms.shares) else {
-        outcome.status = S::Rejected;
-        outcome.reason = Some(R::AmountOverflow);
-        d.outcomes.push(outcome);
-        return;
+    let earned = match earn(&order, terms, program, month, &held) {
+        Ok(earned) => earned,
+        Err(R::AmountOverflow) => {
+            outcome.status = S::Rejected;
+            outcome.reason = Some(R::AmountOverflow);
+            d.outcomes.push(outcome);
+            return None;
+        }
+        Err(reason) => {
+            // Attributed, earning nothing: no rule for the event, or a
+            // renewal the rule does not pay. It still counts in reports.
+            outcome.reason = Some(reason);
+            d.deltas.push(day_delta(None, 0, true));
+            d.outcomes.push(outcome);
+            return None;
+        }
     };
     // A partner earns only while it is a member of the program (or on what
     // happened before its membership ended); its share is not passed on.
-    let earning: Vec<((PartnerId, u32), i64)> = terms
-        .shares
-        .iter()
-        .copied()
-        .zip(parts)
-        .filter(|((partner, _), _)| {
-            facts
-                .members
-                .get(&(row.program_id, *partner))
-                .is_some_and(|(status, ended)| earns_at(*status, *ended, row.occurred_at))
-        })
-        .collect();
-    if earning.is_empty() {
+    let Some(earned) = members_only(
+        earned,
+        row.program_id,
+        terms,
+        &facts.members,
+        row.occurred_at,
+    ) else {
         outcome.status = S::Unattributed;
         outcome.reason = Some(R::PartnerInactive);
         outcome.fraud.clear();
         d.outcomes.push(outcome);
-        return;
+        return None;
+    };
+    let all: i64 = earned.bookings.iter().map(|b| b.amount_minor).sum();
+    d.deltas.push(day_delta(None, all, true));
+    for b in &earned.bookings {
+        let counted = b.kind == CommissionKind::Conversion;
+        d.deltas
+            .push(day_delta(Some(b.partner_id), b.amount_minor, counted));
     }
-    d.deltas
-        .push(day_delta(None, earning.iter().map(|(_, a)| a).sum()));
-    for ((partner, share), amount) in earning {
-        if amount == 0 {
-            continue;
-        }
-        d.deltas.push(day_delta(Some(partner), amount));
-        d.bookings.push(NewCommission {
-            conversion_id: row.id,
-            program_id: row.program_id,
-            partner_id: partner,
-            agreement_id: cand.agreement_id,
-            agreement_version: terms.version,
-            rule: AppliedRule { event, rule },
-            base_minor: row.amount_minor,
-            total_minor: total,
-            share_bps: share as i32,
-            amount_minor: amount,
-            currency: row.currency,
-            review: !outcome.fraud.is_empty(),
-            fraud_reasons: outcome.fraud.clone(),
-            approve_after: now + Duration::days(i64::from(program.hold_days)),
-        });
-    }
+    d.bookings.extend(earned.bookings);
     d.outcomes.push(outcome);
+    earned.month.map(|m| (month_key, m))
+}
+
+/// `earned` with only the commissions of partners who are members of the
+/// program at `at` (active, or whose membership ended after it): a
+/// partner who left earns nothing new, and its share is not passed on.
+/// `None` when no partner of the agreement earns. Booking and the
+/// simulator both filter through it.
+pub fn members_only(
+    mut earned: Earned,
+    program: ProgramId,
+    terms: &Terms,
+    members: &HashMap<(ProgramId, PartnerId), Membership>,
+    at: DateTime<Utc>,
+) -> Option<Earned> {
+    let member = |partner: PartnerId| {
+        members
+            .get(&(program, partner))
+            .is_some_and(|(status, ended)| earns_at(*status, *ended, at))
+    };
+    if !terms.shares.iter().any(|(p, _)| member(*p)) {
+        return None;
+    }
+    earned.bookings.retain(|b| member(b.partner_id));
+    Some(earned)
+}
+
+/// An order as pricing sees it.
+#[derive(Debug, Clone)]
+pub struct Order<'a> {
+    pub conversion_id: ConversionId,
+    pub program_id: ProgramId,
+    pub agreement_id: AgreementId,
+    pub event: EarningEvent,
+    pub amount_minor: i64,
+    pub currency: Currency,
+    pub items: Option<&'a [Item]>,
+    pub occurred_at: DateTime<Utc>,
+    pub renewal: Option<&'a Renewal>,
+}
+
+/// How the commissions of an order are held: for review (with the fraud
+/// signals), and until when.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub review: Vec<FraudSignal>,
+    pub approve_after: DateTime<Utc>,
+}
+
+/// What an order earns under an agreement's terms.
+#[derive(Debug, Clone)]
+pub struct Earned {
+    /// The order's commission before the split (bonuses and adjustments apart).
+    pub total_minor: i64,
+    pub source: RuleSource,
+    /// Every commission to book: each partner's share of the order's
+    /// commission (none for a zero share), then of each bonus reached and of
+    /// the re-rating adjustment.
+    pub bookings: Vec<NewCommission>,
+    /// The agreement's month with this sale counted, when its rule keeps one.
+    pub month: Option<MonthState>,
+}
+
+/// What `order` earns under the agreement's `terms` over the `program`'s,
+/// in a month that stood at `month` before it: the one pricing path of
+/// booking and of the simulator. An error is the reason it earns nothing:
+/// no rule for the event, a renewal the rule does not pay, or an overflow.
+pub fn earn(
+    order: &Order<'_>,
+    terms: &Terms,
+    program: &ProgramTerms,
+    month: MonthState,
+    held: &Held,
+) -> Result<Earned, ConversionReason> {
+    let (rule, source) = match terms.rules.rule(order.event) {
+        Some(rule) => (rule, RuleSource::Agreement),
+        None => (
+            program
+                .rules
+                .rule(order.event)
+                .ok_or(ConversionReason::NoRule)?,
+            RuleSource::Program,
+        ),
+    };
+    let renewal = match order.renewal {
+        None => None,
+        Some(r) => {
+            let months = rule.renewal_months();
+            let until = r
+                .first_occurred_at
+                .checked_add_months(Months::new(months))
+                .ok_or(ConversionReason::AmountOverflow)?;
+            if months == 0 || order.occurred_at >= until {
+                return Err(ConversionReason::RenewalNotPaid);
+            }
+            Some(AppliedRenewal {
+                subscription_id: r.subscription_id.clone(),
+                first_conversion_id: r.first_id,
+                first_occurred_at: r.first_occurred_at,
+                months,
+            })
+        }
+    };
+    let month_start = pricing::month_of(order.occurred_at.date_naive());
+    let priced = pricing::price(
+        order.event,
+        rule,
+        order.amount_minor,
+        order.items,
+        (month_start, month),
+        renewal,
+    )
+    .map_err(|_| ConversionReason::AmountOverflow)?;
+    let weights: Vec<u32> = terms.shares.iter().map(|(_, bps)| *bps).collect();
+    let mut bookings = Vec::new();
+    let mut book = |kind: CommissionKind,
+                    once_key: Option<String>,
+                    rule: &AppliedRule,
+                    base_minor: i64,
+                    total: i64|
+     -> Result<(), ConversionReason> {
+        let parts = allocate(total, &weights).map_err(|_| ConversionReason::AmountOverflow)?;
+        for ((partner, share), amount) in terms.shares.iter().zip(parts) {
+            if amount == 0 {
+                continue;
+            }
+            bookings.push(NewCommission {
+                conversion_id: order.conversion_id,
+                program_id: order.program_id,
+                partner_id: *partner,
+                agreement_id: order.agreement_id,
+                agreement_version: terms.version,
+                program_version: program.version,
+                kind,
+                rule_source: source,
+                period: once_key.as_ref().map(|_| month_start),
+                once_key: once_key.clone(),
+                rule: rule.clone(),
+                base_minor,
+                total_minor: total,
+                share_bps: *share as i32,
+                amount_minor: amount,
+                currency: order.currency,
+                review: !held.review.is_empty(),
+                fraud_reasons: held.review.clone(),
+                approve_after: held.approve_after,
+            });
+        }
+        Ok(())
+    };
+    book(
+        CommissionKind::Conversion,
+        None,
+        &priced.applied,
+        order.amount_minor,
+        priced.total_minor,
+    )?;
+    if let Some((step, amount, record)) = &priced.rerate {
+        let base = record.rerated.as_ref().map_or(0, |r| r.base_minor);
+        book(
+            CommissionKind::TierAdjustment,
+            Some(format!("tier:{step}")),
+            record,
+            base,
+            *amount,
+        )?;
+    }
+    for (_, amount, record) in &priced.bonuses {
+        let key = record
+            .bonus
+            .as_ref()
+            .map(|b| format!("bonus:{}:{}", b.by, b.at));
+        book(CommissionKind::Bonus, key, record, 0, *amount)?;
+    }
+    Ok(Earned {
+        total_minor: priced.total_minor,
+        source,
+        bookings,
+        month: priced.month_after,
+    })
 }
 
 /// The commission a rule gives on `amount`, and each partner's part of it
@@ -377,6 +683,8 @@ mod tests {
             coupon: coupon.map(str::to_owned),
             occurred_at: t0(),
             request_id: None,
+            items: None,
+            subscription_id: None,
         }
     }
 
@@ -391,13 +699,15 @@ mod tests {
         let mut f = Facts::default();
         f.programs.insert(
             PROGRAM,
-            ProgramTerms {
+            vec![ProgramTerms {
+                version: 1,
+                since: t0() - Duration::days(365),
                 rules: rules(
                     serde_json::json!({"sale": {"percent_bps": 1000}, "lead": {"flat_minor": 200}}),
                 ),
                 window_days: 30,
                 hold_days: 14,
-            },
+            }],
         );
         f.coupons.insert((PROGRAM, "AYU10".into()), AGREEMENT);
         for p in [11, 12] {
@@ -459,10 +769,10 @@ mod tests {
         );
         assert_eq!(
             d.bookings[0].rule,
-            AppliedRule {
-                event: EarningEvent::Sale,
-                rule: Rule::PercentBps(BasisPoints::new(1000).unwrap())
-            }
+            AppliedRule::plain(
+                EarningEvent::Sale,
+                Rule::PercentBps(BasisPoints::new(1000).unwrap())
+            )
         );
         assert_eq!(d.bookings[0].approve_after, t0() + Duration::days(14));
         // One program row and one per partner, each counting the conversion.
@@ -536,7 +846,7 @@ mod tests {
             .get_mut(&ConversionId::from_db(1))
             .unwrap()
             .valid_until = Some(t0());
-        f.programs.get_mut(&PROGRAM).unwrap().rules =
+        f.programs.get_mut(&PROGRAM).unwrap()[0].rules =
             rules(serde_json::json!({"lead": {"flat_minor": 1}}));
         let d = attribute(&rows, &f, &FraudSettings::default(), t0());
         assert_eq!(
@@ -590,6 +900,170 @@ mod tests {
             max.1.iter().map(|p| i128::from(*p)).sum::<i128>(),
             i128::from(i64::MAX)
         );
+    }
+
+    fn november() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, 1).unwrap()
+    }
+
+    fn renewal(id: i64, subscription: &str) -> Claimed {
+        Claimed {
+            subscription_id: Some(subscription.into()),
+            ..row(id, Event::Sale, 10_000, None, None)
+        }
+    }
+
+    #[test]
+    fn a_renewal_goes_to_its_first_payments_agreement_for_the_rules_months() {
+        use ConversionReason as R;
+        use ConversionStatus as S;
+        let rows = [
+            renewal(1, "paid"),
+            renewal(2, "too-late"),
+            renewal(3, "first-in-flight"),
+            renewal(4, "first-unattributed"),
+        ];
+        let mut f = facts(&rows);
+        f.programs.get_mut(&PROGRAM).unwrap()[0].rules =
+            rules(serde_json::json!({"sale": {"percent_bps": 1000, "recurring": {"months": 1}}}));
+        let origin = |id, status, days_before| Origin {
+            id: ConversionId::from_db(id),
+            status,
+            agreement_id: Some(AGREEMENT),
+            link_id: Some(LINK),
+            occurred_at: t0() - Duration::days(days_before),
+        };
+        for (sub, o) in [
+            ("paid", origin(90, S::Attributed, 20)),
+            ("too-late", origin(91, S::Attributed, 40)),
+            ("first-in-flight", origin(92, S::Received, 1)),
+            ("first-unattributed", origin(93, S::Unattributed, 1)),
+        ] {
+            f.subscriptions.insert((PROGRAM, sub.into()), o);
+        }
+        let d = attribute(&rows, &f, &FraudSettings::default(), t0());
+        let got: Vec<(ConversionId, S, Option<R>, Option<AttributionSource>)> = d
+            .outcomes
+            .iter()
+            .map(|o| (o.id, o.status, o.reason, o.via))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    ConversionId::from_db(1),
+                    S::Attributed,
+                    None,
+                    Some(AttributionSource::Subscription)
+                ),
+                (
+                    ConversionId::from_db(2),
+                    S::Attributed,
+                    Some(R::RenewalNotPaid),
+                    Some(AttributionSource::Subscription)
+                ),
+                // 3 waits: its first payment is being attributed elsewhere.
+                (
+                    ConversionId::from_db(4),
+                    S::Unattributed,
+                    Some(R::SubscriptionNotAttributed),
+                    None
+                ),
+            ]
+        );
+        assert_eq!(d.outcomes[0].link_id, Some(LINK));
+        let amounts: Vec<i64> = d.bookings.iter().map(|b| b.amount_minor).collect();
+        assert_eq!(
+            amounts,
+            vec![500, 500],
+            "only the renewal within a month earns"
+        );
+        let applied = d.bookings[0].rule.renewal.as_ref().unwrap();
+        assert_eq!(
+            (applied.first_conversion_id, applied.months),
+            (ConversionId::from_db(90), 1)
+        );
+    }
+
+    #[test]
+    fn a_batchs_sales_climb_the_tier_in_claim_order_and_reach_a_bonus_once() {
+        let rows: Vec<Claimed> = (1..=3)
+            .map(|id| row(id, Event::Sale, 10_000, None, Some("AYU10")))
+            .collect();
+        let mut f = facts(&rows);
+        f.programs.get_mut(&PROGRAM).unwrap()[0].rules = rules(serde_json::json!({"sale": {
+            "percent_bps": 1000,
+            "tiers": {"by": "count", "steps": [{"from": 3, "percent_bps": 2000}]},
+            "bonuses": [{"by": "count", "at": 3, "flat_minor": 501}]
+        }}));
+        // One sale of November was counted before this batch.
+        f.months.insert(
+            (AGREEMENT, november()),
+            MonthState {
+                sales: 1,
+                revenue_minor: 5_000,
+                ..MonthState::default()
+            },
+        );
+        let d = attribute(&rows, &f, &FraudSettings::default(), t0());
+        let got: Vec<(i64, CommissionKind, i64, i64, Option<&str>)> = d
+            .bookings
+            .iter()
+            .map(|b| {
+                (
+                    b.conversion_id.get(),
+                    b.kind,
+                    b.total_minor,
+                    b.amount_minor,
+                    b.once_key.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, CommissionKind::Conversion, 1_000, 500, None),
+                (1, CommissionKind::Conversion, 1_000, 500, None),
+                (2, CommissionKind::Conversion, 2_000, 1_000, None),
+                (2, CommissionKind::Conversion, 2_000, 1_000, None),
+                (2, CommissionKind::Bonus, 501, 251, Some("bonus:count:3")),
+                (2, CommissionKind::Bonus, 501, 250, Some("bonus:count:3")),
+                (3, CommissionKind::Conversion, 2_000, 1_000, None),
+                (3, CommissionKind::Conversion, 2_000, 1_000, None),
+            ]
+        );
+        let tier = d.bookings[2].rule.tier.as_ref().unwrap();
+        assert_eq!(
+            (tier.step, tier.month_sales, tier.month),
+            (1, 3, november())
+        );
+        assert!(
+            d.bookings
+                .iter()
+                .all(|b| b.rule_source == RuleSource::Program)
+        );
+        assert_eq!(
+            d.months,
+            vec![(
+                (AGREEMENT, november()),
+                MonthState {
+                    sales: 4,
+                    revenue_minor: 35_000,
+                    tier: 1,
+                    rated_sales: 3,
+                    rated_base_minor: 30_000,
+                    rated_minor: 5_000,
+                }
+            )]
+        );
+        // The bonus counts in the partners' reports as commission, not as a conversion.
+        let bonus_deltas: Vec<&Delta> = d
+            .deltas
+            .iter()
+            .filter(|x| x.partner.is_some() && x.conversions == 0)
+            .collect();
+        assert_eq!(bonus_deltas.len(), 2);
+        assert!(bonus_deltas.iter().all(|x| x.revenue_minor == 0));
     }
 
     #[test]

@@ -1,15 +1,17 @@
 //! Loading what attribution decides on: the batch it claims, and every fact
 //! the database holds about it, in a few set-wise queries per batch.
 
-use super::decide::{self, Claimed, Facts, ProgramTerms, Terms};
+use super::decide::{self, Claimed, Facts, Origin, ProgramTerms, Terms};
 use super::fraud::{SaleAverages, Signals};
+use super::pricing::{self, MonthState};
 use crate::domain::click_id::{self, ClickId};
 use crate::domain::{
-    AgreementId, CommissionRules, ConversionId, Currency, EnrollmentStatus, Event, KeyRing, LinkId,
-    PartnerId, ProgramId,
+    AgreementId, CommissionRules, ConversionId, ConversionStatus, Currency, EarningEvent,
+    EnrollmentStatus, Event, Item, KeyRing, LinkId, PartnerId, ProgramId,
 };
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
+use sqlx::types::Json;
 use std::collections::HashMap;
 
 /// Claims up to `batch` received conversions, oldest first, skipping those
@@ -20,7 +22,8 @@ pub async fn claim(tx: &mut PgConnection, batch: i64) -> Result<Vec<Claimed>, sq
         r#"
         select id as "id: ConversionId", program_id as "program_id: ProgramId",
                event as "event: Event", order_id, amount_minor,
-               currency as "currency: Currency", click_id, coupon, occurred_at, request_id
+               currency as "currency: Currency", click_id, coupon, occurred_at, request_id,
+               items as "items: Json<Vec<Item>>", subscription_id
         from conversions
         where status = 'received'
         order by id
@@ -44,7 +47,16 @@ pub async fn facts(
     if rows.is_empty() {
         return Ok(facts);
     }
-    facts.programs = programs(tx, rows).await?;
+    let mut ids: Vec<ProgramId> = rows.iter().map(|r| r.program_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    facts.programs = program_versions(tx, &ids).await?;
+    let subscriptions: Vec<(ProgramId, &str)> = rows
+        .iter()
+        .filter(|r| r.event == Event::Sale)
+        .filter_map(|r| Some((r.program_id, r.subscription_id.as_deref()?)))
+        .collect();
+    facts.subscriptions = first_payments(tx, &subscriptions).await?;
     facts.coupons = coupons(tx, rows).await?;
     // Click ids are verified offline: a forged one never reaches the database.
     facts.clicks = rows
@@ -63,39 +75,293 @@ pub async fn facts(
     let for_signals: Vec<(&Claimed, Option<&str>)> =
         candidates.iter().map(|(r, c)| (*r, c.click_id)).collect();
     facts.signals = Signals::load(tx, &for_signals, averages).await?;
+    // Last: two workers pricing sales of one agreement-month wait for each
+    // other from here to their commit (a sale's tier is its rank in the
+    // month), so nothing that does not need the month is done while it is held.
+    let wanted = months_wanted(&candidates, &facts);
+    facts.months = lock_months(tx, &wanted).await?;
     Ok(facts)
 }
 
-async fn programs(
+/// Every version of each program's terms, oldest first.
+pub(crate) async fn program_versions(
     tx: &mut PgConnection,
-    rows: &[Claimed],
-) -> anyhow::Result<HashMap<ProgramId, ProgramTerms>> {
-    let mut ids: Vec<i64> = rows.iter().map(|r| r.program_id.get()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let programs = sqlx::query!(
-        r#"select id as "id: ProgramId", commission, attribution_window_days, hold_days
-           from programs where id = any($1)"#,
+    ids: &[ProgramId],
+) -> anyhow::Result<HashMap<ProgramId, Vec<ProgramTerms>>> {
+    let ids: Vec<i64> = ids.iter().map(|p| p.get()).collect();
+    let rows = sqlx::query!(
+        r#"select program_id as "program_id: ProgramId", version, created_at, commission,
+                  attribution_window_days, hold_days
+           from program_versions where program_id = any($1)
+           order by program_id, version"#,
         &ids
     )
     .fetch_all(&mut *tx)
     .await?;
-    programs
+    let mut programs: HashMap<ProgramId, Vec<ProgramTerms>> = HashMap::new();
+    for p in rows {
+        let rules = CommissionRules::parse(&p.commission).map_err(|e| {
+            anyhow::anyhow!(
+                "stored rules of program {} version {} are invalid: {e}",
+                p.program_id,
+                p.version
+            )
+        })?;
+        programs
+            .entry(p.program_id)
+            .or_default()
+            .push(ProgramTerms {
+                version: p.version,
+                since: p.created_at,
+                rules,
+                window_days: p.attribution_window_days,
+                hold_days: p.hold_days,
+            });
+    }
+    Ok(programs)
+}
+
+/// The first payment of each (program, subscription).
+pub(crate) async fn first_payments(
+    tx: &mut PgConnection,
+    wanted: &[(ProgramId, &str)],
+) -> Result<HashMap<(ProgramId, String), Origin>, sqlx::Error> {
+    let (programs, subs): (Vec<i64>, Vec<&str>) = wanted.iter().map(|(p, s)| (p.get(), *s)).unzip();
+    if subs.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let found = sqlx::query!(
+        r#"select distinct on (c.program_id, c.subscription_id)
+                  c.id as "id: ConversionId", c.program_id as "program_id: ProgramId",
+                  c.subscription_id as "subscription_id!", c.status as "status: ConversionStatus",
+                  c.agreement_id as "agreement_id: AgreementId", c.link_id as "link_id: LinkId",
+                  c.occurred_at
+           from conversions c
+           join unnest($1::bigint[], $2::text[]) as q(program_id, subscription_id)
+             on c.program_id = q.program_id and c.subscription_id = q.subscription_id
+           where c.event = 'sale'
+           order by c.program_id, c.subscription_id, c.id"#,
+        &programs,
+        &subs as &[&str]
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(found
         .into_iter()
-        .map(|p| {
-            let rules = CommissionRules::parse(&p.commission).map_err(|e| {
-                anyhow::anyhow!("stored rules of program {} are invalid: {e}", p.id)
-            })?;
-            Ok((
-                p.id,
-                ProgramTerms {
-                    rules,
-                    window_days: p.attribution_window_days,
-                    hold_days: p.hold_days,
+        .map(|r| {
+            (
+                (r.program_id, r.subscription_id),
+                Origin {
+                    id: r.id,
+                    status: r.status,
+                    agreement_id: r.agreement_id,
+                    link_id: r.link_id,
+                    occurred_at: r.occurred_at,
                 },
-            ))
+            )
         })
-        .collect()
+        .collect())
+}
+
+/// The agreement-months' state as it stands, neither locked nor written:
+/// what the simulator prices against. A month without a row yet is counted
+/// from its attributed sales, as `lock_months` would start it.
+pub(crate) async fn read_months(
+    tx: &mut PgConnection,
+    wanted: &[(ProgramId, AgreementId, NaiveDate)],
+) -> Result<HashMap<(AgreementId, NaiveDate), MonthState>, sqlx::Error> {
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query!(
+        r#"
+        select q.agreement_id as "agreement_id!: AgreementId", q.month as "month!",
+               coalesce(m.sales, x.sales) as "sales!",
+               coalesce(m.revenue_minor, x.revenue) as "revenue_minor!",
+               coalesce(m.tier, 0) as "tier!", coalesce(m.rated_sales, 0) as "rated_sales!",
+               coalesce(m.rated_base_minor, 0) as "rated_base_minor!",
+               coalesce(m.rated_minor, 0) as "rated_minor!"
+        from unnest($1::bigint[], $2::bigint[], $3::date[]) as q(program_id, agreement_id, month)
+        left join agreement_months m on m.agreement_id = q.agreement_id and m.month = q.month
+        cross join lateral (
+            select count(*) as sales, coalesce(sum(c.amount_minor), 0)::bigint as revenue
+            from conversions c
+            where m.agreement_id is null
+              and c.program_id = q.program_id and c.agreement_id = q.agreement_id
+              and c.event = 'sale' and c.status = 'attributed' and c.reason is null
+              and c.occurred_at >= q.month::timestamp at time zone 'UTC'
+              and c.occurred_at < (q.month + interval '1 month')::timestamp at time zone 'UTC'
+        ) x
+        "#,
+        &wanted.iter().map(|w| w.0.get()).collect::<Vec<_>>(),
+        &wanted.iter().map(|w| w.1.get()).collect::<Vec<_>>(),
+        &wanted.iter().map(|w| w.2).collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                (r.agreement_id, r.month),
+                MonthState {
+                    sales: r.sales,
+                    revenue_minor: r.revenue_minor,
+                    tier: r.tier,
+                    rated_sales: r.rated_sales,
+                    rated_base_minor: r.rated_base_minor,
+                    rated_minor: r.rated_minor,
+                },
+            )
+        })
+        .collect())
+}
+
+/// The (program, agreement, month) of each sale whose rule keeps a month:
+/// tiers or bonuses, under the terms in force when it happened.
+fn months_wanted(
+    candidates: &[(&Claimed, decide::Candidate<'_>)],
+    facts: &Facts,
+) -> Vec<(ProgramId, AgreementId, NaiveDate)> {
+    let mut wanted: Vec<(ProgramId, AgreementId, NaiveDate)> = candidates
+        .iter()
+        .filter(|(r, _)| r.event == Event::Sale)
+        .filter_map(|(r, c)| {
+            let terms = facts.terms.get(&r.id)?;
+            let program = facts.program_terms(r.program_id, r.occurred_at)?;
+            let rule = terms
+                .rules
+                .rule(EarningEvent::Sale)
+                .or_else(|| program.rules.rule(EarningEvent::Sale))?;
+            rule.needs_month().then(|| {
+                (
+                    r.program_id,
+                    c.agreement_id,
+                    pricing::month_of(r.occurred_at.date_naive()),
+                )
+            })
+        })
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    wanted
+}
+
+/// Locks the agreement-months the batch prices sales in, in key order (so
+/// workers never deadlock), starting a missing one from the month's
+/// attributed sales of the agreement that earned under a rule: a rule that
+/// gains tiers mid-month counts the month's earlier sales (nothing from
+/// before it is re-rated).
+async fn lock_months(
+    tx: &mut PgConnection,
+    wanted: &[(ProgramId, AgreementId, NaiveDate)],
+) -> Result<HashMap<(AgreementId, NaiveDate), MonthState>, sqlx::Error> {
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let agreements: Vec<i64> = wanted.iter().map(|w| w.1.get()).collect();
+    let months: Vec<NaiveDate> = wanted.iter().map(|w| w.2).collect();
+    let mut found = select_months(tx, &agreements, &months).await?;
+    if found.len() < wanted.len() {
+        let missing: Vec<&(ProgramId, AgreementId, NaiveDate)> = wanted
+            .iter()
+            .filter(|w| !found.contains_key(&(w.1, w.2)))
+            .collect();
+        sqlx::query!(
+            r#"
+            insert into agreement_months (agreement_id, month, sales, revenue_minor)
+            select q.agreement_id, q.month, x.sales, x.revenue
+            from unnest($1::bigint[], $2::bigint[], $3::date[]) as q(program_id, agreement_id, month)
+            cross join lateral (
+                select count(*) as sales, coalesce(sum(c.amount_minor), 0)::bigint as revenue
+                from conversions c
+                where c.program_id = q.program_id and c.agreement_id = q.agreement_id
+                  and c.event = 'sale' and c.status = 'attributed' and c.reason is null
+                  and c.occurred_at >= q.month::timestamp at time zone 'UTC'
+                  and c.occurred_at < (q.month + interval '1 month')::timestamp at time zone 'UTC'
+            ) x
+            on conflict do nothing
+            "#,
+            &missing.iter().map(|w| w.0.get()).collect::<Vec<_>>(),
+            &missing.iter().map(|w| w.1.get()).collect::<Vec<_>>(),
+            &missing.iter().map(|w| w.2).collect::<Vec<_>>(),
+        )
+        .execute(&mut *tx)
+        .await?;
+        found = select_months(tx, &agreements, &months).await?;
+    }
+    Ok(found)
+}
+
+async fn select_months(
+    tx: &mut PgConnection,
+    agreements: &[i64],
+    months: &[NaiveDate],
+) -> Result<HashMap<(AgreementId, NaiveDate), MonthState>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"select m.agreement_id as "agreement_id: AgreementId", m.month, m.sales, m.revenue_minor,
+                  m.tier, m.rated_sales, m.rated_base_minor, m.rated_minor
+           from agreement_months m
+           join unnest($1::bigint[], $2::date[]) as q(agreement_id, month)
+             on m.agreement_id = q.agreement_id and m.month = q.month
+           order by m.agreement_id, m.month
+           for update of m"#,
+        agreements,
+        months
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                (r.agreement_id, r.month),
+                MonthState {
+                    sales: r.sales,
+                    revenue_minor: r.revenue_minor,
+                    tier: r.tier,
+                    rated_sales: r.rated_sales,
+                    rated_base_minor: r.rated_base_minor,
+                    rated_minor: r.rated_minor,
+                },
+            )
+        })
+        .collect())
+}
+
+/// Writes the months' new state (their rows are locked since `facts`).
+pub async fn write_months(
+    tx: &mut PgConnection,
+    months: &[((AgreementId, NaiveDate), MonthState)],
+) -> Result<(), sqlx::Error> {
+    if months.is_empty() {
+        return Ok(());
+    }
+    sqlx::query!(
+        r#"
+        update agreement_months m set
+            sales = u.sales, revenue_minor = u.revenue, tier = u.tier, rated_sales = u.rated_sales,
+            rated_base_minor = u.rated_base, rated_minor = u.rated
+        from unnest($1::bigint[], $2::date[], $3::bigint[], $4::bigint[], $5::int[], $6::bigint[],
+                    $7::bigint[], $8::bigint[])
+             as u(agreement_id, month, sales, revenue, tier, rated_sales, rated_base, rated)
+        where m.agreement_id = u.agreement_id and m.month = u.month
+        "#,
+        &months.iter().map(|m| m.0.0.get()).collect::<Vec<_>>(),
+        &months.iter().map(|m| m.0.1).collect::<Vec<_>>(),
+        &months.iter().map(|m| m.1.sales).collect::<Vec<_>>(),
+        &months.iter().map(|m| m.1.revenue_minor).collect::<Vec<_>>(),
+        &months.iter().map(|m| m.1.tier).collect::<Vec<_>>(),
+        &months.iter().map(|m| m.1.rated_sales).collect::<Vec<_>>(),
+        &months
+            .iter()
+            .map(|m| m.1.rated_base_minor)
+            .collect::<Vec<_>>(),
+        &months.iter().map(|m| m.1.rated_minor).collect::<Vec<_>>(),
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 async fn coupons(
@@ -166,11 +432,19 @@ async fn members(
         .filter_map(|r| Some((r, terms.get(&r.id)?)))
         .flat_map(|(r, t)| t.shares.iter().map(|(p, _)| (r.program_id.get(), p.get())))
         .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    members_of(tx, pairs).await
+}
+
+/// The memberships of these (program, partner) pairs, where there are any.
+pub(crate) async fn members_of(
+    tx: &mut PgConnection,
+    pairs: Vec<(i64, i64)>,
+) -> Result<HashMap<(ProgramId, PartnerId), decide::Membership>, sqlx::Error> {
     if pairs.is_empty() {
         return Ok(HashMap::new());
     }
-    pairs.sort_unstable();
-    pairs.dedup();
     let (programs, partners): (Vec<i64>, Vec<i64>) = pairs.into_iter().unzip();
     Ok(sqlx::query!(
         r#"select e.program_id as "program_id: ProgramId", e.partner_id as "partner_id!: PartnerId",
@@ -194,14 +468,30 @@ async fn terms(
     tx: &mut PgConnection,
     candidates: &[(&Claimed, decide::Candidate<'_>)],
 ) -> anyhow::Result<HashMap<ConversionId, Terms>> {
-    if candidates.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let agreements: Vec<i64> = candidates
+    let wanted: Vec<(AgreementId, DateTime<Utc>)> = candidates
         .iter()
-        .map(|(_, c)| c.agreement_id.get())
+        .map(|(r, c)| (c.agreement_id, r.occurred_at))
         .collect();
-    let times: Vec<DateTime<Utc>> = candidates.iter().map(|(r, _)| r.occurred_at).collect();
+    let found = terms_at(tx, &wanted).await?;
+    Ok(candidates
+        .iter()
+        .zip(found)
+        .filter_map(|((r, _), t)| Some((r.id, t?)))
+        .collect())
+}
+
+/// The terms of each agreement in force at each time: the latest version
+/// made at or before it (version 1 for anything earlier); `None` for an
+/// agreement that does not exist.
+pub(crate) async fn terms_at(
+    tx: &mut PgConnection,
+    wanted: &[(AgreementId, DateTime<Utc>)],
+) -> anyhow::Result<Vec<Option<Terms>>> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let agreements: Vec<i64> = wanted.iter().map(|w| w.0.get()).collect();
+    let times: Vec<DateTime<Utc>> = wanted.iter().map(|w| w.1).collect();
     // First which version each conversion falls under (cheap: no partner
     // lists), then the terms of each distinct version once.
     let versions = sqlx::query!(
@@ -220,12 +510,12 @@ async fn terms(
     )
     .fetch_all(&mut *tx)
     .await?;
-    let mut wanted: Vec<(i64, i32)> = versions
+    let mut distinct: Vec<(i64, i32)> = versions
         .iter()
         .map(|v| (agreements[(v.idx - 1) as usize], v.version))
         .collect();
-    wanted.sort_unstable();
-    wanted.dedup();
+    distinct.sort_unstable();
+    distinct.dedup();
     let rows = sqlx::query!(
         r#"
         select t.agreement_id as "agreement_id!", t.version as "version!", t.commission,
@@ -234,8 +524,8 @@ async fn terms(
         join unnest($1::bigint[], $2::int[]) as w(agreement_id, version)
           on t.agreement_id = w.agreement_id and t.version = w.version
         "#,
-        &wanted.iter().map(|w| w.0).collect::<Vec<_>>(),
-        &wanted.iter().map(|w| w.1).collect::<Vec<_>>(),
+        &distinct.iter().map(|w| w.0).collect::<Vec<_>>(),
+        &distinct.iter().map(|w| w.1).collect::<Vec<_>>(),
     )
     .fetch_all(&mut *tx)
     .await?;
@@ -263,12 +553,10 @@ async fn terms(
             },
         );
     }
-    let mut terms = HashMap::new();
+    let mut terms = vec![None; agreements.len()];
     for v in versions {
         let i = (v.idx - 1) as usize;
-        if let Some(t) = by_version.get(&(agreements[i], v.version)) {
-            terms.insert(candidates[i].0.id, t.clone());
-        }
+        terms[i] = by_version.get(&(agreements[i], v.version)).cloned();
     }
     Ok(terms)
 }

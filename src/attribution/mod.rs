@@ -2,10 +2,11 @@
 //! a coupon or a click, and books commissions, all in one transaction.
 //!
 //! One step reads top to bottom: claim a batch (`load::claim`), load what
-//! the database knows about it (`load::facts`), decide without I/O
-//! (`decide::attribute`, unit-tested), book through the one booking path,
-//! apply the batch's refunds (`refunds`, likewise load, decide, write), and
-//! record every outcome.
+//! the database knows about it (`load::facts`: terms, subscriptions, and the
+//! month-to-date tier state of the agreements it prices, locked), decide
+//! without I/O (`decide::attribute`, unit-tested; `pricing` inside it),
+//! book through the one booking path, apply the batch's refunds (`refunds`,
+//! likewise load, decide, write), and record every outcome.
 //!
 //! Several workers may run: each claims a batch with `FOR UPDATE SKIP
 //! LOCKED`, so no two see the same conversion, and a commission is unique
@@ -15,7 +16,9 @@
 pub mod decide;
 pub mod fraud;
 mod load;
+pub mod pricing;
 mod refunds;
+pub mod simulate;
 
 use crate::background::{Every, Step};
 use crate::commissions::booking::{self, NewCommission};
@@ -70,6 +73,7 @@ impl Attributor {
         let facts = load::facts(&mut tx, &earning, &self.keys, &self.averages).await?;
         let decided = decide::attribute(&earning, &facts, &self.settings.fraud, Utc::now());
         let booked = booking::book(&mut tx, &decided.bookings).await?;
+        load::write_months(&mut tx, &decided.months).await?;
         let in_batch: Vec<ConversionId> = earning.iter().map(|c| c.id).collect();
         let refund_report = refunds::apply(&mut tx, &refund_rows, &in_batch).await?;
 
@@ -207,10 +211,12 @@ async fn write_outcomes(tx: &mut PgConnection, outcomes: &[Outcome]) -> Result<(
             fraud_reasons = coalesce(string_to_array(nullif(u.fraud, ''), ','), '{}'),
             attributed_via = u.via, link_id = u.link_id, clicked_at = u.clicked_at,
             agreement_id = u.agreement_id, agreement_version = u.version, sale_id = u.sale_id,
+            program_version = u.program_version,
             processed_at = case when u.status = 'waiting' then null else now() end
         from unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
-                    $7::timestamptz[], $8::bigint[], $9::int[], $10::bigint[])
-             as u(id, status, reason, fraud, via, link_id, clicked_at, agreement_id, version, sale_id)
+                    $7::timestamptz[], $8::bigint[], $9::int[], $10::bigint[], $11::int[])
+             as u(id, status, reason, fraud, via, link_id, clicked_at, agreement_id, version, sale_id,
+                  program_version)
         where c.id = u.id
         "#,
         &outcomes.iter().map(|o| o.id.get()).collect::<Vec<_>>(),
@@ -226,6 +232,7 @@ async fn write_outcomes(tx: &mut PgConnection, outcomes: &[Outcome]) -> Result<(
         &outcomes.iter().map(|o| o.agreement_id.map(|a| a.get())).collect::<Vec<_>>() as &[Option<i64>],
         &outcomes.iter().map(|o| o.agreement_version).collect::<Vec<_>>() as &[Option<i32>],
         &outcomes.iter().map(|o| o.sale_id.map(|s| s.get())).collect::<Vec<_>>() as &[Option<i64>],
+        &outcomes.iter().map(|o| o.program_version).collect::<Vec<_>>() as &[Option<i32>],
     )
     .execute(&mut *tx)
     .await?;

@@ -11,18 +11,27 @@
 //! commission a person rejected is not live: it holds nothing and gives
 //! nothing back. A full refund reverses them all. A refund whose sale has
 //! not arrived waits, and is applied when it does.
+//!
+//! A refund may name the sale's lines (`items`, by `sku`): then it takes
+//! back from the part of the sale that earned those lines' rate only
+//! (`commissions::refunds::remaining_by_part`), never more than a line's
+//! amount; what it does not name, or names but the sale does not have,
+//! is refunded from the whole order. Only the sale's own commissions are
+//! reduced: bonuses and tier adjustments it helped reach stand.
 
 use super::decide::{Claimed, Outcome};
 use crate::commissions::ledger::{self, Entry, Held};
-use crate::commissions::refunds::remaining_total;
+use crate::commissions::refunds::{Part, remaining_by_part};
 use crate::domain::allocate_weighted;
 use crate::domain::{
-    AgreementId, AttributionSource, CommissionId, CommissionStatus, ConversionId, ConversionReason,
-    ConversionStatus, Currency, LinkId, PartnerId, ProgramId,
+    AgreementId, AppliedLine, AppliedRule, AttributionSource, CommissionId, CommissionStatus,
+    ConversionId, ConversionReason, ConversionStatus, Currency, Item, LinkId, PartnerId, ProgramId,
 };
 use crate::rollups::conversions::Delta;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
+use sqlx::types::Json;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 
 #[derive(Debug, Default)]
@@ -49,6 +58,9 @@ pub(crate) struct Sale {
     pub attributed_via: Option<AttributionSource>,
     pub program_id: ProgramId,
     pub occurred_at: DateTime<Utc>,
+    pub items: Option<Json<Vec<Item>>>,
+    /// What refunds naming a line took back so far, by sku.
+    pub refunded_items: Json<BTreeMap<String, i64>>,
 }
 
 /// What the database holds about a batch's refunds.
@@ -60,6 +72,8 @@ pub(crate) struct Loaded {
     pub sales: HashMap<ConversionId, Sale>,
     /// The commissions of attributed sales, locked.
     pub commissions: HashMap<ConversionId, Vec<Held>>,
+    /// The parts of each attributed sale by rate, as its commissions record them.
+    pub lines: HashMap<ConversionId, Vec<AppliedLine>>,
 }
 
 /// What applying a batch's refunds changes.
@@ -69,8 +83,8 @@ pub(crate) struct Applied {
     pub entries: Vec<Entry>,
     /// Commissions whose amount or status changed: (id, amount, status).
     pub commissions: Vec<(CommissionId, i64, CommissionStatus)>,
-    /// Sales whose refunded amount changed: (id, refunded so far).
-    pub sales: Vec<(ConversionId, i64)>,
+    /// Sales whose refunded amount changed: (id, refunded so far, by line).
+    pub sales: Vec<(ConversionId, i64, BTreeMap<String, i64>)>,
 }
 
 /// Applies a batch's refunds: load, decide, write.
@@ -113,7 +127,9 @@ async fn load(tx: &mut PgConnection, refunds: &[Claimed]) -> Result<Loaded, sqlx
         r#"select id as "id: ConversionId", status as "status: ConversionStatus", amount_minor,
                   refunded_minor, agreement_id as "agreement_id: AgreementId", agreement_version,
                   link_id as "link_id: LinkId", attributed_via as "attributed_via: AttributionSource",
-                  program_id as "program_id: ProgramId", occurred_at
+                  program_id as "program_id: ProgramId", occurred_at,
+                  items as "items: Json<Vec<Item>>",
+                  refunded_items as "refunded_items: Json<BTreeMap<String, i64>>"
            from conversions where id = any($1) order by id for update skip locked"#,
         &sale_ids
     )
@@ -128,17 +144,22 @@ async fn load(tx: &mut PgConnection, refunds: &[Claimed]) -> Result<Loaded, sqlx
         .map(|s| s.id.get())
         .collect();
     let mut commissions: HashMap<ConversionId, Vec<Held>> = HashMap::new();
+    let mut lines: HashMap<ConversionId, Vec<AppliedLine>> = HashMap::new();
     for c in sqlx::query!(
         r#"select id as "id: CommissionId", conversion_id as "conversion_id: ConversionId",
                   program_id as "program_id: ProgramId", partner_id as "partner_id: PartnerId",
                   currency as "currency: Currency", status as "status: CommissionStatus",
-                  amount_minor, original_minor
-           from commissions where conversion_id = any($1) order by id for update"#,
+                  amount_minor, original_minor, rule as "rule: Json<AppliedRule>"
+           from commissions where conversion_id = any($1) and kind = 'conversion'
+           order by id for update"#,
         &attributed
     )
     .fetch_all(&mut *tx)
     .await?
     {
+        lines
+            .entry(c.conversion_id)
+            .or_insert_with(|| c.rule.0.lines.to_vec());
         commissions.entry(c.conversion_id).or_default().push(Held {
             id: c.id,
             program_id: c.program_id,
@@ -153,6 +174,7 @@ async fn load(tx: &mut PgConnection, refunds: &[Claimed]) -> Result<Loaded, sqlx
         sale_of,
         sales,
         commissions,
+        lines,
     })
 }
 
@@ -192,23 +214,24 @@ pub(crate) fn decide(
             ));
             continue;
         }
-        let wanted = i128::from(sale.refunded_minor) + i128::from(refund.amount_minor);
-        let capped = wanted > i128::from(sale.amount_minor);
-        let refunded = wanted.min(i128::from(sale.amount_minor)) as i64;
+        let taken = take_back(sale, refund);
+        let reason = if taken.capped {
+            Some(R::RefundExceedsSale)
+        } else if taken.unknown_line {
+            Some(R::RefundItemUnknown)
+        } else {
+            None
+        };
         let mut outcome = Outcome {
             sale_id: Some(sale.id),
             agreement_id: sale.agreement_id,
             agreement_version: sale.agreement_version,
             link_id: sale.link_id,
             via: sale.attributed_via,
-            ..Outcome::new(
-                refund.id,
-                S::Attributed,
-                capped.then_some(R::RefundExceedsSale),
-            )
+            ..Outcome::new(refund.id, S::Attributed, reason)
         };
-        let applied = refunded - sale.refunded_minor;
-        sale.refunded_minor = refunded;
+        let applied = taken.applied;
+        let refunded = sale.refunded_minor;
         touched_sales.push(sale.id);
         if sale.status != S::Attributed {
             outcome.status = S::Unattributed;
@@ -242,7 +265,8 @@ pub(crate) fn decide(
             .collect();
         let original: i64 = live.iter().map(|c| c.original_minor).sum();
         let current: i64 = live.iter().map(|c| c.amount_minor).sum();
-        let reduction = current - remaining_total(original, sale.amount_minor, refunded);
+        let parts = parts_of(sale, loaded.lines.get(&sale.id).map(Vec::as_slice));
+        let reduction = current - remaining_by_part(original, &parts, sale.amount_minor, refunded);
         if reduction > 0 {
             let weights: Vec<u64> = live.iter().map(|c| c.amount_minor.max(0) as u64).collect();
             let parts = allocate_weighted(reduction, &weights).unwrap_or_default();
@@ -279,9 +303,81 @@ pub(crate) fn decide(
     touched_sales.dedup();
     a.sales = touched_sales
         .iter()
-        .map(|id| (*id, loaded.sales[id].refunded_minor))
+        .map(|id| {
+            let sale = &loaded.sales[id];
+            (*id, sale.refunded_minor, sale.refunded_items.0.clone())
+        })
         .collect();
     a
+}
+
+/// What one refund took back of its sale.
+struct Taken {
+    applied: i64,
+    /// It asked for more than was left of a line or of the order.
+    capped: bool,
+    /// It named a line the sale does not have (refunded from the whole order).
+    unknown_line: bool,
+}
+
+/// Takes a refund off its sale: the lines it names from those lines (up to
+/// what is left of each), the rest from the order; never beyond the sale.
+fn take_back(sale: &mut Sale, refund: &Claimed) -> Taken {
+    let mut left = sale.amount_minor - sale.refunded_minor;
+    let mut t = Taken {
+        applied: 0,
+        capped: false,
+        unknown_line: false,
+    };
+    let mut unnamed = refund.amount_minor;
+    for line in refund.lines().unwrap_or_default() {
+        let item = sale
+            .items
+            .as_ref()
+            .and_then(|items| items.0.iter().find(|i| i.sku == line.sku));
+        let Some(item) = item else {
+            t.unknown_line = true;
+            continue; // stays in the unnamed rest
+        };
+        unnamed -= line.amount_minor;
+        let done = sale.refunded_items.0.entry(line.sku.clone()).or_insert(0);
+        let take = line.amount_minor.min(item.amount_minor - *done).min(left);
+        t.capped |= take < line.amount_minor;
+        *done += take;
+        left -= take;
+        t.applied += take;
+    }
+    let take = unnamed.min(left);
+    t.capped |= take < unnamed;
+    t.applied += take;
+    sale.refunded_minor += t.applied;
+    t
+}
+
+/// The parts of a sale by rate, with what refunds naming their lines took
+/// back: a line belongs to its category's part when its category had a rate
+/// of its own, else to the default part.
+fn parts_of(sale: &Sale, lines: Option<&[AppliedLine]>) -> Vec<Part> {
+    let lines = lines.unwrap_or_default();
+    let mut parts: Vec<Part> = lines
+        .iter()
+        .map(|l| Part {
+            amount_minor: l.amount_minor,
+            commission_minor: l.commission_minor,
+            refunded_minor: 0,
+        })
+        .collect();
+    for item in sale.items.as_ref().map_or(&[][..], |i| i.0.as_slice()) {
+        let done = sale.refunded_items.0.get(&item.sku).copied().unwrap_or(0);
+        let own = lines
+            .iter()
+            .position(|l| l.category.is_some() && l.category == item.category);
+        let part = own.or_else(|| lines.iter().position(|l| l.category.is_none()));
+        if let Some(i) = part {
+            parts[i].refunded_minor += done;
+        }
+    }
+    parts
 }
 
 async fn write(tx: &mut PgConnection, a: &Applied) -> Result<(), sqlx::Error> {
@@ -300,10 +396,13 @@ async fn write(tx: &mut PgConnection, a: &Applied) -> Result<(), sqlx::Error> {
     }
     if !a.sales.is_empty() {
         sqlx::query!(
-            r#"update conversions c set refunded_minor = u.refunded
-               from unnest($1::bigint[], $2::bigint[]) as u(id, refunded) where c.id = u.id"#,
+            r#"update conversions c set refunded_minor = u.refunded, refunded_items = u.by_line
+               from unnest($1::bigint[], $2::bigint[], $3::jsonb[]) as u(id, refunded, by_line)
+               where c.id = u.id"#,
             &a.sales.iter().map(|s| s.0.get()).collect::<Vec<_>>(),
             &a.sales.iter().map(|s| s.1).collect::<Vec<_>>(),
+            &a.sales.iter().map(|s| Json(&s.2)).collect::<Vec<_>>()
+                as &[Json<&BTreeMap<String, i64>>],
         )
         .execute(&mut *tx)
         .await?;
@@ -335,6 +434,8 @@ mod tests {
             coupon: None,
             occurred_at: DateTime::from_timestamp(1_795_000_000, 0).unwrap(),
             request_id: None,
+            items: None,
+            subscription_id: None,
         }
     }
 
@@ -373,10 +474,13 @@ mod tests {
                     attributed_via: Some(AttributionSource::Coupon),
                     program_id: PROGRAM,
                     occurred_at: DateTime::from_timestamp(1_794_000_000, 0).unwrap(),
+                    items: None,
+                    refunded_items: Json(BTreeMap::new()),
                 },
             )]
             .into(),
             commissions: [(SALE, held)].into(),
+            lines: HashMap::new(),
         }
     }
 
@@ -401,7 +505,7 @@ mod tests {
             ),
             (Bucket::Pending, LedgerKind::Adjusted, -250)
         );
-        assert_eq!(a.sales, vec![(SALE, 5_000)]);
+        assert_eq!(a.sales, vec![(SALE, 5_000, BTreeMap::new())]);
         assert_eq!(a.report.outcomes[0].status, ConversionStatus::Attributed);
     }
 
@@ -428,7 +532,7 @@ mod tests {
             .map(|e| e.kind)
             .collect();
         assert_eq!(paid_back, vec![LedgerKind::Carried, LedgerKind::Carried]);
-        assert_eq!(a.sales, vec![(SALE, 10_000)]);
+        assert_eq!(a.sales, vec![(SALE, 10_000, BTreeMap::new())]);
         assert_eq!(
             a.report.outcomes[1].reason,
             Some(ConversionReason::RefundExceedsSale)
@@ -451,6 +555,81 @@ mod tests {
         assert!(
             a.report.outcomes.is_empty(),
             "the sale is processed in this batch first"
+        );
+    }
+
+    #[test]
+    fn a_refund_naming_lines_takes_back_from_their_part_and_never_twice() {
+        use crate::domain::{Category, Rule};
+        let item = |sku: &str, category: &str, amount| Item {
+            sku: sku.into(),
+            category: Some(Category::parse(category).unwrap()),
+            amount_minor: amount,
+            quantity: 1,
+        };
+        let line = |category: &str, amount, commission| AppliedLine {
+            category: Some(Category::parse(category).unwrap()),
+            amount_minor: amount,
+            quantity: 1,
+            rate: Rule::FlatMinor(0),
+            commission_minor: commission,
+        };
+        // Books 60.00 earned 3.00, toys 40.00 earned 8.00.
+        let mut l = loaded(vec![commission(
+            1,
+            1,
+            CommissionStatus::Pending,
+            1_100,
+            1_100,
+        )]);
+        let sale = l.sales.get_mut(&SALE).unwrap();
+        sale.items = Some(Json(vec![
+            item("b1", "books", 6_000),
+            item("t1", "toys", 4_000),
+        ]));
+        l.lines.insert(
+            SALE,
+            vec![line("books", 6_000, 300), line("toys", 4_000, 800)],
+        );
+        let named = |id, sku: &str, amount| Claimed {
+            items: Some(Json(vec![Item {
+                sku: sku.into(),
+                category: None,
+                amount_minor: amount,
+                quantity: 1,
+            }])),
+            ..refund(id, amount)
+        };
+        let a = decide(
+            &[
+                named(20, "t1", 4_000),
+                named(21, "t1", 100),
+                named(22, "zz", 1_000),
+            ],
+            &[],
+            l,
+        );
+        let taken: Vec<i64> = a.entries.iter().map(|e| e.amount_minor).collect();
+        // The toys give back their 8.00; toys again gives nothing (capped);
+        // an unknown line refunds 10.00 of the 60.00 left: 3.00 * 50/60 = 2.50.
+        assert_eq!(taken, vec![-800, -50]);
+        let reasons: Vec<Option<ConversionReason>> =
+            a.report.outcomes.iter().map(|o| o.reason).collect();
+        assert_eq!(
+            reasons,
+            vec![
+                None,
+                Some(ConversionReason::RefundExceedsSale),
+                Some(ConversionReason::RefundItemUnknown)
+            ]
+        );
+        assert_eq!(
+            a.sales,
+            vec![(SALE, 5_000, BTreeMap::from([("t1".to_owned(), 4_000)]))]
+        );
+        assert_eq!(
+            a.commissions,
+            vec![(CommissionId::from_db(1), 250, CommissionStatus::Pending)]
         );
     }
 }

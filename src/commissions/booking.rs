@@ -1,12 +1,15 @@
 //! Booking: the one path by which a commission comes to exist, with its
-//! `created` ledger entry, exactly once per conversion and partner.
+//! ledger entry: a conversion's commission (`created`) exactly once per
+//! conversion and partner; a milestone bonus (`bonus`) or a tier
+//! re-rating (`tier_adjustment`) exactly once per agreement, partner, month
+//! and milestone or step.
 
 use super::ledger::{Entry, append};
 use crate::domain::{
-    AgreementId, AppliedRule, Bucket, CommissionId, ConversionId, Currency, FraudSignal,
-    LedgerKind, PartnerId, ProgramId,
+    AgreementId, AppliedRule, Bucket, CommissionId, CommissionKind, ConversionId, Currency,
+    FraudSignal, PartnerId, ProgramId, RuleSource,
 };
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
 use sqlx::types::Json;
 use std::collections::HashMap;
@@ -19,6 +22,15 @@ pub struct NewCommission {
     pub partner_id: PartnerId,
     pub agreement_id: AgreementId,
     pub agreement_version: i32,
+    /// The program terms version in force when the conversion happened.
+    pub program_version: i32,
+    pub kind: CommissionKind,
+    /// Whose rule produced it.
+    pub rule_source: RuleSource,
+    /// Bonuses and tier adjustments: their month, and the milestone or step
+    /// (`bonus:count:50`, `tier:2`) that makes them once only.
+    pub period: Option<NaiveDate>,
+    pub once_key: Option<String>,
     pub rule: AppliedRule,
     /// The amount the rule applied to.
     pub base_minor: i64,
@@ -33,9 +45,10 @@ pub struct NewCommission {
     pub approve_after: DateTime<Utc>,
 }
 
-/// Books commissions with their `created` entries. A commission already
-/// booked for the same conversion and partner is left as it is: booking is
-/// exactly-once whatever the workers do. Returns those booked now.
+/// Books commissions with their entries. A commission already booked (the
+/// same conversion, partner and kind, or the same bonus or step of the same
+/// month) is left as it is: booking is exactly-once whatever the workers
+/// do. Returns those booked now.
 pub async fn book(
     tx: &mut PgConnection,
     new: &[NewCommission],
@@ -48,15 +61,18 @@ pub async fn book(
         insert into commissions
             (conversion_id, program_id, partner_id, agreement_id, agreement_version, rule,
              base_minor, total_minor, share_bps, original_minor, amount_minor, currency, status,
-             review, fraud_reasons, approve_after)
+             review, fraud_reasons, approve_after, program_version, kind, rule_source, period,
+             once_key)
         select c, p, pa, a, v, r, b, t, s, amt, amt, cur, 'pending', rev,
-               coalesce(string_to_array(nullif(fr, ''), ','), '{}'), aa
+               coalesce(string_to_array(nullif(fr, ''), ','), '{}'), aa, pv, k, rs, pe, ok
         from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::int[], $6::jsonb[],
                     $7::bigint[], $8::bigint[], $9::int[], $10::bigint[], $11::text[], $12::bool[],
-                    $13::text[], $14::timestamptz[])
-             as u(c, p, pa, a, v, r, b, t, s, amt, cur, rev, fr, aa)
-        on conflict (conversion_id, partner_id) do nothing
-        returning id as "id: CommissionId", conversion_id, partner_id
+                    $13::text[], $14::timestamptz[], $15::int[], $16::text[], $17::text[],
+                    $18::date[], $19::text[])
+             as u(c, p, pa, a, v, r, b, t, s, amt, cur, rev, fr, aa, pv, k, rs, pe, ok)
+        on conflict do nothing
+        returning id as "id: CommissionId", conversion_id, partner_id, kind as "kind: CommissionKind",
+                  once_key
         "#,
         &new.iter()
             .map(|n| n.conversion_id.get())
@@ -65,7 +81,7 @@ pub async fn book(
         &new.iter().map(|n| n.partner_id.get()).collect::<Vec<_>>(),
         &new.iter().map(|n| n.agreement_id.get()).collect::<Vec<_>>(),
         &new.iter().map(|n| n.agreement_version).collect::<Vec<_>>(),
-        &new.iter().map(|n| Json(n.rule)).collect::<Vec<_>>() as &[Json<AppliedRule>],
+        &new.iter().map(|n| Json(&n.rule)).collect::<Vec<_>>() as &[Json<&AppliedRule>],
         &new.iter().map(|n| n.base_minor).collect::<Vec<_>>(),
         &new.iter().map(|n| n.total_minor).collect::<Vec<_>>(),
         &new.iter().map(|n| n.share_bps).collect::<Vec<_>>(),
@@ -79,17 +95,32 @@ pub async fn book(
             })
             .collect::<Vec<_>>(),
         &new.iter().map(|n| n.approve_after).collect::<Vec<_>>(),
+        &new.iter().map(|n| n.program_version).collect::<Vec<_>>(),
+        &new.iter().map(|n| n.kind.as_str()).collect::<Vec<_>>() as &[&str],
+        &new.iter().map(|n| n.rule_source.as_str()).collect::<Vec<_>>() as &[&str],
+        &new.iter().map(|n| n.period).collect::<Vec<_>>() as &[Option<NaiveDate>],
+        &new.iter().map(|n| n.once_key.as_deref()).collect::<Vec<_>>() as &[Option<&str>],
     )
     .fetch_all(&mut *tx)
     .await?;
-    let by_key: HashMap<(i64, i64), &NewCommission> = new
+    type Key<'a> = (i64, i64, CommissionKind, Option<&'a str>);
+    let by_key: HashMap<Key<'_>, &NewCommission> = new
         .iter()
-        .map(|n| ((n.conversion_id.get(), n.partner_id.get()), n))
+        .map(|n| {
+            let key = (
+                n.conversion_id.get(),
+                n.partner_id.get(),
+                n.kind,
+                n.once_key.as_deref(),
+            );
+            (key, n)
+        })
         .collect();
     let booked: Vec<(CommissionId, NewCommission)> = rows
-        .into_iter()
+        .iter()
         .filter_map(|r| {
-            let n = by_key.get(&(r.conversion_id, r.partner_id))?;
+            let key = (r.conversion_id, r.partner_id, r.kind, r.once_key.as_deref());
+            let n = by_key.get(&key)?;
             Some((r.id, (*n).clone()))
         })
         .collect();
@@ -102,7 +133,7 @@ pub async fn book(
             currency: n.currency,
             bucket: Bucket::Pending,
             amount_minor: n.amount_minor,
-            kind: LedgerKind::Created,
+            kind: n.kind.booked_as(),
             conversion_id: Some(n.conversion_id),
             payout_id: None,
             actor: "worker".into(),

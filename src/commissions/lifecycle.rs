@@ -1,8 +1,9 @@
 //! The lifecycle worker: pending commissions whose hold is over become
-//! approved. Commissions held for review wait for a person.
+//! approved. Commissions held for review wait for a person. Between
+//! batches it takes the hourly balance checkpoint.
 
-use super::decisions;
 use super::ledger::Held;
+use super::{checkpoints, decisions};
 use crate::background::{Every, Step};
 use crate::domain::{CommissionId, CommissionStatus, Currency, PartnerId, ProgramId};
 use crate::metrics::Metrics;
@@ -15,6 +16,7 @@ pub struct Lifecycle {
     db: PgPool,
     metrics: Arc<Metrics>,
     gauges: Every,
+    checkpoints: Every,
 }
 
 impl Lifecycle {
@@ -23,6 +25,9 @@ impl Lifecycle {
             db,
             metrics,
             gauges: Every::new(std::time::Duration::from_secs(5)),
+            // Checkpoints are hourly; looking every 5 minutes takes each soon
+            // after its hour, and costs one small transaction when taken.
+            checkpoints: Every::new(std::time::Duration::from_secs(300)),
         }
     }
 
@@ -50,6 +55,11 @@ impl Lifecycle {
             // The gauges every 5 s, not at every idle poll.
             if self.gauges.due() {
                 self.measure().await?;
+            }
+            if self.checkpoints.due()
+                && let Some(through) = checkpoints::take(&self.db, None).await?
+            {
+                tracing::info!(%through, "balance checkpoint taken");
             }
             return Ok(Step::Idle);
         }

@@ -3,8 +3,9 @@
 //! figure from what it is shown.
 
 use crate::domain::{
-    AgreementId, AppliedRule, Bucket, CommissionId, CommissionStatus, ConversionId, Currency,
-    Event, FraudSignal, LedgerEntryId, LedgerKind, PartnerId, PayoutId, ProgramId,
+    AgreementId, AppliedRule, Bucket, CommissionId, CommissionKind, CommissionStatus, ConversionId,
+    Currency, Event, FraudSignal, LedgerEntryId, LedgerKind, PartnerId, PayoutId, ProgramId,
+    RuleSource,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -20,6 +21,13 @@ pub struct Commission {
     pub partner_id: PartnerId,
     pub agreement_id: AgreementId,
     pub agreement_version: i32,
+    /// The program terms version in force when the conversion happened.
+    pub program_version: i32,
+    /// `conversion`: the order's commission; `bonus` or `tier_adjustment`:
+    /// one the order triggered.
+    pub kind: CommissionKind,
+    /// Whose rule produced it.
+    pub rule_source: RuleSource,
     pub order_id: String,
     pub event: Event,
     /// The rule that produced the amount, and what it applied to.
@@ -65,6 +73,8 @@ pub async fn commissions(
         select c.id as "id: CommissionId", c.conversion_id as "conversion_id: ConversionId",
                c.program_id as "program_id: ProgramId", c.partner_id as "partner_id: PartnerId",
                c.agreement_id as "agreement_id: AgreementId", c.agreement_version,
+               c.program_version, c.kind as "kind: CommissionKind",
+               c.rule_source as "rule_source: RuleSource",
                v.order_id, v.event as "event: Event", c.rule as "rule: Json<AppliedRule>",
                c.base_minor, c.total_minor, c.share_bps, c.original_minor, c.amount_minor,
                c.currency as "currency: Currency", c.status as "status: CommissionStatus", c.review,
@@ -104,6 +114,8 @@ pub async fn latest_commissions(
         select c.id as "id: CommissionId", c.conversion_id as "conversion_id: ConversionId",
                c.program_id as "program_id: ProgramId", c.partner_id as "partner_id: PartnerId",
                c.agreement_id as "agreement_id: AgreementId", c.agreement_version,
+               c.program_version, c.kind as "kind: CommissionKind",
+               c.rule_source as "rule_source: RuleSource",
                v.order_id, v.event as "event: Event", c.rule as "rule: Json<AppliedRule>",
                c.base_minor, c.total_minor, c.share_bps, c.original_minor, c.amount_minor,
                c.currency as "currency: Currency", c.status as "status: CommissionStatus", c.review,
@@ -141,7 +153,8 @@ pub struct Balance {
     pub balances: Vec<CurrencyBalance>,
 }
 
-/// Bucket sums of a partner's ledger entries before `until` (all when None).
+/// Bucket sums of a partner's ledger entries before `until` (all when
+/// None): the latest balance checkpoint up to then, plus the entries after it.
 async fn sums(
     db: &mut PgConnection,
     partner: PartnerId,
@@ -149,12 +162,30 @@ async fn sums(
 ) -> Result<Vec<CurrencyBalance>, sqlx::Error> {
     let rows = sqlx::query!(
         r#"
-        select currency as "currency: Currency",
-               coalesce(sum(amount_minor) filter (where bucket = 'pending'), 0)::bigint as "pending!",
-               coalesce(sum(amount_minor) filter (where bucket = 'approved'), 0)::bigint as "approved!",
-               coalesce(sum(amount_minor) filter (where bucket = 'paid'), 0)::bigint as "paid!"
-        from ledger_entries
-        where partner_id = $1 and ($2::timestamptz is null or created_at < $2)
+        with checkpoint as (
+            select through from ledger_checkpoint_runs
+            where $2::timestamptz is null or through <= $2
+            order by through desc limit 1
+        )
+        select currency as "currency!: Currency",
+               sum(pending)::bigint as "pending!", sum(approved)::bigint as "approved!",
+               sum(paid)::bigint as "paid!"
+        from (
+            select currency, pending_minor as pending, approved_minor as approved,
+                   paid_minor as paid
+            from ledger_checkpoints
+            where partner_id = $1 and through = (select through from checkpoint)
+            union all
+            select currency,
+                   coalesce(sum(amount_minor) filter (where bucket = 'pending'), 0),
+                   coalesce(sum(amount_minor) filter (where bucket = 'approved'), 0),
+                   coalesce(sum(amount_minor) filter (where bucket = 'paid'), 0)
+            from ledger_entries
+            where partner_id = $1
+              and created_at >= coalesce((select through from checkpoint), '-infinity')
+              and ($2::timestamptz is null or created_at < $2)
+            group by currency
+        ) s
         group by currency order by currency
         "#,
         partner.get(),
@@ -201,6 +232,9 @@ pub struct StatementLine {
     pub event: Option<Event>,
     pub agreement_id: Option<AgreementId>,
     pub agreement_version: Option<i32>,
+    pub program_version: Option<i32>,
+    pub commission_kind: Option<CommissionKind>,
+    pub rule_source: Option<RuleSource>,
     #[schema(value_type = Option<AppliedRule>)]
     pub rule: Option<Json<AppliedRule>>,
     pub base_minor: Option<i64>,
@@ -274,7 +308,9 @@ pub async fn statement(
                e.commission_id as "commission_id: CommissionId",
                c.conversion_id as "conversion_id?: ConversionId", v.order_id as "order_id?",
                v.event as "event?: Event", c.agreement_id as "agreement_id?: AgreementId",
-               c.agreement_version as "agreement_version?", c.rule as "rule?: Json<AppliedRule>",
+               c.agreement_version as "agreement_version?", c.program_version as "program_version?",
+               c.kind as "commission_kind?: CommissionKind",
+               c.rule_source as "rule_source?: RuleSource", c.rule as "rule?: Json<AppliedRule>",
                c.base_minor as "base_minor?", c.total_minor as "total_minor?",
                c.share_bps as "share_bps?", e.payout_id as "payout_id: PayoutId", e.actor, e.reason
         from ledger_entries e

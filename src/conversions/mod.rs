@@ -7,8 +7,9 @@ pub mod writer;
 
 pub use crate::domain::Event;
 use crate::domain::{
-    AgreementId, AppliedRule, AttributionSource, CommissionId, CommissionStatus, ConversionId,
-    ConversionReason, ConversionStatus, Currency, FraudSignal, LinkId, PartnerId, ProgramId,
+    AgreementId, AppliedRule, AttributionSource, CommissionId, CommissionKind, CommissionStatus,
+    ConversionId, ConversionReason, ConversionStatus, Currency, FraudSignal, Item, LinkId,
+    PartnerId, ProgramId, RuleSource,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -26,7 +27,7 @@ pub const MAX_CODE_LEN: usize = 64;
 /// A shop's reference (order id, event id): 1 to 128 characters, no control
 /// characters.
 pub fn check_reference(s: &str) -> Result<&str, String> {
-    if s.is_empty() || s.chars().count() > MAX_ID_LEN || s.chars().any(char::is_control) {
+    if !crate::domain::is_plain(s, MAX_ID_LEN) {
         Err(format!(
             "must be 1 to {MAX_ID_LEN} characters without control characters"
         ))
@@ -38,8 +39,10 @@ pub fn check_reference(s: &str) -> Result<&str, String> {
 /// A click id, coupon or subscription id as a shop sends it: 1 to 64
 /// characters, no control characters.
 pub fn check_code(s: &str) -> Result<&str, String> {
-    if s.is_empty() || s.len() > MAX_CODE_LEN || s.chars().any(char::is_control) {
-        Err(format!("must be 1 to {MAX_CODE_LEN} characters"))
+    if !crate::domain::is_plain(s, MAX_CODE_LEN) {
+        Err(format!(
+            "must be 1 to {MAX_CODE_LEN} characters without control characters"
+        ))
     } else {
         Ok(s)
     }
@@ -86,6 +89,9 @@ pub struct NewConversion {
     pub occurred_at: Option<DateTime<Utc>>,
     /// The webhook's request id, kept for tracing.
     pub request_id: Option<String>,
+    /// The order's lines (a sale), or the lines refunded (a refund); they
+    /// sum to `amount_minor`.
+    pub items: Option<Vec<Item>>,
 }
 
 impl NewConversion {
@@ -169,12 +175,12 @@ pub async fn store_many(
         r#"
         insert into conversions
             (program_id, idempotency_key, event_id, order_id, event, amount_minor, currency,
-             click_id, coupon, occurred_at, request_id, subscription_id)
-        select p, k, e, o, ev, a, cur, cl, cp, coalesce(at, now()), r, sub
+             click_id, coupon, occurred_at, request_id, items, subscription_id)
+        select p, k, e, o, ev, a, cur, cl, cp, coalesce(at, now()), r, it, sub
         from unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
                     $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[],
-                    $12::text[])
-             as u(p, k, e, o, ev, a, cur, cl, cp, at, r, sub)
+                    $12::jsonb[], $13::text[])
+             as u(p, k, e, o, ev, a, cur, cl, cp, at, r, it, sub)
         on conflict do nothing
         returning id as "id: ConversionId", program_id, idempotency_key
         "#,
@@ -200,8 +206,12 @@ pub async fn store_many(
             .collect::<Vec<_>>() as &[Option<String>],
         &batch
             .iter()
-            .map(|c| c.subscription_id.clone())
-            .collect::<Vec<_>>() as &[Option<String>],
+            .map(|c| c.items.as_ref().map(Json))
+            .collect::<Vec<_>>() as &[Option<Json<&Vec<Item>>>],
+        &batch
+            .iter()
+            .map(|c| c.subscription_id.as_deref())
+            .collect::<Vec<_>>() as &[Option<&str>],
     )
     .fetch_all(db)
     .await?;
@@ -285,6 +295,12 @@ pub struct CommissionView {
     pub partner_id: PartnerId,
     pub agreement_id: AgreementId,
     pub agreement_version: i32,
+    /// The program terms version in force when the conversion happened.
+    pub program_version: i32,
+    /// `conversion`, or a `bonus` or `tier_adjustment` this conversion triggered.
+    pub kind: CommissionKind,
+    /// Whose rule produced it.
+    pub rule_source: RuleSource,
     #[schema(value_type = AppliedRule)]
     pub rule: Json<AppliedRule>,
     pub share_bps: i32,
@@ -321,6 +337,11 @@ pub struct ConversionView {
     pub link_id: Option<LinkId>,
     pub agreement_id: Option<AgreementId>,
     pub agreement_version: Option<i32>,
+    /// The program terms version in force when it happened.
+    pub program_version: Option<i32>,
+    /// The order's lines (a sale), or the lines refunded (a refund).
+    #[schema(value_type = Option<Vec<Item>>)]
+    pub items: Option<Json<Vec<Item>>>,
     pub refunded_minor: i64,
     pub occurred_at: DateTime<Utc>,
     pub received_at: DateTime<Utc>,
@@ -343,8 +364,9 @@ pub async fn by_order(
                status as "status: ConversionStatus", reason as "reason: ConversionReason",
                fraud_reasons as "fraud_reasons: Vec<FraudSignal>",
                attributed_via as "attributed_via: AttributionSource",
-               click_id, coupon, subscription_id, link_id as "link_id: LinkId",
-               agreement_id as "agreement_id: AgreementId", agreement_version,
+               click_id, coupon, link_id as "link_id: LinkId",
+               agreement_id as "agreement_id: AgreementId", agreement_version, program_version,
+               items as "items: Json<Vec<Item>>", subscription_id,
                refunded_minor, occurred_at, received_at, processed_at, request_id
         from conversions where program_id = $1 and order_id = $2
         order by id
@@ -359,11 +381,12 @@ pub async fn by_order(
         r#"
         select id as "id: CommissionId", conversion_id,
                partner_id as "partner_id: PartnerId",
-               agreement_id as "agreement_id: AgreementId", agreement_version,
+               agreement_id as "agreement_id: AgreementId", agreement_version, program_version,
+               kind as "kind: CommissionKind", rule_source as "rule_source: RuleSource",
                rule as "rule: Json<AppliedRule>", share_bps, original_minor, amount_minor,
                currency as "currency: Currency", status as "status: CommissionStatus", review
         from commissions where conversion_id = any($1)
-        order by partner_id
+        order by partner_id, id
         "#,
         &ids
     )
@@ -380,7 +403,10 @@ pub async fn by_order(
                     partner_id: c.partner_id,
                     agreement_id: c.agreement_id,
                     agreement_version: c.agreement_version,
-                    rule: c.rule,
+                    program_version: c.program_version,
+                    kind: c.kind,
+                    rule_source: c.rule_source,
+                    rule: c.rule.clone(),
                     share_bps: c.share_bps,
                     original_minor: c.original_minor,
                     amount_minor: c.amount_minor,
@@ -406,6 +432,8 @@ pub async fn by_order(
             link_id: r.link_id,
             agreement_id: r.agreement_id,
             agreement_version: r.agreement_version,
+            program_version: r.program_version,
+            items: r.items,
             refunded_minor: r.refunded_minor,
             occurred_at: r.occurred_at,
             received_at: r.received_at,

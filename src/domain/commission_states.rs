@@ -55,5 +55,32 @@ text_enum! {
         Carried = "carried",
         /// A carried debt settled by a payout.
         Settled = "settled",
+        /// A milestone bonus booked, into pending.
+        Bonus = "bonus",
+        /// The month's earlier sales raised to a new tier's rate, into pending.
+        TierAdjustment = "tier_adjustment",
+    }
+}
+
+text_enum! {
+    /// What a commission pays for.
+    pub enum CommissionKind("commission kind") {
+        /// A sale or lead (its share of the conversion's total).
+        Conversion = "conversion",
+        /// A milestone bonus, once per agreement, month and milestone.
+        Bonus = "bonus",
+        /// The month's earlier sales raised to a tier reached by this sale.
+        TierAdjustment = "tier_adjustment",
+    }
+}
+
+impl CommissionKind {
+    /// The ledger entry that books a commission of this kind.
+    pub fn booked_as(self) -> LedgerKind {
+        match self {
+            CommissionKind::Conversion => LedgerKind::Created,
+            CommissionKind::Bonus => LedgerKind::Bonus,
+            CommissionKind::TierAdjustment => LedgerKind::TierAdjustment,
+        }
     }
 }

@@ -65,6 +65,8 @@ text_enum! {
         Click = "click",
         /// A coupon code of one of the program's agreements.
         Coupon = "coupon",
+        /// A subscription renewal: through the first payment's attribution, without a click.
+        Subscription = "subscription",
     }
 }
 
@@ -97,6 +99,14 @@ text_enum! {
         RefundExceedsSale = "refund_exceeds_sale",
         /// A refund of a sale that earned nothing.
         SaleNotAttributed = "sale_not_attributed",
+        /// A subscription renewal the rule does not pay: first payment only,
+        /// or past the rule's recurring months. Attributed, earning nothing.
+        RenewalNotPaid = "renewal_not_paid",
+        /// A subscription renewal whose first payment was not attributed.
+        SubscriptionNotAttributed = "subscription_not_attributed",
+        /// A refund naming a line its sale does not have: that amount was
+        /// applied to the whole order.
+        RefundItemUnknown = "refund_item_unknown",
     }
 }
 

@@ -26,6 +26,29 @@ impl CouponCode {
     }
 }
 
+/// The regular expression of what `CouponCode::parse` takes.
+fn pattern() -> String {
+    let spaces = super::text::WHITESPACE;
+    format!("^[{spaces}]*[A-Za-z0-9_-]{{2,64}}[{spaces}]*$")
+}
+
+impl utoipa::PartialSchema for CouponCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "A coupon code: 2 to 64 letters, digits, `-` or `_`, compared without regard \
+                 to case (kept upper case); surrounding whitespace is trimmed.",
+            ))
+            .pattern(Some(pattern()))
+            .examples(["AYU10"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for CouponCode {}
+
 impl fmt::Debug for CouponCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -35,6 +58,15 @@ impl fmt::Debug for CouponCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn the_documented_pattern_is_what_parses(s in "[ \\ta_ü;-]{0,6}|[a]{63,66}") {
+            let documented = regex::Regex::new(&pattern()).unwrap().is_match(&s);
+            prop_assert_eq!(documented, CouponCode::parse(&s).is_ok(), "{:?}", s);
+        }
+    }
 
     #[test]
     fn codes_are_case_insensitive_and_plain() {

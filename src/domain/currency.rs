@@ -24,10 +24,23 @@ impl Currency {
             return Err(err());
         }
         let currency = iso_currency::Currency::from_code(code).ok_or_else(err)?;
-        if currency.is_fund() || currency.is_special() || currency.is_superseded().is_some() {
+        if !is_active(currency) {
             return Err(err());
         }
         Ok(Self(currency))
+    }
+
+    /// Every code `parse` takes, in alphabetical order: each three
+    /// upper-case letters that parse.
+    pub fn codes() -> Vec<&'static str> {
+        let letters = b'A'..=b'Z';
+        letters
+            .clone()
+            .flat_map(|a| letters.clone().map(move |b| [a, b]))
+            .flat_map(|[a, b]| (b'A'..=b'Z').map(move |c| [a, b, c]))
+            .filter_map(|code| Currency::parse(std::str::from_utf8(&code).ok()?).ok())
+            .map(Currency::code)
+            .collect()
     }
 
     pub fn code(self) -> &'static str {
@@ -119,13 +132,20 @@ impl<'de> serde::Deserialize<'de> for Currency {
 }
 
 /// In the OpenAPI document: the ISO 4217 code.
+/// Funds, precious metals, test codes and superseded currencies are not
+/// money anyone pays commissions in.
+fn is_active(currency: iso_currency::Currency) -> bool {
+    !(currency.is_fund() || currency.is_special() || currency.is_superseded().is_some())
+}
+
+/// In the OpenAPI document: the codes themselves.
 impl utoipa::PartialSchema for Currency {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         use utoipa::openapi::schema::{ObjectBuilder, Type};
         ObjectBuilder::new()
             .schema_type(Type::String)
             .description(Some("An active ISO 4217 currency code, upper case."))
-            .pattern(Some("^[A-Z]{3}$"))
+            .enum_values(Some(Currency::codes()))
             .examples(["EUR"])
             .into()
     }
@@ -162,6 +182,19 @@ impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Currency {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_documented_codes_are_the_active_currencies_in_order() {
+        let codes = Currency::codes();
+        for active in ["EUR", "IDR", "JPY", "USD"] {
+            assert!(codes.contains(&active), "{active}");
+        }
+        // A precious metal, a test code, a fund, a superseded currency.
+        for inactive in ["XAU", "XTS", "CLF", "DEM"] {
+            assert!(!codes.contains(&inactive), "{inactive}");
+        }
+        assert!(codes.windows(2).all(|w| w[0] < w[1]));
+    }
 
     #[test]
     fn active_currencies_parse() {

@@ -111,9 +111,54 @@ fn id_schema(prefix: &str, kind: &str) -> utoipa::openapi::RefOr<utoipa::openapi
         .description(Some(format!(
             "A {kind} id: `{prefix}` and a base62 number; opaque to clients."
         )))
-        .pattern(Some(format!("^{prefix}[1-9A-Za-z][0-9A-Za-z]{{0,10}}$")))
+        .pattern(Some(format!("^{prefix}{}$", base62_i64_pattern())))
         .examples([format!("{prefix}1a")])
         .into()
+}
+
+/// The base62 digits, in the order of their values.
+const BASE62: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// A regular expression (no anchors) for exactly what `parse_base62_i64`
+/// takes: canonical base62 (no leading zero) of 1 to `i64::MAX`. Shorter
+/// numbers are any digits; numbers as long as `i64::MAX` share a prefix
+/// with it, then have a smaller digit, then any digits (or are it).
+pub fn base62_i64_pattern() -> String {
+    let max = base62::encode(i64::MAX as u64);
+    let mut alternatives = vec![format!("[1-9A-Za-z][0-9A-Za-z]{{0,{}}}", max.len() - 2)];
+    for (i, digit) in max.char_indices() {
+        let lowest = usize::from(i == 0);
+        let below = &BASE62[lowest..BASE62.find(digit).expect("a base62 digit")];
+        if !below.is_empty() {
+            let rest = max.len() - i - 1;
+            alternatives.push(format!(
+                "{}[{}][0-9A-Za-z]{{{rest}}}",
+                &max[..i],
+                digit_class(below)
+            ));
+        }
+    }
+    alternatives.push(max);
+    format!("(?:{})", alternatives.join("|"))
+}
+
+/// A character class body for a run of base62 digits, as ranges.
+fn digit_class(digits: &str) -> String {
+    [
+        "0123456789",
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        "abcdefghijklmnopqrstuvwxyz",
+    ]
+    .iter()
+    .filter_map(|block| {
+        let inside: Vec<char> = digits.chars().filter(|c| block.contains(*c)).collect();
+        match inside.as_slice() {
+            [] => None,
+            [one] => Some(one.to_string()),
+            [first, .., last] => Some(format!("{first}-{last}")),
+        }
+    })
+    .collect()
 }
 
 public_id!(
@@ -190,7 +235,30 @@ mod tests {
         }
     }
 
+    fn id_pattern() -> regex::Regex {
+        regex::Regex::new(&format!("^prg_{}$", base62_i64_pattern())).unwrap()
+    }
+
+    #[test]
+    fn the_documented_pattern_takes_the_largest_id_and_nothing_above_it() {
+        let pattern = id_pattern();
+        let largest = ProgramId::from_db(i64::MAX).to_string();
+        assert!(pattern.is_match(&largest), "{largest}");
+        let above = format!("prg_{}", base62::encode(i64::MAX as u64 + 1));
+        assert!(!pattern.is_match(&above), "{above}");
+        assert!(!pattern.is_match("prg_0") && !pattern.is_match("prg_"));
+    }
+
     proptest! {
+        /// The OpenAPI pattern and the parser agree on every id-shaped text.
+        #[test]
+        fn the_documented_pattern_is_what_parses(digits in "[0-9A-Za-z]{0,12}", n in 1..=i64::MAX) {
+            let pattern = id_pattern();
+            for text in [format!("prg_{digits}"), ProgramId::from_db(n).to_string()] {
+                prop_assert_eq!(pattern.is_match(&text), ProgramId::parse(&text).is_ok(), "{}", text);
+            }
+        }
+
         #[test]
         fn every_positive_id_round_trips(n in 1..=i64::MAX) {
             let id = LinkId::from_db(n);

@@ -1,5 +1,6 @@
 //! Domain types: parsed at the edge, so an invalid value cannot exist past it.
 
+mod applied_rule;
 mod basis_points;
 pub mod click_id;
 pub mod client_ip;
@@ -13,19 +14,25 @@ mod enrollment;
 mod ids;
 pub mod link_code;
 mod money;
+mod order_items;
 mod platform;
 mod secrets;
 mod shares;
 pub mod signing;
 mod sub_ids;
+mod text;
 mod text_enum;
 mod web_url;
 
+pub use applied_rule::{
+    AppliedBonus, AppliedLine, AppliedRenewal, AppliedRerate, AppliedRule, AppliedTier, RuleSource,
+};
 pub use basis_points::{BasisPoints, BasisPointsError};
 pub use commission_rules::{
-    AppliedRule, CommissionRules, EarningEvent, MAX_FLAT_MINOR, Rule, RulesError,
+    Bonus, CommissionRules, EarningEvent, EventRule, MAX_FLAT_MINOR, MAX_THRESHOLD, Recurring,
+    Rule, RulesError, TierBasis, TierStep, Tiers,
 };
-pub use commission_states::{Bucket, CommissionStatus, LedgerKind};
+pub use commission_states::{Bucket, CommissionKind, CommissionStatus, LedgerKind};
 pub use contact::{ContactError, Email, Name};
 pub use conversion_states::{
     AttributionSource, ConversionReason, ConversionStatus, Event, FraudSignal,
@@ -38,13 +45,15 @@ pub use enrollment::{
 };
 pub use ids::{
     AgreementId, CommissionId, ConversionId, EnrollmentId, IdError, LedgerEntryId, LinkId,
-    PartnerId, PayoutId, ProgramId, UserId, parse_cursor,
+    PartnerId, PayoutId, ProgramId, UserId, base62_i64_pattern, parse_cursor,
 };
 pub use money::{Money, MoneyError, allocate, allocate_weighted, apply_rate, mul_div_round};
+pub use order_items::{Category, Item, ItemsError, MAX_ITEMS, check_items};
 pub use platform::Platform;
 pub use secrets::{KeyOwner, NewApiKey, hash_api_key, new_webhook_secret, random_token};
 pub use shares::{MAX_PARTNERS, Share, Shares, SharesError};
 pub use signing::{KeyRing, SigningKey};
 pub use sub_ids::{SUB_KEYS, SubIds, SubIdsError};
+pub use text::{TextError, TextRule, is_plain, plain_schema};
 pub use text_enum::UnknownWord;
 pub use web_url::{DomainsError, LandingDomain, LandingDomains, UrlError, WebUrl};

@@ -27,10 +27,7 @@ impl SubIds {
                 .iter()
                 .find(|s| **s == k.as_str())
                 .ok_or_else(|| SubIdsError::UnknownKey(k.chars().take(32).collect()))?;
-            let ok = !v.is_empty()
-                && v.chars().count() <= MAX_SUB_LEN
-                && !v.chars().any(char::is_control);
-            if !ok {
+            if !super::is_plain(v, MAX_SUB_LEN) {
                 return Err(SubIdsError::BadValue(key));
             }
             out.insert(*key, v.clone());
@@ -76,10 +73,8 @@ impl utoipa::PartialSchema for SubIds {
         for key in SUB_KEYS {
             object = object.property(
                 key,
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .min_length(Some(1))
-                    .max_length(Some(MAX_SUB_LEN)),
+                super::plain_schema(MAX_SUB_LEN, false)
+                    .description(Some("1 to 100 characters, without control characters.")),
             );
         }
         object

@@ -16,11 +16,14 @@ pub struct UnknownWord {
     pub expected: String,
 }
 
+// The words are matched as `tt`, not `literal`: a `literal` fragment reaches
+// the derives wrapped in an invisible group, and utoipa then ignores the
+// `serde(rename)` and documents the variants' Rust names instead.
 macro_rules! text_enum {
     (
         $(#[$meta:meta])*
         pub enum $name:ident ($kind:literal) {
-            $( $(#[$vmeta:meta])* $variant:ident = $word:literal ),+ $(,)?
+            $( $(#[$vmeta:meta])* $variant:ident = $word:tt ),+ $(,)?
         }
     ) => {
         $(#[$meta])*
@@ -108,3 +111,48 @@ macro_rules! text_enum {
 }
 
 pub(crate) use text_enum;
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::*;
+
+    /// The words an enum's OpenAPI schema lists.
+    fn schema_words<T: utoipa::PartialSchema>() -> Vec<String> {
+        let schema = serde_json::to_value(T::schema()).unwrap();
+        schema["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no enum in {schema}"))
+            .iter()
+            .map(|w| w.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    macro_rules! documents_its_words {
+        ($($name:ident),+) => {$(
+            assert_eq!(
+                schema_words::<$name>(),
+                $name::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
+                stringify!($name)
+            );
+        )+};
+    }
+
+    #[test]
+    fn every_text_enum_documents_the_words_it_reads_and_writes() {
+        documents_its_words!(
+            Event,
+            ConversionStatus,
+            AttributionSource,
+            ConversionReason,
+            FraudSignal,
+            EnrollmentStatus,
+            EnrollmentAction,
+            EnrollmentReason,
+            EarningEvent,
+            CommissionStatus,
+            Bucket,
+            LedgerKind,
+            Platform
+        );
+    }
+}

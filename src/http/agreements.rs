@@ -1,7 +1,7 @@
 //! Agreements: POST /v1/programs/{id}/agreements, GET/PUT /v1/agreements/{id},
 //! and the version history.
 
-use super::pagination::{List, Page};
+use super::pagination::{Cursor, List, Page};
 use super::validate::Checker;
 use crate::agreements::{self, Agreement, Terms, WriteError};
 use crate::domain::{AgreementId, BasisPoints, CouponCode, PartnerId, ProgramId, Share, Shares};
@@ -32,12 +32,13 @@ pub struct ShareBody {
     share_bps: i64,
 }
 
-/// The terms of one version, as the client sends them (create and PUT alike).
+/// The terms of a new agreement's first version.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(as = AgreementTerms)]
 #[serde(deny_unknown_fields)]
 pub struct TermsBody {
     /// 1 to 100 partners, each once, with shares summing to 10000.
+    #[serde(deserialize_with = "super::body::objects")]
     #[schema(min_items = 1, max_items = 100)]
     partners: Vec<ShareBody>,
     /// Overrides the program's rules for the events it names; null or absent: the program's.
@@ -46,16 +47,55 @@ pub struct TermsBody {
     commission: Option<serde_json::Value>,
     /// Coupon codes that attribute a conversion to this agreement (at most 100), unique in the program.
     #[serde(default)]
-    #[schema(max_items = 100, examples("AYU10"))]
+    #[schema(value_type = Vec<CouponCode>, max_items = 100)]
     coupon_codes: Vec<String>,
     #[serde(default)]
     valid_from: Option<DateTime<Utc>>,
     /// Must be after `valid_from`.
     #[serde(default)]
     valid_until: Option<DateTime<Utc>>,
-    /// PUT only: the version the change is based on; a newer one answers 409.
+}
+
+/// New terms for an agreement: its next version. The same fields as
+/// `AgreementTerms`, and the version the change is based on.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = AgreementChange)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeBody {
+    /// 1 to 100 partners, each once, with shares summing to 10000.
+    #[serde(deserialize_with = "super::body::objects")]
+    #[schema(min_items = 1, max_items = 100)]
+    partners: Vec<ShareBody>,
+    /// Overrides the program's rules for the events it names; null or absent: the program's.
+    #[serde(default)]
+    #[schema(value_type = Option<crate::domain::CommissionRules>)]
+    commission: Option<serde_json::Value>,
+    /// Coupon codes that attribute a conversion to this agreement (at most 100), unique in the program.
+    #[serde(default)]
+    #[schema(value_type = Vec<CouponCode>, max_items = 100)]
+    coupon_codes: Vec<String>,
+    #[serde(default)]
+    valid_from: Option<DateTime<Utc>>,
+    /// Must be after `valid_from`.
+    #[serde(default)]
+    valid_until: Option<DateTime<Utc>>,
+    /// The version the change is based on; when someone changed the terms
+    /// since, the answer is 409 and nothing changes.
     #[serde(default)]
     base_version: Option<i32>,
+}
+
+impl ChangeBody {
+    fn split(self) -> (TermsBody, Option<i32>) {
+        let terms = TermsBody {
+            partners: self.partners,
+            commission: self.commission,
+            coupon_codes: self.coupon_codes,
+            valid_from: self.valid_from,
+            valid_until: self.valid_until,
+        };
+        (terms, self.base_version)
+    }
 }
 
 impl TermsBody {
@@ -209,12 +249,6 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let program = super::program_in_path(&state, who, &path).await?.id;
     let body: TermsBody = body.json()?;
-    if body.base_version.is_some() {
-        return Err(ApiError::invalid(
-            "base_version",
-            "only a change (PUT) has a base version",
-        ));
-    }
     let terms = body.parse(&state, program).await?;
     let id = agreements::insert(&state.db, program, &terms).await?;
     let agreement = load(&state, id, None).await?;
@@ -234,7 +268,7 @@ pub async fn create(
     operation_id = "updateAgreement",
     tag = "agreements",
     params(("id" = AgreementId, Path, description = "The agreement's id.")),
-    request_body = TermsBody,
+    request_body = ChangeBody,
     responses(
         (status = 200, description = "The new version.", body = Agreement),
         (status = 400, response = crate::http::openapi::BadRequest),
@@ -260,9 +294,9 @@ pub async fn update(
     let current = load(&state, id, None).await?;
     who.require_program(current.program_id)
         .map_err(|_| ApiError::NotFound("agreement"))?;
-    let body: TermsBody = body.json()?;
+    let (body, base_version) = body.json::<ChangeBody>()?.split();
     let terms = body.parse(&state, current.program_id).await?;
-    let version = agreements::new_version(&state.db, id, body.base_version, &terms).await?;
+    let version = agreements::new_version(&state.db, id, base_version, &terms).await?;
     tracing::info!(agreement = %id, version, "agreement terms changed");
     Ok(HttpResponse::Ok().json(load(&state, id, Some(version)).await?))
 }
@@ -367,8 +401,7 @@ pub struct ListQuery {
     /// Rows per page, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    cursor: Option<Cursor>,
 }
 
 /// List a program's agreements
@@ -398,7 +431,7 @@ pub async fn list_for_program(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let program = super::path_id::<ProgramId>(&path, "program")?;
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::parse(query.limit, query.cursor)?;
     let partner = match who {
         Principal::Partner(p) => Some(p),
         other => {

@@ -33,8 +33,9 @@ impl Body {
         &self.bytes
     }
 
+    /// No body at all. Whitespace is a body, and not JSON: refused (400).
     pub fn is_empty(&self) -> bool {
-        self.bytes.iter().all(u8::is_ascii_whitespace)
+        self.bytes.is_empty()
     }
 
     /// The body as JSON of `T`: 415 unless it is sent as JSON, 400 when it
@@ -70,10 +71,65 @@ impl Body {
     }
 }
 
-/// Parses JSON, naming the first problem serde finds.
+/// Parses a JSON object, naming the first problem serde finds.
+///
+/// Every body is an object: serde would also fill a struct from an array,
+/// by position (`[]` for a payout with its defaults), which no client
+/// means and the document does not allow.
+///
+/// JSON has one kind of number, and the OpenAPI document's JSON Schema
+/// counts `15.0` or `1.5e3` as the integers 15 and 1500; so does this: a
+/// whole number written with a fraction or an exponent is read as that
+/// integer (exactly, up to 2^53), wherever it is in the body.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))
+    let malformed =
+        |e: serde_json::Error| ApiError::BadRequest(format!("malformed JSON body: {e}"));
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(malformed)?;
+    if !value.is_object() {
+        return Err(ApiError::BadRequest(
+            "malformed JSON body: expected a JSON object".into(),
+        ));
+    }
+    whole_numbers_as_integers(&mut value);
+    serde_json::from_value(value).map_err(malformed)
+}
+
+/// For a list of structs in a body: each item must be a JSON object (serde
+/// would also fill a struct from an array, by position).
+pub fn objects<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    use serde::Deserialize;
+    use serde::de::Error;
+    let items = Vec::<serde_json::Map<String, serde_json::Value>>::deserialize(d)?;
+    items
+        .into_iter()
+        .map(|item| {
+            serde_json::from_value(serde_json::Value::Object(item)).map_err(D::Error::custom)
+        })
+        .collect()
+}
+
+/// Rewrites every float with no fractional part (within 2^53, where a
+/// float is exact) as an integer.
+fn whole_numbers_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() <= EXACT
+            {
+                *value = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers_as_integers),
+        Value::Object(map) => map.values_mut().for_each(whole_numbers_as_integers),
+        _ => {}
+    }
 }
 
 impl FromRequest for Body {
@@ -139,4 +195,71 @@ where
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Shape {
+        amount: i64,
+        #[serde(default)]
+        rules: serde_json::Value,
+    }
+
+    #[test]
+    fn whole_numbers_written_as_floats_are_integers_anywhere_in_the_body() {
+        let shape: Shape = parse(br#"{"amount": 1.5e3, "rules": {"x": [15.0, -0.0]}}"#).unwrap();
+        assert_eq!(
+            shape,
+            Shape {
+                amount: 1500,
+                rules: serde_json::json!({"x": [15, 0]}),
+            }
+        );
+    }
+
+    #[test]
+    fn a_body_and_the_structs_in_it_are_objects_not_arrays() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Item {
+            #[allow(dead_code)]
+            n: i64,
+        }
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct List {
+            #[serde(deserialize_with = "objects")]
+            items: Vec<Item>,
+        }
+        assert!(matches!(
+            parse::<Shape>(b"[1]"),
+            Err(ApiError::BadRequest(_))
+        ));
+        let list = parse::<List>(br#"{"items": [{"n": 1}]}"#).unwrap();
+        assert_eq!(list.items.len(), 1);
+        assert!(matches!(
+            parse::<List>(br#"{"items": [[1]]}"#),
+            Err(ApiError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn fractions_and_inexact_floats_stay_floats_and_are_refused() {
+        for body in [
+            &br#"{"amount": 15.5}"#[..],
+            br#"{"amount": 1e17}"#,
+            br#"{"amount": "15"}"#,
+        ] {
+            assert!(
+                matches!(parse::<Shape>(body), Err(ApiError::BadRequest(_))),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
 }

@@ -1,11 +1,11 @@
 //! Commissions: a partner's list, and a person's decisions on single
 //! commissions (approve early, or reject).
 
-use super::pagination::{List, Page};
+use super::pagination::{Cursor, List, Page};
 use crate::commissions::decisions::{self, DecideError, Verdict};
 use crate::commissions::queries::{self, Commission, Filter};
 use crate::domain::PartnerId;
-use crate::domain::{CommissionId, CommissionStatus, ProgramId};
+use crate::domain::{CommissionId, CommissionStatus, ProgramId, TextRule};
 use crate::http::auth::Principal;
 use crate::http::body::Body;
 use crate::http::error::ApiError;
@@ -18,10 +18,41 @@ use serde::{Deserialize, Serialize};
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Decision {
-    /// Why; at most 500 characters. Required to reject: the partner sees it.
+    /// Why. Required to reject: the partner sees it.
     #[serde(default)]
-    #[schema(max_length = 500, examples("order cancelled before shipping"))]
+    #[schema(schema_with = optional_reason_schema)]
     reason: Option<String>,
+}
+
+/// A rejection: a `Decision` whose reason is required (the partner sees it).
+/// Only documents the body; it is read as a `Decision` (the derive states
+/// the same unknown-field rule).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct Rejection {
+    #[schema(schema_with = reason_schema)]
+    reason: String,
+}
+
+/// Why a commission was decided on by hand.
+const REASON: TextRule = TextRule::line(500);
+
+fn reason_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    REASON
+        .schema(true)
+        .description(Some(
+            "At most 500 characters on one line, without control characters, and something \
+             besides whitespace (which is trimmed).",
+        ))
+        .examples(["order cancelled before shipping"])
+}
+
+fn optional_reason_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    REASON.schema(false).description(Some(
+        "At most 500 characters on one line, without control characters; empty or only \
+         whitespace: none.",
+    ))
 }
 
 /// The commission's new status.
@@ -45,19 +76,12 @@ fn actor(who: Principal) -> String {
 
 fn reason(body: &Body) -> Result<Option<String>, ApiError> {
     let decision = body.optional_json::<Decision>()?;
-    match decision
-        .as_ref()
-        .and_then(|b| b.reason.as_deref())
-        .map(str::trim)
-    {
-        None | Some("") => Ok(None),
-        Some(r) if r.chars().count() > 500 || r.chars().any(char::is_control) => {
-            Err(ApiError::invalid(
-                "reason",
-                "must be at most 500 characters without control characters",
-            ))
-        }
-        Some(r) => Ok(Some(r.to_owned())),
+    match decision.as_ref().and_then(|b| b.reason.as_deref()) {
+        None => Ok(None),
+        Some(r) => REASON
+            .parse(r)
+            .map(|r| r.map(str::to_owned))
+            .map_err(|e| ApiError::invalid("reason", e)),
     }
 }
 
@@ -151,7 +175,7 @@ pub async fn approve(
     operation_id = "rejectCommission",
     tag = "commissions",
     params(("id" = CommissionId, Path, description = "The commission's id.")),
-    request_body = Decision,
+    request_body = Rejection,
     responses(
         (status = 200, description = "Rejected: the commission is reversed.", body = Decided),
         (status = 401, response = crate::http::openapi::Unauthorized),
@@ -191,8 +215,7 @@ pub struct CommissionsQuery {
     /// Rows per page, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    cursor: Option<Cursor>,
     /// Only commissions in this status.
     status: Option<CommissionStatus>,
     /// Only commissions of this program.
@@ -230,7 +253,7 @@ pub async fn list(
     query: web::Query<CommissionsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let partner = super::balances::partner(who, &path)?;
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::parse(query.limit, query.cursor)?;
     let program = match &query.program_id {
         None => None,
         Some(p) => Some(
@@ -265,7 +288,7 @@ mod tests {
             let _ = web::Query::<CommissionsQuery>::from_query(&raw);
             let shaped = format!("status={status}&cursor={cursor}&limit={limit}&from=2026-01-01T00:00:00Z");
             if let Ok(q) = web::Query::<CommissionsQuery>::from_query(&shaped) {
-                let _ = Page::parse(q.limit, q.cursor.as_deref());
+                let _ = Page::parse(q.limit, q.cursor);
             }
         }
     }

@@ -6,7 +6,9 @@ use crate::conversions::{
     self, ConversionView, Event, NewConversion, StoreError, Stored, check_amount, check_code,
     check_occurred_at, check_reference,
 };
-use crate::domain::{ConversionId, ConversionStatus, Currency, ProgramId};
+use crate::domain::{
+    Category, ConversionId, ConversionStatus, Currency, Item, ProgramId, check_items,
+};
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -18,13 +20,13 @@ use std::time::Instant;
 /// Largest webhook body read.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// The webhook body. Unknown fields are ignored: shops send what their
-/// platform sends, and a new field must not break their integration.
+/// The webhook body's fields. Unknown fields are ignored: shops send what
+/// their platform sends, and a new field must not break their integration.
 #[derive(Deserialize, utoipa::ToSchema)]
-#[schema(as = NewConversion)]
+#[schema(as = ConversionFields)]
 struct ConversionBody {
-    /// The shop's order reference, 1 to 128 characters. A refund names its sale's.
-    #[schema(examples("order-1001"))]
+    /// The shop's order reference. A refund names its sale's.
+    #[schema(schema_with = order_id_schema)]
     order_id: String,
     #[schema(value_type = Event)]
     event: String,
@@ -40,18 +42,122 @@ struct ConversionBody {
     currency: Option<String>,
     /// The `mitra_click` value the shopper landed with.
     #[serde(default)]
-    #[schema(max_length = 64)]
+    #[schema(schema_with = code_schema)]
     click_id: Option<String>,
     /// A coupon code of one of the program's agreements.
     #[serde(default)]
-    #[schema(max_length = 64)]
+    #[schema(schema_with = code_schema)]
     coupon: Option<String>,
     /// When it happened; default: when received.
     #[serde(default)]
     occurred_at: Option<DateTime<Utc>>,
     /// The shop's idempotency key; default: (`order_id`, `event`).
     #[serde(default)]
+    #[schema(schema_with = event_id_schema)]
     event_id: Option<String>,
+    /// A sale's lines (at most 100, each `sku` once), summing to
+    /// `amount_minor`: rules may pay per category. A refund's lines name the
+    /// sale's lines given back (by `sku`), summing to the refund's amount.
+    /// Without lines, the whole amount earns the default rate.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::domain::Item>>, max_items = 100)]
+    items: Option<Vec<ItemBody>>,
+    /// Sales only: the subscription this payment belongs to, 1 to 128
+    /// characters. The subscription's first sale is attributed as any sale;
+    /// later ones (renewals) go to the same agreement without a click, and
+    /// earn as the rule's `recurring` says.
+    #[serde(default)]
+    #[schema(examples("sub_8812"))]
+    subscription_id: Option<String>,
+}
+
+/// One order line as the shop sends it; checked into a `domain::Item`.
+#[derive(Deserialize)]
+pub(super) struct ItemBody {
+    sku: String,
+    #[serde(default)]
+    category: Option<String>,
+    amount_minor: i64,
+    #[serde(default)]
+    quantity: Option<i64>,
+}
+
+/// The webhook body as documented: its fields, and what each event requires
+/// of them (`ConversionBody::parse` refuses the rest, 422).
+struct NewConversionDoc;
+
+impl utoipa::PartialSchema for NewConversionDoc {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder, Ref, Type};
+        let event = |word: Event| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([word.as_str()]))
+        };
+        let amount = |minimum: i64| {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(minimum))
+        };
+        // A sale and a refund need an amount (a refund's at least 1) and a
+        // currency; a lead needs neither.
+        let priced = |word: Event, minimum: i64| {
+            ObjectBuilder::new()
+                .property("event", event(word))
+                .property("amount_minor", amount(minimum))
+                .property("currency", Ref::from_schema_name("Currency"))
+                .required("amount_minor")
+                .required("currency")
+        };
+        AllOfBuilder::new()
+            .description(Some(
+                "A sale, lead or refund. Unknown fields are ignored: shops send what their \
+                 platform sends. A sale and a refund need `amount_minor` (a refund's at least \
+                 1) and `currency`; a lead needs neither (0, the program's).",
+            ))
+            .item(Ref::from_schema_name("ConversionFields"))
+            .item(
+                OneOfBuilder::new()
+                    .item(priced(Event::Sale, 0))
+                    .item(priced(Event::Refund, 1))
+                    .item(ObjectBuilder::new().property("event", event(Event::Lead))),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for NewConversionDoc {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "NewConversion".into()
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push(("ConversionFields".into(), ConversionBody::schema()));
+        <ConversionBody as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
+fn order_id_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::domain::plain_schema(conversions::MAX_ID_LEN, false)
+        .description(Some(
+            "The shop's order reference, 1 to 128 characters without control characters. \
+             A refund names its sale's.",
+        ))
+        .examples(["order-1001"])
+}
+
+fn event_id_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::domain::plain_schema(conversions::MAX_ID_LEN, true)
+}
+
+fn code_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::domain::plain_schema(conversions::MAX_CODE_LEN, true)
 }
 
 /// A conversion as stored, by id.
@@ -101,6 +207,13 @@ impl ConversionBody {
                 c.check(field, check_code(v));
             }
         }
+        if let Some(sub) = &self.subscription_id {
+            if event != Some(Event::Sale) {
+                c.fail("subscription_id", "only a sale belongs to a subscription");
+            }
+            c.check("subscription_id", check_reference(sub));
+        }
+        let items = self.items.map(|lines| items(lines, event, amount, &mut c));
         if let Some(at) = self.occurred_at {
             c.check("occurred_at", check_occurred_at(at, now));
         }
@@ -114,11 +227,49 @@ impl ConversionBody {
                 currency,
                 click_id: self.click_id,
                 coupon: self.coupon,
-                subscription_id: None,
                 occurred_at: self.occurred_at,
                 request_id,
+                items: items.flatten(),
+                subscription_id: self.subscription_id,
             })
         })
+    }
+}
+
+/// Checks a sale's or refund's lines, recording each problem under its path.
+pub(super) fn items(
+    lines: Vec<ItemBody>,
+    event: Option<Event>,
+    amount_minor: i64,
+    c: &mut Checker,
+) -> Option<Vec<Item>> {
+    if event == Some(Event::Lead) {
+        c.fail("items", "a lead has no lines");
+        return None;
+    }
+    let mut parsed = Vec::with_capacity(lines.len());
+    for (i, line) in lines.into_iter().enumerate() {
+        let category = match line.category.as_deref().map(Category::parse) {
+            None => None,
+            Some(Ok(category)) => Some(category),
+            Some(Err(e)) => {
+                c.fail(format!("items[{i}].category"), e);
+                None
+            }
+        };
+        parsed.push(Item {
+            sku: line.sku,
+            category,
+            amount_minor: line.amount_minor,
+            quantity: line.quantity.unwrap_or(1),
+        });
+    }
+    match check_items(&parsed, amount_minor) {
+        Ok(()) => Some(parsed),
+        Err(e) => {
+            c.fail(e.path, e.message);
+            None
+        }
     }
 }
 
@@ -146,7 +297,7 @@ pub(crate) async fn read_body(
     operation_id = "receiveConversion",
     tag = "conversions",
     params(("id" = ProgramId, Path, description = "The program's id.")),
-    request_body = ConversionBody,
+    request_body = NewConversionDoc,
     responses(
         (status = 202, description = "Stored; attribution follows.", body = Receipt),
         (status = 200, description = "A repeat of an earlier conversion: its id and status.",
@@ -196,8 +347,7 @@ async fn receive_inner(
         tracing::info!(program = %program, reason = detail, "webhook signature refused");
         ApiError::BadSignature(detail)
     })?;
-    let parsed: ConversionBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
+    let parsed: ConversionBody = super::body::parse(&body)?;
     let new = parsed.parse(program, ctx.currency, now, request_id(req))?;
     let stored = store(state, new).await.map_err(store_error)?;
     let status = match stored {
@@ -326,6 +476,9 @@ pub struct OrderConversion {
 
 /// Refunds that arrived before their sale.
 #[derive(Serialize, utoipa::ToSchema)]
+// Documents `additionalProperties: false`, so that an order with its sale
+// (which has these fields too) is not also a waiting order.
+#[serde(deny_unknown_fields)]
 pub struct WaitingOrder {
     order_id: String,
     /// Always `waiting`.

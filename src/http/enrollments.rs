@@ -7,10 +7,11 @@
 //! sees an invited partner's name only once it has accepted (or applied
 //! itself), so an invitation is no way to read partners' names.
 
-use super::pagination::{List, Page};
+use super::pagination::{Cursor, List, Page};
 use super::validate::Checker;
 use crate::domain::{
-    Email, EnrollmentAction, EnrollmentId, EnrollmentReason, EnrollmentStatus, PartnerId, ProgramId,
+    Email, EnrollmentAction, EnrollmentId, EnrollmentReason, EnrollmentStatus, PartnerId,
+    ProgramId, TextRule,
 };
 use crate::enrollments::{self, Decision, EnrollError, Enrollment, Invitee, Side};
 use crate::http::auth::Principal;
@@ -20,12 +21,21 @@ use crate::http::state::AppState;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
 
 /// A page of enrollments, as the OpenAPI document names it.
 type EnrollmentPage = List<EnrollmentView>;
 
-/// Longest note or application text.
-const MAX_NOTE: usize = 2000;
+/// A note or an application's text.
+const NOTE: TextRule = TextRule::lines(2000);
+
+fn note_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    NOTE.schema(false).description(Some(
+        "At most 2000 characters, lines separated by `\\n`, no other control characters; \
+         empty or only whitespace: none.",
+    ))
+}
 
 /// A partner's membership of a program, as the caller may see it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -39,7 +49,7 @@ pub struct EnrollmentView {
     /// Shown to the program once the partner has applied or accepted.
     partner_name: Option<String>,
     /// The address an e-mail invitation went to.
-    #[schema(format = Email)]
+    #[schema(value_type = Option<Email>)]
     email: Option<String>,
     status: EnrollmentStatus,
     /// What the partner wrote when applying.
@@ -106,20 +116,66 @@ pub struct Invitation {
 }
 
 /// Whom to invite: a partner by id, or anyone by e-mail.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[schema(as = NewInvitation)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InviteBody {
     #[serde(default)]
-    #[schema(value_type = Option<PartnerId>)]
     partner_id: Option<String>,
     #[serde(default)]
-    #[schema(format = Email, examples("ayu@example.com"))]
     email: Option<String>,
-    /// A message for the partner, at most 2000 characters.
     #[serde(default)]
-    #[schema(max_length = 2000)]
     note: Option<String>,
+}
+
+/// In the OpenAPI document: exactly one of `partner_id` and `email` (the
+/// other absent or null), as `invite` requires.
+impl utoipa::PartialSchema for InviteBody {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::{AllOfBuilder, OneOfBuilder};
+        let nullable = |name: &str| {
+            OneOfBuilder::new()
+                .item(Ref::from_schema_name(name))
+                .item(ObjectBuilder::new().schema_type(Type::Null))
+        };
+        let fields = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("partner_id", nullable("PartnerId"))
+            .property("email", nullable("Email"))
+            .property(
+                "note",
+                note_schema().description(Some("A message for the partner.")),
+            )
+            .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)));
+        let one = |given: &str, schema: &str, absent: &str| {
+            ObjectBuilder::new()
+                .property(given, Ref::from_schema_name(schema))
+                .required(given)
+                .property(absent, ObjectBuilder::new().schema_type(Type::Null))
+        };
+        AllOfBuilder::new()
+            .description(Some(
+                "Whom to invite: a partner by `partner_id`, or anyone by `email` (exactly one).",
+            ))
+            .item(fields)
+            .item(
+                OneOfBuilder::new()
+                    .item(one("partner_id", "PartnerId", "email"))
+                    .item(one("email", "Email", "partner_id")),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for InviteBody {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "NewInvitation".into()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        use utoipa::PartialSchema;
+        schemas.push(("PartnerId".into(), PartnerId::schema()));
+        schemas.push(("Email".into(), Email::schema()));
+    }
 }
 
 /// A partner's application to a public program.
@@ -127,9 +183,9 @@ pub struct InviteBody {
 #[schema(as = NewApplication)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyBody {
-    /// Why the program should take this partner on, at most 2000 characters.
+    /// Why the program should take this partner on.
     #[serde(default)]
-    #[schema(max_length = 2000)]
+    #[schema(schema_with = note_schema)]
     note: Option<String>,
 }
 
@@ -141,20 +197,30 @@ pub struct ApplyBody {
 pub struct DecisionBody {
     #[serde(default)]
     reason_code: Option<EnrollmentReason>,
+    /// For the other side to read.
     #[serde(default)]
-    #[schema(max_length = 2000)]
+    #[schema(schema_with = note_schema)]
+    note: Option<String>,
+}
+
+/// A rejection, deactivation or ban: a decision whose `reason_code` is
+/// required. Only documents the body, which is read as a `DecisionBody`
+/// (the derive states the same unknown-field rule).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ReasonedDecision {
+    reason_code: EnrollmentReason,
+    /// For the partner to read.
+    #[schema(schema_with = note_schema)]
     note: Option<String>,
 }
 
 fn note(c: &mut Checker, field: &str, note: Option<String>) -> Option<String> {
-    let note = note
-        .map(|n| n.trim().to_owned())
-        .filter(|n| !n.is_empty())?;
-    if note.chars().count() > MAX_NOTE || note.chars().any(|c| c.is_control() && c != '\n') {
-        c.fail(field, format!("must be at most {MAX_NOTE} characters"));
-        return None;
-    }
-    Some(note)
+    let note = note?;
+    c.check(field, NOTE.parse(&note))
+        .flatten()
+        .map(str::to_owned)
 }
 
 fn actor(who: Principal) -> String {
@@ -169,6 +235,8 @@ impl From<EnrollError> for ApiError {
     fn from(e: EnrollError) -> Self {
         match e {
             EnrollError::NotFound(what) => ApiError::NotFound(what),
+            // The body names it, not the path: the program is there.
+            EnrollError::UnknownPartner => ApiError::invalid("partner_id", "no such partner"),
             EnrollError::Move(m) => ApiError::Conflict(m.to_string()),
             EnrollError::Conflict(m) => ApiError::Conflict(m),
             EnrollError::Db(e) => e.into(),
@@ -337,8 +405,7 @@ pub struct ListQuery {
     /// Rows per page, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    cursor: Option<Cursor>,
     /// Only memberships in this status.
     status: Option<EnrollmentStatus>,
 }
@@ -409,7 +476,7 @@ async fn list(
     side: Side,
     query: &ListQuery,
 ) -> Result<HttpResponse, ApiError> {
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::parse(query.limit, query.cursor)?;
     let rows = enrollments::list(&state.db, side, query.status, page.after, page.fetch()).await?;
     let list = List::from_rows(rows, page, |e| e.id.get());
     Ok(HttpResponse::Ok().json(List {
@@ -502,7 +569,7 @@ async fn decide(
 }
 
 macro_rules! decision_endpoint {
-    ($name:ident, $action:expr, $path:literal, $op:literal, $summary:literal, $security:tt) => {
+    ($name:ident, $action:expr, $path:literal, $op:literal, $summary:literal, $body:tt, $security:tt) => {
         #[doc = $summary]
         #[utoipa::path(
             post,
@@ -510,8 +577,7 @@ macro_rules! decision_endpoint {
             operation_id = $op,
             tag = "enrollments",
             params(("id" = EnrollmentId, Path, description = "The enrollment's id.")),
-            request_body(content = Option<DecisionBody>, description = "Optional, but a rejection, \
-                deactivation or ban needs a `reason_code`."),
+            request_body $body,
             responses(
                 (status = 200, description = "The membership, moved.", body = EnrollmentView),
                 (status = 400, response = crate::http::openapi::BadRequest),
@@ -545,6 +611,7 @@ decision_endpoint!(
     "/v1/enrollments/{id}/accept",
     "acceptInvitation",
     "Accept an invitation (the partner)",
+    (content = Option<DecisionBody>, description = "Optional."),
     (("admin_token" = []), ("partner_key" = []))
 );
 decision_endpoint!(
@@ -553,6 +620,7 @@ decision_endpoint!(
     "/v1/enrollments/{id}/decline",
     "declineInvitation",
     "Decline an invitation (the partner)",
+    (content = Option<DecisionBody>, description = "Optional."),
     (("admin_token" = []), ("partner_key" = []))
 );
 decision_endpoint!(
@@ -561,6 +629,7 @@ decision_endpoint!(
     "/v1/enrollments/{id}/approve",
     "approveApplication",
     "Approve an application (the program)",
+    (content = Option<DecisionBody>, description = "Optional."),
     (("admin_token" = []), ("program_key" = []))
 );
 decision_endpoint!(
@@ -569,6 +638,10 @@ decision_endpoint!(
     "/v1/enrollments/{id}/reject",
     "rejectApplication",
     "Reject an application with a reason (the program); the partner may apply again after the program's cooldown",
+    (
+        content = ReasonedDecision,
+        description = "The reason, for the record and the partner."
+    ),
     (("admin_token" = []), ("program_key" = []))
 );
 decision_endpoint!(
@@ -577,6 +650,10 @@ decision_endpoint!(
     "/v1/enrollments/{id}/deactivate",
     "deactivatePartner",
     "End a membership (the program): links stop, nothing new is earned, history and balance stay",
+    (
+        content = ReasonedDecision,
+        description = "The reason, for the record and the partner."
+    ),
     (("admin_token" = []), ("program_key" = []))
 );
 decision_endpoint!(
@@ -585,6 +662,10 @@ decision_endpoint!(
     "/v1/enrollments/{id}/ban",
     "banPartner",
     "Ban a partner (the program): as a deactivation, and its pending commissions are held for review",
+    (
+        content = ReasonedDecision,
+        description = "The reason, for the record and the partner."
+    ),
     (("admin_token" = []), ("program_key" = []))
 );
 

@@ -302,7 +302,13 @@ pub async fn shopify(
         ("id" = ProgramId, Path, description = "The program's id."),
         ("X-WC-Webhook-Topic" = Option<String>, Header, description = "`order.created`, `order.updated`; others are ignored."),
     ),
-    request_body(content = serde_json::Value, description = "The order, as WooCommerce's REST API (v3) writes it."),
+    request_body(
+        content = Option<serde_json::Value>,
+        description = "The order, as WooCommerce's REST API (v3) writes it, for the \
+            `order.created` and `order.updated` topics. Other topics book nothing and are \
+            answered 200 whatever they carry, with or without a body; so is the ping \
+            WooCommerce sends when a webhook is saved (`webhook_id=<n>`, form-encoded)."
+    ),
     responses(
         (status = 202, description = "Stored; attribution follows.", body = IntegrationReceipt),
         (status = 200, description = "A repeat of what was stored, or nothing to book (ignored).", body = IntegrationReceipt),
@@ -372,7 +378,7 @@ pub struct SecretBody {
     /// the secret its webhook settings show), WooCommerce's webhook secret,
     /// Stripe's endpoint signing secret (`whsec_...`). 8 to 256 printable
     /// characters.
-    #[schema(examples("whsec_8Qm2vR..."))]
+    #[schema(pattern = "^[!-~]{8,256}$", examples("whsec_8Qm2vR..."))]
     secret: String,
     /// How long the secret set before keeps verifying (default 24 h, at most 30 days).
     #[serde(default)]

@@ -1,8 +1,8 @@
 //! /v1/links: issue and read tracked links.
 
-use super::pagination::{List, Page};
+use super::pagination::{Cursor, List, Page};
 use crate::agreements;
-use crate::domain::{AgreementId, LinkId};
+use crate::domain::{AgreementId, LinkId, WebUrl};
 use crate::http::auth::Principal;
 use crate::http::body::Body;
 use crate::http::error::{ApiError, FieldError};
@@ -24,7 +24,7 @@ pub struct CreateLink {
     /// Where the link lands, on one of the program's landing domains;
     /// absent: the program's default URL.
     #[serde(default)]
-    #[schema(format = "uri", examples("https://shop.example/batik"))]
+    #[schema(value_type = Option<WebUrl>)]
     destination_url: Option<String>,
     #[serde(default)]
     #[schema(value_type = crate::domain::SubIds)]
@@ -148,8 +148,7 @@ pub struct ListQuery {
     /// Rows per page, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    cursor: Option<Cursor>,
     /// Only the links of this agreement.
     #[param(value_type = Option<AgreementId>)]
     agreement_id: Option<String>,
@@ -178,7 +177,7 @@ pub async fn list(
     who: Principal,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::parse(query.limit, query.cursor)?;
     let agreement = match &query.agreement_id {
         None => None,
         Some(a) => Some(

@@ -31,6 +31,7 @@ pub(crate) mod payouts;
 pub(crate) mod programs;
 pub mod redirect;
 pub(crate) mod reports;
+pub(crate) mod simulations;
 pub(crate) mod snippet;
 pub(crate) mod users;
 mod validate;
@@ -90,7 +91,10 @@ route_table! {
     API_ROUTES, register_api {
         "/mitra.js" => { get: snippet::script },
         "/v1/programs" => { post: programs::create, get: programs::list },
-        "/v1/programs/{id}" => { get: programs::get },
+        "/v1/programs/{id}" => { get: programs::get, patch: programs::update },
+        "/v1/programs/{id}/versions" => { get: programs::versions },
+        "/v1/programs/{id}/versions/{version}" => { get: programs::version },
+        "/v1/programs/{id}/simulate" => { post: simulations::simulate },
         "/v1/programs/{id}/listing" => { put: programs::set_listing },
         "/v1/public-programs" => { get: programs::list_public },
         "/v1/programs/{id}/enrollments" => {

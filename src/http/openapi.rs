@@ -5,13 +5,36 @@
 use crate::http::error::ApiError;
 use crate::http::{
     agreements, balances, commissions, conversions, enrollments, integrations, links, ops,
-    partners, payouts, programs, redirect, reports, snippet, users, webhook_secrets,
+    partners, payouts, programs, redirect, reports, simulations, snippet, users, webhook_secrets,
 };
 use std::sync::OnceLock;
+use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{ObjectBuilder, Ref, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Header, RefOr};
+
+mod bodies;
+mod operation_links;
+
+use bodies::RequestBodies;
+use operation_links::Links;
+
+/// Every operation of a path.
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .flatten()
+}
 
 /// One reusable error response: problem details, with an example made by
 /// the error itself, so the documented `type` and `title` are the served ones.
@@ -251,6 +274,10 @@ impl utoipa::Modify for RedirectHead {
         programs::create,
         programs::list,
         programs::get,
+        programs::update,
+        programs::versions,
+        programs::version,
+        simulations::simulate,
         programs::set_listing,
         programs::list_public,
         enrollments::invite,
@@ -301,7 +328,8 @@ impl utoipa::Modify for RedirectHead {
         users::login_link,
         users::password_reset,
     ),
-    components(responses(
+    // Schemas query parameters refer to (responses and bodies register theirs).
+    components(schemas(crate::http::pagination::Cursor), responses(
         BadRequest,
         Unauthorized,
         BadSignature,
@@ -315,7 +343,7 @@ impl utoipa::Modify for RedirectHead {
         Unavailable,
         Internal,
     )),
-    modifiers(&SecuritySchemes, &RedirectHead),
+    modifiers(&SecuritySchemes, &RedirectHead, &RequestBodies, &Links),
     tags(
         (name = "ops", description = "Health, readiness, metrics and this document; no credentials."),
         (name = "redirect", description = "The tracked links shoppers follow."),

@@ -3,9 +3,10 @@
 //! The cursor is the last row's id in base62: opaque to clients, stable under
 //! inserts, and a plain index range scan for Postgres.
 
-use crate::domain::IdError;
 use crate::http::error::ApiError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
@@ -19,19 +20,14 @@ pub struct Page {
 }
 
 impl Page {
-    pub fn parse(limit: Option<i64>, cursor: Option<&str>) -> Result<Self, ApiError> {
+    pub fn parse(limit: Option<i64>, cursor: Option<Cursor>) -> Result<Self, ApiError> {
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(ApiError::BadRequest(format!(
                 "limit must be from 1 to {MAX_LIMIT}"
             )));
         }
-        let after = match cursor {
-            None | Some("") => 0,
-            Some(c) => crate::domain::parse_cursor(c).map_err(|_: IdError| {
-                ApiError::BadRequest("cursor is not one this API issued".into())
-            })?,
-        };
+        let after = cursor.map_or(0, |c| c.0);
         Ok(Self { limit, after })
     }
 
@@ -40,6 +36,43 @@ impl Page {
         self.limit + 1
     }
 }
+
+/// `?cursor=`: the `next_cursor` of the previous page (empty: the first
+/// page). Parsed with the query, so every list refuses a cursor it did not
+/// issue the same way (400), and documents the same pattern.
+#[derive(Debug, Clone, Copy)]
+pub struct Cursor(i64);
+
+impl<'de> Deserialize<'de> for Cursor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        if s.is_empty() {
+            return Ok(Cursor(0));
+        }
+        crate::domain::parse_cursor(&s)
+            .map(Cursor)
+            .map_err(|_| serde::de::Error::custom("cursor is not one this API issued"))
+    }
+}
+
+/// The cursor's text: base62 of a row id.
+fn cursor_pattern() -> String {
+    crate::domain::base62_i64_pattern()
+}
+
+impl utoipa::PartialSchema for Cursor {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "The `next_cursor` of the previous page; empty for the first page.",
+            ))
+            .pattern(Some(format!("^(?:{})?$", cursor_pattern())))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Cursor {}
 
 #[derive(Debug, Serialize)]
 pub struct List<T> {
@@ -50,8 +83,8 @@ pub struct List<T> {
 /// In the OpenAPI document: `<T>List`, its items referring to `T`'s schema
 /// (a derive would copy `T`'s schema into every list).
 impl<T: utoipa::ToSchema> utoipa::PartialSchema for List<T> {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Ref, Type};
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, Ref};
         ObjectBuilder::new()
             .schema_type(Type::Object)
             .description(Some(format!("A page of {}s.", T::name())))
@@ -66,8 +99,9 @@ impl<T: utoipa::ToSchema> utoipa::PartialSchema for List<T> {
                     .schema_type(
                         [Type::String, Type::Null]
                             .into_iter()
-                            .collect::<utoipa::openapi::schema::SchemaType>(),
+                            .collect::<SchemaType>(),
                     )
+                    .pattern(Some(format!("^{}$", cursor_pattern())))
                     .description(Some(
                         "Pass as `?cursor=` for the next page; null on the last page.",
                     )),

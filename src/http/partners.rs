@@ -1,6 +1,6 @@
 //! /v1/partners: create, read and list partners.
 
-use super::pagination::{List, Page};
+use super::pagination::{Cursor, List, Page};
 use super::validate::Checker;
 use crate::domain::{Email, KeyOwner, Name, NewApiKey, PartnerId};
 use crate::enrollments;
@@ -19,10 +19,9 @@ type PartnerPage = List<Partner>;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePartner {
-    /// 1 to 200 characters.
-    #[schema(examples("Ayu"))]
+    #[schema(value_type = Name)]
     name: String,
-    #[schema(format = Email, examples("ayu@example.com"))]
+    #[schema(value_type = Email)]
     email: String,
 }
 
@@ -128,8 +127,7 @@ pub struct ListQuery {
     /// Rows per page, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    cursor: Option<Cursor>,
 }
 
 /// List partners
@@ -156,7 +154,7 @@ pub async fn list(
     who: Principal,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::parse(query.limit, query.cursor)?;
     let program = match who {
         Principal::Admin => None,
         Principal::Program(p) => Some(p),

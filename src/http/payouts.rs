@@ -1,6 +1,6 @@
 //! Payouts: pay approved commissions, read them back, export them as CSV.
 
-use super::pagination::{List, Page};
+use super::pagination::{Cursor, List, Page};
 use crate::commissions::payouts::{self, Payout};
 use crate::domain::{PayoutId, ProgramId};
 use crate::http::auth::Principal;
@@ -84,8 +84,7 @@ pub struct ListQuery {
     /// Rows per page, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    cursor: Option<Cursor>,
 }
 
 /// List a program's payouts
@@ -115,7 +114,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let program = super::path_id::<ProgramId>(&path, "program")?;
     who.require_program(program)?;
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::parse(query.limit, query.cursor)?;
     let rows = payouts::list(&state.db, program, page.after, page.fetch()).await?;
     Ok(HttpResponse::Ok().json(List::from_rows(rows, page, |p| p.id.get())))
 }

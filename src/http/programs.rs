@@ -1,21 +1,26 @@
-//! /v1/programs: create, read and list programs.
+//! /v1/programs: create, read and list programs; change their terms (a new
+//! version each time) and read every version.
 
-use super::pagination::{List, Page};
+use super::pagination::{Cursor, List, Page};
 use super::validate::Checker;
 use crate::domain::{
-    Currency, DomainsError, KeyOwner, LandingDomains, Name, NewApiKey, ProgramId, WebUrl,
+    Currency, DomainsError, KeyOwner, LandingDomains, Name, NewApiKey, ProgramId, TextRule, WebUrl,
     new_webhook_secret,
 };
 use crate::http::auth::Principal;
 use crate::http::body::Body;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::programs::{self, Listing, NewProgram, Program};
+use crate::programs::{
+    self, Listing, NewProgram, Program, ProgramVersion, TermsChange, WriteError,
+};
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 /// A page of programs, as the OpenAPI document names it.
 type ProgramPage = List<Program>;
+/// Every version of a program's terms, as the OpenAPI document names it.
+type ProgramVersionPage = List<ProgramVersion>;
 
 pub const DEFAULT_WINDOW_DAYS: i64 = 30;
 pub const DEFAULT_HOLD_DAYS: i64 = 30;
@@ -24,16 +29,15 @@ pub const DEFAULT_HOLD_DAYS: i64 = 30;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProgram {
-    /// 1 to 200 characters.
-    #[schema(examples("Batik Shop"))]
+    #[schema(value_type = crate::domain::Name)]
     name: String,
     #[schema(value_type = crate::domain::Currency)]
     currency: String,
     /// 1 to 50 host names shoppers may land on; matched exactly.
-    #[schema(min_items = 1, max_items = 50, examples("shop.example"))]
+    #[schema(value_type = Vec<crate::domain::LandingDomain>, min_items = 1, max_items = 50)]
     landing_domains: Vec<String>,
     /// Where links land by default; its host must be one of `landing_domains`.
-    #[schema(format = "uri", examples("https://shop.example/"))]
+    #[schema(value_type = WebUrl)]
     default_url: String,
     /// How long after a click a conversion is attributed to it, 1 to 365.
     #[serde(default = "default_window")]
@@ -48,14 +52,23 @@ pub struct CreateProgram {
     /// List the program to partners, who may then apply (default false).
     #[serde(default)]
     public: bool,
-    /// What partners read about the program, at most 5000 characters.
     #[serde(default)]
-    #[schema(max_length = 5000)]
+    #[schema(schema_with = description_schema)]
     description: Option<String>,
     /// Days a rejected applicant waits before applying again, 0 to 365.
     #[serde(default = "default_cooldown")]
     #[schema(minimum = 0, maximum = 365, default = 30)]
     reapply_cooldown_days: i64,
+}
+
+/// What partners read about a program.
+const DESCRIPTION: TextRule = TextRule::lines(5000);
+
+fn description_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    DESCRIPTION.schema(false).description(Some(
+        "What partners read about the program: at most 5000 characters, lines separated by \
+         `\\n`, no other control characters; empty or only whitespace: none.",
+    ))
 }
 
 fn default_cooldown() -> i64 {
@@ -69,9 +82,8 @@ fn default_cooldown() -> i64 {
 pub struct ListingBody {
     /// Listed to partners, who may apply.
     public: bool,
-    /// At most 5000 characters.
     #[serde(default)]
-    #[schema(max_length = 5000)]
+    #[schema(schema_with = description_schema)]
     description: Option<String>,
     /// Days a rejected applicant waits before applying again, 0 to 365.
     #[serde(default = "default_cooldown")]
@@ -91,15 +103,11 @@ fn listing(
     description: Option<String>,
     cooldown: i64,
 ) -> Option<Listing> {
-    let description = description
-        .map(|d| d.trim().to_owned())
-        .filter(|d| !d.is_empty());
-    if description
-        .as_ref()
-        .is_some_and(|d| d.chars().count() > 5000)
-    {
-        c.fail("description", "must be at most 5000 characters");
-    }
+    let description = description.and_then(|d| {
+        c.check("description", DESCRIPTION.parse(&d))
+            .flatten()
+            .map(str::to_owned)
+    });
     let cooldown = c.check("reapply_cooldown_days", days(cooldown, 0, "from 0 to 365"))?;
     Some(Listing {
         public,
@@ -132,7 +140,7 @@ impl CreateProgram {
                 None
             }
         };
-        let default_url = c.check("default_url", WebUrl::parse(&self.default_url));
+        let default_url = c.check("default_url", WebUrl::parse_plain(&self.default_url));
         if let (Some(landing), Some(url)) = (&landing, &default_url)
             && !landing.allows(url)
         {
@@ -262,8 +270,7 @@ pub struct ListQuery {
     /// Rows per page, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    cursor: Option<Cursor>,
 }
 
 /// List programs
@@ -290,7 +297,7 @@ pub async fn list(
     who: Principal,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::parse(query.limit, query.cursor)?;
     let only = match who {
         Principal::Admin => None,
         Principal::Program(p) => Some(p),
@@ -385,7 +392,7 @@ pub async fn list_public(
     _who: Principal,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::parse(query.limit, query.cursor)?;
     let rows = programs::list_public(&state.db, page.after, page.fetch()).await?;
     let list = List::from_rows(rows, page, |p| p.id.get());
     Ok(HttpResponse::Ok().json(List {
@@ -406,4 +413,213 @@ pub async fn list_public(
             .collect::<Vec<_>>(),
         next_cursor: list.next_cursor,
     }))
+}
+
+/// A change of a program's terms. What is given makes version n+1 of the
+/// terms; what is absent keeps its current value.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchProgram {
+    /// The new commission rules (replacing the current ones as a whole).
+    #[serde(default)]
+    #[schema(value_type = Option<crate::domain::CommissionRules>)]
+    commission: Option<serde_json::Value>,
+    /// 1 to 365.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 365)]
+    attribution_window_days: Option<i64>,
+    /// 0 to 365.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 365)]
+    hold_days: Option<i64>,
+    /// The version the change is based on; a newer one answers 409.
+    #[serde(default)]
+    base_version: Option<i32>,
+}
+
+impl PatchProgram {
+    fn parse(&self) -> Result<TermsChange, ApiError> {
+        let mut c = Checker::new();
+        if self.commission.is_none()
+            && self.attribution_window_days.is_none()
+            && self.hold_days.is_none()
+        {
+            c.fail(
+                "commission",
+                "nothing to change: give commission, attribution_window_days or hold_days",
+            );
+        }
+        let commission = self.commission.as_ref().map(|v| c.rules("commission", v));
+        let window = self
+            .attribution_window_days
+            .map(|d| c.check("attribution_window_days", days(d, 1, "from 1 to 365")));
+        let hold = self
+            .hold_days
+            .map(|d| c.check("hold_days", days(d, 0, "from 0 to 365")));
+        c.finish(|| {
+            Some(TermsChange {
+                commission: commission.map(|r| r.ok_or(())).transpose().ok()?,
+                attribution_window_days: window.map(|w| w.ok_or(())).transpose().ok()?,
+                hold_days: hold.map(|h| h.ok_or(())).transpose().ok()?,
+            })
+        })
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::StaleVersion { .. } => ApiError::Conflict(e.to_string()),
+            WriteError::NotFound => ApiError::NotFound("program"),
+            WriteError::Db(e) => e.into(),
+        }
+    }
+}
+
+/// Change a program's terms
+///
+/// Makes version n+1 of the program's terms (commission rules, attribution
+/// window, hold days) and answers the program. Earlier versions stay
+/// readable; a conversion is priced under the version in force when it
+/// happened, and its commissions record that version.
+#[utoipa::path(
+    patch,
+    path = "/v1/programs/{id}",
+    operation_id = "changeProgramTerms",
+    tag = "programs",
+    params(("id" = ProgramId, Path, description = "The program's id.")),
+    request_body = PatchProgram,
+    responses(
+        (status = 200, description = "The program at its new terms version.", body = Program),
+        (status = 400, response = crate::http::openapi::BadRequest),
+        (status = 401, response = crate::http::openapi::Unauthorized),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
+        (status = 409, response = crate::http::openapi::Conflict),
+        (status = 413, response = crate::http::openapi::PayloadTooLarge),
+        (status = 415, response = crate::http::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::http::openapi::ValidationFailed),
+        (status = 503, response = crate::http::openapi::Unavailable),
+        (status = 500, response = crate::http::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []))
+)]
+pub async fn update(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let id = super::program_in_path(&state, who, &path).await?.id;
+    let body: PatchProgram = body.json()?;
+    let change = body.parse()?;
+    let actor = match who {
+        Principal::Program(p) => p.to_string(),
+        _ => "admin".to_owned(),
+    };
+    let program = programs::new_version(&state.db, id, body.base_version, &change, &actor).await?;
+    tracing::info!(program = %id, version = program.terms_version, "program terms changed");
+    Ok(HttpResponse::Ok().json(program))
+}
+
+/// Which partners may read a program's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Readers {
+    /// Its active members, and partners of any of its agreements (whose
+    /// commissions name its versions).
+    MembersAndPast,
+    /// Its active members only.
+    Members,
+}
+
+/// The program in the path, when `who` may read its terms: the admin, the
+/// program itself, or a partner among `readers`.
+pub(crate) async fn readable(
+    state: &AppState,
+    who: Principal,
+    raw: &str,
+    readers: Readers,
+) -> Result<Program, ApiError> {
+    let id = super::path_id::<ProgramId>(raw, "program")?;
+    if let Principal::Partner(partner) = who {
+        let member = crate::enrollments::is_active(&state.db, id, partner).await?;
+        let past = readers == Readers::MembersAndPast
+            && !member
+            && crate::agreements::partner_in_program(&state.db, id, partner).await?;
+        if !member && !past {
+            return Err(ApiError::NotFound("program"));
+        }
+    } else {
+        who.require_program(id)?;
+    }
+    programs::get(&state.db, id)
+        .await?
+        .ok_or(ApiError::NotFound("program"))
+}
+
+/// List a program's terms versions
+///
+/// Every version, oldest first, in one page.
+#[utoipa::path(
+    get,
+    path = "/v1/programs/{id}/versions",
+    operation_id = "listProgramVersions",
+    tag = "programs",
+    params(("id" = ProgramId, Path, description = "The program's id.")),
+    responses(
+        (status = 200, description = "Every version.", body = ProgramVersionPage),
+        (status = 401, response = crate::http::openapi::Unauthorized),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 503, response = crate::http::openapi::Unavailable),
+        (status = 500, response = crate::http::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []), ("partner_key" = []))
+)]
+pub async fn versions(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let program = readable(&state, who, &path, Readers::MembersAndPast).await?;
+    let all = programs::versions(&state.db, program.id, None).await?;
+    Ok(HttpResponse::Ok().json(List {
+        data: all,
+        next_cursor: None,
+    }))
+}
+
+/// Read one version of a program's terms
+#[utoipa::path(
+    get,
+    path = "/v1/programs/{id}/versions/{version}",
+    operation_id = "getProgramVersion",
+    tag = "programs",
+    params(
+        ("id" = ProgramId, Path, description = "The program's id."),
+        ("version" = i32, Path, minimum = 1, description = "The version, from 1."),
+    ),
+    responses(
+        (status = 200, description = "That version.", body = ProgramVersion),
+        (status = 401, response = crate::http::openapi::Unauthorized),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 503, response = crate::http::openapi::Unavailable),
+        (status = 500, response = crate::http::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []), ("partner_key" = []))
+)]
+pub async fn version(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let program = readable(&state, who, &path.0, Readers::MembersAndPast).await?;
+    let n: i32 = path
+        .1
+        .parse()
+        .map_err(|_| ApiError::NotFound("program version"))?;
+    let version = programs::versions(&state.db, program.id, Some(n))
+        .await?
+        .pop()
+        .ok_or(ApiError::NotFound("program version"))?;
+    Ok(HttpResponse::Ok().json(version))
 }

@@ -77,6 +77,7 @@ impl Context {
             subscription_id: None,
             occurred_at: None,
             request_id: self.request_id.clone(),
+            items: None,
         }
     }
 

@@ -134,7 +134,7 @@ pub async fn issue(
     let mut invalid = Vec::new();
     let destination = match destination_url {
         None => None,
-        Some(raw) => match WebUrl::parse(raw).and_then(|u| program.landing().check(u)) {
+        Some(raw) => match WebUrl::parse_plain(raw).and_then(|u| program.landing().check(u)) {
             Ok(u) => Some(u),
             Err(e) => {
                 invalid.push(("destination_url", e.to_string()));

@@ -606,7 +606,7 @@ pub async fn answer(
         } else {
             "/portal/partner/programs?notice=invitation-declined"
         })),
-        Err(EnrollError::NotFound(_)) => expired(&visitor),
+        Err(EnrollError::NotFound(_) | EnrollError::UnknownPartner) => expired(&visitor),
         Err(EnrollError::Move(_) | EnrollError::Conflict(_)) => {
             let error = Some(visitor.tr().t("invite-cannot-answer"));
             invitation_page(&state, &visitor, &path, error, StatusCode::CONFLICT).await

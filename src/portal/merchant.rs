@@ -268,7 +268,7 @@ pub async fn invite(
             let error = Some(tr.t("invite-already"));
             partners_page(&state, &visitor, None, error, StatusCode::CONFLICT).await
         }
-        Err(EnrollError::NotFound(_)) => Err(PortalError::NotFound),
+        Err(EnrollError::NotFound(_) | EnrollError::UnknownPartner) => Err(PortalError::NotFound),
         Err(EnrollError::Db(e)) => Err(e.into()),
     }
 }
@@ -325,7 +325,7 @@ pub async fn decide_enrollment(
             let error = Some(visitor.tr().t("decision-not-now"));
             partners_page(&state, &visitor, None, error, StatusCode::CONFLICT).await
         }
-        Err(EnrollError::NotFound(_)) => Err(PortalError::NotFound),
+        Err(EnrollError::NotFound(_) | EnrollError::UnknownPartner) => Err(PortalError::NotFound),
         Err(EnrollError::Db(e)) => Err(e.into()),
     }
 }

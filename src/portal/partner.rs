@@ -283,7 +283,7 @@ pub async fn apply(
     let note = field(&form.note).map(|n| n.chars().take(2000).collect::<String>());
     match enrollments::apply(&state.db, program, partner, note.as_deref()).await {
         Ok(_) => Ok(see_other("/portal/partner/programs?notice=applied")),
-        Err(EnrollError::NotFound(_)) => Err(PortalError::NotFound),
+        Err(EnrollError::NotFound(_) | EnrollError::UnknownPartner) => Err(PortalError::NotFound),
         Err(EnrollError::Move(m)) => {
             let error = Some(match m {
                 crate::domain::TransitionError::CoolingDown(at) => visitor
@@ -335,7 +335,7 @@ pub async fn answer(
             let error = Some(visitor.tr().t("invite-cannot-answer"));
             programs_page(&state, &visitor, error, StatusCode::CONFLICT).await
         }
-        Err(EnrollError::NotFound(_)) => Err(PortalError::NotFound),
+        Err(EnrollError::NotFound(_) | EnrollError::UnknownPartner) => Err(PortalError::NotFound),
         Err(EnrollError::Db(e)) => Err(e.into()),
     }
 }

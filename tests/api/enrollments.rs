@@ -74,6 +74,28 @@ async fn a_program_never_sees_a_partner_that_is_not_its_member() {
 }
 
 #[tokio::test]
+async fn inviting_a_partner_nobody_has_is_an_invalid_field_not_a_missing_program() {
+    // The path names the program, which is there; the body names the
+    // partner. A 404 would say the program was not found.
+    let app = spawn_app().await;
+    let program = app.create_program().await;
+    let path = format!("/v1/programs/{}/enrollments", s(&program["id"]));
+    let problem = assert_problem(
+        post_as(
+            &app,
+            &path,
+            key(&program),
+            json!({"partner_id": "ptn_zzzz"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "partner_id");
+    assert_eq!(problem["errors"][0]["message"], "no such partner");
+}
+
+#[tokio::test]
 async fn an_invited_partner_is_named_to_the_program_only_once_it_accepts() {
     let app = spawn_app().await;
     let program = app.create_program().await;

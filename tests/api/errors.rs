@@ -49,6 +49,68 @@ async fn malformed_json_is_a_400_problem() {
 }
 
 #[tokio::test]
+async fn a_body_or_a_struct_in_it_sent_as_an_array_is_a_400_problem() {
+    // Serde fills a struct from an array by position: `[]` paid out with
+    // the defaults, `[["ptn_1", 10000]]` named a partner.
+    let app = spawn_app().await;
+    let f = fixture(&app, json!({})).await;
+    let program = s(&f.program["id"]);
+    let res = app
+        .post(
+            &format!("/v1/programs/{program}/payouts"),
+            &app.admin_token,
+            &json!([]),
+        )
+        .await;
+    assert_problem(res, StatusCode::BAD_REQUEST).await;
+    let res = app
+        .post(
+            &format!("/v1/programs/{program}/agreements"),
+            &app.admin_token,
+            &json!({"partners": [[s(&f.partner["id"]), 10000]]}),
+        )
+        .await;
+    assert_problem(res, StatusCode::BAD_REQUEST).await;
+}
+
+#[tokio::test]
+async fn an_optional_body_of_whitespace_is_a_400_problem_not_the_defaults() {
+    // Only no body at all means the defaults; whitespace is a body, and
+    // not JSON.
+    let app = spawn_app().await;
+    let program = app.create_program().await;
+    let res = app
+        .client
+        .post(app.url(&format!("/v1/programs/{}/payouts", s(&program["id"]))))
+        .bearer_auth(&app.admin_token)
+        .header("content-type", "application/json")
+        .body("\t")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, StatusCode::BAD_REQUEST).await;
+}
+
+#[tokio::test]
+async fn a_whole_number_written_with_a_fraction_is_that_integer() {
+    // JSON Schema, and so the document, counts 7.0 as the integer 7.
+    let app = spawn_app().await;
+    let program = app
+        .create_program_with(json!({"hold_days": 7.0, "attribution_window_days": 3e1}))
+        .await;
+    assert_eq!(program["hold_days"], 7);
+    assert_eq!(program["attribution_window_days"], 30);
+    let res = app
+        .post(
+            &format!("/v1/programs/{}/payouts", s(&program["id"])),
+            &app.admin_token,
+            &json!({"min_amount_minor": 7.5}),
+        )
+        .await;
+    assert_problem(res, StatusCode::BAD_REQUEST).await;
+}
+
+#[tokio::test]
 async fn a_body_that_is_not_json_is_a_415_problem() {
     let app = spawn_app().await;
     let res = app

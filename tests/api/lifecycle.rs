@@ -703,3 +703,99 @@ async fn a_statement_of_a_period_opens_and_closes_on_the_balances() {
 fn urlenc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+/// Balances read from a checkpoint plus the entries after it must equal the
+/// sum of the whole ledger, whenever the checkpoint is taken, including one
+/// taken while a transaction that writes an entry is still open.
+#[tokio::test]
+async fn balances_and_statements_read_through_checkpoints_unchanged() {
+    use mitra::commissions::checkpoints;
+    let app = spawn_app().await;
+    let f = fixture_with_hold(&app, 0).await;
+    let before_all = chrono::Utc::now();
+    book_sale(&app, &f, "S-1", 10_000).await;
+    approve_due(&app).await;
+    let first = checkpoints::take(&app.db, Some(chrono::Utc::now()))
+        .await
+        .unwrap()
+        .expect("the first checkpoint is taken");
+    assert_eq!(
+        checkpoints::take(&app.db, Some(first)).await.unwrap(),
+        None,
+        "not twice at one instant"
+    );
+    assert_eq!(amounts(&balance(&app, &f.partner).await), (0, 1_000, 0));
+
+    book_sale(&app, &f, "S-2", 20_000).await;
+    assert_eq!(amounts(&balance(&app, &f.partner).await), (2_000, 1_000, 0));
+
+    // A transaction that started before the next checkpoint and commits
+    // after it: its entry is older than the checkpoint's instant, so the
+    // checkpoint must not claim to cover that instant.
+    let mut open = app.db.begin().await.unwrap();
+    sqlx::query(
+        "insert into ledger_entries (program_id, partner_id, currency, bucket, amount_minor, kind, actor)
+         values ($1, $2, 'EUR', 'approved', -300, 'carried', 'test')",
+    )
+    .bind(mitra::domain::ProgramId::parse(s(&f.program["id"])).unwrap().get())
+    .bind(mitra::domain::PartnerId::parse(s(&f.partner["id"])).unwrap().get())
+    .execute(&mut *open)
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let second = checkpoints::take(&app.db, Some(chrono::Utc::now()))
+        .await
+        .unwrap()
+        .expect("a later checkpoint is taken");
+    assert!(second > first);
+    open.commit().await.unwrap();
+    assert_eq!(
+        amounts(&balance(&app, &f.partner).await),
+        (2_000, 700, 0),
+        "the entry committed after the checkpoint counts once"
+    );
+
+    let (pending, approved, paid): (i64, i64, i64) = sqlx::query_as(
+        "select coalesce(sum(amount_minor) filter (where bucket = 'pending'), 0)::bigint,
+                coalesce(sum(amount_minor) filter (where bucket = 'approved'), 0)::bigint,
+                coalesce(sum(amount_minor) filter (where bucket = 'paid'), 0)::bigint
+         from ledger_entries where partner_id = $1",
+    )
+    .bind(
+        mitra::domain::PartnerId::parse(s(&f.partner["id"]))
+            .unwrap()
+            .get(),
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!((pending, approved, paid), (2_000, 700, 0));
+
+    // A statement opening between the two checkpoints opens on the first
+    // one plus what followed, and closes on the balance.
+    let path = format!(
+        "/v1/partners/{}/statement?from={}&to={}",
+        s(&f.partner["id"]),
+        urlenc(&second.to_rfc3339()),
+        urlenc(&(chrono::Utc::now() + Duration::seconds(1)).to_rfc3339())
+    );
+    let st = assert_status(
+        app.get(&path, s(&f.partner["api_key"])).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(amounts(&st["closing"][0]), (2_000, 700, 0));
+    let whole = format!(
+        "/v1/partners/{}/statement?from={}&to={}",
+        s(&f.partner["id"]),
+        urlenc(&before_all.to_rfc3339()),
+        urlenc(&(chrono::Utc::now() + Duration::seconds(1)).to_rfc3339())
+    );
+    let st = assert_status(
+        app.get(&whole, s(&f.partner["api_key"])).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(st["opening"], json!([]), "nothing before the first sale");
+    assert_eq!(amounts(&st["closing"][0]), (2_000, 700, 0));
+}

@@ -20,6 +20,8 @@ mod read_replica;
 mod redirect;
 mod redis_cluster;
 mod reports;
+mod rules;
+mod rules_month;
 mod scale_out;
 mod snippet;
 mod tenancy;

@@ -247,6 +247,127 @@ fn the_document_is_consistent_openapi_3_1() {
     );
 }
 
+#[test]
+fn every_operation_reading_a_body_documents_what_reading_it_answers() {
+    let doc = document();
+    for (method, path, op) in operations(&doc) {
+        let Some(body) = op.get("requestBody") else {
+            continue;
+        };
+        let name = format!("{} {path}", method.to_uppercase());
+        for status in ["400", "408", "413"] {
+            assert!(
+                op["responses"].get(status).is_some(),
+                "{name}: reads a body but does not document {status}"
+            );
+        }
+        // An optional body may be left out; sent, it is never `null`.
+        for (media, content) in body["content"].as_object().unwrap() {
+            let schema = deref(&doc, &content["schema"]);
+            let alternatives = schema["oneOf"].as_array().into_iter().flatten();
+            for alternative in alternatives {
+                assert_ne!(
+                    alternative["type"], "null",
+                    "{name} {media}: a body documented as possibly null"
+                );
+            }
+        }
+    }
+}
+
+/// Whether a schema (or one part of an `allOf`) says `additionalProperties: false`.
+fn refuses_unknown_properties(doc: &Value, schema: &Value) -> bool {
+    let schema = deref(doc, schema);
+    schema["additionalProperties"] == false
+        || schema["allOf"]
+            .as_array()
+            .is_some_and(|parts| parts.iter().any(|p| refuses_unknown_properties(doc, p)))
+}
+
+#[test]
+fn every_body_a_bearer_sends_is_documented_to_refuse_unknown_fields() {
+    // The API's own bodies are read with `deny_unknown_fields`; signed
+    // webhooks ignore fields they do not know, as platforms add fields.
+    let doc = document();
+    for (method, path, op) in operations(&doc) {
+        let Some(body) = op.get("requestBody") else {
+            continue;
+        };
+        let bearer = op["security"].as_array().into_iter().flatten().any(|r| {
+            ["admin_token", "program_key", "partner_key"]
+                .iter()
+                .any(|s| r.get(*s).is_some())
+        });
+        if !bearer {
+            continue;
+        }
+        for (media, content) in body["content"].as_object().unwrap() {
+            assert!(
+                refuses_unknown_properties(&doc, &content["schema"]),
+                "{} {path} {media}: the body does not refuse unknown fields",
+                method.to_uppercase()
+            );
+        }
+    }
+}
+
+#[test]
+fn creates_link_to_the_operations_that_take_what_they_created() {
+    let doc = document();
+    let ops = operations(&doc);
+    let by_id: BTreeMap<&str, (&String, &Value)> = ops
+        .iter()
+        .map(|(_, path, op)| (op["operationId"].as_str().unwrap(), (path, op)))
+        .collect();
+    let mut links = BTreeMap::new();
+    for (_, _, op) in &ops {
+        for (status, response) in op["responses"].as_object().unwrap() {
+            for (name, link) in response["links"].as_object().into_iter().flatten() {
+                let from = op["operationId"].as_str().unwrap();
+                let to = link["operationId"].as_str().unwrap();
+                // The target exists, and every path parameter it has is filled.
+                let (path, _) = by_id
+                    .get(to)
+                    .unwrap_or_else(|| panic!("{from} {status} links to unknown {to}"));
+                for param in path
+                    .split('/')
+                    .filter_map(|p| p.strip_prefix('{').and_then(|p| p.strip_suffix('}')))
+                {
+                    assert!(
+                        link["parameters"].get(format!("path.{param}")).is_some(),
+                        "{from} -> {to}: {param} is not filled"
+                    );
+                }
+                links.insert((from.to_owned(), name.clone()), link.clone());
+            }
+        }
+    }
+    let link =
+        |from: &str, to: &str| links[&(from.to_owned(), to.to_owned())]["parameters"].clone();
+    assert_eq!(
+        link("createProgram", "getProgram"),
+        json!({"path.id": "$response.body#/id"})
+    );
+    assert_eq!(
+        link("createProgram", "listAgreements"),
+        json!({"path.id": "$response.body#/id"})
+    );
+    assert_eq!(
+        link("createAgreement", "getAgreementVersion"),
+        json!({"path.id": "$response.body#/id", "path.version": "$response.body#/version"})
+    );
+    assert_eq!(
+        link("createLink", "getReport"),
+        json!({"query.link_id": "$response.body#/id"})
+    );
+    assert_eq!(
+        link("invitePartner", "acceptInvitation"),
+        json!({"path.id": "$response.body#/id"})
+    );
+    // A partner's id is never passed where a program's is taken.
+    assert!(!links.contains_key(&("createProgram".to_owned(), "listCommissions".to_owned())));
+}
+
 #[tokio::test]
 async fn the_document_is_served_to_anyone_by_every_role_as_json() {
     for roles in [Roles::API, Roles::WORKER] {
@@ -436,6 +557,7 @@ fn expected_refusals() -> BTreeMap<&'static str, u16> {
         ("POST /v1/enrollments/{id}/deactivate", 422),
         ("POST /v1/enrollments/{id}/reject", 422),
         ("POST /v1/programs/{id}/enrollments", 422), // partner_id or email
+        ("PATCH /v1/programs/{id}", 422),            // nothing to change
         // Required fields missing from the empty body.
         ("POST /v1/links", 400),
         ("POST /v1/partners", 400),
@@ -444,6 +566,7 @@ fn expected_refusals() -> BTreeMap<&'static str, u16> {
         ("PUT /v1/agreements/{id}", 400),
         ("PUT /v1/programs/{id}/integrations/{platform}/secret", 400),
         ("PUT /v1/programs/{id}/listing", 400),
+        ("POST /v1/programs/{id}/simulate", 400),
         ("POST /v1/partners/{id}/users", 400), // email
         ("POST /v1/programs/{id}/users", 400), // email
         ("POST /v1/password-resets", 400),     // email

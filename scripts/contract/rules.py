@@ -1,0 +1,50 @@
+"""Refusals of schema-valid requests that are right.
+
+Some rules cannot be stated in JSON Schema: they relate two values of one
+request, or a value to what is stored or to the clock. A request can then
+match the document and still be refused, correctly. Each such rule is
+listed here, by operation and status, with what the refusal names: the
+fields of a 422's `errors`, or the `detail` of a 400. The contract run lets
+exactly these refusals through Schemathesis' positive-data check
+(schemathesis.toml adds the status for these operations only) and fails
+every other refusal of a schema-valid request (hooks.py,
+`refusals_name_only_cross_field_rules`).
+
+In a pattern, `[*]` stands for any index (`partners[*].partner_id`) and
+`*` for any text.
+"""
+
+RULES = {
+    # The default URL's host must be one of the landing domains sent with it.
+    "createProgram": {422: ["default_url"]},
+    # The destination's host must be one of the program's landing domains.
+    "createLink": {422: ["destination_url"]},
+    # Each partner must be an active member of the program (stored state),
+    # each named once, the shares summing to 10000; the validity must not
+    # end before it starts.
+    "createAgreement": {
+        422: ["partners", "partners[*].partner_id", "valid_until"],
+    },
+    "updateAgreement": {
+        422: ["partners", "partners[*].partner_id", "valid_until"],
+    },
+    # The partner invited by id must exist (stored state). The path names
+    # the program, which is there, so the refusal is about the body: 422.
+    "invitePartner": {422: ["partner_id"]},
+    # `from` must be before `to`.
+    "getStatement": {400: ["from must be before to"]},
+    # `from` must not be after `to`, and the period at most 1100 days.
+    "getReport": {400: ["from must not be after to, and the period at most 1100 days"]},
+    # The currency must be the program's; a conversion happened at most 400
+    # days ago and not in the future (the clock).
+    "receiveConversion": {422: ["currency", "occurred_at"]},
+    # The platforms' webhooks carry the platform's own objects (Shopify's
+    # order, WooCommerce's order, Stripe's event), which their documentation
+    # describes and the document leaves open (any JSON): mitra maps what it
+    # needs and refuses a body it cannot map (400), or values it cannot
+    # store (422). The run signs them anyway, for the other checks (no
+    # server error, documented statuses and answers).
+    "receiveShopifyWebhook": {400: ["*"], 422: ["*"]},
+    "receiveWooCommerceWebhook": {400: ["*"], 422: ["*"]},
+    "receiveStripeWebhook": {400: ["*"], 422: ["*"]},
+}
