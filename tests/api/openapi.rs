@@ -298,7 +298,10 @@ fn every_body_a_bearer_sends_is_documented_to_refuse_unknown_fields() {
                 .iter()
                 .any(|s| r.get(*s).is_some())
         });
-        if !bearer {
+        // The simulator takes an order as the webhook sends it and ignores
+        // the webhook fields it does not simulate (the click, the order id),
+        // as its description says.
+        if !bearer || path == "/v1/programs/{id}/simulate" {
             continue;
         }
         for (media, content) in body["content"].as_object().unwrap() {
