@@ -167,3 +167,19 @@ ensure_js_deps() {
     export MITRA_CHROMIUM=/usr/bin/chromium
     export MITRA_JS_MODULES="$dir/node_modules"
 }
+
+# The Python tools some API tests run: the Standard Webhooks reference
+# library (pinned) in a virtualenv under $MITRA_DEV_DIR/py, which verifies
+# real outgoing webhooks as a receiver would. Exports MITRA_PYTHON.
+ensure_py_deps() {
+    local venv="$MITRA_DEV_DIR/py" version=1.1.0
+    if [ "$("$venv/bin/python3" -c 'import standardwebhooks; print(standardwebhooks.__version__)' 2>/dev/null)" != "$version" ]; then
+        python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+        say "installing standardwebhooks $version into $venv"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "standardwebhooks==$version" \
+            || die "pip install standardwebhooks failed"
+    fi
+    export MITRA_PYTHON="$venv/bin/python3"
+}

@@ -50,6 +50,24 @@ enum Command {
     Healthcheck,
     /// Print the OpenAPI 3.1 document, as served at GET /openapi.json.
     Openapi,
+    /// Check a signed partner statement offline: signature, entry hashes, balances.
+    ///
+    /// Exit 0 when it verifies, 1 naming each problem when it does not, 2
+    /// when a file cannot be read.
+    VerifyStatement {
+        /// The statement, as GET /v1/programs/{id}/partners/{partner_id}/statement answered it.
+        file: std::path::PathBuf,
+        /// The program's public key, base64 (GET /v1/programs/{id}/statement-key).
+        #[arg(long)]
+        public_key: String,
+        /// An earlier statement that FILE continues: checks that nothing was removed between them.
+        #[arg(long, requires = "chain")]
+        previous: Option<std::path::PathBuf>,
+        /// The chain proof from the earlier statement's head to FILE's
+        /// (GET /v1/programs/{id}/chain?after_seq=&to_seq=).
+        #[arg(long, requires = "previous")]
+        chain: Option<std::path::PathBuf>,
+    },
     /// Print a fresh entry for MITRA_LINK_KEYS.
     GenKey {
         /// Key id, 0 to 255; use a new one for each rotation.
@@ -95,6 +113,16 @@ pub async fn run() -> ExitCode {
             println!("{}", crate::http::openapi::json());
             ExitCode::SUCCESS
         }
+        Command::VerifyStatement {
+            file,
+            public_key,
+            previous,
+            chain,
+        } => verify_statement(
+            &file,
+            &public_key,
+            previous.as_deref().zip(chain.as_deref()),
+        ),
         Command::GenKey { id } => {
             println!("{id}:{}", crate::domain::random_token());
             ExitCode::SUCCESS
@@ -125,6 +153,80 @@ pub async fn run() -> ExitCode {
             with_settings(|settings| serve(settings, role.roles(), false)).await
         }
         Command::Demo => with_settings(|settings| serve(settings, Roles::ALL, true)).await,
+    }
+}
+
+/// `mitra verify-statement`: offline, no configuration.
+fn verify_statement(
+    file: &std::path::Path,
+    public_key: &str,
+    continuing: Option<(&std::path::Path, &std::path::Path)>,
+) -> ExitCode {
+    use crate::statements::format::{self, ChainProof, SignedStatement};
+    fn read<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T, String> {
+        let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_slice(&text)
+            .map_err(|e| format!("{}: not a statement: {e}", path.display()))
+    }
+    let Some(key) = format::public_key(public_key) else {
+        eprintln!("mitra: --public-key is not a base64 Ed25519 public key");
+        return ExitCode::from(2);
+    };
+    let loaded = (|| -> Result<_, String> {
+        let statement: SignedStatement = read(file)?;
+        let earlier = match continuing {
+            None => None,
+            Some((previous, chain)) => Some((
+                read::<SignedStatement>(previous)?,
+                read::<ChainProof>(chain)?,
+            )),
+        };
+        Ok((statement, earlier))
+    })();
+    let (statement, earlier) = match loaded {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("mitra: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let problems = match &earlier {
+        None => format::verify(&statement, &key),
+        Some((previous, proof)) => format::verify_continuity(previous, &statement, proof, &key),
+    };
+    if problems.is_empty() {
+        println!(
+            "ok: statement of {} in {}: {} entr{}, chain links {} to {}, signed by key {}{}",
+            statement.partner_id,
+            statement.program_id,
+            statement.entries.len(),
+            if statement.entries.len() == 1 {
+                "y"
+            } else {
+                "ies"
+            },
+            statement.previous_head.seq,
+            statement.head.seq,
+            statement.key_id,
+            if earlier.is_some() {
+                ", continuing the previous statement with nothing removed"
+            } else {
+                ""
+            }
+        );
+        for b in &statement.closing {
+            println!(
+                "closing {}: pending {}, approved {}, paid {}",
+                b.currency, b.pending_minor, b.approved_minor, b.paid_minor
+            );
+        }
+        ExitCode::SUCCESS
+    } else {
+        for p in &problems {
+            println!("problem: {p}");
+        }
+        println!("FAILED: the statement does not verify");
+        ExitCode::FAILURE
     }
 }
 

@@ -38,6 +38,10 @@ pub struct Settings {
     pub db_max_connections: u32,
     /// How long a request body may take to arrive (408 after).
     pub body_timeout: Duration,
+    /// Master secret of the programs' statement keys; derived from the first
+    /// link key when unset.
+    pub statement_key: Option<SecretString>,
+    pub webhooks: WebhookSettings,
     pub workers: WorkerSettings,
     pub clicks: ClickSettings,
     pub attribution: AttributionSettings,
@@ -131,6 +135,17 @@ impl Default for FraudSettings {
             amount_min_samples: 20,
         }
     }
+}
+
+/// Outgoing webhooks and postbacks.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// Targets on loopback, private and link-local addresses are allowed.
+    pub allow_private: bool,
+    /// The wait after a delivery's first failed attempt; it doubles per attempt.
+    pub retry_base: Duration,
+    /// How long one attempt may take.
+    pub timeout: Duration,
 }
 
 /// Pacing of the background workers.
@@ -312,6 +327,36 @@ impl Settings {
             }
             other => other.map(SecretString::from),
         };
+        let statement_key = match get("MITRA_STATEMENT_KEY") {
+            Some(k) if k.len() < 32 => {
+                return Err(bad(
+                    "MITRA_STATEMENT_KEY",
+                    "must be at least 32 characters".into(),
+                ));
+            }
+            other => other.map(SecretString::from),
+        };
+        let allow_private = match get("MITRA_WEBHOOK_ALLOW_PRIVATE").as_deref().map(str::trim) {
+            None | Some("0" | "false" | "no") => false,
+            Some("1" | "true" | "yes") => true,
+            Some(_) => {
+                return Err(bad(
+                    "MITRA_WEBHOOK_ALLOW_PRIVATE",
+                    "must be true or false".into(),
+                ));
+            }
+        };
+        let webhooks = WebhookSettings {
+            allow_private,
+            retry_base: Duration::from_millis(match get("MITRA_WEBHOOK_RETRY_BASE_MS") {
+                None => 30_000,
+                Some(v) => parse_in_range("MITRA_WEBHOOK_RETRY_BASE_MS", &v, 10, 3_600_000)?,
+            }),
+            timeout: Duration::from_millis(match get("MITRA_WEBHOOK_TIMEOUT_MS") {
+                None => 10_000,
+                Some(v) => parse_in_range("MITRA_WEBHOOK_TIMEOUT_MS", &v, 100, 60_000)?,
+            }),
+        };
         let link_cache_size = match get("MITRA_LINK_CACHE_SIZE") {
             None => 100_000,
             Some(v) => parse_in_range("MITRA_LINK_CACHE_SIZE", &v, 16, 100_000_000)? as usize,
@@ -394,6 +439,8 @@ impl Settings {
             http_workers,
             db_max_connections,
             body_timeout: Duration::from_millis(body_timeout_ms),
+            statement_key,
+            webhooks,
             workers: WorkerSettings {
                 idle_poll: Duration::from_millis(idle_poll_ms),
             },
@@ -508,6 +555,10 @@ mod tests {
             ("MITRA_BODY_TIMEOUT_MS", "5"),
             ("MITRA_TRUSTED_PROXIES", "10.0.0.0/33"),
             ("MITRA_IP_HASH_KEY", "short"),
+            ("MITRA_STATEMENT_KEY", "not-thirty-two-characters"),
+            ("MITRA_WEBHOOK_ALLOW_PRIVATE", "maybe"),
+            ("MITRA_WEBHOOK_RETRY_BASE_MS", "1"),
+            ("MITRA_WEBHOOK_TIMEOUT_MS", "0"),
             ("MITRA_LINK_CACHE_SIZE", "1"),
             ("MITRA_CLICK_FLUSH_MS", "0"),
             ("MITRA_CLICK_LOG_CAPACITY", "0"),
@@ -551,8 +602,12 @@ mod tests {
     fn errors_and_debug_output_never_show_secrets() {
         let err = env(&[("MITRA_LINK_KEYS", "1:tooshort")]).unwrap_err();
         assert!(!err.to_string().contains("tooshort"));
-        let debug = format!("{:?}", env(&[]).unwrap());
+        let debug = format!(
+            "{:?}",
+            env(&[("MITRA_STATEMENT_KEY", "statement-master-0123456789abcdef")]).unwrap()
+        );
         for secret in [
+            "statement-master-0123456789abcdef",
             "hunter2",
             "admin-token-0123456789",
             "0123456789abcdefghijklmnop",

@@ -9,7 +9,9 @@
 //!    background work on its data: `programs`, `partners`, `agreements`,
 //!    `enrollments`, `links`, `clicks`, `rollups`, `conversions`,
 //!    `attribution`, `commissions`, `integrations` (platforms' own
-//!    webhooks), `accounts` (portal users and sessions); and `health`.
+//!    webhooks), `accounts` (portal users and sessions), `outbox` (outgoing
+//!    webhooks), `claims`, `statements` (the ledger's chain, signed
+//!    statements); and `health`.
 //! 3. `http`: routes, middleware, authentication, errors, the OpenAPI document;
 //!    `portal`: the partners' and merchants' pages, on the same core functions.
 //! 4. `startup` (wiring), `demo`, `cli`.
@@ -27,6 +29,7 @@ pub mod telemetry;
 pub mod accounts;
 pub mod agreements;
 pub mod attribution;
+pub mod claims;
 pub mod clicks;
 pub mod commissions;
 pub mod conversions;
@@ -34,9 +37,11 @@ pub mod enrollments;
 pub mod health;
 pub mod integrations;
 pub mod links;
+pub mod outbox;
 pub mod partners;
 pub mod programs;
 pub mod rollups;
+pub mod statements;
 
 pub mod http;
 pub mod portal;

@@ -6,8 +6,8 @@
 //! per-partner figures come from the reports API.
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Redirects answer in tens to hundreds of microseconds; the buckets resolve that range.
@@ -58,6 +58,12 @@ pub struct Metrics {
     pub db_reads: IntCounterVec,
     /// Steps run by each background worker, by outcome (busy, idle, failed).
     pub worker_steps: IntCounterVec,
+    /// Outgoing webhook attempts by outcome (succeeded, failed, gave_up).
+    pub webhook_attempts: IntCounterVec,
+    /// Webhook endpoints disabled after failing in a row.
+    pub webhook_endpoints_disabled: IntCounter,
+    /// Open claims past their program's deadline, by program.
+    pub claims_overdue: IntGaugeVec,
 }
 
 impl Metrics {
@@ -208,6 +214,27 @@ impl Metrics {
                 &["worker", "outcome"],
             )
             .unwrap(),
+            webhook_attempts: IntCounterVec::new(
+                Opts::new(
+                    "mitra_webhook_attempts_total",
+                    "Outgoing webhook attempts, by outcome",
+                ),
+                &["outcome"],
+            )
+            .unwrap(),
+            webhook_endpoints_disabled: IntCounter::new(
+                "mitra_webhook_endpoints_disabled_total",
+                "Webhook endpoints disabled after failing in a row",
+            )
+            .unwrap(),
+            claims_overdue: IntGaugeVec::new(
+                Opts::new(
+                    "mitra_claims_overdue",
+                    "Open claims past their program's deadline, by program",
+                ),
+                &["program"],
+            )
+            .unwrap(),
             registry,
         };
         m.register_all();
@@ -236,6 +263,10 @@ impl Metrics {
         r.register(Box::new(self.worker_steps.clone())).unwrap();
         r.register(Box::new(self.replica_lag.clone())).unwrap();
         r.register(Box::new(self.db_reads.clone())).unwrap();
+        r.register(Box::new(self.webhook_attempts.clone())).unwrap();
+        r.register(Box::new(self.webhook_endpoints_disabled.clone()))
+            .unwrap();
+        r.register(Box::new(self.claims_overdue.clone())).unwrap();
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "mitra_build_info",

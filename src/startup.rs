@@ -8,6 +8,7 @@
 
 use crate::attribution::Attributor;
 use crate::background::{Supervised, run_loop};
+use crate::claims::overdue::Overdue;
 use crate::clicks::consumer::{ClickConsumer, RECLAIM_IDLE};
 use crate::clicks::log::{ClickLog, Flusher};
 use crate::commissions::lifecycle::Lifecycle;
@@ -21,7 +22,10 @@ use crate::http::state::AppState;
 use crate::http::{self, middleware};
 use crate::links::cache::{self, LinkCache};
 use crate::metrics::Metrics;
+use crate::outbox::delivery::Deliverer;
 use crate::redis_client::RedisClient;
+use crate::statements::chain::Chainer;
+use crate::statements::keys::StatementKeys;
 use crate::{db, health, portal};
 use actix_web::dev::Server;
 use actix_web::middleware::{ErrorHandlers, from_fn};
@@ -42,6 +46,12 @@ pub struct WorkerRoles {
     pub clicks: bool,
     pub attribution: bool,
     pub lifecycle: bool,
+    /// The chainer: links ledger entries into their programs' chains.
+    pub chain: bool,
+    /// Outgoing webhooks: fan-out and delivery.
+    pub webhooks: bool,
+    /// Claims past their deadline.
+    pub claims: bool,
 }
 
 impl WorkerRoles {
@@ -49,15 +59,26 @@ impl WorkerRoles {
         clicks: true,
         attribution: true,
         lifecycle: true,
+        chain: true,
+        webhooks: true,
+        claims: true,
     };
     pub const NONE: WorkerRoles = WorkerRoles {
         clicks: false,
         attribution: false,
         lifecycle: false,
+        chain: false,
+        webhooks: false,
+        claims: false,
     };
 
     pub fn any(self) -> bool {
-        self.clicks || self.attribution || self.lifecycle
+        self.clicks
+            || self.attribution
+            || self.lifecycle
+            || self.chain
+            || self.webhooks
+            || self.claims
     }
 }
 
@@ -131,8 +152,29 @@ impl Workers {
         Lifecycle::new(self.db.clone(), self.metrics.clone())
     }
 
+    pub fn chainer(&self) -> Chainer {
+        Chainer::new(self.db.clone(), self.metrics.clone())
+    }
+
+    pub fn overdue_claims(&self) -> Overdue {
+        Overdue::new(self.db.clone(), self.metrics.clone())
+    }
+
+    pub fn deliverer(&self) -> anyhow::Result<Deliverer> {
+        Deliverer::new(
+            self.db.clone(),
+            self.metrics.clone(),
+            &self.settings.webhooks,
+        )
+    }
+
     /// Adds the loops of `roles` to `tasks`, each running until `shutdown`.
-    fn spawn(&self, tasks: &mut Supervised, roles: WorkerRoles, shutdown: &CancellationToken) {
+    fn spawn(
+        &self,
+        tasks: &mut Supervised,
+        roles: WorkerRoles,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
         let idle = self.settings.workers.idle_poll;
         if roles.clicks {
             let worker = self.click_consumer(RECLAIM_IDLE);
@@ -162,6 +204,46 @@ impl Workers {
                 Ok(())
             });
         }
+        if roles.chain {
+            let worker = self.chainer();
+            let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
+            tasks.spawn("chain", async move {
+                run_loop("chain", stop, idle, metrics, || worker.step()).await;
+                Ok(())
+            });
+        }
+        if roles.claims {
+            let worker = self.overdue_claims();
+            let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
+            tasks.spawn("claims", async move {
+                run_loop("claims", stop, idle, metrics, || worker.step()).await;
+                Ok(())
+            });
+        }
+        if roles.webhooks {
+            let worker = self.deliverer()?;
+            let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
+            tasks.spawn("webhooks", async move {
+                run_loop("webhooks", stop, idle, metrics, || worker.step()).await;
+                Ok(())
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The master of the programs' statement keys: `MITRA_STATEMENT_KEY`, or,
+/// unset, a key derived from the first link key (set it, so rotating link
+/// keys never changes the statement keys).
+pub fn statement_keys(settings: &Settings) -> StatementKeys {
+    match &settings.statement_key {
+        Some(key) => StatementKeys::new(key.expose_secret().as_bytes()),
+        None => StatementKeys::new(
+            &settings
+                .link_keys
+                .signer()
+                .tag(b"mitra/statement-master/v1:", b""),
+        ),
     }
 }
 
@@ -230,6 +312,7 @@ impl Application {
             ),
         };
         let (conversion_writer, writer_task) = ConversionWriter::new(db.clone());
+        let statement_keys = statement_keys(&settings);
         let workers = Workers {
             db: db.clone(),
             redis: redis.clone(),
@@ -249,6 +332,7 @@ impl Application {
             ip_hasher,
             webhook_contexts: WebhookContexts::new(),
             conversion_writer,
+            statement_keys,
         });
         let server = {
             let state = state.clone();
@@ -394,7 +478,7 @@ impl Application {
                 });
             }
         }
-        workers.spawn(&mut tasks, roles.workers, &shutdown);
+        workers.spawn(&mut tasks, roles.workers, &shutdown)?;
         // Every process reports whether its back ends answer, for alerts.
         let stop = shutdown.clone();
         let (db, redis, metrics) = (state.db.clone(), state.redis.clone(), state.metrics.clone());

@@ -37,6 +37,11 @@ pub struct Request {
     pub partner: Option<PartnerId>,
     /// A month to price in instead of the real one: (sales, revenue) so far.
     pub month_to_date: Option<(i64, i64)>,
+    /// Price the order as a renewal of a subscription whose first payment
+    /// (made now, under each quoted agreement) earned: "would a renewal
+    /// earn?" without naming a real subscription. Ignored with
+    /// `subscription_id`, which prices the real subscription's renewal.
+    pub hypothetical_renewal: bool,
 }
 
 /// The month an order would be counted in, as it stood before the order.
@@ -159,6 +164,16 @@ pub async fn simulate(
             }
         }
     } else {
+        if req.hypothetical_renewal
+            && req.subscription_id.is_none()
+            && req.event == EarningEvent::Sale
+        {
+            renewal = Some(Renewal {
+                subscription_id: "simulated".to_owned(),
+                first_id: ConversionId::from_db(0),
+                first_occurred_at: req.occurred_at,
+            });
+        }
         agreements = sqlx::query_scalar!(
             r#"select a.id as "id: AgreementId" from agreements a
                where a.program_id = $1 and ($2::bigint is null or a.id = $2)
@@ -240,7 +255,10 @@ pub async fn simulate(
         program_version: program.version,
         currency: req.currency,
         occurred_at: req.occurred_at,
-        renewal_of: renewal.map(|r| r.first_id),
+        // A hypothetical renewal has no first payment to name.
+        renewal_of: renewal
+            .filter(|_| req.subscription_id.is_some())
+            .map(|r| r.first_id),
         quotes,
     })
 }

@@ -67,6 +67,8 @@ text_enum! {
         Coupon = "coupon",
         /// A subscription renewal: through the first payment's attribution, without a click.
         Subscription = "subscription",
+        /// A partner's claim the program accepted.
+        Claim = "claim",
     }
 }
 

@@ -198,6 +198,22 @@ public_id!(
     EnrollmentId, "enr_", "enrollment"
 );
 public_id!(
+    /// Where a program or partner receives outgoing webhooks.
+    WebhookEndpointId, "whe_", "webhook endpoint"
+);
+public_id!(
+    /// An event of the outbox; receivers' idempotency key (`webhook-id`).
+    EventId, "evt_", "event"
+);
+public_id!(
+    /// One event's delivery to one endpoint, with its attempts.
+    DeliveryId, "dlv_", "delivery"
+);
+public_id!(
+    /// A partner's claim about a sale or commission.
+    ClaimId, "clm_", "claim"
+);
+public_id!(
     /// A person who signs in to the portal, for a partner or a program.
     UserId, "usr_", "user"
 );

@@ -2,6 +2,7 @@
 
 mod applied_rule;
 mod basis_points;
+mod claims;
 pub mod click_id;
 pub mod client_ip;
 mod commission_rules;
@@ -16,18 +17,22 @@ pub mod link_code;
 mod money;
 mod order_items;
 mod platform;
+mod postback_template;
 mod secrets;
 mod shares;
 pub mod signing;
 mod sub_ids;
+mod target_url;
 mod text;
 mod text_enum;
 mod web_url;
+mod webhook_events;
 
 pub use applied_rule::{
     AppliedBonus, AppliedLine, AppliedRenewal, AppliedRerate, AppliedRule, AppliedTier, RuleSource,
 };
 pub use basis_points::{BasisPoints, BasisPointsError};
+pub use claims::{ClaimAction, ClaimKind, ClaimReason, ClaimStatus, OverdueAction};
 pub use commission_rules::{
     Bonus, CommissionRules, EarningEvent, EventRule, MAX_FLAT_MINOR, MAX_THRESHOLD, Recurring,
     Rule, RulesError, TierBasis, TierStep, Tiers,
@@ -44,16 +49,20 @@ pub use enrollment::{
     reapply_after, transition,
 };
 pub use ids::{
-    AgreementId, CommissionId, ConversionId, EnrollmentId, IdError, LedgerEntryId, LinkId,
-    PartnerId, PayoutId, ProgramId, UserId, base62_i64_pattern, parse_cursor,
+    AgreementId, ClaimId, CommissionId, ConversionId, DeliveryId, EnrollmentId, EventId, IdError,
+    LedgerEntryId, LinkId, PartnerId, PayoutId, ProgramId, UserId, WebhookEndpointId,
+    base62_i64_pattern, parse_cursor,
 };
 pub use money::{Money, MoneyError, allocate, allocate_weighted, apply_rate, mul_div_round};
 pub use order_items::{Category, Item, ItemsError, MAX_ITEMS, check_items};
 pub use platform::Platform;
+pub use postback_template::{MACROS as POSTBACK_MACROS, PostbackTemplate, TemplateError};
 pub use secrets::{KeyOwner, NewApiKey, hash_api_key, new_webhook_secret, random_token};
 pub use shares::{MAX_PARTNERS, Share, Shares, SharesError};
 pub use signing::{KeyRing, SigningKey};
 pub use sub_ids::{SUB_KEYS, SubIds, SubIdsError};
+pub use target_url::{TargetError, TargetUrl, address_allowed};
 pub use text::{TextError, TextRule, is_plain, plain_schema};
 pub use text_enum::UnknownWord;
 pub use web_url::{DomainsError, LandingDomain, LandingDomains, UrlError, WebUrl};
+pub use webhook_events::{DeliveryStatus, EndpointKind, WebhookEvent};

@@ -57,6 +57,20 @@ impl Body {
         self.json().map(Some)
     }
 
+    /// Whether it is sent as CSV (`text/csv`).
+    pub fn is_csv(&self) -> bool {
+        self.content_type
+            .as_deref()
+            .and_then(|t| t.split(';').next())
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/csv"))
+    }
+
+    /// The body as UTF-8 text: 400 when it is not.
+    pub fn text(&self) -> Result<&str, ApiError> {
+        std::str::from_utf8(&self.bytes)
+            .map_err(|_| ApiError::BadRequest("the body is not UTF-8 text".into()))
+    }
+
     fn require_json_type(&self) -> Result<(), ApiError> {
         let essence = self
             .content_type

@@ -19,6 +19,7 @@ pub mod state;
 
 pub(crate) mod agreements;
 pub(crate) mod balances;
+pub(crate) mod claims;
 pub(crate) mod commissions;
 pub(crate) mod conversions;
 pub(crate) mod enrollments;
@@ -33,8 +34,10 @@ pub mod redirect;
 pub(crate) mod reports;
 pub(crate) mod simulations;
 pub(crate) mod snippet;
+pub(crate) mod statements;
 pub(crate) mod users;
 mod validate;
+pub(crate) mod webhook_endpoints;
 pub(crate) mod webhook_secrets;
 
 use actix_web::web;
@@ -131,6 +134,29 @@ route_table! {
         "/v1/commissions/{id}/approve" => { post: commissions::approve },
         "/v1/commissions/{id}/reject" => { post: commissions::reject },
         "/v1/programs/{id}/payouts" => { post: payouts::create, get: payouts::list },
+        "/v1/programs/{id}/statement-key" => { get: statements::key },
+        "/v1/programs/{id}/partners/{partner_id}/statement" => { get: statements::statement },
+        "/v1/programs/{id}/chain" => { get: statements::chain },
+        "/v1/programs/{id}/claims" => { post: claims::open, get: claims::list },
+        "/v1/programs/{id}/claim-policy" => { put: claims::set_policy },
+        "/v1/claims/{id}" => { get: claims::get },
+        "/v1/claims/{id}/comments" => { post: claims::comment },
+        "/v1/claims/{id}/accept" => { post: claims::accept },
+        "/v1/claims/{id}/decline" => { post: claims::decline },
+        "/v1/webhook-endpoints" => {
+            post: webhook_endpoints::create,
+            get: webhook_endpoints::list,
+        },
+        "/v1/webhook-endpoints/{id}" => {
+            get: webhook_endpoints::get,
+            delete: webhook_endpoints::delete,
+        },
+        "/v1/webhook-endpoints/{id}/enable" => { post: webhook_endpoints::enable },
+        "/v1/webhook-endpoints/{id}/test" => { post: webhook_endpoints::test_fire },
+        "/v1/webhook-endpoints/{id}/deliveries" => { get: webhook_endpoints::deliveries },
+        "/v1/webhook-endpoints/{id}/deliveries/{delivery_id}/replay" => {
+            post: webhook_endpoints::replay,
+        },
         "/v1/payouts/{id}" => { get: payouts::get },
         "/v1/reports" => { get: reports::get },
         "/v1/agreements/{id}" => { get: agreements::get, put: agreements::update },

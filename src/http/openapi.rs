@@ -4,8 +4,9 @@
 
 use crate::http::error::ApiError;
 use crate::http::{
-    agreements, balances, commissions, conversions, enrollments, integrations, links, ops,
-    partners, payouts, programs, redirect, reports, simulations, snippet, users, webhook_secrets,
+    agreements, balances, claims, commissions, conversions, enrollments, integrations, links, ops,
+    partners, payouts, programs, redirect, reports, simulations, snippet, statements, users,
+    webhook_endpoints, webhook_secrets,
 };
 use std::sync::OnceLock;
 use utoipa::openapi::path::{Operation, PathItem};
@@ -318,6 +319,24 @@ impl utoipa::Modify for RedirectHead {
         payouts::create,
         payouts::list,
         payouts::get,
+        statements::key,
+        statements::statement,
+        statements::chain,
+        claims::open,
+        claims::list,
+        claims::set_policy,
+        claims::get,
+        claims::comment,
+        claims::accept,
+        claims::decline,
+        webhook_endpoints::create,
+        webhook_endpoints::list,
+        webhook_endpoints::get,
+        webhook_endpoints::delete,
+        webhook_endpoints::enable,
+        webhook_endpoints::test_fire,
+        webhook_endpoints::deliveries,
+        webhook_endpoints::replay,
         reports::get,
         links::create,
         links::list,
@@ -357,6 +376,12 @@ impl utoipa::Modify for RedirectHead {
             platforms send them, and the landing-page snippet."),
         (name = "commissions", description = "What partners earn: commissions, balances, statements."),
         (name = "payouts", description = "Paying approved commissions."),
+        (name = "claims", description = "Partners' claims about untracked, incorrect or declined \
+            commissions, and the program's answers."),
+        (name = "webhooks", description = "Outgoing webhooks: endpoints programs and partners \
+            register, deliveries signed the Standard Webhooks way, every attempt, replays."),
+        (name = "statements", description = "Statements a partner can verify: the ledger chained \
+            per program, signed with the program's Ed25519 statement key."),
         (name = "reports", description = "Daily clicks, conversions, revenue and commission."),
         (name = "accounts", description = "People who sign in to the portal at /portal: invitations, one-time sign-in links, password resets."),
     )

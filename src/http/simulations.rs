@@ -127,6 +127,7 @@ impl SimulateBody {
                 agreement,
                 partner: None,
                 month_to_date: self.month_to_date.map(|m| (m.sales, m.revenue_minor)),
+                hypothetical_renewal: false,
             })
         })
     }

@@ -11,6 +11,7 @@ use crate::http::redirect::RedirectCounters;
 use crate::links::cache::LinkCache;
 use crate::metrics::Metrics;
 use crate::redis_client::RedisClient;
+use crate::statements::keys::StatementKeys;
 use sqlx::PgPool;
 use std::sync::Arc;
 
@@ -27,4 +28,5 @@ pub struct AppState {
     pub ip_hasher: IpHasher,
     pub webhook_contexts: WebhookContexts,
     pub conversion_writer: ConversionWriter,
+    pub statement_keys: StatementKeys,
 }

@@ -32,10 +32,11 @@ pub struct Layout {
     pub notice: Option<String>,
 }
 
-const PARTNER_NAV: [(&str, &str); 7] = [
+const PARTNER_NAV: [(&str, &str); 8] = [
     ("/portal/partner", "nav-dashboard"),
     ("/portal/partner/programs", "nav-programs"),
     ("/portal/partner/links", "nav-links"),
+    ("/portal/partner/simulate", "nav-simulate"),
     ("/portal/partner/commissions", "nav-commissions"),
     ("/portal/partner/statement", "nav-statement"),
     ("/portal/partner/payouts", "nav-payouts"),

@@ -16,6 +16,7 @@ pub mod i18n;
 mod layout;
 mod merchant;
 mod partner;
+mod simulator;
 mod web;
 mod words;
 
@@ -144,6 +145,7 @@ pub fn configure(cfg: &mut aw::ServiceConfig) {
             .route("/partner/links", post().to(partner::create_link))
             .route("/partner/links/{id}", get().to(partner::link))
             .route("/partner/commissions", get().to(partner::commissions))
+            .route("/partner/simulate", get().to(simulator::page))
             .route("/partner/statement", get().to(partner::statement))
             .route("/partner/statement.csv", get().to(partner::statement_csv))
             .route("/partner/payouts", get().to(partner::payouts))

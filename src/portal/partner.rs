@@ -153,6 +153,7 @@ pub async fn dashboard(
 
 pub struct MembershipRow {
     pub id: String,
+    pub program_id: String,
     pub program: String,
     pub status: String,
     pub since: String,
@@ -209,6 +210,7 @@ async fn programs_page(
     let ms = memberships(state, partner).await?;
     let row = |e: &enrollments::Enrollment| MembershipRow {
         id: e.id.to_string(),
+        program_id: e.program_id.to_string(),
         program: e.program_name.clone(),
         status: word(&tr, "enrollment-status", e.status.as_str()),
         since: tr.date(e.active_since.unwrap_or(e.updated_at)),

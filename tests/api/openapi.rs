@@ -298,9 +298,9 @@ fn every_body_a_bearer_sends_is_documented_to_refuse_unknown_fields() {
                 .iter()
                 .any(|s| r.get(*s).is_some())
         });
-        // The simulator takes an order as the webhook sends it and ignores
-        // the webhook fields it does not simulate (the click, the order id),
-        // as its description says.
+        // The simulator takes an order as the webhook sends it, so a shop's
+        // webhook body can be pasted as it is: it ignores the webhook's other
+        // fields (and documents that it does).
         if !bearer || path == "/v1/programs/{id}/simulate" {
             continue;
         }
@@ -570,6 +570,24 @@ fn expected_refusals() -> BTreeMap<&'static str, u16> {
         ("PUT /v1/programs/{id}/integrations/{platform}/secret", 400),
         ("PUT /v1/programs/{id}/listing", 400),
         ("POST /v1/programs/{id}/simulate", 400),
+        // No claim in the fixture; opening one needs a kind (and, as the admin, a partner).
+        ("GET /v1/claims/{id}", 404),
+        ("POST /v1/claims/{id}/accept", 404),
+        ("POST /v1/claims/{id}/comments", 404),
+        ("POST /v1/claims/{id}/decline", 404),
+        ("POST /v1/programs/{id}/claims", 400),
+        ("PUT /v1/programs/{id}/claim-policy", 400),
+        // No webhook endpoint in the fixture (the admin must also name an owner).
+        ("DELETE /v1/webhook-endpoints/{id}", 404),
+        ("GET /v1/webhook-endpoints/{id}", 404),
+        ("GET /v1/webhook-endpoints/{id}/deliveries", 404),
+        ("POST /v1/webhook-endpoints", 400),
+        (
+            "POST /v1/webhook-endpoints/{id}/deliveries/{delivery_id}/replay",
+            404,
+        ),
+        ("POST /v1/webhook-endpoints/{id}/enable", 404),
+        ("POST /v1/webhook-endpoints/{id}/test", 404),
         ("POST /v1/partners/{id}/users", 400), // email
         ("POST /v1/programs/{id}/users", 400), // email
         ("POST /v1/password-resets", 400),     // email

@@ -859,3 +859,164 @@ async fn the_language_switch_outranks_the_browser_and_never_redirects_elsewhere(
     let (status, _) = person.get("/portal/lang/fr").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn what_would_i_earn_prices_an_order_in_the_partners_own_programs_only() {
+    let app = spawn_app().await;
+    let (ayu, ayu_person) = partner_person(&app, "Ayu").await;
+    let (budi, budi_person) = partner_person(&app, "Budi").await;
+    let program = app
+        .create_program_with(json!({"commission": {
+            "sale": {"percent_bps": 1000, "categories": {"books": {"percent_bps": 2000}}},
+            "lead": {"flat_minor": 200}
+        }}))
+        .await;
+    let other = app.create_program_with(json!({"name": "Kopi Shop"})).await;
+    app.create_agreement(&program, &[(&ayu, 10000)], json!({}))
+        .await;
+    app.create_agreement(&other, &[(&budi, 10000)], json!({}))
+        .await;
+    let pid = s(&program["id"]);
+    let oid = s(&other["id"]);
+
+    // The page is linked from the navigation and from each active program.
+    let programs = ayu_person.page("/portal/partner/programs").await;
+    assert!(
+        programs.contains(&format!(r#"href="/portal/partner/simulate?program={pid}""#)),
+        "{programs}"
+    );
+    let form = ayu_person.page("/portal/partner/simulate").await;
+    assert!(form.contains(r#"href="/portal/partner/simulate" aria-current="page""#));
+    assert!(
+        form.contains(&format!(
+            r#"<option value="{pid}" selected>Batik Shop (EUR)"#
+        )),
+        "{form}"
+    );
+    assert!(!form.contains("Kopi Shop"));
+    assert!(
+        form.contains(r#"<option value="books">"#),
+        "the rule's categories are offered"
+    );
+    assert!(!form.contains("data-answer"));
+
+    // €100 at the default 10% and €25 of books at 20%: €15.00, and why.
+    let path = format!(
+        "/portal/partner/simulate?program={pid}&event=sale&amount=125.00&cat1=books&amt1=25&cat2=&amt2=&cat3=&amt3="
+    );
+    let page = ayu_person.page(&path).await;
+    assert!(page.contains("<strong data-earn>€15.00</strong>"), "{page}");
+    assert!(
+        page.contains("category “books”: 20% of €25.00 = €5.00"),
+        "{page}"
+    );
+    assert!(
+        page.contains("other products: 10% of €100.00 = €10.00"),
+        "{page}"
+    );
+    assert!(
+        page.contains("program terms v1 · your agreement v1"),
+        "{page}"
+    );
+    assert!(
+        page.contains("the program&#39;s rule") || page.contains("the program&#x27;s rule"),
+        "{page}"
+    );
+    // Nothing was booked.
+    let res = app
+        .get(
+            &format!("/v1/partners/{}/commissions", s(&ayu["id"])),
+            &app.admin_token,
+        )
+        .await;
+    let list = assert_status(res, StatusCode::OK).await;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(0), "{list}");
+
+    // A lead earns the flat rate; a renewal, under a rule without
+    // `recurring`, earns nothing, and says why.
+    let page = ayu_person
+        .page(&format!(
+            "/portal/partner/simulate?program={pid}&event=lead&amount=0"
+        ))
+        .await;
+    assert!(page.contains("<strong data-earn>€2.00</strong>"), "{page}");
+    let page = ayu_person
+        .page(&format!(
+            "/portal/partner/simulate?program={pid}&amount=50&renewal=1"
+        ))
+        .await;
+    assert!(page.contains("<strong data-earn>€0.00</strong>"), "{page}");
+    assert!(page.contains("first payment only"), "{page}");
+
+    // An amount that is no number, or lines beyond the order: said in words.
+    let (status, page) = ayu_person
+        .get(&format!(
+            "/portal/partner/simulate?program={pid}&amount=lots"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("Give the order amount as a number"), "{page}");
+    let (status, page) = ayu_person
+        .get(&format!(
+            "/portal/partner/simulate?program={pid}&amount=10&cat1=books&amt1=20"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("are more than the order amount"), "{page}");
+
+    // Another partner's program, a program only invited to, a made-up id:
+    // no such page. A merchant has no such page either.
+    let invited = app
+        .create_program_with(json!({"name": "Invited Shop"}))
+        .await;
+    let res = app
+        .post(
+            &format!("/v1/programs/{}/enrollments", s(&invited["id"])),
+            &app.admin_token,
+            &json!({"partner_id": ayu["id"]}),
+        )
+        .await;
+    assert_status(res, StatusCode::CREATED).await;
+    let (_, owner) = merchant(&app).await;
+    for (who, path) in [
+        (
+            &ayu_person,
+            format!("/portal/partner/simulate?program={oid}&amount=100"),
+        ),
+        (
+            &ayu_person,
+            format!("/portal/partner/simulate?program={oid}"),
+        ),
+        (
+            &ayu_person,
+            format!(
+                "/portal/partner/simulate?program={}&amount=1",
+                s(&invited["id"])
+            ),
+        ),
+        (
+            &ayu_person,
+            "/portal/partner/simulate?program=prg_zzzz".to_owned(),
+        ),
+        (
+            &ayu_person,
+            "/portal/partner/simulate?program=nonsense".to_owned(),
+        ),
+        (
+            &budi_person,
+            format!("/portal/partner/simulate?program={pid}&amount=100"),
+        ),
+        (
+            &owner,
+            format!("/portal/partner/simulate?program={pid}&amount=100"),
+        ),
+    ] {
+        let (status, page) = who.get(&path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {page}");
+    }
+    // Budi prices its own program.
+    let page = budi_person
+        .page(&format!("/portal/partner/simulate?program={oid}&amount=80"))
+        .await;
+    assert!(page.contains("<strong data-earn>€8.00</strong>"), "{page}");
+}

@@ -1,0 +1,455 @@
+//! Claims, as Impact's action inquiries and Awin's transaction queries
+//! work: a partner asks about a sale that was never booked (`untracked`), a
+//! commission booked with the wrong amount (`incorrect`) or one rejected or
+//! reversed (`declined`); the program answers in a comment thread, and
+//! accepts (`accept`: booked, adjusted or reinstated through the ledger) or
+//! declines with a reason code. A program sets how many days it has to
+//! answer and what happens past them (`overdue`, the worker that applies
+//! it and counts what is overdue). Every step is kept with who and when
+//! (`claim_events`), and both sides are told by outgoing webhooks (a
+//! trigger writes `claim.*` events with each step).
+
+pub mod accept;
+pub mod csv;
+pub mod overdue;
+
+use crate::domain::{
+    AgreementId, ClaimAction, ClaimId, ClaimKind, ClaimReason, ClaimStatus, CommissionId,
+    CommissionStatus, ConversionId, Currency, OverdueAction, PartnerId, ProgramId,
+};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+
+/// A claim as the partner opens it, checked field by field at the edge.
+#[derive(Debug, Clone)]
+pub struct NewClaim {
+    pub program: ProgramId,
+    pub partner: PartnerId,
+    pub kind: ClaimKind,
+    pub order_id: Option<String>,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub amount_minor: Option<i64>,
+    pub agreement_id: Option<AgreementId>,
+    pub commission_id: Option<CommissionId>,
+    pub expected_commission_minor: Option<i64>,
+    pub note: Option<String>,
+}
+
+/// One step of a claim's thread.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ClaimEvent {
+    pub action: ClaimAction,
+    /// Who: `admin`, the program's id, the partner's id, or `deadline`.
+    pub actor: String,
+    pub reason_code: Option<ClaimReason>,
+    pub note: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A claim, with its thread.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Claim {
+    pub id: ClaimId,
+    pub program_id: ProgramId,
+    pub partner_id: PartnerId,
+    pub kind: ClaimKind,
+    pub status: ClaimStatus,
+    pub order_id: Option<String>,
+    /// When the claimed sale happened.
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub amount_minor: Option<i64>,
+    pub currency: Currency,
+    pub agreement_id: Option<AgreementId>,
+    pub commission_id: Option<CommissionId>,
+    pub expected_commission_minor: Option<i64>,
+    pub note: Option<String>,
+    /// When the program must have answered.
+    pub deadline_at: DateTime<Utc>,
+    /// What happens if it has not: accept, decline, or none (left open).
+    pub overdue_action: OverdueAction,
+    pub reason_code: Option<ClaimReason>,
+    pub decision_note: Option<String>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    /// The sale booked (untracked) or the conversion of the commission changed.
+    pub conversion_id: Option<ConversionId>,
+    pub created_at: DateTime<Utc>,
+    /// Every step, oldest first (in lists: left out).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<ClaimEvent>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    #[error("{1}")]
+    Invalid(&'static str, String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl ClaimError {
+    /// A unique violation is a second open claim of the same thing.
+    fn from_insert(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
+                ClaimError::Conflict("an open claim of this order or commission exists".into())
+            }
+            _ => ClaimError::Db(e),
+        }
+    }
+}
+
+/// Opens claims, each with its `opened` step, in one transaction: all or
+/// none. `actor` is who opened them (the partner, or the admin).
+pub async fn open(
+    db: &PgPool,
+    claims: &[NewClaim],
+    actor: &str,
+) -> Result<Vec<ClaimId>, (usize, ClaimError)> {
+    let mut tx = db.begin().await.map_err(|e| (0, e.into()))?;
+    let mut ids = Vec::with_capacity(claims.len());
+    for (i, new) in claims.iter().enumerate() {
+        ids.push(open_in(&mut tx, new, actor).await.map_err(|e| (i, e))?);
+    }
+    tx.commit().await.map_err(|e| (0, e.into()))?;
+    Ok(ids)
+}
+
+async fn open_in(
+    tx: &mut PgConnection,
+    new: &NewClaim,
+    actor: &str,
+) -> Result<ClaimId, ClaimError> {
+    let program = sqlx::query!(
+        r#"select currency as "currency: Currency", claim_deadline_days,
+                  claim_overdue_action as "overdue: OverdueAction"
+           from programs p
+           where id = $1 and exists (select 1 from enrollments e
+                                     where e.program_id = p.id and e.partner_id = $2)"#,
+        new.program.get(),
+        new.partner.get()
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(ClaimError::NotFound("program"))?;
+    if let Some(commission) = new.commission_id {
+        let status = sqlx::query_scalar!(
+            r#"select status as "status: CommissionStatus" from commissions
+               where id = $1 and program_id = $2 and partner_id = $3"#,
+            commission.get(),
+            new.program.get(),
+            new.partner.get()
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(ClaimError::NotFound("commission"))?;
+        match (new.kind, status) {
+            (ClaimKind::Declined, CommissionStatus::Reversed) => {}
+            (ClaimKind::Declined, s) => {
+                return Err(ClaimError::Conflict(format!(
+                    "the commission is {s}, not rejected or reversed: open an incorrect claim"
+                )));
+            }
+            (_, CommissionStatus::Reversed) => {
+                return Err(ClaimError::Conflict(
+                    "the commission is reversed: open a declined claim".into(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    if let Some(agreement) = new.agreement_id {
+        let ours = sqlx::query_scalar!(
+            r#"select exists(select 1 from agreements a join agreement_partners ap
+                                       on ap.agreement_id = a.id
+                             where a.id = $1 and a.program_id = $2 and ap.partner_id = $3) as "ours!""#,
+            agreement.get(),
+            new.program.get(),
+            new.partner.get()
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if !ours {
+            return Err(ClaimError::NotFound("agreement"));
+        }
+    }
+    let id = sqlx::query_scalar!(
+        r#"insert into claims (program_id, partner_id, kind, order_id, occurred_at, amount_minor,
+                               currency, agreement_id, commission_id, expected_commission_minor,
+                               note, deadline_at, overdue_action)
+           values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+                   now() + make_interval(days => $12), $13)
+           returning id as "id: ClaimId""#,
+        new.program.get(),
+        new.partner.get(),
+        new.kind.as_str(),
+        new.order_id,
+        new.occurred_at,
+        new.amount_minor,
+        program.currency.code(),
+        new.agreement_id.map(AgreementId::get),
+        new.commission_id.map(CommissionId::get),
+        new.expected_commission_minor,
+        new.note,
+        program.claim_deadline_days,
+        program.overdue.as_str()
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(ClaimError::from_insert)?;
+    record(
+        tx,
+        id,
+        ClaimAction::Opened,
+        actor,
+        None,
+        new.note.as_deref(),
+    )
+    .await?;
+    Ok(id)
+}
+
+/// Appends a step to the claim's thread (its trigger tells both sides).
+pub(crate) async fn record(
+    tx: &mut PgConnection,
+    id: ClaimId,
+    action: ClaimAction,
+    actor: &str,
+    reason: Option<ClaimReason>,
+    note: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "insert into claim_events (claim_id, action, actor, reason_code, note) values ($1, $2, $3, $4, $5)",
+        id.get(),
+        action.as_str(),
+        actor,
+        reason.map(ClaimReason::as_str),
+        note
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Claims by program and/or partner and status, oldest first, without threads.
+pub async fn list(
+    db: &PgPool,
+    program: Option<ProgramId>,
+    partner: Option<PartnerId>,
+    status: Option<ClaimStatus>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Claim>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"select id from claims
+           where id > $1 and ($2::bigint is null or program_id = $2)
+             and ($3::bigint is null or partner_id = $3) and ($4::text is null or status = $4)
+           order by id limit $5"#,
+        after,
+        program.map(ProgramId::get),
+        partner.map(PartnerId::get),
+        status.map(ClaimStatus::as_str),
+        limit
+    )
+    .fetch_all(db)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        if let Some(mut c) = get(db, ClaimId::from_db(r.id)).await? {
+            c.events.clear();
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// A claim with its thread.
+pub async fn get(db: &PgPool, id: ClaimId) -> Result<Option<Claim>, sqlx::Error> {
+    let Some(c) = sqlx::query!(
+        r#"select id as "id: ClaimId", program_id as "program_id: ProgramId",
+                  partner_id as "partner_id: PartnerId", kind as "kind: ClaimKind",
+                  status as "status: ClaimStatus", order_id, occurred_at, amount_minor,
+                  currency as "currency: Currency", agreement_id as "agreement_id: AgreementId",
+                  commission_id as "commission_id: CommissionId", expected_commission_minor, note,
+                  deadline_at, overdue_action as "overdue_action: OverdueAction",
+                  reason_code as "reason_code: ClaimReason", decision_note, decided_by, decided_at,
+                  conversion_id as "conversion_id: ConversionId", created_at
+           from claims where id = $1"#,
+        id.get()
+    )
+    .fetch_optional(db)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let events = sqlx::query_as!(
+        ClaimEvent,
+        r#"select action as "action: ClaimAction", actor,
+                  reason_code as "reason_code: ClaimReason", note, created_at
+           from claim_events where claim_id = $1 order by id"#,
+        id.get()
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(Some(Claim {
+        id: c.id,
+        program_id: c.program_id,
+        partner_id: c.partner_id,
+        kind: c.kind,
+        status: c.status,
+        order_id: c.order_id,
+        occurred_at: c.occurred_at,
+        amount_minor: c.amount_minor,
+        currency: c.currency,
+        agreement_id: c.agreement_id,
+        commission_id: c.commission_id,
+        expected_commission_minor: c.expected_commission_minor,
+        note: c.note,
+        deadline_at: c.deadline_at,
+        overdue_action: c.overdue_action,
+        reason_code: c.reason_code,
+        decision_note: c.decision_note,
+        decided_by: c.decided_by,
+        decided_at: c.decided_at,
+        conversion_id: c.conversion_id,
+        created_at: c.created_at,
+        events,
+    }))
+}
+
+/// A claim locked for a decision; refused unless open.
+pub(crate) struct Locked {
+    pub id: ClaimId,
+    pub program_id: ProgramId,
+    pub partner_id: PartnerId,
+    pub kind: ClaimKind,
+    pub order_id: Option<String>,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub amount_minor: Option<i64>,
+    pub currency: Currency,
+    pub agreement_id: Option<AgreementId>,
+    pub commission_id: Option<CommissionId>,
+    pub expected_commission_minor: Option<i64>,
+}
+
+pub(crate) async fn lock_open(tx: &mut PgConnection, id: ClaimId) -> Result<Locked, ClaimError> {
+    let c = sqlx::query!(
+        r#"select id as "id: ClaimId", program_id as "program_id: ProgramId",
+                  partner_id as "partner_id: PartnerId", kind as "kind: ClaimKind",
+                  status as "status: ClaimStatus", order_id, occurred_at, amount_minor,
+                  currency as "currency: Currency", agreement_id as "agreement_id: AgreementId",
+                  commission_id as "commission_id: CommissionId", expected_commission_minor
+           from claims where id = $1 for update"#,
+        id.get()
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(ClaimError::NotFound("claim"))?;
+    if c.status != ClaimStatus::Open {
+        return Err(ClaimError::Conflict(format!("the claim is {}", c.status)));
+    }
+    Ok(Locked {
+        id: c.id,
+        program_id: c.program_id,
+        partner_id: c.partner_id,
+        kind: c.kind,
+        order_id: c.order_id,
+        occurred_at: c.occurred_at,
+        amount_minor: c.amount_minor,
+        currency: c.currency,
+        agreement_id: c.agreement_id,
+        commission_id: c.commission_id,
+        expected_commission_minor: c.expected_commission_minor,
+    })
+}
+
+/// Adds a comment to an open or closed claim's thread.
+pub async fn comment(db: &PgPool, id: ClaimId, actor: &str, note: &str) -> Result<(), ClaimError> {
+    let mut tx = db.begin().await?;
+    record(&mut tx, id, ClaimAction::Commented, actor, None, Some(note)).await?;
+    sqlx::query!(
+        "update claims set updated_at = now() where id = $1",
+        id.get()
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Declines an open claim with a reason code (and a note the partner reads).
+pub async fn decline(
+    db: &PgPool,
+    id: ClaimId,
+    actor: &str,
+    reason: ClaimReason,
+    note: Option<&str>,
+) -> Result<(), ClaimError> {
+    let mut tx = db.begin().await?;
+    decline_in(&mut tx, id, actor, reason, note).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) async fn decline_in(
+    tx: &mut PgConnection,
+    id: ClaimId,
+    actor: &str,
+    reason: ClaimReason,
+    note: Option<&str>,
+) -> Result<(), ClaimError> {
+    lock_open(tx, id).await?;
+    sqlx::query!(
+        "update claims set status = 'declined', reason_code = $2, decision_note = $3,
+                decided_by = $4, decided_at = now(), updated_at = now()
+         where id = $1",
+        id.get(),
+        reason.as_str(),
+        note,
+        actor
+    )
+    .execute(&mut *tx)
+    .await?;
+    record(tx, id, ClaimAction::Declined, actor, Some(reason), note).await?;
+    Ok(())
+}
+
+/// Sets a program's claim deadline and what happens past it (claims opened
+/// from now on get them).
+pub async fn set_policy(
+    db: &PgPool,
+    program: ProgramId,
+    deadline_days: i32,
+    overdue: OverdueAction,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "update programs set claim_deadline_days = $2, claim_overdue_action = $3, updated_at = now()
+         where id = $1",
+        program.get(),
+        deadline_days,
+        overdue.as_str()
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A program's claim policy.
+pub async fn policy(
+    db: &PgPool,
+    program: ProgramId,
+) -> Result<Option<(i32, OverdueAction)>, sqlx::Error> {
+    Ok(sqlx::query!(
+        r#"select claim_deadline_days, claim_overdue_action as "overdue: OverdueAction"
+           from programs where id = $1"#,
+        program.get()
+    )
+    .fetch_optional(db)
+    .await?
+    .map(|r| (r.claim_deadline_days, r.overdue)))
+}

@@ -1,0 +1,648 @@
+//! Claims: a partner opens them (one, or a CSV batch), the program sees
+//! its queue, both write in the thread, the program accepts or declines.
+
+use super::pagination::{Cursor, List, Page};
+use crate::claims::{self, Claim, ClaimError, NewClaim};
+use crate::conversions::{check_amount, check_occurred_at, check_reference};
+use crate::domain::{
+    AgreementId, ClaimId, ClaimKind, ClaimReason, ClaimStatus, CommissionId, Event, OverdueAction,
+    PartnerId, ProgramId,
+};
+use crate::http::auth::Principal;
+use crate::http::body::Body;
+use crate::http::error::{ApiError, FieldError};
+use crate::http::state::AppState;
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+impl From<ClaimError> for ApiError {
+    fn from(e: ClaimError) -> Self {
+        match e {
+            ClaimError::NotFound(what) => ApiError::NotFound(what),
+            ClaimError::Invalid(field, m) => ApiError::invalid(field, m),
+            ClaimError::Conflict(m) => ApiError::Conflict(m),
+            ClaimError::Db(e) => e.into(),
+        }
+    }
+}
+
+/// Who acts, as the thread records it.
+fn actor(who: Principal) -> String {
+    match who {
+        Principal::Admin => "admin".into(),
+        Principal::Program(p) => p.to_string(),
+        Principal::Partner(p) => p.to_string(),
+    }
+}
+
+/// A new claim.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = NewClaim)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimBody {
+    kind: ClaimKind,
+    /// untracked: the shop's order id.
+    order_id: Option<String>,
+    /// untracked: when the sale happened.
+    occurred_at: Option<DateTime<Utc>>,
+    /// untracked: the sale's amount, in the program's currency.
+    amount_minor: Option<i64>,
+    /// untracked: the agreement it falls under (needed when the partner has several).
+    agreement_id: Option<AgreementId>,
+    /// incorrect, declined: the commission disputed.
+    commission_id: Option<CommissionId>,
+    /// The commission the partner expects.
+    expected_commission_minor: Option<i64>,
+    /// What the program should know; at most 2000 characters.
+    note: Option<String>,
+    /// The admin only: the partner the claim is from.
+    partner_id: Option<PartnerId>,
+}
+
+fn note(field: &str, n: Option<String>) -> Result<Option<String>, FieldError> {
+    match n.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(t) if t.chars().count() > 2000 => Err(FieldError {
+            field: field.into(),
+            message: "must be at most 2000 characters".into(),
+        }),
+        Some(t) => Ok(Some(t.to_owned())),
+    }
+}
+
+/// Checks one claim's fields; `at` prefixes field names (a CSV row).
+fn checked(
+    b: ClaimBody,
+    program: ProgramId,
+    partner: PartnerId,
+    at: &str,
+    now: DateTime<Utc>,
+) -> Result<NewClaim, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut bad = |field: &str, message: String| {
+        errors.push(FieldError {
+            field: format!("{at}{field}"),
+            message,
+        })
+    };
+    match b.kind {
+        ClaimKind::Untracked => {
+            match &b.order_id {
+                None => bad("order_id", "an untracked claim names the order".into()),
+                Some(o) => {
+                    if let Err(e) = check_reference(o) {
+                        bad("order_id", e)
+                    }
+                }
+            }
+            match b.occurred_at {
+                None => bad(
+                    "occurred_at",
+                    "an untracked claim says when the sale was".into(),
+                ),
+                Some(t) => {
+                    if let Err(e) = check_occurred_at(t, now) {
+                        bad("occurred_at", e)
+                    }
+                }
+            }
+            match b.amount_minor {
+                None => bad(
+                    "amount_minor",
+                    "an untracked claim gives the sale's amount".into(),
+                ),
+                Some(a) => {
+                    if let Err(e) = check_amount(Some(Event::Sale), a) {
+                        bad("amount_minor", e)
+                    }
+                }
+            }
+            if b.commission_id.is_some() {
+                bad(
+                    "commission_id",
+                    "an untracked sale has no commission".into(),
+                );
+            }
+        }
+        ClaimKind::Incorrect | ClaimKind::Declined => {
+            if b.commission_id.is_none() {
+                bad("commission_id", "name the commission disputed".into());
+            }
+            if b.kind == ClaimKind::Incorrect && b.expected_commission_minor.is_none() {
+                bad(
+                    "expected_commission_minor",
+                    "an incorrect claim gives the amount expected".into(),
+                );
+            }
+            for (field, given) in [
+                ("order_id", b.order_id.is_some()),
+                ("occurred_at", b.occurred_at.is_some()),
+                ("amount_minor", b.amount_minor.is_some()),
+                ("agreement_id", b.agreement_id.is_some()),
+            ] {
+                if given {
+                    bad(field, "only an untracked claim gives this".into());
+                }
+            }
+        }
+    }
+    if let Some(e) = b.expected_commission_minor
+        && let Err(m) = check_amount(None, e)
+    {
+        bad("expected_commission_minor", m);
+    }
+    let note = match note(&format!("{at}note"), b.note) {
+        Ok(n) => n,
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(NewClaim {
+        program,
+        partner,
+        kind: b.kind,
+        order_id: b.order_id,
+        occurred_at: b.occurred_at,
+        amount_minor: b.amount_minor,
+        agreement_id: b.agreement_id,
+        commission_id: b.commission_id,
+        expected_commission_minor: b.expected_commission_minor,
+        note,
+    })
+}
+
+/// A CSV row as a claim body: the same fields, as columns.
+fn from_row(row: &BTreeMap<String, String>, at: &str) -> Result<ClaimBody, Vec<FieldError>> {
+    let fields: serde_json::Map<String, serde_json::Value> = row
+        .iter()
+        .map(|(k, v)| {
+            let number = matches!(k.as_str(), "amount_minor" | "expected_commission_minor");
+            let value = match (number, v.parse::<i64>()) {
+                (true, Ok(n)) => serde_json::Value::from(n),
+                _ => serde_json::Value::from(v.as_str()),
+            };
+            (k.clone(), value)
+        })
+        .collect();
+    serde_json::from_value(serde_json::Value::Object(fields)).map_err(|e| {
+        vec![FieldError {
+            field: at.trim_end_matches('.').to_owned(),
+            message: e.to_string(),
+        }]
+    })
+}
+
+/// Claims just opened.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OpenedClaims {
+    data: Vec<Claim>,
+}
+
+/// Open claims
+///
+/// A partner (or the admin, naming `partner_id`) opens one claim with a
+/// JSON body, or several with `Content-Type: text/csv`: a header row naming
+/// the columns (`kind`, `order_id`, `occurred_at`, `amount_minor`,
+/// `agreement_id`, `commission_id`, `expected_commission_minor`, `note`),
+/// then one claim per row. A batch opens all or none; problems name their
+/// row (`rows[2].amount_minor`). Each claim gets the program's deadline.
+#[utoipa::path(
+    post,
+    path = "/v1/programs/{id}/claims",
+    operation_id = "openClaims",
+    tag = "claims",
+    params(("id" = ProgramId, Path, description = "The program's id.")),
+    request_body(content = ClaimBody, description = "One claim as JSON, or several as `text/csv`."),
+    responses(
+        (status = 201, description = "Opened.", body = OpenedClaims),
+        (status = 400, response = crate::http::openapi::BadRequest),
+        (status = 401, response = crate::http::openapi::Unauthorized),
+        (status = 403, response = crate::http::openapi::Forbidden),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
+        (status = 409, response = crate::http::openapi::Conflict),
+        (status = 413, response = crate::http::openapi::PayloadTooLarge),
+        (status = 415, response = crate::http::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::http::openapi::ValidationFailed),
+        (status = 503, response = crate::http::openapi::Unavailable),
+        (status = 500, response = crate::http::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("partner_key" = []))
+)]
+pub async fn open(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let program = super::path_id::<ProgramId>(&path, "program")?;
+    if let Principal::Program(_) = who {
+        return Err(ApiError::Forbidden("claims are opened by partners"));
+    }
+    let now = Utc::now();
+    let bodies: Vec<(String, ClaimBody)> = if body.is_csv() {
+        let rows = claims::csv::parse(body.text()?).map_err(ApiError::BadRequest)?;
+        if rows.is_empty() || rows.len() > 500 {
+            return Err(ApiError::BadRequest("a batch holds 1 to 500 claims".into()));
+        }
+        let mut out = Vec::new();
+        let mut errors = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            let at = format!("rows[{i}].");
+            match from_row(row, &at) {
+                Ok(b) => out.push((at, b)),
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::Validation(errors));
+        }
+        out
+    } else {
+        vec![(String::new(), body.json()?)]
+    };
+    let mut checked_claims = Vec::new();
+    let mut errors = Vec::new();
+    for (at, b) in bodies {
+        let partner = match (who, b.partner_id) {
+            (Principal::Partner(p), None) => p,
+            (Principal::Partner(p), Some(q)) if p == q => p,
+            (Principal::Admin, Some(p)) => p,
+            (Principal::Admin, None) => {
+                return Err(ApiError::invalid(
+                    format!("{at}partner_id"),
+                    "the admin names the partner",
+                ));
+            }
+            _ => return Err(ApiError::Forbidden("a partner opens its own claims")),
+        };
+        match checked(b, program, partner, &at, now) {
+            Ok(c) => checked_claims.push(c),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let ids = claims::open(&state.db, &checked_claims, &actor(who))
+        .await
+        .map_err(|(i, e)| match e {
+            ClaimError::Conflict(m) if checked_claims.len() > 1 => {
+                ApiError::Conflict(format!("rows[{i}]: {m}"))
+            }
+            e => e.into(),
+        })?;
+    let mut data = Vec::with_capacity(ids.len());
+    for id in ids {
+        data.push(
+            claims::get(&state.db, id)
+                .await?
+                .ok_or(ApiError::NotFound("claim"))?,
+        );
+    }
+    Ok(HttpResponse::Created().json(OpenedClaims { data }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ClaimsQuery {
+    /// Rows per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+    cursor: Option<Cursor>,
+    /// Only claims in this status (`open`: the queue).
+    status: Option<ClaimStatus>,
+}
+
+type ClaimPage = List<Claim>;
+
+/// List a program's claims
+///
+/// The program's queue (oldest first; `?status=open`), or a partner's own
+/// claims in the program.
+#[utoipa::path(
+    get,
+    path = "/v1/programs/{id}/claims",
+    operation_id = "listClaims",
+    tag = "claims",
+    params(("id" = ProgramId, Path, description = "The program's id."), ClaimsQuery),
+    responses(
+        (status = 200, description = "A page of claims, without their threads.", body = ClaimPage),
+        (status = 400, response = crate::http::openapi::BadRequest),
+        (status = 401, response = crate::http::openapi::Unauthorized),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 503, response = crate::http::openapi::Unavailable),
+        (status = 500, response = crate::http::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []), ("partner_key" = []))
+)]
+pub async fn list(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    query: web::Query<ClaimsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let program = super::path_id::<ProgramId>(&path, "program")?;
+    let partner = match who {
+        Principal::Partner(p) => Some(p),
+        other => {
+            other.require_program(program)?;
+            None
+        }
+    };
+    let page = Page::parse(query.limit, query.cursor)?;
+    let rows = claims::list(
+        &state.db,
+        Some(program),
+        partner,
+        query.status,
+        page.after,
+        page.fetch(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(List::from_rows(rows, page, |c| c.id.get())))
+}
+
+/// The claim in the path, when `who` is on one of its sides (or the admin).
+async fn visible(state: &AppState, who: Principal, raw: &str) -> Result<Claim, ApiError> {
+    let id = super::path_id::<ClaimId>(raw, "claim")?;
+    let claim = claims::get(&state.db, id)
+        .await?
+        .ok_or(ApiError::NotFound("claim"))?;
+    let party = match who {
+        Principal::Admin => true,
+        Principal::Program(p) => p == claim.program_id,
+        Principal::Partner(p) => p == claim.partner_id,
+    };
+    if party {
+        Ok(claim)
+    } else {
+        Err(ApiError::NotFound("claim"))
+    }
+}
+
+/// Read a claim
+///
+/// The claim and its thread: every step, who and when.
+#[utoipa::path(
+    get,
+    path = "/v1/claims/{id}",
+    operation_id = "getClaim",
+    tag = "claims",
+    params(("id" = ClaimId, Path, description = "The claim's id.")),
+    responses(
+        (status = 200, description = "The claim.", body = Claim),
+        (status = 401, response = crate::http::openapi::Unauthorized),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 503, response = crate::http::openapi::Unavailable),
+        (status = 500, response = crate::http::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []), ("partner_key" = []))
+)]
+pub async fn get(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(visible(&state, who, &path).await?))
+}
+
+/// A comment in a claim's thread.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ClaimComment)]
+#[serde(deny_unknown_fields)]
+pub struct CommentBody {
+    /// At most 2000 characters.
+    note: String,
+}
+
+/// Comment on a claim
+///
+/// Either side writes in the thread; the other is told (`claim.commented`).
+#[utoipa::path(
+    post,
+    path = "/v1/claims/{id}/comments",
+    operation_id = "commentClaim",
+    tag = "claims",
+    params(("id" = ClaimId, Path, description = "The claim's id.")),
+    request_body = CommentBody,
+    responses(
+        (status = 201, description = "The claim with its thread.", body = Claim),
+        (status = 400, response = crate::http::openapi::BadRequest),
+        (status = 401, response = crate::http::openapi::Unauthorized),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
+        (status = 415, response = crate::http::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::http::openapi::ValidationFailed),
+        (status = 503, response = crate::http::openapi::Unavailable),
+        (status = 500, response = crate::http::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []), ("partner_key" = []))
+)]
+pub async fn comment(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let claim = visible(&state, who, &path).await?;
+    let b: CommentBody = body.json()?;
+    let text = note("note", Some(b.note))
+        .map_err(|e| ApiError::Validation(vec![e]))?
+        .ok_or_else(|| ApiError::invalid("note", "a comment says something"))?;
+    claims::comment(&state.db, claim.id, &actor(who), &text).await?;
+    let claim = visible(&state, who, &path).await?;
+    Ok(HttpResponse::Created().json(claim))
+}
+
+/// Accepting a claim.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[schema(as = ClaimAcceptance)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptBody {
+    /// The amount accepted, when not as claimed: the sale's (untracked) or
+    /// the commission's (incorrect, declined).
+    amount_minor: Option<i64>,
+    /// What the partner reads; at most 2000 characters.
+    note: Option<String>,
+}
+
+/// Declining a claim.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ClaimDecline)]
+#[serde(deny_unknown_fields)]
+pub struct DeclineBody {
+    reason_code: ClaimReason,
+    /// What the partner reads; at most 2000 characters.
+    note: Option<String>,
+}
+
+/// The claim in the path, when `who` may decide on it (the admin or its program).
+async fn decidable(state: &AppState, who: Principal, raw: &str) -> Result<Claim, ApiError> {
+    let claim = visible(state, who, raw).await?;
+    if let Principal::Partner(_) = who {
+        return Err(ApiError::Forbidden("the program decides on claims"));
+    }
+    Ok(claim)
+}
+
+/// Accept a claim
+///
+/// An untracked sale is booked through the one booking path under the
+/// agreement version in force at its date (the conversion shows
+/// `attributed_via: claim`); an incorrect commission gets an adjustment
+/// entry to the amount accepted; a declined one is reinstated, pending.
+/// The body is optional.
+#[utoipa::path(
+    post,
+    path = "/v1/claims/{id}/accept",
+    operation_id = "acceptClaim",
+    tag = "claims",
+    params(("id" = ClaimId, Path, description = "The claim's id.")),
+    request_body(content = Option<AcceptBody>, description = "Optional."),
+    responses(
+        (status = 200, description = "Accepted.", body = Claim),
+        (status = 400, response = crate::http::openapi::BadRequest),
+        (status = 401, response = crate::http::openapi::Unauthorized),
+        (status = 403, response = crate::http::openapi::Forbidden),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
+        (status = 409, response = crate::http::openapi::Conflict),
+        (status = 422, response = crate::http::openapi::ValidationFailed),
+        (status = 503, response = crate::http::openapi::Unavailable),
+        (status = 500, response = crate::http::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []))
+)]
+pub async fn accept(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let claim = decidable(&state, who, &path).await?;
+    let b = body.optional_json::<AcceptBody>()?.unwrap_or_default();
+    let text = note("note", b.note).map_err(|e| ApiError::Validation(vec![e]))?;
+    if let Some(a) = b.amount_minor {
+        check_amount(None, a).map_err(|m| ApiError::invalid("amount_minor", m))?;
+    }
+    crate::claims::accept::accept(
+        &state.db,
+        claim.id,
+        &actor(who),
+        text.as_deref(),
+        b.amount_minor,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(visible(&state, who, &path).await?))
+}
+
+/// Decline a claim
+///
+/// With a reason code and a note the partner reads.
+#[utoipa::path(
+    post,
+    path = "/v1/claims/{id}/decline",
+    operation_id = "declineClaim",
+    tag = "claims",
+    params(("id" = ClaimId, Path, description = "The claim's id.")),
+    request_body = DeclineBody,
+    responses(
+        (status = 200, description = "Declined.", body = Claim),
+        (status = 400, response = crate::http::openapi::BadRequest),
+        (status = 401, response = crate::http::openapi::Unauthorized),
+        (status = 403, response = crate::http::openapi::Forbidden),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
+        (status = 409, response = crate::http::openapi::Conflict),
+        (status = 415, response = crate::http::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::http::openapi::ValidationFailed),
+        (status = 503, response = crate::http::openapi::Unavailable),
+        (status = 500, response = crate::http::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []))
+)]
+pub async fn decline(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let claim = decidable(&state, who, &path).await?;
+    let b: DeclineBody = body.json()?;
+    let text = note("note", b.note).map_err(|e| ApiError::Validation(vec![e]))?;
+    claims::decline(
+        &state.db,
+        claim.id,
+        &actor(who),
+        b.reason_code,
+        text.as_deref(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(visible(&state, who, &path).await?))
+}
+
+/// A program's claim policy.
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimPolicy {
+    /// Days the program has to answer a claim (1 to 365; default 75).
+    #[schema(minimum = 1, maximum = 365, examples(30))]
+    deadline_days: i32,
+    /// What happens to a claim still open then: `accept` (as claimed, the
+    /// default), `decline` (`deadline_passed`) or `none` (left open, counted
+    /// in `mitra_claims_overdue`).
+    overdue_action: OverdueAction,
+}
+
+/// Set a program's claim policy
+///
+/// How long the program has to answer claims, and what happens past it.
+/// Claims opened from now on get it.
+#[utoipa::path(
+    put,
+    path = "/v1/programs/{id}/claim-policy",
+    operation_id = "setClaimPolicy",
+    tag = "claims",
+    params(("id" = ProgramId, Path, description = "The program's id.")),
+    request_body = ClaimPolicy,
+    responses(
+        (status = 200, description = "The policy.", body = ClaimPolicy),
+        (status = 400, response = crate::http::openapi::BadRequest),
+        (status = 401, response = crate::http::openapi::Unauthorized),
+        (status = 404, response = crate::http::openapi::NotFound),
+        (status = 408, response = crate::http::openapi::RequestTimeout),
+        (status = 415, response = crate::http::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::http::openapi::ValidationFailed),
+        (status = 503, response = crate::http::openapi::Unavailable),
+        (status = 500, response = crate::http::openapi::Internal),
+    ),
+    security(("admin_token" = []), ("program_key" = []))
+)]
+pub async fn set_policy(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let program = super::program_in_path(&state, who, &path).await?.id;
+    let b: ClaimPolicy = body.json()?;
+    if !(1..=365).contains(&b.deadline_days) {
+        return Err(ApiError::invalid("deadline_days", "must be from 1 to 365"));
+    }
+    claims::set_policy(&state.db, program, b.deadline_days, b.overdue_action).await?;
+    let (deadline_days, overdue_action) = claims::policy(&state.db, program)
+        .await?
+        .ok_or(ApiError::NotFound("program"))?;
+    Ok(HttpResponse::Ok().json(ClaimPolicy {
+        deadline_days,
+        overdue_action,
+    }))
+}

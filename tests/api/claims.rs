@@ -1,0 +1,395 @@
+//! Claims both ways: accepted and booked (under the terms in force at the
+//! claimed date), declined with a reason, an incorrect commission adjusted,
+//! deadlines and their policy; the partner's balance and signed statement
+//! reconcile afterwards.
+
+use crate::helpers::*;
+use crate::statements::{chain_all, public_key, statement, verify};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn open(app: &TestApp, program: &Value, partner: &Value, body: Value) -> Value {
+    let path = format!("/v1/programs/{}/claims", s(&program["id"]));
+    let opened = assert_status(
+        app.post(&path, s(&partner["api_key"]), &body).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    opened["data"][0].clone()
+}
+
+async fn act(
+    app: &TestApp,
+    token: &str,
+    claim: &Value,
+    action: &str,
+    body: Option<Value>,
+) -> Value {
+    let path = format!("/v1/claims/{}/{action}", s(&claim["id"]));
+    let res = app
+        .request(Method::POST, &path, Some(token), body.as_ref())
+        .await;
+    let expected = if action == "comments" {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    assert_status(res, expected).await
+}
+
+async fn balance(app: &TestApp, partner: &Value) -> (i64, i64, i64) {
+    let path = format!("/v1/partners/{}/balance", s(&partner["id"]));
+    let b = assert_status(app.get(&path, s(&partner["api_key"])).await, StatusCode::OK).await;
+    let b = &b["balances"][0];
+    (
+        b["pending_minor"].as_i64().unwrap(),
+        b["approved_minor"].as_i64().unwrap(),
+        b["paid_minor"].as_i64().unwrap(),
+    )
+}
+
+/// The partner's signed statement of the program verifies, and closes on
+/// its balance.
+async fn statement_reconciles(app: &TestApp, program: &Value, partner: &Value) -> Value {
+    chain_all(app).await;
+    let st = statement(app, program, partner, 0).await;
+    let key = public_key(app, program, s(&partner["api_key"])).await;
+    let (code, out) = verify(&key, &st, None);
+    assert_eq!(code, 0, "{out}");
+    let (pending, approved, paid) = balance(app, partner).await;
+    assert_eq!(
+        st["closing"],
+        json!([{"currency": "EUR", "pending_minor": pending, "approved_minor": approved, "paid_minor": paid}])
+    );
+    st
+}
+
+#[tokio::test]
+async fn an_untracked_sale_claimed_and_accepted_is_booked_under_the_terms_of_its_date() {
+    // Arrange: 10% of sales in version 1; the claimed sale happens now.
+    let app = spawn_app().await;
+    let f = fixture(&app, json!({})).await;
+    let claimed_at = chrono::Utc::now();
+    let claim = open(
+        &app,
+        &f.program,
+        &f.partner,
+        json!({
+            "kind": "untracked", "order_id": "U-1", "occurred_at": claimed_at,
+            "amount_minor": 20_000, "expected_commission_minor": 2_000,
+            "note": "order confirmation attached"
+        }),
+    )
+    .await;
+    assert_eq!(
+        (s(&claim["status"]), s(&claim["kind"])),
+        ("open", "untracked")
+    );
+    // Version 2 (20%) comes after the sale's date: it does not apply.
+    let update = format!("/v1/agreements/{}", s(&f.agreement["id"]));
+    let v2 = app
+        .put(
+            &update,
+            s(&f.program["api_key"]),
+            &json!({
+                "partners": [{"partner_id": f.partner["id"], "share_bps": 10000}],
+                "commission": {"sale": {"percent_bps": 2000}}
+            }),
+        )
+        .await;
+    assert_eq!(assert_status(v2, StatusCode::OK).await["version"], 2);
+
+    // Act: a thread, then the program accepts.
+    let program_key = s(&f.program["api_key"]);
+    act(
+        &app,
+        program_key,
+        &claim,
+        "comments",
+        Some(json!({"note": "checking the shop"})),
+    )
+    .await;
+    act(
+        &app,
+        s(&f.partner["api_key"]),
+        &claim,
+        "comments",
+        Some(json!({"note": "order U-1, card"})),
+    )
+    .await;
+    let partner_try = app
+        .request(
+            Method::POST,
+            &format!("/v1/claims/{}/accept", s(&claim["id"])),
+            Some(s(&f.partner["api_key"])),
+            None,
+        )
+        .await;
+    assert_problem(partner_try, StatusCode::FORBIDDEN).await;
+    let accepted = act(
+        &app,
+        program_key,
+        &claim,
+        "accept",
+        Some(json!({"note": "found it"})),
+    )
+    .await;
+
+    // Assert: booked through the booking path, under version 1, from the claim.
+    assert_eq!(accepted["status"], "accepted");
+    let order = app.conversion(&f.program, "U-1").await;
+    assert_eq!(order["id"], accepted["conversion_id"]);
+    assert_eq!(
+        (
+            &order["status"],
+            &order["attributed_via"],
+            &order["agreement_version"]
+        ),
+        (&json!("attributed"), &json!("claim"), &json!(1))
+    );
+    assert_eq!(order["commissions"][0]["amount_minor"], 2_000);
+    assert_eq!(order["commissions"][0]["status"], "pending");
+    let thread: Vec<(String, String)> = accepted["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (s(&e["action"]).to_owned(), s(&e["actor"]).to_owned()))
+        .collect();
+    let (partner_id, program_id) = (
+        s(&f.partner["id"]).to_owned(),
+        s(&f.program["id"]).to_owned(),
+    );
+    assert_eq!(
+        thread,
+        vec![
+            ("opened".into(), partner_id.clone()),
+            ("commented".into(), program_id.clone()),
+            ("commented".into(), partner_id),
+            ("accepted".into(), program_id),
+        ]
+    );
+    assert_eq!(balance(&app, &f.partner).await, (2_000, 0, 0));
+    let st = statement_reconciles(&app, &f.program, &f.partner).await;
+    assert_eq!(st["entries"][0]["kind"], "created");
+    assert_eq!(st["entries"][0]["amount_minor"], 2_000);
+    // Decided once: a second answer conflicts.
+    let again = app
+        .request(
+            Method::POST,
+            &format!("/v1/claims/{}/decline", s(&claim["id"])),
+            Some(program_key),
+            Some(&json!({"reason_code": "other"})),
+        )
+        .await;
+    assert_problem(again, StatusCode::CONFLICT).await;
+}
+
+#[tokio::test]
+async fn a_declined_claim_books_nothing_and_an_incorrect_one_is_adjusted() {
+    let app = spawn_app().await;
+    let f = fixture(&app, json!({})).await;
+    let click = app.click_id_ago(&f.link, chrono::Duration::minutes(1));
+    assert_status(
+        app.post_conversion(&f.program, &sale("B-1", 10_000, &click))
+            .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    app.attribute().await;
+    let commission = app.order(&f.program, "B-1").await.of(&f.partner).id.clone();
+    let program_key = s(&f.program["api_key"]);
+
+    // An untracked claim the shop cannot find: declined with a reason.
+    let untracked = open(
+        &app,
+        &f.program,
+        &f.partner,
+        json!({"kind": "untracked", "order_id": "U-404", "occurred_at": chrono::Utc::now(),
+               "amount_minor": 5_000}),
+    )
+    .await;
+    let needs_reason = app
+        .request(
+            Method::POST,
+            &format!("/v1/claims/{}/decline", s(&untracked["id"])),
+            Some(program_key),
+            Some(&json!({"note": "no"})),
+        )
+        .await;
+    assert_problem(needs_reason, StatusCode::BAD_REQUEST).await;
+    let declined = act(
+        &app,
+        program_key,
+        &untracked,
+        "decline",
+        Some(json!({"reason_code": "order_not_found", "note": "no such order in the shop"})),
+    )
+    .await;
+    assert_eq!(
+        (
+            &declined["status"],
+            &declined["reason_code"],
+            &declined["decision_note"]
+        ),
+        (
+            &json!("declined"),
+            &json!("order_not_found"),
+            &json!("no such order in the shop")
+        )
+    );
+    let missing = app
+        .get(
+            &format!("/v1/programs/{}/conversions/U-404", s(&f.program["id"])),
+            &app.admin_token,
+        )
+        .await;
+    assert_problem(missing, StatusCode::NOT_FOUND).await;
+    assert_eq!(balance(&app, &f.partner).await, (1_000, 0, 0));
+
+    // An incorrect commission: 1,000 booked, 1,500 expected, accepted.
+    let incorrect = open(
+        &app,
+        &f.program,
+        &f.partner,
+        json!({"kind": "incorrect", "commission_id": commission, "expected_commission_minor": 1_500,
+               "note": "the rate in my agreement is 15%"}),
+    )
+    .await;
+    let twice = app
+        .post(
+            &format!("/v1/programs/{}/claims", s(&f.program["id"])),
+            s(&f.partner["api_key"]),
+            &json!({"kind": "incorrect", "commission_id": commission, "expected_commission_minor": 1_600}),
+        )
+        .await;
+    assert_problem(twice, StatusCode::CONFLICT).await;
+    act(&app, program_key, &incorrect, "accept", None).await;
+    let order = app.order(&f.program, "B-1").await;
+    assert_eq!(order.of(&f.partner).amount_minor, 1_500);
+    assert_eq!(balance(&app, &f.partner).await, (1_500, 0, 0));
+    let st = statement_reconciles(&app, &f.program, &f.partner).await;
+    let last = st["entries"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (&last["kind"], &last["bucket"], &last["amount_minor"]),
+        (&json!("adjusted"), &json!("pending"), &json!(500))
+    );
+    assert_eq!(
+        last["reason"],
+        format!("claim {} accepted", s(&incorrect["id"]))
+    );
+    // Another partner sees neither claim.
+    let other = app.create_partner("Budi").await;
+    assert_problem(
+        app.get(
+            &format!("/v1/claims/{}", s(&incorrect["id"])),
+            s(&other["api_key"]),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn claims_past_the_deadline_follow_the_programs_policy_and_show_on_the_metrics() {
+    let app = spawn_app().await;
+    let f = fixture(&app, json!({})).await;
+    let program_key = s(&f.program["api_key"]);
+    let policy = format!("/v1/programs/{}/claim-policy", s(&f.program["id"]));
+    let set = |days: i64, action: &'static str| {
+        let (app, policy) = (&app, policy.clone());
+        async move {
+            let res = app
+                .put(
+                    &policy,
+                    program_key,
+                    &json!({"deadline_days": days, "overdue_action": action}),
+                )
+                .await;
+            assert_status(res, StatusCode::OK).await
+        }
+    };
+    assert_eq!(
+        set(7, "none").await,
+        json!({"deadline_days": 7, "overdue_action": "none"})
+    );
+
+    // A batch in CSV: two claims, each with the policy of its opening.
+    let csv = format!(
+        "kind,order_id,occurred_at,amount_minor,expected_commission_minor,note\n\
+         untracked,D-1,{at},30000,3000,\"bought twice, \"\"see\"\" receipt\"\n\
+         untracked,D-2,{at},40000,,\n",
+        at = chrono::Utc::now().to_rfc3339()
+    );
+    let res = app
+        .client
+        .post(app.url(&format!("/v1/programs/{}/claims", s(&f.program["id"]))))
+        .bearer_auth(s(&f.partner["api_key"]))
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    let batch = assert_status(res, StatusCode::CREATED).await;
+    let claims = batch["data"].as_array().unwrap().clone();
+    assert_eq!(claims.len(), 2);
+    assert_eq!(claims[0]["note"], "bought twice, \"see\" receipt");
+    assert_eq!(claims[1]["expected_commission_minor"], Value::Null);
+    assert_eq!(claims[0]["overdue_action"], "none");
+
+    // Past its deadline, a claim the policy leaves open is overdue.
+    sqlx::query("update claims set deadline_at = now() - interval '1 day' where order_id = 'D-1'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let worker = app.workers.overdue_claims();
+    worker.step().await.unwrap();
+    let series = format!(
+        "mitra_claims_overdue{{program=\"{}\"}}",
+        s(&f.program["id"])
+    );
+    assert_eq!(metric(&app.metrics().await, &series), 1.0);
+    let path = format!("/v1/claims/{}", s(&claims[0]["id"]));
+    let still = assert_status(app.get(&path, program_key).await, StatusCode::OK).await;
+    assert_eq!(still["status"], "open");
+
+    // Under "accept", the deadline accepts it as claimed.
+    set(7, "accept").await;
+    let later = open(
+        &app,
+        &f.program,
+        &f.partner,
+        json!({"kind": "untracked", "order_id": "D-3", "occurred_at": chrono::Utc::now(),
+               "amount_minor": 12_000}),
+    )
+    .await;
+    sqlx::query(
+        "update claims set deadline_at = now() - interval '1 minute' where order_id = 'D-3'",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let worker = app.workers.overdue_claims();
+    worker.step().await.unwrap();
+    let done = assert_status(
+        app.get(&format!("/v1/claims/{}", s(&later["id"])), program_key)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        (&done["status"], &done["decided_by"]),
+        (&json!("accepted"), &json!("deadline"))
+    );
+    assert_eq!(
+        app.order(&f.program, "D-3")
+            .await
+            .of(&f.partner)
+            .amount_minor,
+        1_200
+    );
+    // D-1 stays open and overdue; D-2 is not due yet.
+    assert_eq!(metric(&app.metrics().await, &series), 1.0);
+    assert_eq!(balance(&app, &f.partner).await, (1_200, 0, 0));
+    statement_reconciles(&app, &f.program, &f.partner).await;
+}
