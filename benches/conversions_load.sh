@@ -7,6 +7,7 @@
 #   benches/conversions_load.sh
 #   LOAD_CONVERSIONS=50000 LOAD_CONNECTIONS=128 benches/conversions_load.sh
 #   LOAD_RULES="flat tiered flat tiered" LOAD_PACED_SECONDS=0 benches/conversions_load.sh
+#   BENCH_PORT=18383 BENCH_PG_PORT=18384 benches/conversions_load.sh
 #
 # LOAD_RULES lists the programs to run, one after the other on the same
 # server: `flat` (10% of sales, the default) or `tiered` (count tiers with
@@ -14,17 +15,43 @@
 # so every sale locks and updates its agreement's month). With several, it
 # prints each run's booking rate against the first `flat` run's.
 #
+# Postgres runs as deployed: a private server with postgres:15's defaults
+# (fsync and synchronous_commit on), started and removed by this script.
+# PG_AS_DEPLOYED=0 uses the development server instead (fsync off), which
+# flatters every figure.
+#
 # Everything shares this machine's cores (server, workers, Postgres, load
 # generator): compare the ratio to the plain INSERT, not the absolute figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
-MITRA_DB_NAME=mitra_bench_conversions ensure_services
+PORT="${BENCH_PORT:-18282}"
+PG_PORT="${BENCH_PG_PORT:-18283}"
+if [ "${PG_AS_DEPLOYED:-1}" = 1 ]; then
+    # Postgres as deployed (deploy/docker/compose.yaml runs postgres:15 with
+    # its defaults: fsync, synchronous_commit and full_page_writes on), not
+    # the development server, which trades durability for speed. A 2xx
+    # means a commit that reached the disk, and the bench pays for it.
+    ensure_services >/dev/null
+    PG_BIN="$(pg_bin_dir)" || die "no PostgreSQL binaries"
+    PG_DATA="$(mktemp -d /tmp/mitra-bench-pg.XXXXXX)"
+    run_as=()
+    [ "$(id -u)" -eq 0 ] && run_as=(runuser -u postgres --) && chown postgres "$PG_DATA"
+    say "starting a private PostgreSQL as deployed (fsync on) on 127.0.0.1:$PG_PORT"
+    "${run_as[@]}" "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    "${run_as[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/log" -w -t 60 start \
+        -o "-h 127.0.0.1 -p $PG_PORT -k $PG_DATA -c max_connections=200" >/dev/null
+    stop_pg() { "${run_as[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast stop >/dev/null 2>&1 || true; rm -rf "$PG_DATA"; }
+    [ "$("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc 'show fsync')" = on ] || die "fsync is off"
+    export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/mitra_bench_conversions"
+else
+    stop_pg() { :; }
+    MITRA_DB_NAME=mitra_bench_conversions ensure_services
+fi
 psql -q "${DATABASE_URL%/*}/postgres" \
     -c "drop database if exists mitra_bench_conversions with (force)" \
     -c "create database mitra_bench_conversions" \
     -c "alter database mitra_bench_conversions set log_min_duration_statement = ${LOG_SLOWER_THAN_MS:--1}" >/dev/null
-PORT="${BENCH_PORT:-18282}"
 BASE="http://127.0.0.1:$PORT"
 ADMIN="bench-admin-token-0000000"
 export MITRA_ADMIN_TOKEN="$ADMIN" MITRA_LINK_KEYS="1:bench-link-key-bench-link-key" \
@@ -37,7 +64,7 @@ cargo bench --bench webhook_load --no-run --quiet 2>/dev/null
 
 target/release/mitra serve >/tmp/mitra-bench-conversions.log 2>&1 &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true' EXIT
+trap 'kill $SERVER 2>/dev/null || true; stop_pg' EXIT
 for _ in $(seq 100); do curl -fs "$BASE/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fs "$BASE/readyz" >/dev/null || { cat /tmp/mitra-bench-conversions.log; die "the server did not become ready"; }
 

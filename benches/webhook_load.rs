@@ -7,6 +7,10 @@
 //!    time until every one is booked (attributed with commissions);
 //! 2. baseline: one plain multi-row INSERT of N rows into the same Postgres;
 //! 3. paced: R webhooks per second for S seconds, latency percentiles.
+//!
+//! With `LOAD_MODE=soak` (benches/soak.sh) it only posts sales at
+//! `LOAD_RATE` per second for `LOAD_SECONDS`, and reports how many were
+//! accepted; the script checks the bookings.
 
 use chrono::Utc;
 use mitra::conversions::signature;
@@ -70,10 +74,117 @@ impl Target {
             .send()
             .await;
         let ok = matches!(&res, Ok(r) if r.status().is_success());
-        if let Ok(r) = res {
-            let _ = r.bytes().await;
+        match res {
+            Ok(r) if !ok => {
+                let status = r.status();
+                let body = r.text().await.unwrap_or_default();
+                eprintln!(
+                    "webhook_load: {status}: {}",
+                    body.chars().take(200).collect::<String>()
+                );
+            }
+            Ok(r) => {
+                let _ = r.bytes().await;
+            }
+            Err(e) => eprintln!("webhook_load: {e}"),
         }
         (ok, started.elapsed())
+    }
+}
+
+fn target(connections: usize) -> anyhow::Result<Target> {
+    Ok(Target {
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(connections)
+            .build()?,
+        url: format!(
+            "{}/v1/programs/{}/conversions",
+            env("LOAD_BASE"),
+            env("LOAD_PROGRAM")
+        ),
+        secret: env("LOAD_SECRET"),
+        keys: KeyRing::parse(&SecretString::from(env("MITRA_LINK_KEYS")))
+            .map_err(anyhow::Error::msg)?,
+        link: LinkId::parse(&env("LOAD_LINK")).map_err(|_| anyhow::anyhow!("LOAD_LINK"))?,
+        items: std::env::var("LOAD_ITEMS").is_ok_and(|v| !v.is_empty()),
+    })
+}
+
+/// Signed sales at a steady rate for a while (open loop: a slow answer
+/// does not slow the offered rate).
+async fn soak() -> anyhow::Result<()> {
+    let rate = num("LOAD_RATE", 200);
+    let seconds = num("LOAD_SECONDS", 60);
+    let run = env("LOAD_RUN_ID");
+    let target = Arc::new(target(64)?);
+    let total = (rate * seconds) as usize;
+    let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    let mut failed = 0usize;
+    let mut latencies = Vec::with_capacity(total);
+    for i in 0..total {
+        interval.tick().await;
+        let (target, body) = (target.clone(), target.body(&format!("{run}-soak-{i}")));
+        tasks.spawn(async move { target.post(body).await });
+        // Collect as we go, so a long soak holds no more than what is in flight.
+        while let Some(done) = tasks.try_join_next() {
+            let (ok, took) = done?;
+            failed += usize::from(!ok);
+            latencies.push(took);
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (ok, took) = done?;
+        failed += usize::from(!ok);
+        latencies.push(took);
+    }
+    latencies.sort();
+    println!(
+        "soak: {total} sales at {:.0}/s, {failed} refused: p50 {:.2} ms, p99 {:.2} ms",
+        total as f64 / started.elapsed().as_secs_f64(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
+    println!("RESULT sales_posted={total} sales_refused={failed}");
+    Ok(())
+}
+
+/// CPU time of the Postgres backends serving this database, by pid, from
+/// /proc (the bench runs beside Postgres). Backends of other databases (a
+/// shared development server) are left out.
+struct PostgresCpu(std::collections::HashMap<i32, u64>);
+
+async fn postgres_cpu(db: &sqlx::PgPool) -> anyhow::Result<PostgresCpu> {
+    let pids: Vec<i32> =
+        sqlx::query_scalar("select pid from pg_stat_activity where datname = current_database()")
+            .fetch_all(db)
+            .await?;
+    Ok(PostgresCpu(
+        pids.into_iter()
+            .filter_map(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                // Fields after the command name (which may hold spaces).
+                let rest = stat.rsplit_once(')')?.1;
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+                Some((pid, ticks))
+            })
+            .collect(),
+    ))
+}
+
+impl PostgresCpu {
+    /// Seconds used since `before`, by backends alive at both times and
+    /// (all of it) by those started since.
+    fn since(&self, before: &PostgresCpu) -> f64 {
+        let ticks: u64 = self
+            .0
+            .iter()
+            .map(|(pid, t)| t - before.0.get(pid).copied().unwrap_or(0).min(*t))
+            .sum();
+        ticks as f64 / 100.0
     }
 }
 
@@ -93,26 +204,15 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("webhook_load: run it through benches/conversions_load.sh");
         return Ok(());
     }
+    if std::env::var("LOAD_MODE").as_deref() == Ok("soak") {
+        return soak().await;
+    }
     let n = num("LOAD_CONVERSIONS", 20_000) as usize;
     let conns = num("LOAD_CONNECTIONS", 64) as usize;
     let rate = num("LOAD_RATE", 1_000);
     let paced_secs = num("LOAD_PACED_SECONDS", 10);
     let run = env("LOAD_RUN_ID");
-    let target = Arc::new(Target {
-        client: reqwest::Client::builder()
-            .pool_max_idle_per_host(conns)
-            .build()?,
-        url: format!(
-            "{}/v1/programs/{}/conversions",
-            env("LOAD_BASE"),
-            env("LOAD_PROGRAM")
-        ),
-        secret: env("LOAD_SECRET"),
-        keys: KeyRing::parse(&SecretString::from(env("MITRA_LINK_KEYS")))
-            .map_err(anyhow::Error::msg)?,
-        link: LinkId::parse(&env("LOAD_LINK")).map_err(|_| anyhow::anyhow!("LOAD_LINK"))?,
-        items: std::env::var("LOAD_ITEMS").is_ok_and(|v| !v.is_empty()),
-    });
+    let target = Arc::new(target(conns)?);
     let db = sqlx::PgPool::connect(&env("DATABASE_URL")).await?;
 
     // 1. Burst.
@@ -120,6 +220,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|i| target.body(&format!("{run}-burst-{i}")))
         .collect();
     let bodies = Arc::new(tokio::sync::Mutex::new(bodies));
+    let pg_before = postgres_cpu(&db).await?;
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..conns {
@@ -144,20 +245,24 @@ async fn main() -> anyhow::Result<()> {
     let accepted_in = started.elapsed();
     let like = format!("{run}-burst-%");
     loop {
-        // The queue's partial index makes this cheap; the run owns the database.
-        let left: i64 =
-            sqlx::query_scalar("select count(*) from conversions where status = 'received'")
-                .fetch_one(&db)
-                .await?;
-        if left == 0 {
+        // Is anything left? (Not a count: under churn the queue's partial
+        // index is full of dead entries, and counting them every few
+        // milliseconds took Postgres time from the run it measures.)
+        let left: bool = sqlx::query_scalar(
+            "select exists (select 1 from conversions where status = 'received')",
+        )
+        .fetch_one(&db)
+        .await?;
+        if !left {
             break;
         }
         if started.elapsed() > Duration::from_secs(600) {
-            anyhow::bail!("{left} conversions still unbooked after 10 minutes");
+            anyhow::bail!("conversions still unbooked after 10 minutes");
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let booked_in = started.elapsed();
+    let pg_cpu = postgres_cpu(&db).await?.since(&pg_before);
     let commissions: i64 = sqlx::query_scalar(
         "select count(*) from commissions c join conversions v on v.id = c.conversion_id where v.order_id like $1",
     )
@@ -216,6 +321,11 @@ async fn main() -> anyhow::Result<()> {
         n as f64 / booked_in.as_secs_f64()
     );
     println!(
+        "  Postgres CPU for it: {:.2} s, {:.0} bookings per Postgres CPU-second",
+        pg_cpu,
+        n as f64 / pg_cpu.max(0.001)
+    );
+    println!(
         "  plain multi-row INSERT of {n} rows: {:.3} s ({:.0} rows/s); end to end / plain insert: {:.1}x",
         baseline.as_secs_f64(),
         n as f64 / baseline.as_secs_f64(),
@@ -229,9 +339,10 @@ async fn main() -> anyhow::Result<()> {
         percentile(&latencies, 1.0)
     );
     println!(
-        "RESULT booked_per_s={:.0} p99_ms={:.2}",
+        "RESULT booked_per_s={:.0} p99_ms={:.2} bookings_per_pg_cpu_s={:.0}",
         n as f64 / booked_in.as_secs_f64(),
-        percentile(&latencies, 0.99)
+        percentile(&latencies, 0.99),
+        n as f64 / pg_cpu.max(0.001)
     );
     Ok(())
 }

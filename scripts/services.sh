@@ -11,6 +11,7 @@
 MITRA_DEV_DIR="${MITRA_DEV_DIR:-/tmp/mitra-dev-$(id -un)}"
 MITRA_PG_PORT="${MITRA_PG_PORT:-55432}"
 MITRA_REDIS_PORT="${MITRA_REDIS_PORT:-56379}"
+MITRA_PG_REPLICA_PORT="${MITRA_PG_REPLICA_PORT:-55433}"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -91,8 +92,57 @@ start_redis() {
     export REDIS_URL="redis://127.0.0.1:$MITRA_REDIS_PORT"
 }
 
+replica_streaming() {
+    "$1/psql" -h 127.0.0.1 -p "$MITRA_PG_REPLICA_PORT" -U postgres -d postgres -tAc \
+        "select status from pg_stat_wal_receiver" 2>/dev/null | grep -q streaming
+}
+
+# A streaming replica of the private Postgres (pg_basebackup -R), for the
+# tests of MITRA_DATABASE_READ_URL; exports DATABASE_REPLICA_URL. It has no
+# replication slot (a stopped replica must never make the shared server
+# keep WAL forever), so one that fell too far behind is made again.
+start_replica() {
+    local bin data log run_as=()
+    bin="$(pg_bin_dir)" || die "no PostgreSQL binaries"
+    data="$MITRA_DEV_DIR/pg-replica"
+    log="$MITRA_DEV_DIR/pg-replica.log"
+    [ "$(id -u)" -eq 0 ] && run_as=(runuser -u postgres --)
+    if ! replica_streaming "$bin"; then
+        if [ -s "$data/PG_VERSION" ] && ! "$bin/pg_isready" -q -h 127.0.0.1 -p "$MITRA_PG_REPLICA_PORT"; then
+            "${run_as[@]}" "$bin/pg_ctl" -D "$data" -l "$log" -w -t 30 start >/dev/null 2>&1 || true
+            for _ in $(seq 30); do replica_streaming "$bin" && break; sleep 0.2; done
+        fi
+    fi
+    if ! replica_streaming "$bin"; then
+        say "making a streaming replica of PostgreSQL on 127.0.0.1:$MITRA_PG_REPLICA_PORT"
+        [ -s "$data/PG_VERSION" ] && "${run_as[@]}" "$bin/pg_ctl" -D "$data" -m immediate stop >/dev/null 2>&1 || true
+        rm -rf "$data"
+        mkdir -p "$data"
+        chmod 700 "$data"
+        [ ${#run_as[@]} -gt 0 ] && chown postgres "$data" && touch "$log" && chown postgres "$log"
+        "${run_as[@]}" "$bin/pg_basebackup" -h 127.0.0.1 -p "$MITRA_PG_PORT" -U postgres -D "$data" -R -X stream -c fast \
+            >"$log.basebackup" 2>&1 || { cat "$log.basebackup" >&2; die "pg_basebackup failed"; }
+        # The same settings as the primary (a standby needs max_connections
+        # at least the primary's), on its own port and socket directory.
+        "${run_as[@]}" "$bin/pg_ctl" -D "$data" -l "$log" -w -t 60 start -o \
+            "-h 127.0.0.1 -p $MITRA_PG_REPLICA_PORT -k $data -c max_connections=400 -c fsync=off -c full_page_writes=off -c shared_buffers=64MB -c hot_standby_feedback=on" \
+            >/dev/null || { tail -n 20 "$log" >&2; die "the PostgreSQL replica did not start"; }
+        for _ in $(seq 50); do replica_streaming "$bin" && break; sleep 0.2; done
+        replica_streaming "$bin" || { tail -n 20 "$log" >&2; die "the PostgreSQL replica does not stream"; }
+    fi
+    # A test that stopped mid-way may have left replay paused.
+    "$bin/psql" -q -h 127.0.0.1 -p "$MITRA_PG_REPLICA_PORT" -U postgres -d postgres -tAc \
+        "select pg_wal_replay_resume() where pg_is_wal_replay_paused()" >/dev/null
+    export DATABASE_REPLICA_URL="postgres://postgres@127.0.0.1:$MITRA_PG_REPLICA_PORT/${MITRA_DB_NAME:-mitra}"
+}
+
 ensure_services() {
-    if [ -z "${DATABASE_URL:-}" ]; then start_postgres; else say "using DATABASE_URL from the environment"; fi
+    if [ -z "${DATABASE_URL:-}" ]; then
+        start_postgres
+        [ "${MITRA_WITH_REPLICA:-}" = 1 ] && start_replica
+    else
+        say "using DATABASE_URL from the environment"
+    fi
     if [ -z "${REDIS_URL:-}" ]; then start_redis; else say "using REDIS_URL from the environment"; fi
     # Tests start throwaway Redis servers of their own (to stop one mid-test).
     command -v redis-server >/dev/null 2>&1 || apt_install redis-server

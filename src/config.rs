@@ -17,7 +17,11 @@ use url::Url;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database_url: SecretString,
+    /// A streaming replica for report and statement reads, if any.
+    pub database_read: Option<ReadReplicaSettings>,
+    /// One URL, or a comma-separated list of a cluster's nodes.
     pub redis_url: SecretString,
+    pub redis_topology: RedisTopology,
     pub listen: SocketAddr,
     /// When set, `/metrics` is served here and not on `listen`.
     pub metrics_listen: Option<SocketAddr>,
@@ -68,6 +72,23 @@ pub struct ClickSettings {
     pub log: ClickLogSettings,
 }
 
+/// The read replica and how stale it may be before reads leave it.
+#[derive(Debug, Clone)]
+pub struct ReadReplicaSettings {
+    pub url: SecretString,
+    /// Reads go to the primary while the replica lags more than this.
+    pub max_lag: Duration,
+}
+
+/// Which kind of Redis `REDIS_URL` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisTopology {
+    /// One server (or a primary behind a fixed address).
+    Single,
+    /// A Redis Cluster, reached through any of the listed nodes.
+    Cluster,
+}
+
 /// The click log's buffering between redirects and Redis.
 #[derive(Debug, Clone)]
 pub struct ClickLogSettings {
@@ -75,6 +96,11 @@ pub struct ClickLogSettings {
     pub capacity: usize,
     /// How long click events gather before they are written to Redis.
     pub flush_interval: Duration,
+    /// Streams the click log is sharded over (each on its own cluster slot).
+    pub shards: usize,
+    /// Replicas each write waits for (WAIT) before it counts as written; 0
+    /// trusts the primary's answer.
+    pub replicas: u32,
 }
 
 /// The attribution worker.
@@ -164,12 +190,55 @@ impl Settings {
 
         let database_url = required("DATABASE_URL", "e.g. postgres://mitra@127.0.0.1/mitra")?;
         check_url("DATABASE_URL", &database_url, &["postgres", "postgresql"])?;
+        let database_read = match get("MITRA_DATABASE_READ_URL") {
+            None => None,
+            Some(url) => {
+                check_url("MITRA_DATABASE_READ_URL", &url, &["postgres", "postgresql"])?;
+                let max_lag_ms = match get("MITRA_DATABASE_READ_MAX_LAG_MS") {
+                    None => 5_000,
+                    Some(v) => {
+                        parse_in_range("MITRA_DATABASE_READ_MAX_LAG_MS", &v, 100, 3_600_000)?
+                    }
+                };
+                Some(ReadReplicaSettings {
+                    url: url.into(),
+                    max_lag: Duration::from_millis(max_lag_ms),
+                })
+            }
+        };
         let redis_url = required("REDIS_URL", "e.g. redis://127.0.0.1:6379")?;
-        check_url(
-            "REDIS_URL",
-            &redis_url,
-            &["redis", "rediss", "redis+unix", "unix"],
-        )?;
+        let redis_nodes: Vec<&str> = redis_url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        let redis_topology = match get("MITRA_REDIS_CLUSTER").as_deref().map(str::trim) {
+            None if redis_nodes.len() > 1 => RedisTopology::Cluster,
+            None | Some("false") => RedisTopology::Single,
+            Some("true") => RedisTopology::Cluster,
+            Some(_) => return Err(bad("MITRA_REDIS_CLUSTER", "must be true or false".into())),
+        };
+        match redis_topology {
+            RedisTopology::Single if redis_nodes.len() > 1 => {
+                return Err(bad(
+                    "REDIS_URL",
+                    "lists several nodes, but MITRA_REDIS_CLUSTER is false".into(),
+                ));
+            }
+            RedisTopology::Single => check_url(
+                "REDIS_URL",
+                &redis_url,
+                &["redis", "rediss", "redis+unix", "unix"],
+            )?,
+            RedisTopology::Cluster => {
+                if redis_nodes.is_empty() {
+                    return Err(bad("REDIS_URL", "names no Redis Cluster node".into()));
+                }
+                for node in &redis_nodes {
+                    check_url("REDIS_URL", node, &["redis", "rediss"])?;
+                }
+            }
+        }
 
         let listen_raw = get("MITRA_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
         let listen: SocketAddr = listen_raw.trim().parse().map_err(|_| {
@@ -301,6 +370,15 @@ impl Settings {
             Some(v) => parse_in_range("MITRA_CLICK_LOG_CAPACITY", &v, 1, 100_000_000)? as usize,
         };
 
+        let click_shards = match get("MITRA_CLICK_SHARDS") {
+            None => 6,
+            Some(v) => parse_in_range("MITRA_CLICK_SHARDS", &v, 1, 256)? as usize,
+        };
+        let click_replicas = match get("MITRA_CLICK_LOG_REPLICAS") {
+            None => 0,
+            Some(v) => parse_in_range("MITRA_CLICK_LOG_REPLICAS", &v, 0, 16)? as u32,
+        };
+
         let number =
             |var: &'static str, default: i64, min: u64, max: u64| -> Result<i64, ConfigError> {
                 match get(var) {
@@ -348,7 +426,9 @@ impl Settings {
 
         Ok(Settings {
             database_url: database_url.into(),
+            database_read,
             redis_url: redis_url.into(),
+            redis_topology,
             listen,
             metrics_listen,
             public_url,
@@ -371,6 +451,8 @@ impl Settings {
                 log: ClickLogSettings {
                     capacity: log_capacity,
                     flush_interval: Duration::from_millis(flush_ms),
+                    shards: click_shards,
+                    replicas: click_replicas,
                 },
             },
             attribution,
@@ -451,8 +533,13 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             ("DATABASE_URL", ""),
             ("DATABASE_URL", "mysql://x/y"),
+            ("MITRA_DATABASE_READ_URL", "replica:5432"),
             ("REDIS_URL", ""),
             ("REDIS_URL", "http://x"),
+            ("REDIS_URL", "redis://a:6379,http://b:6379"),
+            ("MITRA_REDIS_CLUSTER", "yes"),
+            ("MITRA_CLICK_SHARDS", "0"),
+            ("MITRA_CLICK_LOG_REPLICAS", "17"),
             ("MITRA_LISTEN", "localhost"),
             ("MITRA_METRICS_LISTEN", "9102"),
             ("MITRA_PUBLIC_URL", "go.example.com"),
@@ -485,6 +572,30 @@ mod tests {
             let err = env(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, *var, "{var}={value}");
         }
+    }
+
+    #[test]
+    fn a_list_of_redis_nodes_means_a_cluster() {
+        let one = env(&[]).unwrap();
+        assert_eq!(one.redis_topology, RedisTopology::Single);
+        let list = env(&[("REDIS_URL", "redis://a:7000, redis://b:7001,redis://c:7002")]).unwrap();
+        assert_eq!(list.redis_topology, RedisTopology::Cluster);
+        let seed = env(&[("MITRA_REDIS_CLUSTER", "true")]).unwrap();
+        assert_eq!(seed.redis_topology, RedisTopology::Cluster);
+        let err = env(&[
+            ("REDIS_URL", "redis://a:7000,redis://b:7001"),
+            ("MITRA_REDIS_CLUSTER", "false"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "REDIS_URL");
+        assert_eq!(one.clicks.log.shards, 6);
+        assert!(one.database_read.is_none(), "reads go to the primary");
+        let read = env(&[("MITRA_DATABASE_READ_URL", "postgres://u:pw@replica/mitra")])
+            .unwrap()
+            .database_read
+            .unwrap();
+        assert_eq!(read.max_lag, Duration::from_secs(5));
+        assert_eq!(one.clicks.log.replicas, 0);
     }
 
     #[test]

@@ -50,8 +50,12 @@ pub struct Metrics {
     /// Items waiting per queue (clicks, attribution, ...).
     pub queue_depth: IntGaugeVec,
     pub queue_oldest_age: GaugeVec,
-    /// Failed calls to a back end (postgres, redis).
+    /// Failed calls to a back end (postgres, postgres_replica, redis).
     pub backend_errors: IntCounterVec,
+    /// How far behind the primary the read replica is (an upper bound).
+    pub replica_lag: prometheus::Gauge,
+    /// Report and statement reads, by the pool that served them (replica, primary).
+    pub db_reads: IntCounterVec,
     /// Steps run by each background worker, by outcome (busy, idle, failed).
     pub worker_steps: IntCounterVec,
     /// Outgoing webhook attempts by outcome (succeeded, failed, gave_up).
@@ -189,6 +193,19 @@ impl Metrics {
                 &["backend"],
             )
             .unwrap(),
+            replica_lag: prometheus::Gauge::new(
+                "mitra_db_replica_lag_seconds",
+                "How far the read replica is behind the primary, at most",
+            )
+            .unwrap(),
+            db_reads: IntCounterVec::new(
+                Opts::new(
+                    "mitra_db_reads_total",
+                    "Report and statement reads, by the pool that served them",
+                ),
+                &["pool"],
+            )
+            .unwrap(),
             worker_steps: IntCounterVec::new(
                 Opts::new(
                     "mitra_worker_steps_total",
@@ -244,6 +261,8 @@ impl Metrics {
         r.register(Box::new(self.queue_oldest_age.clone())).unwrap();
         r.register(Box::new(self.backend_errors.clone())).unwrap();
         r.register(Box::new(self.worker_steps.clone())).unwrap();
+        r.register(Box::new(self.replica_lag.clone())).unwrap();
+        r.register(Box::new(self.db_reads.clone())).unwrap();
         r.register(Box::new(self.webhook_attempts.clone())).unwrap();
         r.register(Box::new(self.webhook_endpoints_disabled.clone()))
             .unwrap();

@@ -121,7 +121,7 @@ impl Workers {
     pub fn new(settings: &Settings) -> anyhow::Result<Self> {
         Ok(Self {
             db: db::pool(settings)?,
-            redis: RedisClient::new(&settings.redis_url, &settings.redis_prefix)?,
+            redis: redis_client(settings)?,
             metrics: Arc::new(Metrics::new()),
             settings: settings.clone(),
         })
@@ -134,6 +134,7 @@ impl Workers {
             self.redis.clone(),
             self.db.clone(),
             self.metrics.clone(),
+            self.settings.clicks.log.shards,
             reclaim_idle,
         )
     }
@@ -246,6 +247,15 @@ pub fn statement_keys(settings: &Settings) -> StatementKeys {
     }
 }
 
+/// A Redis client on the deployment's Redis (a single server or a cluster).
+fn redis_client(settings: &Settings) -> anyhow::Result<RedisClient> {
+    RedisClient::new(
+        &settings.redis_url,
+        settings.redis_topology,
+        &settings.redis_prefix,
+    )
+}
+
 pub struct Application {
     port: u16,
     metrics_port: Option<u16>,
@@ -264,7 +274,7 @@ impl Application {
     /// applies them first.
     pub async fn build(settings: Settings, roles: Roles) -> anyhow::Result<Self> {
         let db = db::pool(&settings)?;
-        let redis = RedisClient::new(&settings.redis_url, &settings.redis_prefix)?;
+        let redis = redis_client(&settings)?;
         let metrics = Arc::new(Metrics::new());
         let listener = TcpListener::bind(settings.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
@@ -284,8 +294,13 @@ impl Application {
         let http_workers = settings.http_workers;
         let link_cache =
             LinkCache::new(db.clone(), metrics.clone(), settings.clicks.link_cache_size);
-        let (click_log, click_flusher) =
-            ClickLog::new(redis.clone(), metrics.clone(), &settings.clicks.log);
+        // The click log's writes get connections of their own: a write that
+        // waits for replicas (WAIT) never holds up readiness or the workers.
+        let (click_log, click_flusher) = ClickLog::new(
+            redis_client(&settings)?,
+            metrics.clone(),
+            &settings.clicks.log,
+        );
         let ip_hasher = match &settings.clicks.ip_hash_key {
             Some(key) => IpHasher::new(key.expose_secret().as_bytes()),
             // Derived, so a deployment that sets no key still never stores raw addresses.
@@ -304,8 +319,10 @@ impl Application {
             metrics: metrics.clone(),
             settings: settings.clone(),
         };
+        let db_read = db::ReadPool::new(&settings, db.clone(), metrics.clone())?;
         let state = web::Data::new(AppState {
             db,
+            db_read,
             redis,
             settings,
             redirect_counters: RedirectCounters::new(&metrics),
@@ -325,17 +342,25 @@ impl Application {
                 App::new()
                     .app_data(state.clone())
                     .app_data(limits.clone())
-                    .wrap(ErrorHandlers::new().default_handler(ensure_problem_json))
-                    .wrap(from_fn(middleware::record_metrics))
-                    .wrap(from_fn(middleware::request_id))
-                    .configure(|cfg| http::ops(cfg, metrics_here))
                     .configure(|cfg| {
                         if roles.api {
-                            http::api(cfg);
-                            portal::configure(cfg);
+                            http::redirects(cfg)
                         }
                     })
-                    .default_service(web::to(http::not_found))
+                    .service(
+                        web::scope("")
+                            .wrap(ErrorHandlers::new().default_handler(ensure_problem_json))
+                            .wrap(from_fn(middleware::record_metrics))
+                            .wrap(from_fn(middleware::request_id_and_span))
+                            .configure(|cfg| http::ops(cfg, metrics_here))
+                            .configure(|cfg| {
+                                if roles.api {
+                                    http::api(cfg);
+                                    portal::configure(cfg);
+                                }
+                            })
+                            .default_service(web::to(http::not_found)),
+                    )
             })
             .listen(listener)?
             .disable_signals()
@@ -445,6 +470,13 @@ impl Application {
                 cache::run_invalidation(cache, stop).await;
                 Ok(())
             });
+            if state.db_read.has_replica() {
+                let (reads, stop) = (state.db_read.clone(), shutdown.clone());
+                tasks.spawn("read replica lag probe", async move {
+                    reads.watch(stop).await;
+                    Ok(())
+                });
+            }
         }
         workers.spawn(&mut tasks, roles.workers, &shutdown)?;
         // Every process reports whether its back ends answer, for alerts.

@@ -1,6 +1,7 @@
 //! Logging: human-readable text by default, JSON lines for log shippers.
 
 use crate::config::LogFormat;
+use std::io::IsTerminal;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 /// Installs the global subscriber. `RUST_LOG` filters (default `info`).
@@ -17,6 +18,16 @@ pub fn init(format: LogFormat) {
                     .with_current_span(true),
             )
             .try_init(),
-        LogFormat::Text => registry.with(fmt::layer().with_target(false)).try_init(),
+        // Colours only for a person at a terminal: in a log file or a
+        // container's output they are noise, and formatting them into
+        // every span's fields cost a request as much as the rest of the
+        // span did.
+        LogFormat::Text => registry
+            .with(
+                fmt::layer()
+                    .with_target(false)
+                    .with_ansi(std::io::stdout().is_terminal()),
+            )
+            .try_init(),
     };
 }

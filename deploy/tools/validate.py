@@ -339,6 +339,28 @@ def cmd_compose():
             if not os.path.isfile(os.path.join(ctx, build["dockerfile"])):
                 fail(f"{name}: no {build['dockerfile']} in build context {ctx}")
 
+    # The redis-cluster profile: six cluster nodes persisting like the single
+    # Redis, joined as three primaries with a replica each.
+    nodes = [n for n, svc in services.items()
+             if "redis-cluster" in (svc.get("profiles") or []) and n.startswith("redis-node-")]
+    if len(nodes) != 6:
+        fail(f"the redis-cluster profile has {len(nodes)} nodes, expected 6")
+    for n in nodes:
+        args = cmd(n) or []
+        for flag, value in (("--cluster-enabled", "yes"), ("--appendonly", "yes"),
+                            ("--cluster-require-full-coverage", "no")):
+            if flag not in args or args[args.index(flag) + 1] != value:
+                fail(f"{n} does not run with {flag} {value}")
+    init = " ".join(cmd("redis-cluster-init") or [])
+    if "--cluster create" not in init or "--cluster-replicas 1" not in init:
+        fail("redis-cluster-init does not create the cluster with a replica per primary")
+    if "redis-cluster" not in (services.get("redis-cluster-init", {}).get("profiles") or []):
+        fail("redis-cluster-init runs outside the redis-cluster profile")
+    for s in ("api", "worker"):
+        dep = services.get(s, {}).get("depends_on", {}).get("redis-cluster-init", {})
+        if dep.get("required") is not False:
+            fail(f"{s} must wait for redis-cluster-init only when the profile is on")
+
     # Every variable compose interpolates is in example.env or has a default.
     env = parse_env_file(os.path.join(COMPOSE_DIR, "example.env"))
     for m in re.finditer(r"\$\{([A-Z0-9_]+)(:?[-?][^}]*)?\}", raw):

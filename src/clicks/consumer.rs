@@ -1,13 +1,22 @@
-//! The click consumer: reads the click stream as a consumer group, rolls the
-//! clicks up into Postgres, acknowledges only after the commit, reclaims
-//! what a crashed consumer left pending, and trims only what every group has
-//! processed.
+//! The click consumer: reads every shard of the click stream as a consumer
+//! group, rolls the clicks up into Postgres, acknowledges only after the
+//! commit, reclaims what a crashed consumer left pending, and trims only
+//! what every group has processed.
 //!
-//! One step applies several stream entries in one transaction. The entries'
-//! ids are recorded in the same transaction, so an entry delivered twice (a
-//! consumer died before acknowledging it) is applied once.
+//! Every consumer reads every shard: each shard's consumer group hands an
+//! entry to one consumer only, so consumers share the shards without
+//! agreeing on who owns which, and a consumer that dies leaves its pending
+//! entries to the others (XAUTOCLAIM after `reclaim_idle`). A shard whose
+//! Redis node fails is skipped until it answers again (on a cluster, until
+//! its replica has taken over); the others go on.
+//!
+//! One step applies the entries it read from all shards in one transaction.
+//! Their batch ids are recorded in the same transaction, so a batch
+//! delivered twice (a consumer died before acknowledging it, a failover
+//! replayed it, or the producer wrote it again to another shard) is applied
+//! once.
 
-use super::record::{self, ClickEvent, STREAM};
+use super::record::{self, ClickEvent, LEGACY_STREAM, SHARD_REGISTRY};
 use crate::background::{Every, Step};
 use crate::metrics::Metrics;
 use crate::redis_client::RedisClient;
@@ -15,14 +24,21 @@ use crate::rollups::clicks::{self as rollup, ClickFact, Counts};
 use chrono::DateTime;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamInfoGroupsReply, StreamReadReply};
 use sqlx::{PgConnection, PgPool};
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A stream entry: its id and the clicks it carries.
+/// A stream entry: where it came from, its batch id, and the clicks it carries.
 #[derive(Debug, Clone)]
 pub struct Entry {
+    /// The full key of the shard stream it was read from.
+    pub stream: Arc<str>,
+    /// Its id in that stream.
     pub id: String,
+    /// What makes it applied once: the producer's batch id (the stream id
+    /// for entries of the legacy stream, which carry none).
+    pub batch: String,
     pub events: Vec<ClickEvent>,
 }
 
@@ -43,21 +59,31 @@ pub const RECLAIM_IDLE: Duration = Duration::from_secs(30);
 
 /// The consumer group that feeds the roll-ups.
 pub const GROUP: &str = "rollup";
-/// Entries read per step.
-const READ_COUNT: usize = 50;
-/// How often trimming, gauges and purging run.
+/// Entries read per step, over all shards, at most ...
+const READ_BUDGET: usize = 60;
+/// ... and about this many events: entries vary from one click to a
+/// thousand, and a step holds all it read in memory at once.
+const STEP_EVENTS: u64 = 4000;
+/// How often trimming, gauges, purging and looking for new shards run.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(5);
 
 pub struct ClickConsumer {
     redis: RedisClient,
     db: PgPool,
     metrics: Arc<Metrics>,
-    key: String,
     consumer: String,
     /// Entries pending this long with another consumer are taken over.
     reclaim_idle: Duration,
-    /// Whether the group and this consumer are known to exist.
-    joined: std::sync::atomic::AtomicBool,
+    /// The shards this process's own settings name.
+    configured: Vec<String>,
+    /// Every stream known to carry clicks, and whether this consumer has
+    /// joined its group there.
+    streams: Mutex<Vec<(Arc<str>, bool)>>,
+    /// Whether the streams have been looked up since the start (or since
+    /// Redis failed).
+    discovered: std::sync::atomic::AtomicBool,
+    /// Events per entry lately (a moving average).
+    events_per_entry: std::sync::atomic::AtomicU64,
     housekeeping: Every,
 }
 
@@ -66,6 +92,7 @@ impl ClickConsumer {
         redis: RedisClient,
         db: PgPool,
         metrics: Arc<Metrics>,
+        shards: usize,
         reclaim_idle: Duration,
     ) -> Self {
         let host = std::env::var("HOSTNAME")
@@ -79,14 +106,25 @@ impl ClickConsumer {
             std::process::id(),
             rand::random::<u32>()
         );
+        let configured: Vec<String> = record::shard_streams(shards)
+            .iter()
+            .map(|s| redis.key(s))
+            .collect();
         Self {
-            key: redis.key(STREAM),
+            streams: Mutex::new(
+                configured
+                    .iter()
+                    .map(|k| (k.as_str().into(), false))
+                    .collect(),
+            ),
+            configured,
             redis,
             db,
             metrics,
             consumer,
             reclaim_idle,
-            joined: std::sync::atomic::AtomicBool::new(false),
+            discovered: std::sync::atomic::AtomicBool::new(false),
+            events_per_entry: std::sync::atomic::AtomicU64::new(1),
             housekeeping: Every::new(HOUSEKEEPING_EVERY),
         }
     }
@@ -95,12 +133,98 @@ impl ClickConsumer {
         &self.consumer
     }
 
-    /// Creates the stream and the group if they do not exist yet.
-    pub async fn ensure_group(&self) -> redis::RedisResult<()> {
+    /// The streams this consumer reads (after `ensure_group` or a step).
+    pub fn streams(&self) -> Vec<Arc<str>> {
+        self.lock_streams().iter().map(|(k, _)| k.clone()).collect()
+    }
+
+    fn lock_streams(&self) -> std::sync::MutexGuard<'_, Vec<(Arc<str>, bool)>> {
+        self.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn joined(&self) -> Vec<Arc<str>> {
+        self.lock_streams()
+            .iter()
+            .filter(|(_, joined)| *joined)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    fn set_joined(&self, key: &str, joined: bool) {
+        if let Some(s) = self.lock_streams().iter_mut().find(|(k, _)| &**k == key) {
+            s.1 = joined;
+        }
+    }
+
+    /// Looks up every stream that carries clicks: the configured shards,
+    /// those other producers registered, and the legacy stream while it
+    /// exists.
+    async fn discover(&self) -> anyhow::Result<()> {
+        let mut conn = self.redis.conn();
+        let registered: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.redis.key(SHARD_REGISTRY))
+            .query_async(&mut conn)
+            .await?;
+        let legacy = self.redis.key(LEGACY_STREAM);
+        let legacy_exists: bool = redis::cmd("EXISTS")
+            .arg(&legacy)
+            .query_async(&mut conn)
+            .await?;
+        let mut names: BTreeSet<String> = self.configured.iter().cloned().collect();
+        names.extend(registered);
+        if legacy_exists {
+            names.insert(legacy);
+        }
+        let mut streams = self.lock_streams();
+        for name in names {
+            if !streams.iter().any(|(k, _)| **k == *name) {
+                streams.push((name.into(), false));
+            }
+        }
+        self.discovered
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Finds the streams and joins each one's group (creating the stream
+    /// and the group where they do not exist yet). Fails when a stream
+    /// could not be joined; the others are joined all the same.
+    pub async fn ensure_group(&self) -> anyhow::Result<()> {
+        self.discover().await?;
+        match self.join_pending().await {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Joins the groups of the streams not joined yet; the first failure, if any.
+    async fn join_pending(&self) -> Option<anyhow::Error> {
+        let pending: Vec<Arc<str>> = self
+            .lock_streams()
+            .iter()
+            .filter(|(_, joined)| !*joined)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let results =
+            futures::future::join_all(pending.iter().map(|key| self.join(key.clone()))).await;
+        let mut error = None;
+        for (key, result) in pending.iter().zip(results) {
+            match result {
+                Ok(()) => self.set_joined(key, true),
+                Err(e) => {
+                    self.metrics.backend_error("redis");
+                    error.get_or_insert(anyhow::Error::from(e).context(format!("joining {key}")));
+                }
+            }
+        }
+        error
+    }
+
+    async fn join(&self, key: Arc<str>) -> redis::RedisResult<()> {
         let mut conn = self.redis.conn();
         let created: redis::RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
-            .arg(&self.key)
+            .arg(&*key)
             .arg(GROUP)
             .arg("0")
             .arg("MKSTREAM")
@@ -113,7 +237,7 @@ impl ClickConsumer {
         // Join by name at once, so XINFO CONSUMERS lists every worker, busy or not.
         let _: i64 = redis::cmd("XGROUP")
             .arg("CREATECONSUMER")
-            .arg(&self.key)
+            .arg(&*key)
             .arg(GROUP)
             .arg(&self.consumer)
             .query_async(&mut conn)
@@ -121,13 +245,66 @@ impl ClickConsumer {
         Ok(())
     }
 
-    /// Forgets consumers that left: nothing pending and silent for an hour
-    /// (a worker that restarted comes back under a new name).
-    async fn forget_departed_consumers(&self) -> redis::RedisResult<()> {
+    /// Runs `op` on every joined stream at once. A stream that fails is
+    /// left (to be joined again, in case Redis lost it) and the first error
+    /// returned beside what the others gave.
+    async fn each_stream<T, F, Fut>(&self, op: F) -> (Vec<T>, Option<anyhow::Error>)
+    where
+        F: Fn(Arc<str>) -> Fut,
+        Fut: Future<Output = anyhow::Result<Vec<T>>>,
+    {
+        let streams = self.joined();
+        let results = futures::future::join_all(streams.iter().map(|k| op(k.clone()))).await;
+        let mut out = Vec::new();
+        let mut error = None;
+        for (key, result) in streams.iter().zip(results) {
+            match result {
+                Ok(items) => out.extend(items),
+                Err(e) => {
+                    self.metrics.backend_error("redis");
+                    self.set_joined(key, false);
+                    self.discovered
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                    error.get_or_insert(e.context(format!("on {key}")));
+                }
+            }
+        }
+        (out, error)
+    }
+
+    /// Entries to ask each stream for: the step's budget shared out, and
+    /// fewer when entries have been large.
+    fn per_stream_count(&self) -> usize {
+        let streams = self.joined().len().max(1) as u64;
+        let per_entry = self
+            .events_per_entry
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(1);
+        let by_events = STEP_EVENTS / (per_entry * streams);
+        by_events.clamp(1, (READ_BUDGET as u64 / streams).max(1)) as usize
+    }
+
+    fn observe_entries(&self, entries: &[Entry]) {
+        if entries.is_empty() {
+            return;
+        }
+        let events: usize = entries.iter().map(|e| e.events.len()).sum();
+        let seen = (events / entries.len()).max(1) as u64;
+        let avg = &self.events_per_entry;
+        let old = avg.load(std::sync::atomic::Ordering::Relaxed);
+        avg.store(
+            (old * 3 + seen).div_ceil(4),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Forgets consumers that left one stream: nothing pending and silent
+    /// for an hour (a worker that restarted comes back under a new name).
+    async fn forget_departed_consumers(&self, key: &str) -> anyhow::Result<()> {
         let mut conn = self.redis.conn();
         let consumers: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
             .arg("CONSUMERS")
-            .arg(&self.key)
+            .arg(key)
             .arg(GROUP)
             .query_async(&mut conn)
             .await?;
@@ -135,7 +312,7 @@ impl ClickConsumer {
             if c.pending == 0 && c.idle > 3_600_000 && c.name != self.consumer {
                 let _: i64 = redis::cmd("XGROUP")
                     .arg("DELCONSUMER")
-                    .arg(&self.key)
+                    .arg(key)
                     .arg(GROUP)
                     .arg(&c.name)
                     .query_async(&mut conn)
@@ -145,94 +322,133 @@ impl ClickConsumer {
         Ok(())
     }
 
-    /// One step: reclaim abandoned entries, else read new ones; apply them;
-    /// acknowledge them. Then, now and then, housekeeping.
+    /// One step: reclaim abandoned entries, else read new ones, from every
+    /// shard; apply them; acknowledge them. Then, now and then, housekeeping.
+    /// A shard that fails is skipped; the step fails only when it found
+    /// nothing to do and some shard failed (so the loop backs off).
     pub async fn step(&self) -> anyhow::Result<Step> {
-        use std::sync::atomic::Ordering;
-        if !self.joined.load(Ordering::Relaxed) {
-            self.ensure_group().await?;
-            self.joined.store(true, Ordering::Relaxed);
-        }
-        let result = self.step_joined().await;
-        if result.is_err() {
-            // Redis may have lost the stream (a restart without persistence):
-            // join again before the next step.
-            self.joined.store(false, Ordering::Relaxed);
-        }
-        result
-    }
-
-    async fn step_joined(&self) -> anyhow::Result<Step> {
-        let mut entries = self.reclaim().await?;
+        let mut failure = self.prepare().await;
+        let (mut entries, e) = self.reclaim_each().await;
+        failure = failure.or(e);
         if entries.is_empty() {
-            entries = self.read_new().await?;
+            let (new, e) = self.read_each().await;
+            entries = new;
+            failure = failure.or(e);
         }
+        self.observe_entries(&entries);
         let busy = !entries.is_empty();
         if busy {
             self.apply(&entries).await?;
-            self.ack(&entries).await?;
+            if let Some(e) = self.ack_each(&entries).await {
+                // Unacknowledged entries are reclaimed and skipped later.
+                failure.get_or_insert(e);
+            }
         }
-        self.housekeeping_if_due().await?;
-        Ok(if busy { Step::Busy } else { Step::Idle })
+        if self.housekeeping.due()
+            && let Err(e) = self.housekeeping().await
+        {
+            failure.get_or_insert(e);
+        }
+        match failure {
+            Some(e) if !busy => Err(e),
+            Some(e) => {
+                tracing::warn!(error = ?e, "click stream shard skipped");
+                Ok(Step::Busy)
+            }
+            None => Ok(if busy { Step::Busy } else { Step::Idle }),
+        }
     }
 
-    /// New entries for this consumer (they become pending until acknowledged).
+    /// Looks the streams up if that is due, and joins those not joined yet;
+    /// the first failure, if any.
+    async fn prepare(&self) -> Option<anyhow::Error> {
+        let mut failure = None;
+        if !self.discovered.load(std::sync::atomic::Ordering::Relaxed)
+            && let Err(e) = self.discover().await
+        {
+            self.metrics.backend_error("redis");
+            failure = Some(e);
+        }
+        if let Some(e) = self.join_pending().await {
+            failure.get_or_insert(e);
+        }
+        failure
+    }
+
+    /// New entries for this consumer from every shard (they become pending
+    /// until acknowledged).
     pub async fn read_new(&self) -> anyhow::Result<Vec<Entry>> {
-        let mut conn = self.redis.conn();
-        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(GROUP)
-            .arg(&self.consumer)
-            .arg("COUNT")
-            .arg(READ_COUNT)
-            .arg("STREAMS")
-            .arg(&self.key)
-            .arg(">")
-            .query_async(&mut conn)
-            .await?;
-        let ids = reply
-            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
-            .unwrap_or_default();
-        Ok(self.decode(ids))
-    }
-
-    /// Entries another consumer read but did not acknowledge for `reclaim_idle`.
-    pub async fn reclaim(&self) -> anyhow::Result<Vec<Entry>> {
-        let mut conn = self.redis.conn();
-        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-            .arg(&self.key)
-            .arg(GROUP)
-            .arg(&self.consumer)
-            .arg(self.reclaim_idle.as_millis() as u64)
-            .arg("0-0")
-            .arg("COUNT")
-            .arg(READ_COUNT)
-            .query_async(&mut conn)
-            .await?;
-        if !reply.claimed.is_empty() {
-            tracing::info!(
-                entries = reply.claimed.len(),
-                "reclaimed click entries of a stalled consumer"
-            );
+        if let Some(e) = self.prepare().await {
+            return Err(e);
         }
-        Ok(self.decode(reply.claimed))
+        match self.read_each().await {
+            (entries, None) => Ok(entries),
+            (_, Some(e)) => Err(e),
+        }
     }
 
-    fn decode(&self, ids: Vec<StreamId>) -> Vec<Entry> {
-        ids.into_iter()
-            .map(|id| {
-                let data = id.get::<Vec<u8>>(record::FIELD_DATA).unwrap_or_default();
-                // An unreadable line is dropped (and the entry acknowledged
-                // like the rest), so it cannot block the stream.
-                let events = record::decode_events(&data, |e| {
-                    tracing::error!(entry = %id.id, error = %e, "unreadable click event dropped")
-                });
-                Entry { id: id.id, events }
-            })
-            .collect()
+    async fn read_each(&self) -> (Vec<Entry>, Option<anyhow::Error>) {
+        let count = self.per_stream_count();
+        self.each_stream(|key| async move {
+            let mut conn = self.redis.conn();
+            let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(GROUP)
+                .arg(&self.consumer)
+                .arg("COUNT")
+                .arg(count)
+                .arg("STREAMS")
+                .arg(&*key)
+                .arg(">")
+                .query_async(&mut conn)
+                .await?;
+            let ids = reply
+                .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+                .unwrap_or_default();
+            Ok(decode(&key, ids))
+        })
+        .await
     }
 
-    /// Rolls the entries up in one transaction (entries seen before are skipped).
+    /// Entries another consumer read but did not acknowledge for
+    /// `reclaim_idle`, from every shard.
+    pub async fn reclaim(&self) -> anyhow::Result<Vec<Entry>> {
+        if let Some(e) = self.prepare().await {
+            return Err(e);
+        }
+        match self.reclaim_each().await {
+            (entries, None) => Ok(entries),
+            (_, Some(e)) => Err(e),
+        }
+    }
+
+    async fn reclaim_each(&self) -> (Vec<Entry>, Option<anyhow::Error>) {
+        let count = self.per_stream_count();
+        self.each_stream(|key| async move {
+            let mut conn = self.redis.conn();
+            let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+                .arg(&*key)
+                .arg(GROUP)
+                .arg(&self.consumer)
+                .arg(self.reclaim_idle.as_millis() as u64)
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(count)
+                .query_async(&mut conn)
+                .await?;
+            if !reply.claimed.is_empty() {
+                tracing::info!(
+                    stream = %key,
+                    entries = reply.claimed.len(),
+                    "reclaimed click entries of a stalled consumer"
+                );
+            }
+            Ok(decode(&key, reply.claimed))
+        })
+        .await
+    }
+
+    /// Rolls the entries up in one transaction (batches seen before are skipped).
     pub async fn apply(&self, entries: &[Entry]) -> anyhow::Result<Report> {
         let report = apply(&self.db, entries).await.inspect_err(|_| {
             self.metrics.backend_error("postgres");
@@ -255,34 +471,82 @@ impl ClickConsumer {
         Ok(report)
     }
 
+    /// Acknowledges the entries in their streams.
     pub async fn ack(&self, entries: &[Entry]) -> anyhow::Result<()> {
-        let mut conn = self.redis.conn();
-        let mut cmd = redis::cmd("XACK");
-        cmd.arg(&self.key).arg(GROUP);
-        for e in entries {
-            cmd.arg(&e.id);
+        match self.ack_each(entries).await {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        let _: i64 = cmd.query_async(&mut conn).await?;
-        Ok(())
     }
 
-    async fn housekeeping_if_due(&self) -> anyhow::Result<()> {
-        if !self.housekeeping.due() {
-            return Ok(());
+    async fn ack_each(&self, entries: &[Entry]) -> Option<anyhow::Error> {
+        let mut by_stream: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for e in entries {
+            by_stream.entry(&e.stream).or_default().push(&e.id);
         }
+        let acks = by_stream.iter().map(|(key, ids)| async move {
+            let mut conn = self.redis.conn();
+            let mut cmd = redis::cmd("XACK");
+            cmd.arg(*key).arg(GROUP).arg(ids);
+            cmd.query_async::<i64>(&mut conn).await
+        });
+        let mut error = None;
+        for result in futures::future::join_all(acks).await {
+            if let Err(e) = result {
+                self.metrics.backend_error("redis");
+                error.get_or_insert(anyhow::Error::from(e).context("acknowledging click entries"));
+            }
+        }
+        error
+    }
+
+    /// Looks for new shards, trims and measures every shard, forgets
+    /// departed consumers, and purges old bookkeeping.
+    async fn housekeeping(&self) -> anyhow::Result<()> {
+        self.discover().await?;
         self.trim_and_measure().await?;
-        self.forget_departed_consumers().await?;
         purge(&self.db).await?;
         Ok(())
     }
 
-    /// Trims entries every group has acknowledged, and sets the queue gauges.
-    /// Returns the id trimmed below, if any.
-    pub async fn trim_and_measure(&self) -> anyhow::Result<Option<String>> {
+    /// Trims from every shard the entries every group has acknowledged, and
+    /// sets the queue gauges (depth summed over the shards, age of the
+    /// oldest entry still needed on any).
+    pub async fn trim_and_measure(&self) -> anyhow::Result<()> {
+        let (measured, error) = self
+            .each_stream(|key| async move {
+                let measured = self.trim_one(&key).await?;
+                self.forget_departed_consumers(&key).await?;
+                Ok(vec![measured])
+            })
+            .await;
+        let depth: u64 = measured.iter().map(|m| m.0).sum();
+        let age_ms = measured.iter().map(|m| m.1).max().unwrap_or(0);
+        self.metrics
+            .queue_depth
+            .with_label_values(&["clicks"])
+            .set(depth as i64);
+        self.metrics
+            .queue_oldest_age
+            .with_label_values(&["clicks"])
+            .set(if depth == 0 {
+                0.0
+            } else {
+                age_ms as f64 / 1000.0
+            });
+        match error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Trims one stream below the oldest entry some group still needs;
+    /// answers its depth and the age of that entry in milliseconds.
+    async fn trim_one(&self, key: &str) -> anyhow::Result<(u64, u64)> {
         let mut conn = self.redis.conn();
         let groups: StreamInfoGroupsReply = redis::cmd("XINFO")
             .arg("GROUPS")
-            .arg(&self.key)
+            .arg(key)
             .query_async(&mut conn)
             .await?;
         // The oldest entry some group still needs: its first pending entry,
@@ -292,7 +556,7 @@ impl ClickConsumer {
         for g in &groups.groups {
             let first_needed = if g.pending > 0 {
                 let summary: redis::Value = redis::cmd("XPENDING")
-                    .arg(&self.key)
+                    .arg(key)
                     .arg(&g.name)
                     .query_async(&mut conn)
                     .await?;
@@ -305,14 +569,12 @@ impl ClickConsumer {
                 keep_from = Some(keep_from.map_or(id, |k| k.min(id)));
             }
         }
-        let gauge_depth = self.metrics.queue_depth.with_label_values(&["clicks"]);
-        gauge_depth.set(depth as i64);
         let Some((ms, seq)) = keep_from else {
-            return Ok(None);
+            return Ok((depth, 0));
         };
         // The oldest entry still needed, if it exists, gives the age.
         let oldest: Vec<StreamId> = redis::cmd("XRANGE")
-            .arg(&self.key)
+            .arg(key)
             .arg(format!("{ms}-{seq}"))
             .arg("+")
             .arg("COUNT")
@@ -327,19 +589,45 @@ impl ClickConsumer {
                 (chrono::Utc::now().timestamp_millis() as u64).saturating_sub(oldest_ms)
             })
             .unwrap_or(0);
-        self.metrics
-            .queue_oldest_age
-            .with_label_values(&["clicks"])
-            .set(if depth == 0 { 0.0 } else { age as f64 / 1000.0 });
-        let min_id = format!("{ms}-{seq}");
         let _: i64 = redis::cmd("XTRIM")
-            .arg(&self.key)
+            .arg(key)
             .arg("MINID")
-            .arg(&min_id)
+            .arg(format!("{ms}-{seq}"))
             .query_async(&mut conn)
             .await?;
-        Ok(Some(min_id))
+        Ok((depth, age))
     }
+}
+
+/// The entries of one stream's reply, with their events read.
+fn decode(stream: &Arc<str>, ids: Vec<StreamId>) -> Vec<Entry> {
+    ids.into_iter()
+        .map(|id| {
+            let format = id.get::<String>(record::FIELD_FORMAT);
+            let events = match id.map.get(record::FIELD_DATA) {
+                // An unreadable event is dropped (and the entry acknowledged
+                // like the rest), so it cannot block the stream.
+                Some(redis::Value::BulkString(data)) => {
+                    record::decode_entry(format.as_deref(), data, |e| {
+                        tracing::error!(entry = %id.id, error = %e, "unreadable click event dropped")
+                    })
+                }
+                _ => {
+                    tracing::error!(entry = %id.id, "click entry without events dropped");
+                    Vec::new()
+                }
+            };
+            let batch = id
+                .get::<String>(record::FIELD_BATCH)
+                .unwrap_or_else(|| id.id.clone());
+            Entry {
+                stream: stream.clone(),
+                id: id.id,
+                batch,
+                events,
+            }
+        })
+        .collect()
 }
 
 fn parse_id(id: &str) -> Option<(u64, u64)> {
@@ -359,8 +647,8 @@ fn pending_start(v: &redis::Value) -> Option<String> {
     }
 }
 
-/// Applies entries in one transaction: records their ids (an entry seen
-/// before is skipped), adds their clicks to the roll-ups, and keeps the bot
+/// Applies entries in one transaction: records their batch ids (a batch
+/// seen before is skipped), adds their clicks to the roll-ups, and keeps the bot
 /// clicks for attribution's fraud checks.
 pub async fn apply(db: &PgPool, entries: &[Entry]) -> Result<Report, sqlx::Error> {
     let mut report = Report::default();
@@ -368,23 +656,22 @@ pub async fn apply(db: &PgPool, entries: &[Entry]) -> Result<Report, sqlx::Error
         return Ok(report);
     }
     let mut tx = db.begin().await?;
-    let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
-    let fresh: HashSet<String> = sqlx::query_scalar!(
+    let batches: Vec<&str> = entries.iter().map(|e| e.batch.as_str()).collect();
+    let mut fresh: HashSet<String> = sqlx::query_scalar!(
         r#"insert into click_batches_applied (entry_id) select unnest($1::text[])
            on conflict do nothing returning entry_id"#,
-        &ids as &[&str]
+        &batches as &[&str]
     )
     .fetch_all(&mut *tx)
     .await?
     .into_iter()
     .collect();
-    report.applied_entries = fresh.len();
-    report.skipped_entries = entries.len() - fresh.len();
-    let events: Vec<&ClickEvent> = entries
-        .iter()
-        .filter(|e| fresh.contains(&e.id))
-        .flat_map(|e| e.events.iter())
-        .collect();
+    // A batch read twice in this step (written to two shards) counts once:
+    // `remove` is true for its first entry only.
+    let applied: Vec<&Entry> = entries.iter().filter(|e| fresh.remove(&e.batch)).collect();
+    report.applied_entries = applied.len();
+    report.skipped_entries = entries.len() - applied.len();
+    let events: Vec<&ClickEvent> = applied.iter().flat_map(|e| e.events.iter()).collect();
     if !events.is_empty() {
         let facts: Vec<ClickFact<'_>> = events
             .iter()

@@ -87,7 +87,8 @@ pub async fn statement(
     if from >= to {
         return Err(ApiError::BadRequest("from must be before to".into()));
     }
-    let statement = queries::statement(&state.db, partner, from, to)
+    // May come from the read replica (see db::ReadPool for how stale).
+    let statement = queries::statement(state.db_read.pool(), partner, from, to)
         .await?
         .ok_or_else(|| {
             ApiError::invalid(

@@ -7,7 +7,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, web};
+use actix_web::{Error, HttpRequest, web};
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -26,26 +26,41 @@ fn acceptable(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
+/// The request's id: the caller's `X-Request-Id` when it is a plain token,
+/// else a new `req_` and 16 hex digits.
+pub fn request_id(req: &HttpRequest) -> HeaderValue {
+    if let Some(id) = req.headers().get(&X_REQUEST_ID)
+        && id.to_str().is_ok_and(acceptable)
+    {
+        return id.clone();
+    }
+    let mut id = *b"req_0000000000000000";
+    let n: u64 = rand::random();
+    for (i, digit) in id[4..].iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[(n >> (60 - 4 * i) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&id).expect("ASCII")
+}
+
+/// The span every log line of a request is written under.
+pub fn request_span(id: &HeaderValue, req: &HttpRequest) -> tracing::Span {
+    let id = id.to_str().unwrap_or_default();
+    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path())
+}
+
 /// Gives every request an id (the caller's `X-Request-Id`, or a new one),
 /// answers it in `X-Request-Id`, and runs the request inside a span that
 /// carries it, so every log line of the request names it.
-pub async fn request_id(
+pub async fn request_id_and_span(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let id = req
-        .headers()
-        .get(&X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| acceptable(v))
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("req_{:016x}", rand::random::<u64>()));
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    let id = request_id(req.request());
+    req.extensions_mut()
+        .insert(RequestId(id.to_str().expect("a plain token").to_owned()));
+    let span = request_span(&id, req.request());
     let mut res = next.call(req).instrument(span).await?;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(X_REQUEST_ID, value);
-    }
+    res.headers_mut().insert(X_REQUEST_ID, id);
     Ok(res)
 }
 
@@ -74,18 +89,6 @@ pub async fn record_metrics(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    // Redirects are the hot path: they time themselves
-    // (mitra_redirect_duration_seconds) and are counted here by status
-    // through handles resolved once, without asking the router again.
-    if req.path().starts_with(super::redirect::PREFIX) {
-        let res = next.call(req).await?;
-        if let Some(state) = state {
-            state
-                .redirect_counters
-                .count(method_label(res.request().method()), res.status());
-        }
-        return Ok(res);
-    }
     let start = Instant::now();
     let res = next.call(req).await?;
     if let Some(state) = state {

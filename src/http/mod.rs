@@ -85,7 +85,7 @@ route_table! {
 }
 
 /// The redirect: everything under `/l/` reaches one handler, which answers
-/// GET and HEAD (405 to other methods). Registered by `api`.
+/// GET and HEAD (405 to other methods). Registered by `redirects`.
 pub const REDIRECT_ROUTES: &[(&str, &str)] = &[("get", REDIRECT_ROUTE), ("head", REDIRECT_ROUTE)];
 
 route_table! {
@@ -195,16 +195,23 @@ pub fn metrics_only(cfg: &mut web::ServiceConfig) {
     register_metrics(cfg);
 }
 
+/// The redirect, served by the api role. Registered outside the middleware
+/// that wraps every other route: it is the hot path, and it gives itself
+/// the request id, the metrics and the problem details that middleware
+/// gives the rest. A static prefix, not a "/l/{code}" pattern: the router
+/// then matches without a regex, and the handler takes the code from the
+/// raw path.
+pub fn redirects(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::scope("/l").default_service(web::to(redirect::redirect)));
+}
+
 /// The public and admin API: served by the api role.
 pub fn api(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::QueryConfig::default().error_handler(|err, _| {
             ApiError::BadRequest(format!("bad query string: {err}")).into()
         }),
-    )
-    // A static prefix, not a "/l/{code}" pattern: the router then matches
-    // without a regex, and the handler takes the code from the raw path.
-    .service(web::scope("/l").default_service(web::to(redirect::redirect)));
+    );
     register_api(cfg);
 }
 

@@ -11,13 +11,14 @@ use crate::clicks::record::truncate_header;
 use crate::clicks::{ClickEventRef, bots};
 use crate::domain::WebUrl;
 use crate::domain::click_id;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, problem_response};
+use crate::http::middleware;
 use crate::http::state::AppState;
 use crate::links::cache::{CachedLink, Location};
 use crate::metrics::Metrics;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use prometheus::{IntCounter, IntCounterVec};
 use std::time::Instant;
 
@@ -95,17 +96,26 @@ impl RedirectCounters {
         (status = 500, response = crate::http::openapi::Internal),
     )
 )]
-pub async fn redirect(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn redirect(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let started = Instant::now();
-    let result = serve(&req, &state).await;
+    // The hot path runs outside the app's middleware (see `http::redirects`):
+    // it gives itself the request id, and opens the request's span only
+    // when there is something to log, so a redirect costs no span.
+    let request_id = middleware::request_id(&req);
+    let mut res = match serve(&req, &state).await {
+        Ok(res) => res,
+        Err(e) => middleware::request_span(&request_id, &req).in_scope(|| e.error_response()),
+    };
+    res.headers_mut()
+        .insert(middleware::X_REQUEST_ID, request_id);
+    state
+        .redirect_counters
+        .count(middleware::method_label(req.method()), res.status());
     state
         .metrics
         .redirect_duration
         .observe(started.elapsed().as_secs_f64());
-    result
+    res
 }
 
 async fn serve(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
@@ -113,7 +123,13 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiE
         Method::GET => false,
         Method::HEAD => true,
         _ => {
-            let mut res = HttpResponse::MethodNotAllowed().finish();
+            let detail = format!("{} is not allowed on this resource", req.method());
+            let mut res = problem_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                detail,
+                None,
+            );
             res.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return Ok(res);
@@ -194,10 +210,7 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiE
         sub_ids: &link.sub_ids,
         bot,
     };
-    let appended = state.click_log.append(|buf| {
-        // Writing plain data into a Vec cannot fail.
-        let _ = serde_json::to_writer(buf, &event);
-    });
+    let appended = state.click_log.append(|buf| event.encode(buf));
     match (appended, bot) {
         (Appended::Lost, _) => link.log_failed.inc(),
         (Appended::Queued, Some(_)) => link.bot.inc(),

@@ -130,7 +130,8 @@ pub async fn get(
         partner,
         link,
     };
-    let (rows, totals) = reports::daily(&state.db, &q).await?;
+    // Roll-ups may come from the read replica (see db::ReadPool for how stale).
+    let (rows, totals) = reports::daily(state.db_read.pool(), &q).await?;
     if wants_csv(&req) {
         return Ok(HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")

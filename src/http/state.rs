@@ -5,6 +5,7 @@ use crate::clicks::log::ClickLog;
 use crate::config::Settings;
 use crate::conversions::webhook_context::WebhookContexts;
 use crate::conversions::writer::ConversionWriter;
+use crate::db::ReadPool;
 use crate::domain::client_ip::IpHasher;
 use crate::http::redirect::RedirectCounters;
 use crate::links::cache::LinkCache;
@@ -16,6 +17,8 @@ use std::sync::Arc;
 
 pub struct AppState {
     pub db: PgPool,
+    /// Reports and statements: the read replica while it is fresh enough.
+    pub db_read: ReadPool,
     pub redis: RedisClient,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,

@@ -348,3 +348,71 @@ async fn clicks_beyond_the_memory_queue_are_counted_as_lost() {
         "every click is either queued or counted lost"
     );
 }
+
+#[tokio::test]
+async fn a_worker_configured_with_fewer_shards_still_reads_every_shard_the_api_writes() {
+    let app = spawn_app_with(Roles::API, &[("MITRA_CLICK_SHARDS", "6")]).await;
+    let f = fixture(&app, json!({})).await;
+    let path = TestApp::link_path(&f.link);
+    // One flush per click: consecutive batches land on consecutive shards.
+    for i in 0..12 {
+        click(&app, &path, BROWSER, &format!("198.51.100.{i}")).await;
+        assert!(app.state.click_log.flush().await);
+    }
+    let mut settings = app.settings.clone();
+    settings.clicks.log.shards = 2;
+    let worker = mitra::startup::Workers::new(&settings)
+        .unwrap()
+        .click_consumer(Duration::from_secs(30));
+    while worker.step().await.unwrap() == mitra::background::Step::Busy {}
+    assert_eq!(link_totals(&app, &f.link).await.0, 12);
+    let mut read: Vec<String> = worker.streams().iter().map(|s| s.to_string()).collect();
+    read.sort();
+    let mut written = app.state.click_log.streams().to_vec();
+    written.sort();
+    assert!(
+        written.iter().all(|s| read.contains(s)),
+        "it found the six shards in the registry: {read:?}"
+    );
+}
+
+#[tokio::test]
+async fn clicks_left_in_the_unsharded_stream_of_an_earlier_version_are_counted_once() {
+    let app = spawn_app().await;
+    let f = fixture(&app, json!({})).await;
+    let link_id = mitra::domain::LinkId::parse(s(&f.link["id"])).unwrap();
+    let program_id = mitra::domain::ProgramId::parse(s(&f.program["id"])).unwrap();
+    let partner_id = mitra::domain::PartnerId::parse(s(&f.partner["id"])).unwrap();
+    let mut data = Vec::new();
+    for i in 0..3 {
+        let event = mitra::clicks::ClickEvent {
+            click_id: format!("old-click-{i}"),
+            link_id: link_id.get(),
+            program_id: program_id.get(),
+            partner_ids: vec![partner_id.get()],
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            ip_hash: format!("{i:032x}"),
+            user_agent: Some(BROWSER.into()),
+            referrer: None,
+            sub_ids: Default::default(),
+            bot: None,
+        };
+        serde_json::to_writer(&mut data, &event).unwrap();
+        data.push(b'\n');
+    }
+    // As an earlier version wrote it: one stream, no batch id.
+    let mut conn = app.state.redis.conn();
+    let _: String = redis::cmd("XADD")
+        .arg(app.state.redis.key("clicks"))
+        .arg("*")
+        .arg("n")
+        .arg(3)
+        .arg("d")
+        .arg(&data)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    app.drain_clicks().await;
+    app.drain_clicks().await;
+    assert_eq!(link_totals(&app, &f.link).await, (3, 3, 0));
+}

@@ -494,30 +494,41 @@ impl TestApp {
         format!("/l/{}", s(&link["code"]))
     }
 
-    /// Every click event in this test's stream, oldest first.
+    /// Every click event in this test's stream shards, oldest first within a shard.
     pub async fn click_events(&self) -> Vec<mitra::clicks::ClickEvent> {
         // Events reach Redis in flushes; take what is queued first.
         self.state.click_log.flush().await;
-        let mut conn = self.state.redis.conn();
-        let key = self.state.redis.key(mitra::clicks::record::STREAM);
-        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(&key)
-            .arg("-")
-            .arg("+")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        reply
-            .ids
-            .iter()
-            .flat_map(|id| {
+        let mut events = Vec::new();
+        for key in self.state.click_log.streams() {
+            let mut conn = self.state.redis.conn();
+            let mut tries = 0;
+            // A connection broken while Redis was away fails once more, then reconnects.
+            let reply: redis::streams::StreamRangeReply = loop {
+                match redis::cmd("XRANGE")
+                    .arg(key)
+                    .arg("-")
+                    .arg("+")
+                    .query_async(&mut conn)
+                    .await
+                {
+                    Ok(reply) => break reply,
+                    Err(e) if tries < 20 => {
+                        tries += 1;
+                        let _ = e;
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    Err(e) => panic!("XRANGE {key}: {e}"),
+                }
+            };
+            events.extend(reply.ids.iter().flat_map(|id| {
                 let data: Vec<u8> = id.get("d").unwrap();
-                data.split(|b| *b == b'\n')
-                    .filter(|l| !l.is_empty())
-                    .map(|l| serde_json::from_slice::<mitra::clicks::ClickEvent>(l).unwrap())
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+                let format: Option<String> = id.get("f");
+                mitra::clicks::record::decode_entry(format.as_deref(), &data, |e| {
+                    panic!("unreadable click event: {e}")
+                })
+            }));
+        }
+        events
     }
 
     /// A click consumer on this app's Redis and database.

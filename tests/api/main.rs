@@ -1,5 +1,6 @@
 //! API tests: one binary, one module per area.
 
+mod cluster_harness;
 mod helpers;
 
 mod admin_api;
@@ -16,8 +17,10 @@ mod integrations;
 mod lifecycle;
 mod openapi;
 mod portal;
+mod read_replica;
 mod receiver;
 mod redirect;
+mod redis_cluster;
 mod reports;
 mod rules;
 mod rules_month;

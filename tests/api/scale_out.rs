@@ -172,16 +172,19 @@ async fn two_apis_and_two_workers_count_every_click_once_and_book_every_conversi
         (clicked, unique, conversions, commissions, entries),
         (200, 200, 100, 100, 100)
     );
-    // Both worker processes joined the click stream's consumer group.
+    // Both worker processes joined the consumer group of every shard.
     let redis = redis::Client::open(std::env::var("REDIS_URL").unwrap()).unwrap();
     let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
-    let stream = format!("{prefix}clicks");
-    let consumers: Vec<redis::Value> = redis::cmd("XINFO")
-        .arg("CONSUMERS")
-        .arg(&stream)
-        .arg("rollup")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(consumers.len(), 2, "one consumer per worker process");
+    let shards = mitra::clicks::record::shard_streams(6);
+    for shard in &shards {
+        let stream = format!("{prefix}{shard}");
+        let consumers: Vec<redis::Value> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&stream)
+            .arg("rollup")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(consumers.len(), 2, "one consumer per worker process");
+    }
 }
