@@ -35,6 +35,10 @@ RULES = {
     "getStatement": {400: ["from must be before to"]},
     # `from` must not be after `to`, and the period at most 1100 days.
     "getReport": {400: ["from must not be after to, and the period at most 1100 days"]},
+    # `after_seq` must not be after `to_seq`, and `to_seq` not beyond the
+    # chain's head (stored state); the range at most 50000 entries.
+    "getSignedStatement": {422: ["after_seq", "to_seq"]},
+    "getChainProof": {422: ["after_seq", "to_seq"]},
     # The currency must be the program's; a conversion happened at most 400
     # days ago and not in the future (the clock).
     "receiveConversion": {422: ["currency", "occurred_at"]},
