@@ -14,19 +14,26 @@ In a pattern, `[*]` stands for any index (`partners[*].partner_id`) and
 `*` for any text.
 """
 
+# In commission rules: a tier ladder's steps must be in increasing order
+# of `from` (values of one list), and a rule must not name a category twice
+# (names compared without case, as keys of one object).
+COMMISSION = ["commission.sale.tiers.steps[*].from", "commission.sale.categories.*"]
+
 RULES = {
     # The default URL's host must be one of the landing domains sent with it.
-    "createProgram": {422: ["default_url"]},
+    "createProgram": {422: ["default_url"] + COMMISSION},
+    # A change of terms: the commission rules as above.
+    "changeProgramTerms": {422: COMMISSION},
     # The destination's host must be one of the program's landing domains.
     "createLink": {422: ["destination_url"]},
     # Each partner must be an active member of the program (stored state),
     # each named once, the shares summing to 10000; the validity must not
     # end before it starts.
     "createAgreement": {
-        422: ["partners", "partners[*].partner_id", "valid_until"],
+        422: ["partners", "partners[*].partner_id", "valid_until"] + COMMISSION,
     },
     "updateAgreement": {
-        422: ["partners", "partners[*].partner_id", "valid_until"],
+        422: ["partners", "partners[*].partner_id", "valid_until"] + COMMISSION,
     },
     # The partner invited by id must exist (stored state). The path names
     # the program, which is there, so the refusal is about the body: 422.
