@@ -47,8 +47,11 @@ RULES = {
     "getSignedStatement": {422: ["after_seq", "to_seq"]},
     "getChainProof": {422: ["after_seq", "to_seq"]},
     # The currency must be the program's; a conversion happened at most 400
-    # days ago and not in the future (the clock).
-    "receiveConversion": {422: ["currency", "occurred_at"]},
+    # days ago and not in the future (the clock). An order's lines must sum
+    # to its `amount_minor` and name each `sku` once.
+    "receiveConversion": {422: ["currency", "occurred_at", "items", "items[*].sku"]},
+    # The same for an order simulated (within 400 days of now, either way).
+    "simulateOrder": {422: ["currency", "occurred_at", "items", "items[*].sku"]},
     # The platforms' webhooks carry the platform's own objects (Shopify's
     # order, WooCommerce's order, Stripe's event), which their documentation
     # describes and the document leaves open (any JSON): mitra maps what it
