@@ -52,6 +52,11 @@ RULES = {
     "receiveConversion": {422: ["currency", "occurred_at", "items", "items[*].sku"]},
     # The same for an order simulated (within 400 days of now, either way).
     "simulateOrder": {422: ["currency", "occurred_at", "items", "items[*].sku"]},
+    # The admin must name the partner a claim is from (a partner's key names
+    # itself: who calls); an untracked sale happened at most 400 days ago
+    # (the clock) and names its agreement when the partner has several
+    # (stored state).
+    "openClaims": {422: ["partner_id", "occurred_at", "agreement_id"]},
     # The platforms' webhooks carry the platform's own objects (Shopify's
     # order, WooCommerce's order, Stripe's event), which their documentation
     # describes and the document leaves open (any JSON): mitra maps what it
