@@ -57,6 +57,11 @@ RULES = {
     # (the clock) and names its agreement when the partner has several
     # (stored state).
     "openClaims": {422: ["partner_id", "occurred_at", "agreement_id"]},
+    # The admin must name an endpoint's owner, and a postback's partner
+    # (a key names itself: who calls). A URL must not point to an internal
+    # address unless the operator allows it (MITRA_WEBHOOK_ALLOW_PRIVATE),
+    # and a postback's template may use only its macros (depends on `kind`).
+    "createWebhookEndpoint": {422: ["program_id", "partner_id", "url"]},
     # The platforms' webhooks carry the platform's own objects (Shopify's
     # order, WooCommerce's order, Stripe's event), which their documentation
     # describes and the document leaves open (any JSON): mitra maps what it
