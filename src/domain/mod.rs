@@ -62,7 +62,7 @@ pub use shares::{MAX_PARTNERS, Share, Shares, SharesError};
 pub use signing::{KeyRing, SigningKey};
 pub use sub_ids::{SUB_KEYS, SubIds, SubIdsError};
 pub use target_url::{MAX_LEN as TARGET_URL_MAX_LEN, TargetError, TargetUrl, address_allowed};
-pub use text::{TextError, TextRule, is_plain, plain_schema};
+pub use text::{TextError, TextRule, WHITESPACE, is_plain, plain_schema};
 pub use text_enum::UnknownWord;
 pub use web_url::{
     DomainsError, LandingDomain, LandingDomains, UrlError, WebUrl, plain_url_pattern,

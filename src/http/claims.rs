@@ -515,8 +515,19 @@ pub async fn get(
 #[schema(as = ClaimComment)]
 #[serde(deny_unknown_fields)]
 pub struct CommentBody {
-    /// At most 2000 characters.
+    /// At most 2000 characters, not only whitespace.
+    #[schema(schema_with = comment_schema)]
     note: String,
+}
+
+/// Text with something besides whitespace (what `str::trim` removes).
+fn comment_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(2000))
+        .pattern(Some(format!("[^{}]", crate::domain::WHITESPACE)))
+        .examples(["The order is in our shop's export: ORD-1001, paid 3 March."])
 }
 
 /// Comment on a claim
@@ -565,8 +576,10 @@ pub async fn comment(
 pub struct AcceptBody {
     /// The amount accepted, when not as claimed: the sale's (untracked) or
     /// the commission's (incorrect, declined).
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     amount_minor: Option<i64>,
     /// What the partner reads; at most 2000 characters.
+    #[schema(max_length = 2000)]
     note: Option<String>,
 }
 
@@ -577,6 +590,7 @@ pub struct AcceptBody {
 pub struct DeclineBody {
     reason_code: ClaimReason,
     /// What the partner reads; at most 2000 characters.
+    #[schema(max_length = 2000)]
     note: Option<String>,
 }
 
