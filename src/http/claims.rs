@@ -386,14 +386,31 @@ pub async fn open(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let ids = claims::open(&state.db, &checked_claims, &actor(who))
-        .await
-        .map_err(|(i, e)| match e {
-            ClaimError::Conflict(m) if checked_claims.len() > 1 => {
-                ApiError::Conflict(format!("rows[{i}]: {m}"))
-            }
-            e => e.into(),
-        })?;
+    let opened = claims::open(&state.db, &checked_claims, &actor(who)).await;
+    // The admin sees every program: when it names a partner that was never
+    // in this one, the program is there and the body is wrong (422), as
+    // for agreements and invitations. A partner's key sees no program it
+    // is not in (404).
+    if let Err((i, ClaimError::NotFound("program"))) = &opened
+        && who == Principal::Admin
+        && crate::programs::get(&state.db, program).await?.is_some()
+    {
+        let at = if checked_claims.len() > 1 {
+            format!("rows[{i}].")
+        } else {
+            String::new()
+        };
+        return Err(ApiError::invalid(
+            format!("{at}partner_id"),
+            "is not a partner of this program",
+        ));
+    }
+    let ids = opened.map_err(|(i, e)| match e {
+        ClaimError::Conflict(m) if checked_claims.len() > 1 => {
+            ApiError::Conflict(format!("rows[{i}]: {m}"))
+        }
+        e => e.into(),
+    })?;
     let mut data = Vec::with_capacity(ids.len());
     for id in ids {
         data.push(
