@@ -53,7 +53,8 @@ RULES = {
     # The same for an order simulated (within 400 days of now, either way).
     "simulateOrder": {422: ["currency", "occurred_at", "items", "items[*].sku"]},
     # The admin must name the partner a claim is from (a partner's key names
-    # itself: who calls); an untracked sale happened at most 400 days ago
+    # itself: who calls), one that is or was in the program (stored state);
+    # an untracked sale happened at most 400 days ago
     # (the clock) and names its agreement when the partner has several
     # (stored state).
     "openClaims": {422: ["partner_id", "occurred_at", "agreement_id"]},
