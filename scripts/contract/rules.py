@@ -15,9 +15,14 @@ In a pattern, `[*]` stands for any index (`partners[*].partner_id`) and
 """
 
 # In commission rules: a tier ladder's steps must be in increasing order
-# of `from` (values of one list), and a rule must not name a category twice
-# (names compared without case, as keys of one object).
-COMMISSION = ["commission.sale.tiers.steps[*].from", "commission.sale.categories.*"]
+# of `from` (values of one list), a rule must not name a category twice
+# (names compared without case, as keys of one object), nor one milestone
+# (`by` and `at`) in two bonuses.
+COMMISSION = [
+    "commission.sale.tiers.steps[*].from",
+    "commission.sale.categories.*",
+    "commission.sale.bonuses[*]",
+]
 
 RULES = {
     # The default URL's host must be one of the landing domains sent with it.
