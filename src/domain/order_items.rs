@@ -85,8 +85,8 @@ pub struct Item {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<Category>,
     /// The line's total (price times quantity), in minor units; the lines
-    /// sum to the conversion's `amount_minor`.
-    #[schema(minimum = 0, examples(4500))]
+    /// sum to the conversion's `amount_minor` (so none is above its maximum).
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64, examples(4500))]
     pub amount_minor: i64,
     #[serde(default = "one")]
     #[schema(minimum = 1, maximum = 1_000_000, default = 1)]
