@@ -172,7 +172,8 @@ def config(ids, stateful):
     value = json.dumps
     by_path = [
         ("^/v1/programs/\\{id\\}", {"path.id": value(ids["program"]),
-                                    "path.order_id": value(ids["order"])}),
+                                    "path.order_id": value(ids["order"]),
+                                    "path.version": value(1)}),
         ("^/v1/partners/\\{id\\}", {"path.id": value(ids["partner"])}),
         ("^/v1/agreements/\\{id\\}", {"path.id": value(ids["agreement"]),
                                       "path.version": value(1)}),

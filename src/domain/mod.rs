@@ -61,8 +61,10 @@ pub use secrets::{KeyOwner, NewApiKey, hash_api_key, new_webhook_secret, random_
 pub use shares::{MAX_PARTNERS, Share, Shares, SharesError};
 pub use signing::{KeyRing, SigningKey};
 pub use sub_ids::{SUB_KEYS, SubIds, SubIdsError};
-pub use target_url::{TargetError, TargetUrl, address_allowed};
-pub use text::{TextError, TextRule, is_plain, plain_schema};
+pub use target_url::{MAX_LEN as TARGET_URL_MAX_LEN, TargetError, TargetUrl, address_allowed};
+pub use text::{TextError, TextRule, WHITESPACE, is_plain, plain_schema};
 pub use text_enum::UnknownWord;
-pub use web_url::{DomainsError, LandingDomain, LandingDomains, UrlError, WebUrl};
+pub use web_url::{
+    DomainsError, LandingDomain, LandingDomains, UrlError, WebUrl, plain_url_pattern,
+};
 pub use webhook_events::{DeliveryStatus, EndpointKind, WebhookEvent};

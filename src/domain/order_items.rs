@@ -19,15 +19,18 @@ pub const MAX_QUANTITY: i64 = 1_000_000;
 #[serde(transparent)]
 pub struct Category(Arc<str>);
 
+const CATEGORY_TEXT: super::TextRule = super::TextRule::line(MAX_CATEGORY_LEN);
+
 impl Category {
+    /// One line of at most 64 characters as sent, not only whitespace,
+    /// kept trimmed (the rule `TextRule` states in the document).
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let s = raw.trim();
-        if s.is_empty() || s.chars().count() > MAX_CATEGORY_LEN || s.chars().any(char::is_control) {
-            return Err(format!(
+        match CATEGORY_TEXT.parse(raw) {
+            Ok(Some(s)) => Ok(Self(s.to_lowercase().into())),
+            _ => Err(format!(
                 "a category is 1 to {MAX_CATEGORY_LEN} characters without control characters"
-            ));
+            )),
         }
-        Ok(Self(s.to_lowercase().into()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -50,16 +53,20 @@ impl<'de> Deserialize<'de> for Category {
 
 impl utoipa::PartialSchema for Category {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, Type};
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .min_length(Some(1))
-            .max_length(Some(MAX_CATEGORY_LEN))
+        Self::schema_object().into()
+    }
+}
+
+impl Category {
+    /// The category's schema, as an object builder (a rule's category
+    /// names take it as `propertyNames`).
+    pub fn schema_object() -> utoipa::openapi::schema::ObjectBuilder {
+        CATEGORY_TEXT
+            .schema(true)
             .description(Some(
                 "A product category, compared without case (`Shoes` is `shoes`).",
             ))
             .examples(["shoes"])
-            .into()
     }
 }
 
@@ -71,19 +78,23 @@ impl utoipa::ToSchema for Category {}
 #[schema(as = OrderItem)]
 pub struct Item {
     /// The shop's product reference, 1 to 128 characters, unique within the order.
-    #[schema(examples("SKU-1001"))]
+    #[schema(schema_with = sku_schema)]
     pub sku: String,
     /// The product category; absent, or one the rule does not name: the
     /// default rate applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<Category>,
     /// The line's total (price times quantity), in minor units; the lines
-    /// sum to the conversion's `amount_minor`.
-    #[schema(minimum = 0, examples(4500))]
+    /// sum to the conversion's `amount_minor` (so none is above its maximum).
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64, examples(4500))]
     pub amount_minor: i64,
     #[serde(default = "one")]
     #[schema(minimum = 1, maximum = 1_000_000, default = 1)]
     pub quantity: i64,
+}
+
+fn sku_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    super::plain_schema(MAX_SKU_LEN, false).examples(["SKU-1001"])
 }
 
 fn one() -> i64 {
@@ -168,6 +179,23 @@ mod tests {
         assert!(Category::parse("  ").is_err());
         assert!(Category::parse(&"x".repeat(65)).is_err());
         assert!(Category::parse("a\nb").is_err());
+        // 64 characters as sent, as the document's `maxLength` counts them.
+        assert!(Category::parse(&format!(" {} ", "x".repeat(63))).is_err());
+    }
+
+    proptest::proptest! {
+        /// The documented schema (pattern and `maxLength`) takes exactly
+        /// the categories that parse.
+        #[test]
+        fn the_documented_category_is_what_parses(
+            s in "[ a\\t\\u{85}\\u{a0}\\u{0}é]{0,3}|[ a]{62,66}",
+        ) {
+            let schema = serde_json::to_value(Category::schema_object().build()).unwrap();
+            let pattern = regex::Regex::new(schema["pattern"].as_str().unwrap()).unwrap();
+            let max = schema["maxLength"].as_u64().unwrap() as usize;
+            let documented = s.chars().count() <= max && pattern.is_match(&s);
+            proptest::prop_assert_eq!(documented, Category::parse(&s).is_ok(), "{:?}", s);
+        }
     }
 
     #[test]

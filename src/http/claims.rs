@@ -39,26 +39,122 @@ fn actor(who: Principal) -> String {
 
 /// A new claim.
 #[derive(Deserialize, utoipa::ToSchema)]
-#[schema(as = NewClaim)]
+#[schema(as = ClaimFields)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimBody {
     kind: ClaimKind,
-    /// untracked: the shop's order id.
+    /// untracked: the shop's order id, 1 to 128 characters.
+    #[schema(schema_with = order_id_schema)]
     order_id: Option<String>,
-    /// untracked: when the sale happened.
+    /// untracked: when the sale happened (at most 400 days ago).
+    #[schema(schema_with = super::conversions::optional_time_schema)]
     occurred_at: Option<DateTime<Utc>>,
     /// untracked: the sale's amount, in the program's currency.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     amount_minor: Option<i64>,
     /// untracked: the agreement it falls under (needed when the partner has several).
     agreement_id: Option<AgreementId>,
     /// incorrect, declined: the commission disputed.
     commission_id: Option<CommissionId>,
     /// The commission the partner expects.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     expected_commission_minor: Option<i64>,
     /// What the program should know; at most 2000 characters.
+    #[schema(max_length = 2000)]
     note: Option<String>,
     /// The admin only: the partner the claim is from.
     partner_id: Option<PartnerId>,
+}
+
+fn order_id_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::domain::plain_schema(crate::conversions::MAX_ID_LEN, true)
+}
+
+/// A claim as documented: its fields, and which of them each kind gives
+/// (`checked` refuses the rest, 422). An untracked claim names the order,
+/// when and how much, and no commission; an incorrect or declined one names
+/// the commission (an incorrect one the amount expected), and nothing of an
+/// order.
+struct NewClaimDoc;
+
+impl utoipa::PartialSchema for NewClaimDoc {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder, Ref, Type};
+        use utoipa::openapi::{KnownFormat, SchemaFormat};
+        let kind = |k: ClaimKind| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([k.as_str()]))
+        };
+        let absent = || ObjectBuilder::new().schema_type(Type::Null);
+        let amount = || ObjectBuilder::new().schema_type(Type::Integer);
+        let untracked = ObjectBuilder::new()
+            .property("kind", kind(ClaimKind::Untracked))
+            .property("order_id", ObjectBuilder::new().schema_type(Type::String))
+            .property(
+                "occurred_at",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+            )
+            .property("amount_minor", amount())
+            .property("commission_id", absent())
+            .required("kind")
+            .required("order_id")
+            .required("occurred_at")
+            .required("amount_minor");
+        let disputed = |k: ClaimKind| {
+            let object = ObjectBuilder::new()
+                .property("kind", kind(k))
+                .property("commission_id", Ref::from_schema_name("CommissionId"))
+                .property("order_id", absent())
+                .property("occurred_at", absent())
+                .property("amount_minor", absent())
+                .property("agreement_id", absent())
+                .required("kind")
+                .required("commission_id");
+            if k == ClaimKind::Incorrect {
+                object
+                    .property("expected_commission_minor", amount())
+                    .required("expected_commission_minor")
+            } else {
+                object
+            }
+        };
+        AllOfBuilder::new()
+            .description(Some(
+                "A new claim. `untracked` (a sale never booked) gives `order_id`, \
+                 `occurred_at` and `amount_minor` (and `agreement_id` when the partner has \
+                 several agreements), no `commission_id`; `incorrect` and `declined` name \
+                 the `commission_id` disputed (`incorrect` with `expected_commission_minor`) \
+                 and none of the order's fields.",
+            ))
+            .item(Ref::from_schema_name("ClaimFields"))
+            .item(
+                OneOfBuilder::new()
+                    .item(untracked)
+                    .item(disputed(ClaimKind::Incorrect))
+                    .item(disputed(ClaimKind::Declined)),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for NewClaimDoc {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "NewClaim".into()
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push(("ClaimFields".into(), ClaimBody::schema()));
+        <ClaimBody as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 fn note(field: &str, n: Option<String>) -> Result<Option<String>, FieldError> {
@@ -218,7 +314,7 @@ pub struct OpenedClaims {
     operation_id = "openClaims",
     tag = "claims",
     params(("id" = ProgramId, Path, description = "The program's id.")),
-    request_body(content = ClaimBody, description = "One claim as JSON, or several as `text/csv`."),
+    request_body(content = NewClaimDoc, description = "One claim as JSON, or several as `text/csv`."),
     responses(
         (status = 201, description = "Opened.", body = OpenedClaims),
         (status = 400, response = crate::http::openapi::BadRequest),
@@ -290,14 +386,31 @@ pub async fn open(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let ids = claims::open(&state.db, &checked_claims, &actor(who))
-        .await
-        .map_err(|(i, e)| match e {
-            ClaimError::Conflict(m) if checked_claims.len() > 1 => {
-                ApiError::Conflict(format!("rows[{i}]: {m}"))
-            }
-            e => e.into(),
-        })?;
+    let opened = claims::open(&state.db, &checked_claims, &actor(who)).await;
+    // The admin sees every program: when it names a partner that was never
+    // in this one, the program is there and the body is wrong (422), as
+    // for agreements and invitations. A partner's key sees no program it
+    // is not in (404).
+    if let Err((i, ClaimError::NotFound("program"))) = &opened
+        && who == Principal::Admin
+        && crate::programs::get(&state.db, program).await?.is_some()
+    {
+        let at = if checked_claims.len() > 1 {
+            format!("rows[{i}].")
+        } else {
+            String::new()
+        };
+        return Err(ApiError::invalid(
+            format!("{at}partner_id"),
+            "is not a partner of this program",
+        ));
+    }
+    let ids = opened.map_err(|(i, e)| match e {
+        ClaimError::Conflict(m) if checked_claims.len() > 1 => {
+            ApiError::Conflict(format!("rows[{i}]: {m}"))
+        }
+        e => e.into(),
+    })?;
     let mut data = Vec::with_capacity(ids.len());
     for id in ids {
         data.push(
@@ -419,8 +532,19 @@ pub async fn get(
 #[schema(as = ClaimComment)]
 #[serde(deny_unknown_fields)]
 pub struct CommentBody {
-    /// At most 2000 characters.
+    /// At most 2000 characters, not only whitespace.
+    #[schema(schema_with = comment_schema)]
     note: String,
+}
+
+/// Text with something besides whitespace (what `str::trim` removes).
+fn comment_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(2000))
+        .pattern(Some(format!("[^{}]", crate::domain::WHITESPACE)))
+        .examples(["The order is in our shop's export: ORD-1001, paid 3 March."])
 }
 
 /// Comment on a claim
@@ -469,8 +593,10 @@ pub async fn comment(
 pub struct AcceptBody {
     /// The amount accepted, when not as claimed: the sale's (untracked) or
     /// the commission's (incorrect, declined).
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     amount_minor: Option<i64>,
     /// What the partner reads; at most 2000 characters.
+    #[schema(max_length = 2000)]
     note: Option<String>,
 }
 
@@ -481,6 +607,7 @@ pub struct AcceptBody {
 pub struct DeclineBody {
     reason_code: ClaimReason,
     /// What the partner reads; at most 2000 characters.
+    #[schema(max_length = 2000)]
     note: Option<String>,
 }
 

@@ -60,14 +60,14 @@ struct ConversionBody {
     /// sale's lines given back (by `sku`), summing to the refund's amount.
     /// Without lines, the whole amount earns the default rate.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<crate::domain::Item>>, max_items = 100)]
+    #[schema(value_type = Option<Vec<crate::domain::Item>>, min_items = 1, max_items = 100)]
     items: Option<Vec<ItemBody>>,
     /// Sales only: the subscription this payment belongs to, 1 to 128
     /// characters. The subscription's first sale is attributed as any sale;
     /// later ones (renewals) go to the same agreement without a click, and
     /// earn as the rule's `recurring` says.
     #[serde(default)]
-    #[schema(examples("sub_8812"))]
+    #[schema(schema_with = subscription_id_schema)]
     subscription_id: Option<String>,
 }
 
@@ -99,28 +99,42 @@ impl utoipa::PartialSchema for NewConversionDoc {
                 .schema_type(Type::Integer)
                 .minimum(Some(minimum))
         };
+        // Absent, or null.
+        let absent = || ObjectBuilder::new().schema_type(Type::Null);
         // A sale and a refund need an amount (a refund's at least 1) and a
-        // currency; a lead needs neither.
+        // currency; a lead needs neither. Only a sale belongs to a
+        // subscription; a lead has no lines.
         let priced = |word: Event, minimum: i64| {
-            ObjectBuilder::new()
+            let object = ObjectBuilder::new()
                 .property("event", event(word))
                 .property("amount_minor", amount(minimum))
                 .property("currency", Ref::from_schema_name("Currency"))
                 .required("amount_minor")
-                .required("currency")
+                .required("currency");
+            if word == Event::Sale {
+                object
+            } else {
+                object.property("subscription_id", absent())
+            }
         };
         AllOfBuilder::new()
             .description(Some(
                 "A sale, lead or refund. Unknown fields are ignored: shops send what their \
                  platform sends. A sale and a refund need `amount_minor` (a refund's at least \
-                 1) and `currency`; a lead needs neither (0, the program's).",
+                 1) and `currency`; a lead needs neither (0, the program's). A lead has no \
+                 `items`; only a sale has a `subscription_id`.",
             ))
             .item(Ref::from_schema_name("ConversionFields"))
             .item(
                 OneOfBuilder::new()
                     .item(priced(Event::Sale, 0))
                     .item(priced(Event::Refund, 1))
-                    .item(ObjectBuilder::new().property("event", event(Event::Lead))),
+                    .item(
+                        ObjectBuilder::new()
+                            .property("event", event(Event::Lead))
+                            .property("items", absent())
+                            .property("subscription_id", absent()),
+                    ),
             )
             .into()
     }
@@ -150,6 +164,23 @@ fn order_id_schema() -> utoipa::openapi::schema::ObjectBuilder {
              A refund names its sale's.",
         ))
         .examples(["order-1001"])
+}
+
+pub(super) fn subscription_id_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::domain::plain_schema(conversions::MAX_ID_LEN, true).examples(["sub_8812"])
+}
+
+/// An optional RFC 3339 time: a `date-time` string, or `null` (absent).
+pub(super) fn optional_time_schema() -> utoipa::openapi::schema::OneOfBuilder {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    use utoipa::openapi::{KnownFormat, SchemaFormat};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
 }
 
 fn event_id_schema() -> utoipa::openapi::schema::ObjectBuilder {

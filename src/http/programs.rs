@@ -418,6 +418,7 @@ pub async fn list_public(
 /// A change of a program's terms. What is given makes version n+1 of the
 /// terms; what is absent keeps its current value.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ProgramTermsFields)]
 #[serde(deny_unknown_fields)]
 pub struct PatchProgram {
     /// The new commission rules (replacing the current ones as a whole).
@@ -435,6 +436,51 @@ pub struct PatchProgram {
     /// The version the change is based on; a newer one answers 409.
     #[serde(default)]
     base_version: Option<i32>,
+}
+
+/// The change as documented: its fields, at least one of the terms among
+/// them (`PatchProgram::parse` refuses a change of nothing, 422).
+struct PatchProgramDoc;
+
+impl utoipa::PartialSchema for PatchProgramDoc {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ObjectBuilder, Ref, Type};
+        let given = |field: &str, schema_type: Type| {
+            ObjectBuilder::new()
+                .property(field, ObjectBuilder::new().schema_type(schema_type))
+                .required(field)
+        };
+        AllOfBuilder::new()
+            .description(Some(
+                "A change of the program's terms: at least one of `commission`, \
+                 `attribution_window_days` and `hold_days`.",
+            ))
+            .item(Ref::from_schema_name("ProgramTermsFields"))
+            .item(
+                AnyOfBuilder::new()
+                    .item(given("commission", Type::Object))
+                    .item(given("attribution_window_days", Type::Integer))
+                    .item(given("hold_days", Type::Integer)),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PatchProgramDoc {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "PatchProgram".into()
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push(("ProgramTermsFields".into(), PatchProgram::schema()));
+        <PatchProgram as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 impl PatchProgram {
@@ -488,7 +534,7 @@ impl From<WriteError> for ApiError {
     operation_id = "changeProgramTerms",
     tag = "programs",
     params(("id" = ProgramId, Path, description = "The program's id.")),
-    request_body = PatchProgram,
+    request_body = PatchProgramDoc,
     responses(
         (status = 200, description = "The program at its new terms version.", body = Program),
         (status = 400, response = crate::http::openapi::BadRequest),

@@ -19,7 +19,7 @@ use serde::Deserialize;
 /// `items`, `subscription_id`, `occurred_at`; other webhook fields are
 /// ignored: attribution is not simulated), and what to quote.
 #[derive(Deserialize, utoipa::ToSchema)]
-#[schema(as = SimulationRequest)]
+#[schema(as = SimulationFields)]
 pub struct SimulateBody {
     /// `sale` or `lead`.
     #[schema(value_type = EarningEvent)]
@@ -31,15 +31,17 @@ pub struct SimulateBody {
     currency: String,
     /// The order's lines, summing to `amount_minor`, as on the webhook.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<crate::domain::Item>>, max_items = 100)]
+    #[schema(value_type = Option<Vec<crate::domain::Item>>, min_items = 1, max_items = 100)]
     items: Option<Vec<ItemBody>>,
     /// A renewal of this subscription: quoted for its first payment's
     /// agreement only, as a renewal.
     #[serde(default)]
+    #[schema(schema_with = super::conversions::subscription_id_schema)]
     subscription_id: Option<String>,
     /// When the order would happen (default: now): it picks the terms
-    /// versions in force and the month.
+    /// versions in force and the month; within 400 days of now.
     #[serde(default)]
+    #[schema(schema_with = super::conversions::optional_time_schema)]
     occurred_at: Option<DateTime<Utc>>,
     /// Quote only this agreement (default: every agreement of the program
     /// the caller may see, at most 100).
@@ -57,10 +59,59 @@ pub struct SimulateBody {
 #[schema(as = MonthToDateRequest)]
 #[serde(deny_unknown_fields)]
 pub struct MonthToDateBody {
-    #[schema(minimum = 0, examples(20))]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64, examples(20))]
     sales: i64,
-    #[schema(minimum = 0, examples(400000))]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64, examples(400000))]
     revenue_minor: i64,
+}
+
+/// The request as documented: its fields, and what the event requires of
+/// them (`SimulateBody::parse` refuses the rest, 422): a lead has no lines.
+struct SimulationRequestDoc;
+
+impl utoipa::PartialSchema for SimulationRequestDoc {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder, Ref, Type};
+        let event = |word: EarningEvent| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([word.as_str()]))
+        };
+        AllOfBuilder::new()
+            .description(Some(
+                "An order as the webhook takes it (`event`, `amount_minor`, `currency`, \
+                 `items`, `subscription_id`, `occurred_at`; other webhook fields are ignored: \
+                 attribution is not simulated), and what to quote. A lead has no `items`.",
+            ))
+            .item(Ref::from_schema_name("SimulationFields"))
+            .item(
+                OneOfBuilder::new()
+                    .item(ObjectBuilder::new().property("event", event(EarningEvent::Sale)))
+                    .item(
+                        ObjectBuilder::new()
+                            .property("event", event(EarningEvent::Lead))
+                            .property("items", ObjectBuilder::new().schema_type(Type::Null)),
+                    ),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SimulationRequestDoc {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "SimulationRequest".into()
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push(("SimulationFields".into(), SimulateBody::schema()));
+        <SimulateBody as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 impl SimulateBody {
@@ -150,7 +201,7 @@ impl SimulateBody {
     operation_id = "simulateOrder",
     tag = "programs",
     params(("id" = crate::domain::ProgramId, Path, description = "The program's id.")),
-    request_body = SimulateBody,
+    request_body = SimulationRequestDoc,
     responses(
         (status = 200, description = "What each agreement's partners would earn.", body = Simulation),
         (status = 400, response = crate::http::openapi::BadRequest),

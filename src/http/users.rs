@@ -175,7 +175,9 @@ pub async fn invite_partner_user(
 ///
 /// POST /v1/partners/{id}/login-links: for a merchant who embeds mitra in
 /// its own site: a link that signs the partner in to the portal, valid for
-/// 60 seconds, once. A program may ask for its active partners only.
+/// 60 seconds, once. A program may ask for its active partners only. The
+/// partner's first link makes its portal account, under its e-mail address:
+/// an address that already has an account elsewhere answers 409.
 #[utoipa::path(
     post,
     path = "/v1/partners/{id}/login-links",
@@ -186,6 +188,7 @@ pub async fn invite_partner_user(
         (status = 201, description = "The link.", body = OneTimeLink),
         (status = 401, response = crate::http::openapi::Unauthorized),
         (status = 404, response = crate::http::openapi::NotFound),
+        (status = 409, response = crate::http::openapi::Conflict),
         (status = 503, response = crate::http::openapi::Unavailable),
         (status = 500, response = crate::http::openapi::Internal),
     ),

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 /// A new endpoint.
 #[derive(Deserialize, utoipa::ToSchema)]
-#[schema(as = NewWebhookEndpoint)]
+#[schema(as = WebhookEndpointFields)]
 #[serde(deny_unknown_fields)]
 pub struct NewEndpoint {
     /// `webhook` (default): signed JSON events are POSTed to `url`.
@@ -29,16 +29,123 @@ pub struct NewEndpoint {
     /// `{click_id}`, `{sub1}`..`{sub5}`, `{order_id}`, `{event}`,
     /// `{amount_minor}`, `{commission_minor}`, `{currency}` and `{status}`
     /// in its path and query.
-    #[schema(examples("https://hooks.partner.example/mitra"))]
+    #[schema(schema_with = url_schema)]
     url: String,
-    /// The event types to receive.
-    #[schema(value_type = Vec<WebhookEvent>, examples(json!(["commission.created", "commission.approved"])))]
+    /// The event types to receive (`webhook.test` is sent to test-fires only).
+    #[schema(schema_with = events_schema)]
     events: Vec<String>,
     /// The admin: the program that owns a webhook endpoint; a postback's
     /// program (required, from anyone).
     program_id: Option<ProgramId>,
     /// The admin only: the partner that owns it (events that concern it).
     partner_id: Option<PartnerId>,
+}
+
+/// An absolute http(s) URL (a postback's may hold `{macro}`s after its
+/// host): `TargetUrl` and `PostbackTemplate` judge the rest.
+fn url_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    // The plain URL shape, with braces allowed after the host.
+    let pattern = crate::domain::plain_url_pattern().replace(r"%\[\]]*)?", r"%\[\]{}]*)?");
+    debug_assert_ne!(pattern, crate::domain::plain_url_pattern());
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(crate::domain::TARGET_URL_MAX_LEN))
+        .pattern(Some(pattern))
+        .examples(["https://hooks.partner.example/mitra"])
+}
+
+/// 1 to as many event types as there are, each one an endpoint may take.
+fn events_schema() -> utoipa::openapi::schema::ArrayBuilder {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    let words: Vec<&str> = WebhookEvent::ALL
+        .iter()
+        .filter(|e| **e != WebhookEvent::Test)
+        .map(|e| e.as_str())
+        .collect();
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(words)),
+        )
+        .min_items(Some(1))
+        .max_items(Some(WebhookEvent::ALL.len()))
+        .examples([serde_json::json!([
+            "commission.created",
+            "commission.approved"
+        ])])
+}
+
+/// The body as documented: its fields, and who owns the endpoint (a
+/// postback names its program; a webhook endpoint is the program's or the
+/// partner's, never both). `owner_of` and `postback_owner` refuse the rest.
+struct NewEndpointDoc;
+
+impl utoipa::PartialSchema for NewEndpointDoc {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AllOfBuilder, AnyOfBuilder, ObjectBuilder, OneOfBuilder, Ref, Type,
+        };
+        let absent = || ObjectBuilder::new().schema_type(Type::Null);
+        let postback = ObjectBuilder::new()
+            .property(
+                "kind",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([EndpointKind::Postback.as_str()])),
+            )
+            .property("program_id", Ref::from_schema_name("ProgramId"))
+            .required("kind")
+            .required("program_id");
+        let webhook = AllOfBuilder::new()
+            .item(
+                ObjectBuilder::new().property(
+                    "kind",
+                    ObjectBuilder::new()
+                        .schema_type(
+                            [Type::String, Type::Null]
+                                .into_iter()
+                                .collect::<utoipa::openapi::schema::SchemaType>(),
+                        )
+                        .enum_values(Some([
+                            serde_json::json!(EndpointKind::Webhook.as_str()),
+                            serde_json::Value::Null,
+                        ])),
+                ),
+            )
+            .item(
+                AnyOfBuilder::new()
+                    .item(ObjectBuilder::new().property("program_id", absent()))
+                    .item(ObjectBuilder::new().property("partner_id", absent())),
+            );
+        AllOfBuilder::new()
+            .description(Some(
+                "A new endpoint. A postback names `program_id` (the admin also `partner_id`); \
+                 a webhook endpoint belongs to one owner, a program or a partner: the admin \
+                 names one of `program_id` and `partner_id`, a key names at most itself.",
+            ))
+            .item(Ref::from_schema_name("WebhookEndpointFields"))
+            .item(OneOfBuilder::new().item(postback).item(webhook))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for NewEndpointDoc {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "NewWebhookEndpoint".into()
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push(("WebhookEndpointFields".into(), NewEndpoint::schema()));
+        <NewEndpoint as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 /// An endpoint just registered, with its secret.
@@ -135,7 +242,7 @@ fn events(words: &[String]) -> Result<Vec<WebhookEvent>, ApiError> {
     path = "/v1/webhook-endpoints",
     operation_id = "createWebhookEndpoint",
     tag = "webhooks",
-    request_body = NewEndpoint,
+    request_body = NewEndpointDoc,
     responses(
         (status = 201, description = "Registered; the secret is shown once.", body = CreatedEndpoint),
         (status = 400, response = crate::http::openapi::BadRequest),

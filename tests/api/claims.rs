@@ -288,6 +288,24 @@ async fn a_declined_claim_books_nothing_and_an_incorrect_one_is_adjusted() {
         StatusCode::NOT_FOUND,
     )
     .await;
+    // The admin naming a partner that was never in the program: the
+    // program is there, the body is wrong (422); that partner's own key
+    // does not see the program (404).
+    let path = format!("/v1/programs/{}/claims", s(&f.program["id"]));
+    let named = json!({"kind": "declined", "commission_id": commission,
+                       "partner_id": s(&other["id"])});
+    let problem = assert_problem(
+        app.post(&path, &app.admin_token, &named).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "partner_id", "{problem}");
+    let own = json!({"kind": "declined", "commission_id": commission});
+    assert_problem(
+        app.post(&path, s(&other["api_key"]), &own).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -563,6 +563,24 @@ async fn what_books_nothing_is_acknowledged_and_what_cannot_be_booked_is_refused
     );
     assert_eq!(app.count().await, 0);
 
+    // Shopify sends every topic as JSON: an empty or malformed body is not
+    // Shopify's, whatever the topic (even one that books nothing): 400.
+    for raw in [Vec::new(), b"webhook_id=15".to_vec()] {
+        let headers = [
+            ("X-Shopify-Topic", "customers/create".to_owned()),
+            ("X-Shopify-Hmac-Sha256", body_hmac(SHOPIFY_SECRET, &raw)),
+        ];
+        let res = app
+            .post_platform(&f.program, "shopify", &headers, raw)
+            .await;
+        let problem = assert_problem(res, StatusCode::BAD_REQUEST).await;
+        assert!(
+            s(&problem["detail"]).starts_with("malformed Shopify webhook"),
+            "{problem}"
+        );
+    }
+    assert_eq!(app.count().await, 0);
+
     // An order in a currency the program does not take: 422, nothing stored.
     let res = app
         .woocommerce(

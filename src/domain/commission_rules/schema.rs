@@ -6,6 +6,7 @@ use super::{
     Bonus, CommissionRules, EarningEvent, MAX_BONUSES, MAX_CATEGORIES, MAX_FLAT_MINOR,
     MAX_RECURRING_MONTHS, MAX_THRESHOLD, MAX_TIER_STEPS, Recurring, Rule, TierStep, Tiers,
 };
+use crate::domain::Category;
 use serde_json::json;
 use utoipa::openapi::schema::{
     AdditionalProperties, AllOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Ref, Schema,
@@ -216,6 +217,8 @@ impl PartialSchema for SaleRule {
                              without one and orders without lines earn the default rate.",
                         ))
                         .additional_properties(Some(Ref::from_schema_name("Rule")))
+                        .property_names(Some(Category::schema_object()))
+                        .min_properties(Some(1))
                         .max_properties(Some(MAX_CATEGORIES)),
                 )
                 .property("recurring", Ref::from_schema_name("Recurring"))
