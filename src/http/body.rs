@@ -237,6 +237,12 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_number_with_seventeen_digits_written_as_a_float_is_read_exactly() {
+        let shape: Shape = parse(br#"{"amount": 2251799813685247.0, "rules": {}}"#).unwrap();
+        assert_eq!(shape.amount, 2_251_799_813_685_247);
+    }
+
+    #[test]
     fn a_body_and_the_structs_in_it_are_objects_not_arrays() {
         #[derive(Debug, Deserialize)]
         #[serde(deny_unknown_fields)]
