@@ -519,16 +519,10 @@ pub fn earn(
     month: MonthState,
     held: &Held,
 ) -> Result<Earned, ConversionReason> {
-    let (rule, source) = match terms.rules.rule(order.event) {
-        Some(rule) => (rule, RuleSource::Agreement),
-        None => (
-            program
-                .rules
-                .rule(order.event)
-                .ok_or(ConversionReason::NoRule)?,
-            RuleSource::Program,
-        ),
-    };
+    let (rule, source) = terms
+        .rules
+        .rule_over(&program.rules, order.event)
+        .ok_or(ConversionReason::NoRule)?;
     let renewal = match order.renewal {
         None => None,
         Some(r) => {

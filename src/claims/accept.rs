@@ -304,18 +304,16 @@ fn earnings(terms: &Terms, members: &[Member], sale: &Sale) -> Result<Earnings, 
         })
     };
     let program_rules = parse(&terms.program_commission)?;
-    let own = terms.commission.as_ref().map(parse).transpose()?;
-    let source = match &own {
-        Some(own) if own.rule(EarningEvent::Sale).is_some() => RuleSource::Agreement,
-        _ => RuleSource::Program,
+    let own = match &terms.commission {
+        Some(v) => parse(v)?,
+        None => CommissionRules::default(),
     };
-    let rules = match own {
-        Some(own) => own.overriding(&program_rules),
-        None => program_rules,
-    };
-    let rule = rules.get(EarningEvent::Sale).ok_or_else(|| {
-        ClaimError::Conflict("the agreement has no commission rule for sales".into())
-    })?;
+    let (rule, source) = own
+        .rule_over(&program_rules, EarningEvent::Sale)
+        .map(|(rule, source)| (rule.rate, source))
+        .ok_or_else(|| {
+            ClaimError::Conflict("the agreement has no commission rule for sales".into())
+        })?;
     let shares: Vec<(PartnerId, u32)> = terms
         .partner_ids
         .iter()

@@ -16,7 +16,7 @@
 //! valid rule is.
 
 use super::text_enum::text_enum;
-use super::{BasisPoints, Category};
+use super::{BasisPoints, Category, RuleSource};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -201,6 +201,20 @@ impl CommissionRules {
     /// The default rate of an event's rule.
     pub fn get(&self, event: EarningEvent) -> Option<Rule> {
         self.rule(event).map(|r| r.rate)
+    }
+
+    /// The rule for `event` in force when these (an agreement's own rules)
+    /// sit over the `program`'s: the agreement's own when it has one, else
+    /// the program's. The one place that order of precedence is decided.
+    pub fn rule_over<'a>(
+        &'a self,
+        program: &'a CommissionRules,
+        event: EarningEvent,
+    ) -> Option<(&'a EventRule, RuleSource)> {
+        match self.rule(event) {
+            Some(rule) => Some((rule, RuleSource::Agreement)),
+            None => program.rule(event).map(|rule| (rule, RuleSource::Program)),
+        }
     }
 
     /// An event's rule with its options.
