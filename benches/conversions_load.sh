@@ -8,6 +8,7 @@
 #   LOAD_CONVERSIONS=50000 LOAD_CONNECTIONS=128 benches/conversions_load.sh
 #   LOAD_RULES="flat tiered flat tiered" LOAD_PACED_SECONDS=0 benches/conversions_load.sh
 #   BENCH_PORT=18383 BENCH_PG_PORT=18384 benches/conversions_load.sh
+#   PG_STATS=1 benches/conversions_load.sh   # and where Postgres spends its time
 #
 # LOAD_RULES lists the programs to run, one after the other on the same
 # server: `flat` (10% of sales, the default) or `tiered` (count tiers with
@@ -39,8 +40,10 @@ if [ "${PG_AS_DEPLOYED:-1}" = 1 ]; then
     [ "$(id -u)" -eq 0 ] && run_as=(runuser -u postgres --) && chown postgres "$PG_DATA"
     say "starting a private PostgreSQL as deployed (fsync on) on 127.0.0.1:$PG_PORT"
     "${run_as[@]}" "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    stats_opts=""
+    [ "${PG_STATS:-0}" = 1 ] && stats_opts="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
     "${run_as[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/log" -w -t 60 start \
-        -o "-h 127.0.0.1 -p $PG_PORT -k $PG_DATA -c max_connections=200" >/dev/null
+        -o "-h 127.0.0.1 -p $PG_PORT -k $PG_DATA -c max_connections=200 $stats_opts" >/dev/null
     stop_pg() { "${run_as[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast stop >/dev/null 2>&1 || true; rm -rf "$PG_DATA"; }
     [ "$("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc 'show fsync')" = on ] || die "fsync is off"
     export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/mitra_bench_conversions"
@@ -52,6 +55,7 @@ psql -q "${DATABASE_URL%/*}/postgres" \
     -c "drop database if exists mitra_bench_conversions with (force)" \
     -c "create database mitra_bench_conversions" \
     -c "alter database mitra_bench_conversions set log_min_duration_statement = ${LOG_SLOWER_THAN_MS:--1}" >/dev/null
+[ "${PG_STATS:-0}" = 1 ] && psql -q "$DATABASE_URL" -c "create extension pg_stat_statements" >/dev/null
 BASE="http://127.0.0.1:$PORT"
 ADMIN="bench-admin-token-0000000"
 export MITRA_ADMIN_TOKEN="$ADMIN" MITRA_LINK_KEYS="1:bench-link-key-bench-link-key" \
@@ -104,3 +108,14 @@ for RULES in ${LOAD_RULES:-flat}; do
         echo "RULES $RULES booked_per_s=$RATE vs flat $BASELINE: $(python3 -c "print(f'{$RATE / $BASELINE:.0%}')")"
     fi
 done
+
+if [ "${PG_STATS:-0}" = 1 ]; then
+    # Where the database's time went, statement by statement (triggers'
+    # statements included): the profile of the money path.
+    say "Postgres time by statement (pg_stat_statements, top 25)"
+    psql -X "$DATABASE_URL" -P pager=off -c "
+        select round(total_exec_time::numeric, 0) as total_ms, calls,
+               round((total_exec_time / greatest(calls, 1))::numeric, 3) as mean_ms, rows,
+               regexp_replace(left(query, 110), '\s+', ' ', 'g') as query
+        from pg_stat_statements order by total_exec_time desc limit 25"
+fi
