@@ -160,7 +160,15 @@ pub struct Facts {
     /// (agreement, month) -> its counted sales so far, for the rules with
     /// tiers or bonuses the batch's sales price under.
     pub months: HashMap<(AgreementId, NaiveDate), MonthState>,
+    /// Sales whose rank in a month was reserved by an earlier attempt (a
+    /// worker that stopped before booking them): the month as it stood
+    /// before each. Such a sale prices from here and is not counted again.
+    pub ranks: HashMap<ConversionId, Rank>,
 }
+
+/// A sale's place in its agreement's month: the month, and the state it
+/// stood at before the sale.
+pub type Rank = ((AgreementId, NaiveDate), MonthState);
 
 impl Facts {
     /// The program's terms in force at `at`: the latest version made at or
@@ -286,17 +294,20 @@ pub fn candidate<'a>(row: &'a Claimed, facts: &Facts) -> Result<Candidate<'a>, O
 }
 
 /// What a batch decided: each conversion's outcome, the commissions to
-/// book, the changes to the daily roll-ups, and the months' new tier state.
+/// book, the changes to the daily roll-ups, the months' new tier state, and
+/// the rank each newly counted sale took in its month.
 #[derive(Debug, Default)]
 pub struct Decided {
     pub outcomes: Vec<Outcome>,
     pub bookings: Vec<NewCommission>,
     pub deltas: Vec<Delta>,
     pub months: Vec<((AgreementId, NaiveDate), MonthState)>,
+    pub ranks: Vec<(ConversionId, Rank)>,
 }
 
 /// Decides every sale and lead of a batch (refunds are decided apart), in
-/// claim order: that order ranks a month's sales for tiers and milestones.
+/// claim order: that order ranks a month's sales for tiers and milestones
+/// (after those whose rank `facts.ranks` already holds).
 pub fn attribute(
     rows: &[Claimed],
     facts: &Facts,
@@ -309,6 +320,7 @@ pub fn attribute(
         bookings: Vec::with_capacity(rows.len() * 2),
         deltas: Vec::with_capacity(rows.len() * 3),
         months: Vec::new(),
+        ranks: Vec::new(),
     };
     let mut months = facts.months.clone();
     let mut touched = BTreeSet::new();
@@ -399,7 +411,14 @@ fn decide_one(
         cand.agreement_id,
         pricing::month_of(row.occurred_at.date_naive()),
     );
-    let month = months.get(&month_key).copied().unwrap_or_default();
+    // A rank reserved for this very month stands; otherwise the sale takes
+    // the next one.
+    let reserved = facts
+        .ranks
+        .get(&row.id)
+        .filter(|(key, _)| *key == month_key)
+        .map(|(_, before)| *before);
+    let month = reserved.unwrap_or_else(|| months.get(&month_key).copied().unwrap_or_default());
     let held = Held {
         review: outcome.fraud.clone(),
         approve_after: now + Duration::days(i64::from(program.hold_days)),
@@ -445,7 +464,12 @@ fn decide_one(
     }
     d.bookings.extend(earned.bookings);
     d.outcomes.push(outcome);
-    earned.month.map(|m| (month_key, m))
+    if reserved.is_some() {
+        return None; // counted in its month when the rank was reserved
+    }
+    let after = earned.month?;
+    d.ranks.push((row.id, (month_key, month)));
+    Some((month_key, after))
 }
 
 /// `earned` with only the commissions of partners who are members of the
@@ -1058,6 +1082,58 @@ mod tests {
             .collect();
         assert_eq!(bonus_deltas.len(), 2);
         assert!(bonus_deltas.iter().all(|x| x.revenue_minor == 0));
+    }
+
+    #[test]
+    fn a_reserved_rank_stands_and_the_rest_take_the_next_ones() {
+        let rows: Vec<Claimed> = (1..=3)
+            .map(|id| row(id, Event::Sale, 10_000, None, Some("AYU10")))
+            .collect();
+        let mut f = facts(&rows);
+        f.programs.get_mut(&PROGRAM).unwrap()[0].rules = rules(serde_json::json!({"sale": {
+            "percent_bps": 1000,
+            "tiers": {"by": "count", "steps": [{"from": 2, "percent_bps": 2000}]}
+        }}));
+        let key = (AGREEMENT, november());
+        // Sale 2 was ranked first in an earlier attempt, and counted then.
+        f.ranks
+            .insert(ConversionId::from_db(2), (key, MonthState::default()));
+        let counted = MonthState {
+            sales: 1,
+            revenue_minor: 10_000,
+            rated_sales: 1,
+            rated_base_minor: 10_000,
+            rated_minor: 1_000,
+            ..MonthState::default()
+        };
+        f.months.insert(key, counted);
+        let d = attribute(&rows, &f, &FraudSettings::default(), t0());
+        let totals: Vec<(i64, i64)> = d
+            .bookings
+            .iter()
+            .map(|b| (b.conversion_id.get(), b.total_minor))
+            .collect();
+        assert_eq!(
+            totals,
+            vec![
+                (1, 2_000),
+                (1, 2_000),
+                (2, 1_000),
+                (2, 1_000),
+                (3, 2_000),
+                (3, 2_000)
+            ]
+        );
+        let ranked: Vec<(i64, i64)> = d
+            .ranks
+            .iter()
+            .map(|(id, (k, before))| {
+                assert_eq!(*k, key);
+                (id.get(), before.sales)
+            })
+            .collect();
+        assert_eq!(ranked, vec![(1, 1), (3, 2)], "sale 2 is not ranked again");
+        assert_eq!(d.months[0].1.sales, 3);
     }
 
     #[test]

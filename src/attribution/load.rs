@@ -3,19 +3,21 @@
 
 use super::decide::{self, Claimed, Facts, Origin, ProgramTerms, Terms};
 use super::fraud::{SaleAverages, Signals};
-use super::pricing::{self, MonthState};
+use super::months;
 use crate::domain::click_id::{self, ClickId};
 use crate::domain::{
-    AgreementId, CommissionRules, ConversionId, ConversionStatus, Currency, EarningEvent,
-    EnrollmentStatus, Event, Item, KeyRing, LinkId, PartnerId, ProgramId,
+    AgreementId, CommissionRules, ConversionId, ConversionStatus, Currency, EnrollmentStatus,
+    Event, Item, KeyRing, LinkId, PartnerId, ProgramId,
 };
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use sqlx::types::Json;
 use std::collections::HashMap;
 
 /// Claims up to `batch` received conversions, oldest first, skipping those
-/// another worker holds.
+/// another worker holds. `no key update`: a row's key never changes, and a
+/// rank reserved for it in another transaction (`months`) may reference it
+/// meanwhile.
 pub async fn claim(tx: &mut PgConnection, batch: i64) -> Result<Vec<Claimed>, sqlx::Error> {
     sqlx::query_as!(
         Claimed,
@@ -28,7 +30,7 @@ pub async fn claim(tx: &mut PgConnection, batch: i64) -> Result<Vec<Claimed>, sq
         where status = 'received'
         order by id
         limit $1
-        for update skip locked
+        for no key update skip locked
         "#,
         batch
     )
@@ -75,11 +77,8 @@ pub async fn facts(
     let for_signals: Vec<(&Claimed, Option<&str>)> =
         candidates.iter().map(|(r, c)| (*r, c.click_id)).collect();
     facts.signals = Signals::load(tx, &for_signals, averages).await?;
-    // Last: two workers pricing sales of one agreement-month wait for each
-    // other from here to their commit (a sale's tier is its rank in the
-    // month), so nothing that does not need the month is done while it is held.
-    let wanted = months_wanted(&candidates, &facts);
-    facts.months = lock_months(tx, &wanted).await?;
+    // The months themselves are locked apart, in `months::reserve`.
+    facts.ranks = months::reserved(tx, rows).await?;
     Ok(facts)
 }
 
@@ -161,207 +160,6 @@ pub(crate) async fn first_payments(
             )
         })
         .collect())
-}
-
-/// The agreement-months' state as it stands, neither locked nor written:
-/// what the simulator prices against. A month without a row yet is counted
-/// from its attributed sales, as `lock_months` would start it.
-pub(crate) async fn read_months(
-    tx: &mut PgConnection,
-    wanted: &[(ProgramId, AgreementId, NaiveDate)],
-) -> Result<HashMap<(AgreementId, NaiveDate), MonthState>, sqlx::Error> {
-    if wanted.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows = sqlx::query!(
-        r#"
-        select q.agreement_id as "agreement_id!: AgreementId", q.month as "month!",
-               coalesce(m.sales, x.sales) as "sales!",
-               coalesce(m.revenue_minor, x.revenue) as "revenue_minor!",
-               coalesce(m.tier, 0) as "tier!", coalesce(m.rated_sales, 0) as "rated_sales!",
-               coalesce(m.rated_base_minor, 0) as "rated_base_minor!",
-               coalesce(m.rated_minor, 0) as "rated_minor!"
-        from unnest($1::bigint[], $2::bigint[], $3::date[]) as q(program_id, agreement_id, month)
-        left join agreement_months m on m.agreement_id = q.agreement_id and m.month = q.month
-        cross join lateral (
-            select count(*) as sales, coalesce(sum(c.amount_minor), 0)::bigint as revenue
-            from conversions c
-            where m.agreement_id is null
-              and c.program_id = q.program_id and c.agreement_id = q.agreement_id
-              and c.event = 'sale' and c.status = 'attributed' and c.reason is null
-              and c.occurred_at >= q.month::timestamp at time zone 'UTC'
-              and c.occurred_at < (q.month + interval '1 month')::timestamp at time zone 'UTC'
-        ) x
-        "#,
-        &wanted.iter().map(|w| w.0.get()).collect::<Vec<_>>(),
-        &wanted.iter().map(|w| w.1.get()).collect::<Vec<_>>(),
-        &wanted.iter().map(|w| w.2).collect::<Vec<_>>(),
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            (
-                (r.agreement_id, r.month),
-                MonthState {
-                    sales: r.sales,
-                    revenue_minor: r.revenue_minor,
-                    tier: r.tier,
-                    rated_sales: r.rated_sales,
-                    rated_base_minor: r.rated_base_minor,
-                    rated_minor: r.rated_minor,
-                },
-            )
-        })
-        .collect())
-}
-
-/// The (program, agreement, month) of each sale whose rule keeps a month:
-/// tiers or bonuses, under the terms in force when it happened.
-fn months_wanted(
-    candidates: &[(&Claimed, decide::Candidate<'_>)],
-    facts: &Facts,
-) -> Vec<(ProgramId, AgreementId, NaiveDate)> {
-    let mut wanted: Vec<(ProgramId, AgreementId, NaiveDate)> = candidates
-        .iter()
-        .filter(|(r, _)| r.event == Event::Sale)
-        .filter_map(|(r, c)| {
-            let terms = facts.terms.get(&r.id)?;
-            let program = facts.program_terms(r.program_id, r.occurred_at)?;
-            let rule = terms
-                .rules
-                .rule(EarningEvent::Sale)
-                .or_else(|| program.rules.rule(EarningEvent::Sale))?;
-            rule.needs_month().then(|| {
-                (
-                    r.program_id,
-                    c.agreement_id,
-                    pricing::month_of(r.occurred_at.date_naive()),
-                )
-            })
-        })
-        .collect();
-    wanted.sort_unstable();
-    wanted.dedup();
-    wanted
-}
-
-/// Locks the agreement-months the batch prices sales in, in key order (so
-/// workers never deadlock), starting a missing one from the month's
-/// attributed sales of the agreement that earned under a rule: a rule that
-/// gains tiers mid-month counts the month's earlier sales (nothing from
-/// before it is re-rated).
-async fn lock_months(
-    tx: &mut PgConnection,
-    wanted: &[(ProgramId, AgreementId, NaiveDate)],
-) -> Result<HashMap<(AgreementId, NaiveDate), MonthState>, sqlx::Error> {
-    if wanted.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let agreements: Vec<i64> = wanted.iter().map(|w| w.1.get()).collect();
-    let months: Vec<NaiveDate> = wanted.iter().map(|w| w.2).collect();
-    let mut found = select_months(tx, &agreements, &months).await?;
-    if found.len() < wanted.len() {
-        let missing: Vec<&(ProgramId, AgreementId, NaiveDate)> = wanted
-            .iter()
-            .filter(|w| !found.contains_key(&(w.1, w.2)))
-            .collect();
-        sqlx::query!(
-            r#"
-            insert into agreement_months (agreement_id, month, sales, revenue_minor)
-            select q.agreement_id, q.month, x.sales, x.revenue
-            from unnest($1::bigint[], $2::bigint[], $3::date[]) as q(program_id, agreement_id, month)
-            cross join lateral (
-                select count(*) as sales, coalesce(sum(c.amount_minor), 0)::bigint as revenue
-                from conversions c
-                where c.program_id = q.program_id and c.agreement_id = q.agreement_id
-                  and c.event = 'sale' and c.status = 'attributed' and c.reason is null
-                  and c.occurred_at >= q.month::timestamp at time zone 'UTC'
-                  and c.occurred_at < (q.month + interval '1 month')::timestamp at time zone 'UTC'
-            ) x
-            on conflict do nothing
-            "#,
-            &missing.iter().map(|w| w.0.get()).collect::<Vec<_>>(),
-            &missing.iter().map(|w| w.1.get()).collect::<Vec<_>>(),
-            &missing.iter().map(|w| w.2).collect::<Vec<_>>(),
-        )
-        .execute(&mut *tx)
-        .await?;
-        found = select_months(tx, &agreements, &months).await?;
-    }
-    Ok(found)
-}
-
-async fn select_months(
-    tx: &mut PgConnection,
-    agreements: &[i64],
-    months: &[NaiveDate],
-) -> Result<HashMap<(AgreementId, NaiveDate), MonthState>, sqlx::Error> {
-    let rows = sqlx::query!(
-        r#"select m.agreement_id as "agreement_id: AgreementId", m.month, m.sales, m.revenue_minor,
-                  m.tier, m.rated_sales, m.rated_base_minor, m.rated_minor
-           from agreement_months m
-           join unnest($1::bigint[], $2::date[]) as q(agreement_id, month)
-             on m.agreement_id = q.agreement_id and m.month = q.month
-           order by m.agreement_id, m.month
-           for update of m"#,
-        agreements,
-        months
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            (
-                (r.agreement_id, r.month),
-                MonthState {
-                    sales: r.sales,
-                    revenue_minor: r.revenue_minor,
-                    tier: r.tier,
-                    rated_sales: r.rated_sales,
-                    rated_base_minor: r.rated_base_minor,
-                    rated_minor: r.rated_minor,
-                },
-            )
-        })
-        .collect())
-}
-
-/// Writes the months' new state (their rows are locked since `facts`).
-pub async fn write_months(
-    tx: &mut PgConnection,
-    months: &[((AgreementId, NaiveDate), MonthState)],
-) -> Result<(), sqlx::Error> {
-    if months.is_empty() {
-        return Ok(());
-    }
-    sqlx::query!(
-        r#"
-        update agreement_months m set
-            sales = u.sales, revenue_minor = u.revenue, tier = u.tier, rated_sales = u.rated_sales,
-            rated_base_minor = u.rated_base, rated_minor = u.rated
-        from unnest($1::bigint[], $2::date[], $3::bigint[], $4::bigint[], $5::int[], $6::bigint[],
-                    $7::bigint[], $8::bigint[])
-             as u(agreement_id, month, sales, revenue, tier, rated_sales, rated_base, rated)
-        where m.agreement_id = u.agreement_id and m.month = u.month
-        "#,
-        &months.iter().map(|m| m.0.0.get()).collect::<Vec<_>>(),
-        &months.iter().map(|m| m.0.1).collect::<Vec<_>>(),
-        &months.iter().map(|m| m.1.sales).collect::<Vec<_>>(),
-        &months.iter().map(|m| m.1.revenue_minor).collect::<Vec<_>>(),
-        &months.iter().map(|m| m.1.tier).collect::<Vec<_>>(),
-        &months.iter().map(|m| m.1.rated_sales).collect::<Vec<_>>(),
-        &months
-            .iter()
-            .map(|m| m.1.rated_base_minor)
-            .collect::<Vec<_>>(),
-        &months.iter().map(|m| m.1.rated_minor).collect::<Vec<_>>(),
-    )
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }
 
 async fn coupons(

@@ -2,11 +2,13 @@
 //! a coupon or a click, and books commissions, all in one transaction.
 //!
 //! One step reads top to bottom: claim a batch (`load::claim`), load what
-//! the database knows about it (`load::facts`: terms, subscriptions, and the
-//! month-to-date tier state of the agreements it prices, locked), decide
-//! without I/O (`decide::attribute`, unit-tested; `pricing` inside it),
-//! book through the one booking path, apply the batch's refunds (`refunds`,
-//! likewise load, decide, write), and record every outcome.
+//! the database knows about it (`load::facts`: terms, subscriptions, fraud
+//! signals, ranks reserved by an earlier attempt), decide without I/O
+//! (`decide::attribute`, unit-tested; `pricing` inside it) — first
+//! reserving the sales' ranks in their agreement-months when their rule has
+//! tiers or bonuses (`months`) — book through the one booking path, apply
+//! the batch's refunds (`refunds`, likewise load, decide, write), and
+//! record every outcome.
 //!
 //! Several workers may run: each claims a batch with `FOR UPDATE SKIP
 //! LOCKED`, so no two see the same conversion, and a commission is unique
@@ -16,6 +18,7 @@
 pub mod decide;
 pub mod fraud;
 mod load;
+mod months;
 pub mod pricing;
 mod refunds;
 pub mod simulate;
@@ -70,10 +73,17 @@ impl Attributor {
         let (earning, refund_rows): (Vec<Claimed>, Vec<Claimed>) =
             claimed.into_iter().partition(|c| c.event != Event::Refund);
 
-        let facts = load::facts(&mut tx, &earning, &self.keys, &self.averages).await?;
-        let decided = decide::attribute(&earning, &facts, &self.settings.fraud, Utc::now());
+        let mut facts = load::facts(&mut tx, &earning, &self.keys, &self.averages).await?;
+        let decided = months::decide(
+            &self.db,
+            &earning,
+            &mut facts,
+            &self.settings.fraud,
+            Utc::now(),
+        )
+        .await?;
         let booked = booking::book(&mut tx, &decided.bookings).await?;
-        load::write_months(&mut tx, &decided.months).await?;
+        months::forget(&mut tx, &facts, &decided).await?;
         let in_batch: Vec<ConversionId> = earning.iter().map(|c| c.id).collect();
         let refund_report = refunds::apply(&mut tx, &refund_rows, &in_batch).await?;
 

@@ -7,8 +7,8 @@
 //! same order in the same month would book.
 
 use super::decide::{self, Held, Membership, Order, ProgramTerms, Renewal, Terms};
-use super::load;
 use super::pricing::{self, MonthState};
+use super::{load, months};
 use crate::domain::{
     AgreementId, AppliedRule, CommissionKind, ConversionId, ConversionReason, ConversionStatus,
     Currency, EarningEvent, Item, PartnerId, ProgramId, RuleSource,
@@ -212,7 +212,7 @@ pub async fn simulate(
     let members = load::members_of(&mut conn, pairs).await?;
     let months = match req.month_to_date {
         Some(_) => Default::default(),
-        None => load::read_months(&mut conn, &counted).await?,
+        None => months::read(&mut conn, &counted).await?,
     };
     let order = |agreement_id| Order {
         conversion_id: ConversionId::from_db(0),

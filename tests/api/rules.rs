@@ -646,3 +646,156 @@ async fn the_simulator_answers_what_booking_then_books_and_books_nothing_itself(
         vec!["event", "currency"]
     );
 }
+
+/// The tier step and month rank each order's conversion commission recorded.
+async fn ranks(app: &TestApp, program: &Value, orders: &[String]) -> Vec<(i64, i64)> {
+    let mut got = Vec::new();
+    for order in orders {
+        let conversion = app.conversion(program, order).await;
+        let c = conversion["commissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["kind"] == "conversion")
+            .unwrap_or_else(|| panic!("{order} booked no commission: {conversion}"));
+        let tier = &c["rule"]["tier"];
+        got.push((
+            tier["step"].as_i64().unwrap(),
+            tier["month_sales"].as_i64().unwrap(),
+        ));
+    }
+    got
+}
+
+#[tokio::test]
+async fn a_sale_whose_rank_a_stopped_worker_reserved_keeps_it_and_is_counted_once() {
+    let app = spawn_app().await;
+    let (program, _, _) = program_with(
+        &app,
+        json!({"sale": {"percent_bps": 1000,
+                        "tiers": {"by": "count", "steps": [{"from": 2, "percent_bps": 2000}]}}}),
+    )
+    .await;
+    post(&app, &program, sale_with("R-1", 10_000, json!({}))).await;
+    post(&app, &program, sale_with("R-2", 10_000, json!({}))).await;
+    // What a worker leaves that reserved R-2 as the month's first sale and
+    // stopped before booking: the month advanced, R-2's rank recorded.
+    let agreement_id: i64 = sqlx::query_scalar("select id from agreements")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let (r2, month): (i64, chrono::NaiveDate) = sqlx::query_as(
+        "select id, date_trunc('month', occurred_at at time zone 'UTC')::date
+         from conversions where order_id = 'R-2'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into agreement_months (agreement_id, month, sales, revenue_minor, rated_sales,
+                                       rated_base_minor, rated_minor)
+         values ($1, $2, 1, 10000, 1, 10000, 1000)",
+    )
+    .bind(agreement_id)
+    .bind(month)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into month_ranks (conversion_id, agreement_id, month, sales, revenue_minor, tier,
+                                  rated_sales, rated_base_minor, rated_minor)
+         values ($1, $2, $3, 0, 0, 0, 0, 0, 0)",
+    )
+    .bind(r2)
+    .bind(agreement_id)
+    .bind(month)
+    .execute(&app.db)
+    .await
+    .unwrap();
+
+    app.attribute().await;
+    // R-2 keeps the first rank (10%) though R-1 is older and claimed first;
+    // R-1 takes the next (20%), and the month counts two sales, not three.
+    assert_eq!(
+        ranks(&app, &program, &["R-1".into(), "R-2".into()]).await,
+        vec![(1, 2), (0, 1)]
+    );
+    let amounts: Vec<i64> = sqlx::query_scalar(
+        "select c.amount_minor from commissions c join conversions v on v.id = c.conversion_id
+         order by v.order_id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(amounts, vec![2_000, 1_000]);
+    let (sales, left): (i64, i64) = sqlx::query_as(
+        "select (select sales from agreement_months), (select count(*) from month_ranks)",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        (sales, left),
+        (2, 0),
+        "counted once; booking clears the reservation"
+    );
+}
+
+#[tokio::test]
+async fn workers_booking_one_agreements_month_at_once_give_every_sale_its_own_rank() {
+    let app = spawn_app_with(
+        mitra::startup::Roles::API,
+        &[("MITRA_ATTRIBUTION_BATCH", "4")],
+    )
+    .await;
+    let (program, partner, _) = program_with(
+        &app,
+        json!({"sale": {"percent_bps": 1000,
+                        "tiers": {"by": "count", "rerate": true,
+                                  "steps": [{"from": 10, "percent_bps": 1200},
+                                            {"from": 25, "percent_bps": 1500}]},
+                        "bonuses": [{"by": "count", "at": 20, "flat_minor": 700}]}}),
+    )
+    .await;
+    let orders: Vec<String> = (0..40).map(|i| format!("W-{i:02}")).collect();
+    for order in &orders {
+        post(&app, &program, sale_with(order, 1_000, json!({}))).await;
+    }
+    // Three workers, batches of four, all on one agreement's month.
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let worker = app.attributor();
+            tokio::spawn(async move {
+                while worker.step().await.unwrap() == mitra::background::Step::Busy {}
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let mut got: Vec<i64> = ranks(&app, &program, &orders)
+        .await
+        .into_iter()
+        .map(|(_, rank)| rank)
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, (1..=40).collect::<Vec<_>>(), "each rank given once");
+    // Whatever order the workers took, the month books what 40 sales of
+    // 10.00 earn: 9 at 10%, 15 at 12%, 16 at 15%, the earlier ones raised
+    // to each step reached (re-rating), and one bonus.
+    let balance = assert_status(
+        app.get(
+            &format!("/v1/partners/{}/balance", s(&partner["id"])),
+            &app.admin_token,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(balance["balances"][0]["pending_minor"], 40 * 150 + 700);
+    let bonuses: i64 = sqlx::query_scalar("select count(*) from commissions where kind = 'bonus'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(bonuses, 1);
+}
