@@ -210,6 +210,10 @@ impl Attributor {
     }
 }
 
+/// Records each conversion's outcome. `c.id = any($1)` repeats the join's
+/// ids as an index condition: joined to `unnest` alone, the planner (its
+/// statistics behind the table's growth) hashed a scan of the whole table
+/// for every batch.
 async fn write_outcomes(tx: &mut PgConnection, outcomes: &[Outcome]) -> Result<(), sqlx::Error> {
     if outcomes.is_empty() {
         return Ok(());
@@ -227,7 +231,7 @@ async fn write_outcomes(tx: &mut PgConnection, outcomes: &[Outcome]) -> Result<(
                     $7::timestamptz[], $8::bigint[], $9::int[], $10::bigint[], $11::int[])
              as u(id, status, reason, fraud, via, link_id, clicked_at, agreement_id, version, sale_id,
                   program_version)
-        where c.id = u.id
+        where c.id = u.id and c.id = any($1)
         "#,
         &outcomes.iter().map(|o| o.id.get()).collect::<Vec<_>>(),
         &outcomes.iter().map(|o| o.status.as_str()).collect::<Vec<_>>() as &[&str],
@@ -251,14 +255,23 @@ async fn write_outcomes(tx: &mut PgConnection, outcomes: &[Outcome]) -> Result<(
 
 /// Puts refunds that waited for their sale back in the queue once the sale
 /// has been processed.
+///
+/// It runs after every batch, so it must cost next to nothing when no
+/// refund waits: the waiting refunds drive (the `conversions_waiting`
+/// partial index), and each looks its sale up by order. Written as
+/// `exists`, the planner could turn it around (a semi-join), and with the
+/// table's statistics behind its growth it did: it read every processed
+/// sale of the table per batch to find none waiting (benches/conversions_load.sh,
+/// 18-31 ms a batch). A scalar subquery cannot be turned into a join.
 async fn requeue_waiting_refunds(tx: &mut PgConnection) -> Result<u64, sqlx::Error> {
     let done = sqlx::query!(
         r#"
         update conversions r set status = 'received', reason = null
         where r.status = 'waiting' and r.event = 'refund'
-          and exists (select 1 from conversions s
-                      where s.program_id = r.program_id and s.order_id = r.order_id
-                        and s.event = 'sale' and s.status in ('attributed', 'unattributed', 'rejected'))
+          and (select true from conversions s
+               where s.program_id = r.program_id and s.order_id = r.order_id
+                 and s.event = 'sale' and s.status in ('attributed', 'unattributed', 'rejected')
+               limit 1)
         "#
     )
     .execute(&mut *tx)

@@ -147,6 +147,10 @@ impl Deliverer {
     /// delivery per event and subscribed endpoint (disabled ones included:
     /// their deliveries wait for them). Answers whether a full batch was
     /// taken at either stage, so more may be waiting.
+    ///
+    /// The taken events are marked by `id = any(array(...))`, an index
+    /// condition: as `id in (select ...)` the planner, its statistics behind
+    /// the table's growth, hashed a scan of every event ever written.
     async fn dispatch(&self) -> anyhow::Result<bool> {
         let expanded = sqlx::query_scalar!(r#"select outbox_expand($1) as "taken!""#, EXPAND_BATCH)
             .fetch_one(&self.db)
@@ -166,7 +170,7 @@ impl Deliverer {
                        and w.partner_id = any(e.partner_ids)))
                 returning 1
             )
-            update outbox_events set dispatched = true where id in (select id from events)
+            update outbox_events set dispatched = true where id = any(array(select id from events))
             "#,
             DISPATCH_BATCH
         )
