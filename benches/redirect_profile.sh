@@ -65,6 +65,9 @@ api() { curl -fsS -H "authorization: Bearer $ADMIN" -H 'content-type: applicatio
 json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)[sys.argv[1]])" "$1"; }
 PROGRAM=$(api -X POST "$BASE/v1/programs" -d '{"name":"Bench","currency":"EUR","landing_domains":["shop.example"],"default_url":"https://shop.example/","commission":{"sale":{"percent_bps":1000}}}' | json_field id)
 PARTNER=$(api -X POST "$BASE/v1/partners" -d '{"name":"Bench Partner","email":"bench@example.com"}' | json_field id)
+# The partner joins the program (invited, then accepted) before an agreement names it.
+ENROLLMENT=$(api -X POST "$BASE/v1/programs/$PROGRAM/enrollments" -d "{\"partner_id\":\"$PARTNER\"}" | json_field id)
+api -X POST "$BASE/v1/enrollments/$ENROLLMENT/accept" >/dev/null
 AGREEMENT=$(api -X POST "$BASE/v1/programs/$PROGRAM/agreements" -d "{\"partners\":[{\"partner_id\":\"$PARTNER\",\"share_bps\":10000}]}" | json_field id)
 CODE=$(api -X POST "$BASE/v1/links" -d "{\"agreement_id\":\"$AGREEMENT\",\"destination_url\":\"https://shop.example/p?x=1\",\"sub_ids\":{\"sub1\":\"bench\"}}" | json_field code)
 
