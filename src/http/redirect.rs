@@ -182,7 +182,8 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiE
     let location = deep.as_ref().unwrap_or(&link.location);
 
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let Some(click) = click_id::issue(&state.settings.link_keys, link.id, now_ms, rand::random())
+    let Some(click) =
+        click_id::issue_text(&state.settings.link_keys, link.id, now_ms, rand::random())
     else {
         tracing::error!(link = %link.id, "no click id: link id beyond the click id range");
         return Ok(found(location.with_click("")));
