@@ -9,6 +9,8 @@
 #   benches/redirect_profile.sh            # 8 s of load per phase
 #   DURATION=20 TOP=40 benches/redirect_profile.sh
 #   MITRA_BIN=/tmp/mitra-before benches/redirect_profile.sh   # another build of mitra
+#   MITRA_BIN=target/release/mitra BARE_BIN=target/release/examples/bare_redirect \
+#       benches/redirect_profile.sh       # release builds as they are: no build at all
 #
 # Under valgrind the server runs some 50x slower; the counts are per
 # request, so that does not matter. Output files stay in $OUT.
@@ -33,9 +35,14 @@ ADMIN="bench-admin-token-0000000"
 OUT="${OUT:-/tmp/mitra-redirect-profile}"
 rm -rf "$OUT" && mkdir -p "$OUT"
 
-say "building with line tables (cargo build --profile profiling)"
-SQLX_OFFLINE=true cargo build --profile profiling --quiet --bin mitra --example bare_redirect
+# MITRA_BIN and BARE_BIN given (a release build counts the same
+# instructions, only without file and line names): nothing is built.
+if [ -z "${MITRA_BIN:-}" ] || [ -z "${BARE_BIN:-}" ]; then
+    say "building with line tables (cargo build --profile profiling)"
+    SQLX_OFFLINE=true cargo build --profile profiling --quiet --bin mitra --example bare_redirect
+fi
 MITRA_BIN="${MITRA_BIN:-target/profiling/mitra}"
+BARE_BIN="${BARE_BIN:-target/profiling/examples/bare_redirect}"
 
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
@@ -56,7 +63,7 @@ export MITRA_ADMIN_TOKEN="$ADMIN" MITRA_LINK_KEYS="1:bench-link-key-bench-link-k
     REDIS_URL="redis://127.0.0.1:$REDIS_PORT" RUST_LOG="${RUST_LOG:-info}" SQLX_OFFLINE=true
 callgrind mitra "$MITRA_BIN" serve --role api
 MITRA_PID=$!
-BARE_LISTEN="127.0.0.1:$BARE_PORT" callgrind bare target/profiling/examples/bare_redirect
+BARE_LISTEN="127.0.0.1:$BARE_PORT" callgrind bare "$BARE_BIN"
 BARE_PID=$!
 for _ in $(seq 600); do curl -fs "$BASE/readyz" >/dev/null 2>&1 && curl -fs -o /dev/null "$BARE/l/x" && break; sleep 0.2; done
 curl -fs "$BASE/readyz" >/dev/null || { cat "$OUT/mitra.log"; die "mitra did not become ready"; }
@@ -65,6 +72,9 @@ api() { curl -fsS -H "authorization: Bearer $ADMIN" -H 'content-type: applicatio
 json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)[sys.argv[1]])" "$1"; }
 PROGRAM=$(api -X POST "$BASE/v1/programs" -d '{"name":"Bench","currency":"EUR","landing_domains":["shop.example"],"default_url":"https://shop.example/","commission":{"sale":{"percent_bps":1000}}}' | json_field id)
 PARTNER=$(api -X POST "$BASE/v1/partners" -d '{"name":"Bench Partner","email":"bench@example.com"}' | json_field id)
+# The partner joins the program (invited, then accepted) before an agreement names it.
+ENROLLMENT=$(api -X POST "$BASE/v1/programs/$PROGRAM/enrollments" -d "{\"partner_id\":\"$PARTNER\"}" | json_field id)
+api -X POST "$BASE/v1/enrollments/$ENROLLMENT/accept" >/dev/null
 AGREEMENT=$(api -X POST "$BASE/v1/programs/$PROGRAM/agreements" -d "{\"partners\":[{\"partner_id\":\"$PARTNER\",\"share_bps\":10000}]}" | json_field id)
 CODE=$(api -X POST "$BASE/v1/links" -d "{\"agreement_id\":\"$AGREEMENT\",\"destination_url\":\"https://shop.example/p?x=1\",\"sub_ids\":{\"sub1\":\"bench\"}}" | json_field code)
 

@@ -8,6 +8,8 @@
 #
 #   benches/soak.sh                                   # 480 s per layout
 #   SOAK_SECONDS=120 REDIRECT_RATE=20000 SALE_RATE=200 LAYOUTS=all benches/soak.sh
+#   MITRA_BIN=/tmp/mitra-before benches/soak.sh     # another build of mitra
+#   LOAD_BIN=target/release/deps/webhook_load-... benches/soak.sh   # no cargo build at all
 #
 # Layouts: `all` (one process with every role, as `mitra serve` runs by
 # default) and `split` (an `api` process and a `worker` process), one after
@@ -30,8 +32,22 @@ WORK="$(mktemp -d /tmp/mitra-soak.XXXXXX)"
 PG_ADMIN="${DATABASE_URL%/*}/postgres"
 
 say "building the release binary and the load generator"
-SQLX_OFFLINE=true cargo build --release --quiet --bin mitra
-SQLX_OFFLINE=true cargo bench --bench webhook_load --no-run --quiet 2>/dev/null
+# MITRA_BIN=/tmp/mitra-before benches/soak.sh: soak another build of mitra.
+if [ -z "${MITRA_BIN:-}" ]; then
+    SQLX_OFFLINE=true cargo build --release --quiet --bin mitra
+fi
+MITRA_BIN="${MITRA_BIN:-target/release/mitra}"
+# The load generator is run by path: a `cargo bench` in the middle of the
+# soak would first rebuild whatever changed since. LOAD_BIN=path skips the build.
+if [ -z "${LOAD_BIN:-}" ]; then
+    LOAD_BIN=$(SQLX_OFFLINE=true cargo bench --bench webhook_load --no-run --message-format=json 2>/dev/null \
+        | python3 -c 'import json, sys
+for line in sys.stdin:
+    j = json.loads(line)
+    if j.get("reason") == "compiler-artifact" and j["target"]["name"] == "webhook_load" and j.get("executable"):
+        print(j["executable"])')
+fi
+[ -x "$LOAD_BIN" ] || die "no load generator (cargo bench --bench webhook_load --no-run)"
 
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
@@ -67,12 +83,12 @@ for layout in $LAYOUTS; do
     BASE="http://127.0.0.1:$PORT"
     declare -A ROLE_PID=()
     if [ "$layout" = all ]; then
-        MITRA_LISTEN="127.0.0.1:$PORT" target/release/mitra serve >"$WORK/$layout.log" 2>&1 &
+        MITRA_LISTEN="127.0.0.1:$PORT" "$MITRA_BIN" serve >"$WORK/$layout.log" 2>&1 &
         ROLE_PID[all]=$!
     else
-        MITRA_LISTEN="127.0.0.1:$PORT" target/release/mitra serve --role api >"$WORK/$layout-api.log" 2>&1 &
+        MITRA_LISTEN="127.0.0.1:$PORT" "$MITRA_BIN" serve --role api >"$WORK/$layout-api.log" 2>&1 &
         ROLE_PID[api]=$!
-        MITRA_LISTEN="127.0.0.1:$WORKER_PORT" target/release/mitra serve --role worker >"$WORK/$layout-worker.log" 2>&1 &
+        MITRA_LISTEN="127.0.0.1:$WORKER_PORT" "$MITRA_BIN" serve --role worker >"$WORK/$layout-worker.log" 2>&1 &
         ROLE_PID[worker]=$!
         wait_ready "http://127.0.0.1:$WORKER_PORT" || die "the worker did not become ready"
     fi
@@ -84,6 +100,10 @@ for layout in $LAYOUTS; do
     SECRET=$(echo "$CREATED" | json_field webhook_secret)
     P1=$(api -X POST "$BASE/v1/partners" -d '{"name":"Soak One","email":"one@example.com"}' | json_field id)
     P2=$(api -X POST "$BASE/v1/partners" -d '{"name":"Soak Two","email":"two@example.com"}' | json_field id)
+    for P in $P1 $P2; do  # each partner joins the program: invited, then accepted
+        E=$(api -X POST "$BASE/v1/programs/$PROGRAM/enrollments" -d "{\"partner_id\":\"$P\"}" | json_field id)
+        api -X POST "$BASE/v1/enrollments/$E/accept" >/dev/null
+    done
     AGREEMENT=$(api -X POST "$BASE/v1/programs/$PROGRAM/agreements" -d "{\"partners\":[{\"partner_id\":\"$P1\",\"share_bps\":3333},{\"partner_id\":\"$P2\",\"share_bps\":6667}]}" | json_field id)
     LINK_JSON=$(api -X POST "$BASE/v1/links" -d "{\"agreement_id\":\"$AGREEMENT\",\"destination_url\":\"https://shop.example/p?x=1\",\"sub_ids\":{\"sub1\":\"soak\"}}")
     LINK=$(echo "$LINK_JSON" | json_field id)
@@ -100,7 +120,7 @@ for layout in $LAYOUTS; do
     WRK=$!
     LOAD_MODE=soak LOAD_BASE="$BASE" LOAD_PROGRAM="$PROGRAM" LOAD_SECRET="$SECRET" LOAD_LINK="$LINK" \
         LOAD_RUN_ID="soak$$$layout" LOAD_RATE="$SALE_RATE" LOAD_SECONDS="$SOAK_SECONDS" \
-        cargo bench --bench webhook_load --quiet 2>"$WORK/$layout.sales.err" >"$WORK/$layout.sales" &
+        "$LOAD_BIN" --bench 2>"$WORK/$layout.sales.err" >"$WORK/$layout.sales" &
     SALES=$!
     while kill -0 "$WRK" 2>/dev/null || kill -0 "$SALES" 2>/dev/null; do
         for role in "${!ROLE_PID[@]}"; do rss_mib "${ROLE_PID[$role]}" >>"$WORK/$layout-$role.rss"; echo >>"$WORK/$layout-$role.rss"; done
@@ -142,7 +162,7 @@ for layout in $LAYOUTS; do
     REPORT+="$CHECK"$'\n'
     REPORT+="$(grep -h '^soak:' "$WORK/$layout.sales"); redirects: $(awk '/^Requests\/sec/ {print $2}' "$WORK/$layout.wrk") /s"$'\n'
     # Why refused sales were refused (the first few), if any.
-    REPORT+="$(grep -h '^webhook_load:' "$WORK/$layout.sales.err" | sort | uniq -c | sort -rn | head -3)"$'\n\n'
+    REPORT+="$({ grep -h '^webhook_load:' "$WORK/$layout.sales.err" || true; } | sort | uniq -c | sort -rn | head -3)"$'\n\n'
 done
 
 cat <<EOF

@@ -46,9 +46,30 @@ impl fmt::Display for ClickId {
     }
 }
 
+/// A click id just issued: its 33 base62 digits on the stack, so the
+/// redirect that sends it allocates nothing for it.
+#[derive(Clone, Copy)]
+pub struct IssuedClickId([u8; CLICK_ID_LEN]);
+
+impl IssuedClickId {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("base62 digits are ASCII")
+    }
+}
+
 /// Makes a click id for `link` at `at_ms`, signed with the ring's first key.
 /// `None` when the link id or time does not fit (not before the year 2527).
 pub fn issue(keys: &KeyRing, link: LinkId, at_ms: i64, random: u32) -> Option<ClickId> {
+    let text = issue_text(keys, link, at_ms, random)?;
+    Some(ClickId {
+        text: text.as_str().to_owned(),
+        link,
+        clicked_at_ms: at_ms,
+    })
+}
+
+/// `issue`'s text alone, without allocating: what the redirect sends.
+pub fn issue_text(keys: &KeyRing, link: LinkId, at_ms: i64, random: u32) -> Option<IssuedClickId> {
     let key = keys.signer();
     let link_id = u64::try_from(link.get())
         .ok()
@@ -59,22 +80,18 @@ pub fn issue(keys: &KeyRing, link: LinkId, at_ms: i64, random: u32) -> Option<Cl
         | (u128::from(random & ((1 << RANDOM_BITS) - 1)) << 8)
         | u128::from(key.id());
     let tag = key.tag64(PURPOSE, &payload.to_be_bytes());
-    let mut text = String::with_capacity(CLICK_ID_LEN);
-    push_padded(&mut text, payload, PAYLOAD_LEN);
-    push_padded(&mut text, u128::from(tag), CLICK_ID_LEN - PAYLOAD_LEN);
-    Some(ClickId {
-        text,
-        link,
-        clicked_at_ms: at_ms,
-    })
+    let mut text = [b'0'; CLICK_ID_LEN];
+    put_padded(&mut text[..PAYLOAD_LEN], payload);
+    put_padded(&mut text[PAYLOAD_LEN..], u128::from(tag));
+    Some(IssuedClickId(text))
 }
 
-fn push_padded(out: &mut String, value: u128, width: usize) {
-    let digits = base62::encode(value);
-    for _ in digits.len()..width {
-        out.push('0');
-    }
-    out.push_str(&digits);
+/// Writes `value` in base62 right-aligned in `out`, which holds '0's.
+fn put_padded(out: &mut [u8], value: u128) {
+    let mut digits = [0u8; PAYLOAD_LEN];
+    let n = base62::encode_bytes(value, &mut digits).expect("22 digits hold any u128");
+    let pad = out.len() - n;
+    out[pad..].copy_from_slice(&digits[..n]);
 }
 
 /// Decodes and verifies a click id: the one function attribution trusts.
@@ -122,6 +139,20 @@ mod tests {
         assert_eq!(back.link, LinkId::from_db(77));
         assert_eq!(back.clicked_at_ms, NOW);
         assert_eq!(back, id);
+    }
+
+    proptest! {
+        #[test]
+        fn digits_are_padded_base62_as_before(link in 1i64..(1 << LINK_BITS), ms in 0i64..(1 << TIME_BITS), random in any::<u32>()) {
+            let keys = ring(K1);
+            let id = issue(&keys, LinkId::from_db(link), ms, random).unwrap();
+            let text = id.as_str();
+            prop_assert_eq!(text.len(), CLICK_ID_LEN);
+            let payload = base62::decode(&text[..PAYLOAD_LEN]).unwrap();
+            let tag = base62::decode(&text[PAYLOAD_LEN..]).unwrap();
+            prop_assert_eq!(format!("{:0>22}{:0>11}", base62::encode(payload), base62::encode(tag)), text);
+            prop_assert_eq!(verify(&keys, text), Some(id));
+        }
     }
 
     #[test]

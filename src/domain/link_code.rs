@@ -35,10 +35,29 @@ pub fn sign(keys: &KeyRing, link: LinkId) -> Option<String> {
     Some(base62::encode(packed))
 }
 
-/// The link a code names, if one of the ring's keys signed it.
-pub fn verify(keys: &KeyRing, code: &str) -> Option<LinkId> {
-    // Canonical form only: no leading zero (that would be a padded copy),
-    // nothing but base62 digits, at most 22 of them.
+/// A code taken apart, its signature not yet checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoded {
+    pub link: LinkId,
+    pub key_id: u8,
+    pub tag: u64,
+}
+
+impl Decoded {
+    /// Whether `other` is the very same code, compared in constant time
+    /// in the tag (a caller holding a code that verified asks whether
+    /// this one is it, without telling a prober how close a guess came).
+    pub fn same_code(&self, other: &Decoded) -> bool {
+        self.link == other.link
+            && self.key_id == other.key_id
+            && bool::from(self.tag.to_be_bytes().ct_eq(&other.tag.to_be_bytes()))
+    }
+}
+
+/// Takes a code apart: canonical base62 (no leading zero, that would be a
+/// padded copy; nothing but base62 digits, at most 22 of them) naming a
+/// link id in range. Says nothing about its signature: see `check`.
+pub fn decode(code: &str) -> Option<Decoded> {
     if code.is_empty() || code.len() > MAX_CODE_LEN || code.starts_with('0') {
         return None;
     }
@@ -46,15 +65,30 @@ pub fn verify(keys: &KeyRing, code: &str) -> Option<LinkId> {
         return None;
     }
     let packed = base62::decode(code).ok()?;
-    let tag = packed as u64;
-    let key_id = (packed >> 64) as u8;
     let id = i64::try_from(packed >> 72).ok()?;
     if !(1..=MAX_LINK_ID).contains(&id) {
         return None;
     }
-    let key = keys.get(key_id)?;
-    let expected = key.tag64(PURPOSE, &message(key_id, id));
-    bool::from(expected.to_be_bytes().ct_eq(&tag.to_be_bytes())).then(|| LinkId::from_db(id))
+    Some(Decoded {
+        link: LinkId::from_db(id),
+        key_id: (packed >> 64) as u8,
+        tag: packed as u64,
+    })
+}
+
+/// Whether one of the ring's keys signed the decoded code.
+pub fn check(keys: &KeyRing, code: &Decoded) -> bool {
+    let Some(key) = keys.get(code.key_id) else {
+        return false;
+    };
+    let expected = key.tag64(PURPOSE, &message(code.key_id, code.link.get()));
+    bool::from(expected.to_be_bytes().ct_eq(&code.tag.to_be_bytes()))
+}
+
+/// The link a code names, if one of the ring's keys signed it.
+pub fn verify(keys: &KeyRing, code: &str) -> Option<LinkId> {
+    let decoded = decode(code)?;
+    check(keys, &decoded).then_some(decoded.link)
 }
 
 #[cfg(test)]
@@ -125,6 +159,27 @@ mod tests {
             verify(&keys, &sign(&ring(K2), LinkId::from_db(1234)).unwrap()),
             None
         );
+    }
+
+    #[test]
+    fn a_decoded_code_is_only_ever_the_same_as_itself() {
+        let keys = ring(K1);
+        let code = sign(&keys, LinkId::from_db(1234)).unwrap();
+        let good = decode(&code).unwrap();
+        assert!(check(&keys, &good));
+        assert!(good.same_code(&decode(&code).unwrap()));
+        for i in 0..code.len() {
+            let mut bytes = code.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
+            let bad = String::from_utf8(bytes).unwrap();
+            if let Some(d) = decode(&bad).filter(|_| bad != code) {
+                assert!(!good.same_code(&d), "{bad}");
+                assert!(!check(&keys, &d), "{bad}");
+            }
+        }
+        let other_key = decode(&sign(&ring(K2), LinkId::from_db(1234)).unwrap()).unwrap();
+        assert!(!good.same_code(&other_key));
+        assert!(!check(&keys, &other_key));
     }
 
     proptest! {

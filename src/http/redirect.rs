@@ -1,8 +1,9 @@
 //! GET and HEAD /l/{code}: the redirect shoppers touch.
 //!
 //! Order matters for speed and safety: the code's signature is checked
-//! before any I/O, the link comes from the in-process cache with its landing
-//! URL prebuilt, and the click is serialized straight into the click log's
+//! before any I/O (a code the cached link has already seen verify is that
+//! same signature, recognised without a second HMAC), the link comes from
+//! the in-process cache with its landing URL prebuilt, and the click is serialized straight into the click log's
 //! buffer. Nothing here waits on Redis. Anything invalid answers 404 and
 //! logs nothing.
 
@@ -11,6 +12,7 @@ use crate::clicks::record::truncate_header;
 use crate::clicks::{ClickEventRef, bots};
 use crate::domain::WebUrl;
 use crate::domain::click_id;
+use crate::domain::link_code;
 use crate::http::error::{ApiError, problem_response};
 use crate::http::middleware;
 use crate::http::state::AppState;
@@ -145,15 +147,29 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiE
     };
     // The raw path: a percent-encoded code is not a code.
     let code = req.path().strip_prefix(PREFIX).unwrap_or("");
-    let Some(link_id) = crate::domain::link_code::verify(&state.settings.link_keys, code) else {
+    let Some(code) = link_code::decode(code) else {
         return Err(refused("invalid_code", "unknown"));
     };
-    let link = match state.link_cache.get(link_id).await {
-        Ok(Some(link)) => link,
-        Ok(None) => return Err(refused("unknown_link", "unknown")),
-        Err(e) => {
-            state.metrics.backend_error("postgres");
-            return Err(e.into());
+    // A code already verified for this cached link is the same signature:
+    // no HMAC for it again (see `LinkCache::verified`). Anything else is
+    // checked before the cache may go to Postgres.
+    let link = match state.link_cache.verified(&code) {
+        Some(link) => link,
+        None => {
+            if !link_code::check(&state.settings.link_keys, &code) {
+                return Err(refused("invalid_code", "unknown"));
+            }
+            match state.link_cache.get(code.link).await {
+                Ok(Some(link)) => {
+                    link.remember_verified(&code);
+                    link
+                }
+                Ok(None) => return Err(refused("unknown_link", "unknown")),
+                Err(e) => {
+                    state.metrics.backend_error("postgres");
+                    return Err(e.into());
+                }
+            }
         }
     };
     if link.disabled {
@@ -166,7 +182,8 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiE
     let location = deep.as_ref().unwrap_or(&link.location);
 
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let Some(click) = click_id::issue(&state.settings.link_keys, link.id, now_ms, rand::random())
+    let Some(click) =
+        click_id::issue_text(&state.settings.link_keys, link.id, now_ms, rand::random())
     else {
         tracing::error!(link = %link.id, "no click id: link id beyond the click id range");
         return Ok(found(location.with_click("")));

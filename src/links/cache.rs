@@ -7,13 +7,14 @@
 //! programs) once a second and drops what changed, so a disabled link stops
 //! redirecting everywhere within a couple of seconds, with or without Redis.
 
+use crate::domain::link_code;
 use crate::domain::{LandingDomains, LinkId, ProgramId, SubIds};
 use crate::metrics::Metrics;
 use chrono::{DateTime, Utc};
 use prometheus::IntCounter;
 use quick_cache::sync::Cache;
 use sqlx::PgPool;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use url::Url;
 
@@ -40,6 +41,9 @@ pub struct CachedLink {
     pub landing: LandingDomains,
     pub sub_ids: SubIds,
     pub disabled: bool,
+    /// The first code of this link whose signature was checked (see
+    /// `LinkCache::verified`): the same code again needs no HMAC.
+    verified_code: OnceLock<link_code::Decoded>,
     /// Counters of this link's program, resolved once (no label lookup per click).
     pub logged: IntCounter,
     pub bot: IntCounter,
@@ -102,6 +106,21 @@ impl Location {
     }
 }
 
+impl CachedLink {
+    /// Remembers a code of this link that verified, so the next request
+    /// carrying the same code is recognised without an HMAC.
+    pub fn remember_verified(&self, code: &link_code::Decoded) {
+        if code.link == self.id {
+            let _ = self.verified_code.set(*code);
+        }
+    }
+
+    /// Whether `code` is the code this link remembered as verified.
+    fn is_verified(&self, code: &link_code::Decoded) -> bool {
+        self.verified_code.get().is_some_and(|v| v.same_code(code))
+    }
+}
+
 type Entry = Option<Arc<CachedLink>>;
 
 #[derive(Clone)]
@@ -147,6 +166,21 @@ impl LinkCache {
             })
             .await?;
         Ok(entry)
+    }
+
+    /// The cached, fresh link a code names, when the code is one that
+    /// verified before: the redirect's fast path, which then needs neither
+    /// an HMAC nor Postgres. `None` says nothing; ask `link_code::check`
+    /// and `get`.
+    ///
+    /// A remembered code passed `link_code::check` against the same key
+    /// ring; an identical code (same link, key id and tag, compared in
+    /// constant time) carries the same signature, so this refuses nothing
+    /// the check accepts and accepts nothing it refuses.
+    pub fn verified(&self, code: &link_code::Decoded) -> Option<Arc<CachedLink>> {
+        let (entry, loaded) = self.cache.get(&code.link.get())?;
+        let link = entry?;
+        (loaded.elapsed() < TTL && link.is_verified(code)).then_some(link)
     }
 
     pub fn invalidate(&self, id: i64) {
@@ -203,6 +237,7 @@ impl LinkCache {
             landing: LandingDomains::from_db(row.landing_domains),
             sub_ids,
             disabled,
+            verified_code: OnceLock::new(),
         })))
     }
 
