@@ -145,7 +145,9 @@ impl Deliverer {
 
     /// Expands what the triggers queued into events, then makes one
     /// delivery per event and subscribed endpoint (disabled ones included:
-    /// their deliveries wait for them). Answers whether a full batch was
+    /// their deliveries wait for them). Both judge who subscribes with
+    /// `outbox_endpoint_wants` (migrations/20261201170001_*): the expansion
+    /// writes no event that no endpoint wants. Answers whether a full batch was
     /// taken at either stage, so more may be waiting.
     ///
     /// The taken events are marked by `id = any(array(...))`, an index
@@ -163,11 +165,7 @@ impl Deliverer {
             ), fanned as (
                 insert into webhook_deliveries (endpoint_id, event_id)
                 select w.id, e.id from events e join webhook_endpoints w
-                  on w.deleted_at is null and e.type = any(w.events)
-                 and ((w.kind = 'webhook'
-                       and (w.program_id = e.program_id or w.partner_id = any(e.partner_ids)))
-                   or (w.kind = 'postback' and w.scope_program_id = e.program_id
-                       and w.partner_id = any(e.partner_ids)))
+                  on outbox_endpoint_wants(w, e.type, e.program_id, e.partner_ids)
                 returning 1
             )
             update outbox_events set dispatched = true where id = any(array(select id from events))
