@@ -40,6 +40,9 @@ BARE="http://127.0.0.1:$BARE_PORT"
 PREFIX="bench:$$:"
 ADMIN="bench-admin-token-0000000"
 SERVER_CORE="${SERVER_CORE:-0}"
+# REDIS_CORE=1 moves Redis to the load generator's core: a diagnostic of what
+# sharing the server's core costs (not the measured layout).
+REDIS_CORE="${REDIS_CORE:-$SERVER_CORE}"
 CLIENT_CORE="${CLIENT_CORE:-1}"
 WORK="$(mktemp -d /tmp/mitra-redirect-bench.XXXXXX)"
 
@@ -53,7 +56,7 @@ trap cleanup EXIT
 
 # Redis as deployed: AOF with fsync every second, on the servers' core.
 say "starting Redis with AOF (appendfsync everysec) on 127.0.0.1:$REDIS_PORT"
-taskset -c "$SERVER_CORE" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK" \
+taskset -c "$REDIS_CORE" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK" \
     --appendonly yes --appendfsync everysec --save '' >"$WORK/redis.log" 2>&1 &
 REDIS=$!
 PIDS+=("$REDIS")
