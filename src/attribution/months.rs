@@ -81,20 +81,17 @@ pub async fn reserved(
     Ok(found
         .into_iter()
         .map(|r| {
-            (
-                r.conversion_id,
-                (
-                    (r.agreement_id, r.month),
-                    MonthState {
-                        sales: r.sales,
-                        revenue_minor: r.revenue_minor,
-                        tier: r.tier,
-                        rated_sales: r.rated_sales,
-                        rated_base_minor: r.rated_base_minor,
-                        rated_minor: r.rated_minor,
-                    },
-                ),
-            )
+            let row = MonthRow {
+                agreement_id: r.agreement_id,
+                month: r.month,
+                sales: r.sales,
+                revenue_minor: r.revenue_minor,
+                tier: r.tier,
+                rated_sales: r.rated_sales,
+                rated_base_minor: r.rated_base_minor,
+                rated_minor: r.rated_minor,
+            };
+            (r.conversion_id, row.entry())
         })
         .collect())
 }
@@ -129,6 +126,7 @@ async fn record(tx: &mut PgConnection, ranks: &[(ConversionId, Rank)]) -> Result
     if ranks.is_empty() {
         return Ok(());
     }
+    let states = Columns::of(ranks.iter().map(|r| &r.1.1));
     sqlx::query!(
         r#"
         insert into month_ranks (conversion_id, agreement_id, month, sales, revenue_minor, tier,
@@ -144,18 +142,12 @@ async fn record(tx: &mut PgConnection, ranks: &[(ConversionId, Rank)]) -> Result
         &ranks.iter().map(|r| r.0.get()).collect::<Vec<_>>(),
         &ranks.iter().map(|r| r.1.0.0.get()).collect::<Vec<_>>(),
         &ranks.iter().map(|r| r.1.0.1).collect::<Vec<_>>(),
-        &ranks.iter().map(|r| r.1.1.sales).collect::<Vec<_>>(),
-        &ranks
-            .iter()
-            .map(|r| r.1.1.revenue_minor)
-            .collect::<Vec<_>>(),
-        &ranks.iter().map(|r| r.1.1.tier).collect::<Vec<_>>(),
-        &ranks.iter().map(|r| r.1.1.rated_sales).collect::<Vec<_>>(),
-        &ranks
-            .iter()
-            .map(|r| r.1.1.rated_base_minor)
-            .collect::<Vec<_>>(),
-        &ranks.iter().map(|r| r.1.1.rated_minor).collect::<Vec<_>>(),
+        &states.sales,
+        &states.revenue_minor,
+        &states.tier,
+        &states.rated_sales,
+        &states.rated_base_minor,
+        &states.rated_minor,
     )
     .execute(&mut *tx)
     .await?;
@@ -238,7 +230,8 @@ async fn select_months(
     agreements: &[i64],
     months: &[NaiveDate],
 ) -> Result<HashMap<(AgreementId, NaiveDate), MonthState>, sqlx::Error> {
-    let rows = sqlx::query!(
+    let rows = sqlx::query_as!(
+        MonthRow,
         r#"select m.agreement_id as "agreement_id: AgreementId", m.month, m.sales, m.revenue_minor,
                   m.tier, m.rated_sales, m.rated_base_minor, m.rated_minor
            from agreement_months m
@@ -251,22 +244,7 @@ async fn select_months(
     )
     .fetch_all(&mut *tx)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            (
-                (r.agreement_id, r.month),
-                MonthState {
-                    sales: r.sales,
-                    revenue_minor: r.revenue_minor,
-                    tier: r.tier,
-                    rated_sales: r.rated_sales,
-                    rated_base_minor: r.rated_base_minor,
-                    rated_minor: r.rated_minor,
-                },
-            )
-        })
-        .collect())
+    Ok(rows.into_iter().map(MonthRow::entry).collect())
 }
 
 /// Writes the months' new state (their rows are locked since `facts`).
@@ -277,6 +255,7 @@ async fn write(
     if months.is_empty() {
         return Ok(());
     }
+    let states = Columns::of(months.iter().map(|m| &m.1));
     sqlx::query!(
         r#"
         update agreement_months m set
@@ -289,15 +268,12 @@ async fn write(
         "#,
         &months.iter().map(|m| m.0.0.get()).collect::<Vec<_>>(),
         &months.iter().map(|m| m.0.1).collect::<Vec<_>>(),
-        &months.iter().map(|m| m.1.sales).collect::<Vec<_>>(),
-        &months.iter().map(|m| m.1.revenue_minor).collect::<Vec<_>>(),
-        &months.iter().map(|m| m.1.tier).collect::<Vec<_>>(),
-        &months.iter().map(|m| m.1.rated_sales).collect::<Vec<_>>(),
-        &months
-            .iter()
-            .map(|m| m.1.rated_base_minor)
-            .collect::<Vec<_>>(),
-        &months.iter().map(|m| m.1.rated_minor).collect::<Vec<_>>(),
+        &states.sales,
+        &states.revenue_minor,
+        &states.tier,
+        &states.rated_sales,
+        &states.rated_base_minor,
+        &states.rated_minor,
     )
     .execute(&mut *tx)
     .await?;
@@ -314,7 +290,8 @@ pub(crate) async fn read(
     if wanted.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows = sqlx::query!(
+    let rows = sqlx::query_as!(
+        MonthRow,
         r#"
         select q.agreement_id as "agreement_id!: AgreementId", q.month as "month!",
                coalesce(m.sales, x.sales) as "sales!",
@@ -340,20 +317,66 @@ pub(crate) async fn read(
     )
     .fetch_all(&mut *tx)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            (
-                (r.agreement_id, r.month),
-                MonthState {
-                    sales: r.sales,
-                    revenue_minor: r.revenue_minor,
-                    tier: r.tier,
-                    rated_sales: r.rated_sales,
-                    rated_base_minor: r.rated_base_minor,
-                    rated_minor: r.rated_minor,
-                },
-            )
-        })
-        .collect())
+    Ok(rows.into_iter().map(MonthRow::entry).collect())
+}
+
+/// An agreement-month's row as `agreement_months` and `month_ranks` hold it.
+struct MonthRow {
+    agreement_id: AgreementId,
+    month: NaiveDate,
+    sales: i64,
+    revenue_minor: i64,
+    tier: i32,
+    rated_sales: i64,
+    rated_base_minor: i64,
+    rated_minor: i64,
+}
+
+impl MonthRow {
+    fn entry(self) -> ((AgreementId, NaiveDate), MonthState) {
+        (
+            (self.agreement_id, self.month),
+            MonthState {
+                sales: self.sales,
+                revenue_minor: self.revenue_minor,
+                tier: self.tier,
+                rated_sales: self.rated_sales,
+                rated_base_minor: self.rated_base_minor,
+                rated_minor: self.rated_minor,
+            },
+        )
+    }
+}
+
+/// Month states as the column arrays a set-wise write binds.
+struct Columns {
+    sales: Vec<i64>,
+    revenue_minor: Vec<i64>,
+    tier: Vec<i32>,
+    rated_sales: Vec<i64>,
+    rated_base_minor: Vec<i64>,
+    rated_minor: Vec<i64>,
+}
+
+impl Columns {
+    fn of<'a>(states: impl ExactSizeIterator<Item = &'a MonthState>) -> Self {
+        let n = states.len();
+        let mut c = Columns {
+            sales: Vec::with_capacity(n),
+            revenue_minor: Vec::with_capacity(n),
+            tier: Vec::with_capacity(n),
+            rated_sales: Vec::with_capacity(n),
+            rated_base_minor: Vec::with_capacity(n),
+            rated_minor: Vec::with_capacity(n),
+        };
+        for m in states {
+            c.sales.push(m.sales);
+            c.revenue_minor.push(m.revenue_minor);
+            c.tier.push(m.tier);
+            c.rated_sales.push(m.rated_sales);
+            c.rated_base_minor.push(m.rated_base_minor);
+            c.rated_minor.push(m.rated_minor);
+        }
+        c
+    }
 }
