@@ -79,14 +79,9 @@ TIERED='{"sale":{"percent_bps":1000,
   "tiers":{"by":"count","rerate":true,"steps":[{"from":5000,"percent_bps":1200},{"from":12000,"percent_bps":1500}]},
   "categories":{"books":{"percent_bps":500},"gift-cards":{"flat_minor":50},"electronics":{"percent_bps":300}},
   "bonuses":[{"by":"count","at":10000,"flat_minor":5000},{"by":"revenue","at":100000000,"flat_minor":20000}]}}'
-BASELINE=""
-for RULES in ${LOAD_RULES:-flat}; do
-    case "$RULES" in
-        flat) COMMISSION="$FLAT" ITEMS="" ;;
-        tiered) COMMISSION="$TIERED" ITEMS=1 ;;
-        *) die "LOAD_RULES: unknown rules $RULES (expected flat or tiered)" ;;
-    esac
-    CREATED=$(api -X POST "$BASE/v1/programs" -d "{\"name\":\"Bench $RULES\",\"currency\":\"EUR\",\"landing_domains\":[\"shop.example\"],\"default_url\":\"https://shop.example/\",\"hold_days\":30,\"commission\":$COMMISSION}")
+# A program with two partners, an agreement and a link, under $COMMISSION.
+setup_program() { # name
+    CREATED=$(api -X POST "$BASE/v1/programs" -d "{\"name\":\"$1\",\"currency\":\"EUR\",\"landing_domains\":[\"shop.example\"],\"default_url\":\"https://shop.example/\",\"hold_days\":30,\"commission\":$COMMISSION}")
     PROGRAM=$(echo "$CREATED" | json_field id)
     SECRET=$(echo "$CREATED" | json_field webhook_secret)
     P1=$(api -X POST "$BASE/v1/partners" -d '{"name":"Bench One","email":"one@example.com"}' | json_field id)
@@ -97,6 +92,35 @@ for RULES in ${LOAD_RULES:-flat}; do
     done
     AGREEMENT=$(api -X POST "$BASE/v1/programs/$PROGRAM/agreements" -d "{\"partners\":[{\"partner_id\":\"$P1\",\"share_bps\":3333},{\"partner_id\":\"$P2\",\"share_bps\":6667}]}" | json_field id)
     LINK=$(api -X POST "$BASE/v1/links" -d "{\"agreement_id\":\"$AGREEMENT\"}" | json_field id)
+}
+
+# A deployment has history: its tables are large and analyzed, and the
+# plans its connections cache were made for them. A database born with the
+# run is neither: a statement first prepared against an empty table keeps a
+# generic plan that scans the whole table (the attribution's fraud-signal
+# lookup did, 0.3 ms per sale and growing) until autovacuum's first ANALYZE,
+# a minute or more into the run. So the measured runs follow a warm-up
+# (LOAD_WARMUP sales, booked, then ANALYZE, which also makes every cached
+# plan be planned again); LOAD_WARMUP=0 measures the newborn database.
+WARMUP="${LOAD_WARMUP:-5000}"
+if [ "$WARMUP" -gt 0 ]; then
+    say "warming up: $WARMUP sales booked, then ANALYZE"
+    COMMISSION="$FLAT" setup_program "Warm-up"
+    LOAD_BASE="$BASE" LOAD_PROGRAM="$PROGRAM" LOAD_SECRET="$SECRET" LOAD_LINK="$LINK" \
+        LOAD_RUN_ID="warm$$-$RANDOM" LOAD_CONVERSIONS="$WARMUP" LOAD_PACED_SECONDS=0 \
+        cargo bench --bench webhook_load --quiet >/dev/null 2>&1 || die "the warm-up failed"
+    psql -q "$DATABASE_URL" -c "analyze" >/dev/null
+    [ "${PG_STATS:-0}" = 1 ] && psql -q "$DATABASE_URL" -c "select pg_stat_statements_reset()" >/dev/null
+fi
+
+BASELINE=""
+for RULES in ${LOAD_RULES:-flat}; do
+    case "$RULES" in
+        flat) COMMISSION="$FLAT" ITEMS="" ;;
+        tiered) COMMISSION="$TIERED" ITEMS=1 ;;
+        *) die "LOAD_RULES: unknown rules $RULES (expected flat or tiered)" ;;
+    esac
+    setup_program "Bench $RULES"
 
     say "posting conversions ($RULES rules)"
     LOAD_BASE="$BASE" LOAD_PROGRAM="$PROGRAM" LOAD_SECRET="$SECRET" LOAD_LINK="$LINK" \
