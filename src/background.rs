@@ -16,19 +16,32 @@ use tokio_util::sync::CancellationToken;
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// Work was done; look for more at once.
+    /// A full batch was done; more may be waiting: look again at once.
     Busy,
+    /// Work was done, and the queue ran dry before a batch filled: wait a
+    /// moment (`Pauses::linger`) so that what arrives meanwhile makes one
+    /// batch, instead of each arrival a transaction of its own.
+    Drained,
     /// Nothing to do; wait before polling again.
     Idle,
 }
 
+/// How long a worker waits after a step that drained its queue, and after
+/// one that found nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pauses {
+    pub linger: Duration,
+    pub idle: Duration,
+}
+
 /// Runs `step` until `shutdown` fires: busy steps follow each other at once,
-/// an idle step waits `idle` (or less, if shutdown comes first), and a
-/// failed step is logged and retried after a backoff that grows to 25.6 s.
+/// a drained step waits `pauses.linger`, an idle step `pauses.idle` (either
+/// less, if shutdown comes first), and a failed step is logged and retried
+/// after a backoff that grows to 25.6 s.
 pub async fn run_loop<F, Fut>(
     name: &'static str,
     shutdown: CancellationToken,
-    idle: Duration,
+    pauses: Pauses,
     metrics: Arc<Metrics>,
     mut step: F,
 ) where
@@ -49,13 +62,21 @@ pub async fn run_loop<F, Fut>(
                 tokio::task::yield_now().await;
                 continue;
             }
+            Ok(Step::Drained) => {
+                failures = 0;
+                metrics
+                    .worker_steps
+                    .with_label_values(&[name, "drained"])
+                    .inc();
+                pauses.linger
+            }
             Ok(Step::Idle) => {
                 failures = 0;
                 metrics
                     .worker_steps
                     .with_label_values(&[name, "idle"])
                     .inc();
-                idle
+                pauses.idle
             }
             Err(e) => {
                 failures = failures.saturating_add(1);

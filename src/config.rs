@@ -153,6 +153,9 @@ pub struct WebhookSettings {
 pub struct WorkerSettings {
     /// How long an idle worker waits before looking for work again.
     pub idle_poll: Duration,
+    /// How long a worker that emptied its queue with a part batch waits
+    /// for more to gather (attribution: fewer, fuller transactions).
+    pub linger: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -314,6 +317,10 @@ impl Settings {
             None => 500,
             Some(v) => parse_in_range("MITRA_WORKER_POLL_MS", &v, 10, 60_000)?,
         };
+        let linger_ms = match get("MITRA_WORKER_LINGER_MS") {
+            None => 50,
+            Some(v) => parse_in_range("MITRA_WORKER_LINGER_MS", &v, 0, 10_000)?,
+        };
 
         let trusted_proxies =
             TrustedProxies::parse(&get("MITRA_TRUSTED_PROXIES").unwrap_or_default())
@@ -443,6 +450,7 @@ impl Settings {
             webhooks,
             workers: WorkerSettings {
                 idle_poll: Duration::from_millis(idle_poll_ms),
+                linger: Duration::from_millis(linger_ms),
             },
             clicks: ClickSettings {
                 trusted_proxies,
@@ -552,6 +560,7 @@ mod tests {
             ("MITRA_HTTP_WORKERS", "0"),
             ("MITRA_DB_MAX_CONNECTIONS", "many"),
             ("MITRA_WORKER_POLL_MS", "1"),
+            ("MITRA_WORKER_LINGER_MS", "10001"),
             ("MITRA_BODY_TIMEOUT_MS", "5"),
             ("MITRA_TRUSTED_PROXIES", "10.0.0.0/33"),
             ("MITRA_IP_HASH_KEY", "short"),

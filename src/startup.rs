@@ -7,7 +7,7 @@
 //! long-running task as one set (see `background::Supervised`).
 
 use crate::attribution::Attributor;
-use crate::background::{Supervised, run_loop};
+use crate::background::{Pauses, Supervised, run_loop};
 use crate::claims::overdue::Overdue;
 use crate::clicks::consumer::{ClickConsumer, RECLAIM_IDLE};
 use crate::clicks::log::{ClickLog, Flusher};
@@ -175,7 +175,10 @@ impl Workers {
         roles: WorkerRoles,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let idle = self.settings.workers.idle_poll;
+        let idle = Pauses {
+            linger: self.settings.workers.linger,
+            idle: self.settings.workers.idle_poll,
+        };
         if roles.clicks {
             let worker = self.click_consumer(RECLAIM_IDLE);
             let (stop, metrics) = (shutdown.clone(), self.metrics.clone());

@@ -61,7 +61,8 @@ impl Attributor {
         }
     }
 
-    /// One batch: claim, load, decide, book, commit. Busy when it found work.
+    /// One batch: claim, load, decide, book, commit. Busy when it claimed a
+    /// full batch, drained when it claimed less (the queue is empty now).
     pub async fn step(&self) -> anyhow::Result<Step> {
         self.housekeeping_if_due().await?;
         let mut tx = self.db.begin().await?;
@@ -70,6 +71,7 @@ impl Attributor {
             tx.commit().await?;
             return Ok(Step::Idle);
         }
+        let full = claimed.len() as i64 >= self.settings.batch;
         let (earning, refund_rows): (Vec<Claimed>, Vec<Claimed>) =
             claimed.into_iter().partition(|c| c.event != Event::Refund);
 
@@ -104,7 +106,7 @@ impl Attributor {
             commissions = booked.len(),
             "attribution batch committed"
         );
-        Ok(Step::Busy)
+        Ok(if full { Step::Busy } else { Step::Drained })
     }
 
     /// One line per conversion, under the webhook's request id: the trace

@@ -214,7 +214,7 @@ async fn a_worker_killed_before_acknowledging_loses_and_doubles_nothing() {
 
     // Worker C takes over everything pending (idle threshold 0 for the test).
     let c = app.click_worker(Duration::ZERO);
-    while c.step().await.unwrap() == mitra::background::Step::Busy {}
+    while c.step().await.unwrap() != mitra::background::Step::Idle {}
     assert_eq!(link_totals(&app, &f.link).await, (30, 30, 0));
     // Everything is acknowledged and trimmed away.
     c.trim_and_measure().await.unwrap();
@@ -364,7 +364,7 @@ async fn a_worker_configured_with_fewer_shards_still_reads_every_shard_the_api_w
     let worker = mitra::startup::Workers::new(&settings)
         .unwrap()
         .click_consumer(Duration::from_secs(30));
-    while worker.step().await.unwrap() == mitra::background::Step::Busy {}
+    while worker.step().await.unwrap() != mitra::background::Step::Idle {}
     assert_eq!(link_totals(&app, &f.link).await.0, 12);
     let mut read: Vec<String> = worker.streams().iter().map(|s| s.to_string()).collect();
     read.sort();

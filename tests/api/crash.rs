@@ -201,7 +201,7 @@ async fn a_server_killed_with_webhooks_in_flight_loses_no_acknowledged_conversio
     let worker = mitra::startup::Workers::new(&settings)
         .unwrap()
         .attributor();
-    while worker.step().await.unwrap() == mitra::background::Step::Busy {}
+    while worker.step().await.unwrap() != mitra::background::Step::Idle {}
     let (conversions, commissions, per_conversion_max): (i64, i64, i64) = sqlx::query_as(
         "select (select count(*) from conversions), (select count(*) from commissions),
                 (select coalesce(max(c), 0) from (select count(*) c from commissions group by conversion_id) x)",

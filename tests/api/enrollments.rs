@@ -438,7 +438,7 @@ async fn a_deactivated_partner_keeps_what_it_earned_and_earns_nothing_new() {
 
     // What it earned before is still approved and paid.
     let worker = app.workers.lifecycle();
-    while worker.step().await.unwrap() == mitra::background::Step::Busy {}
+    while worker.step().await.unwrap() != mitra::background::Step::Idle {}
     let payout = post_as(
         &app,
         &format!("/v1/programs/{}/payouts", s(&program["id"])),

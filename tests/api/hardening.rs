@@ -64,7 +64,7 @@ async fn program_with_approved_commission(app: &TestApp) -> (Value, Value) {
     .await;
     app.attribute().await;
     let worker = app.workers.lifecycle();
-    while worker.step().await.unwrap() == mitra::background::Step::Busy {}
+    while worker.step().await.unwrap() != mitra::background::Step::Idle {}
     (program, partner)
 }
 

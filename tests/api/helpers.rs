@@ -543,7 +543,7 @@ impl TestApp {
     pub async fn drain_clicks(&self) {
         self.state.click_log.flush().await;
         let worker = self.click_worker(std::time::Duration::from_secs(30));
-        while worker.step().await.unwrap() == mitra::background::Step::Busy {}
+        while worker.step().await.unwrap() != mitra::background::Step::Idle {}
     }
 
     /// The metrics text.
@@ -698,7 +698,7 @@ impl TestApp {
     /// Runs attribution until nothing is left to claim.
     pub async fn attribute(&self) {
         let worker = self.attributor();
-        while worker.step().await.unwrap() == mitra::background::Step::Busy {}
+        while worker.step().await.unwrap() != mitra::background::Step::Idle {}
     }
 
     /// A click id for `link` as if clicked `ago` before now.

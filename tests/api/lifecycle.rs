@@ -24,7 +24,7 @@ async fn book_sale(app: &TestApp, f: &Fixture, order: &str, amount: i64) -> Valu
 
 async fn approve_due(app: &TestApp) {
     let worker = app.workers.lifecycle();
-    while worker.step().await.unwrap() == Step::Busy {}
+    while worker.step().await.unwrap() != Step::Idle {}
 }
 
 async fn balance(app: &TestApp, partner: &Value) -> Value {

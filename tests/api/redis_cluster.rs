@@ -85,7 +85,7 @@ fn consumers(app: &TestApp, n: usize, stop: CancellationToken) -> Vec<tokio::tas
             tokio::spawn(async move {
                 while !stop.is_cancelled() {
                     match worker.step().await {
-                        Ok(Step::Busy) => {}
+                        Ok(Step::Busy | Step::Drained) => {}
                         Ok(Step::Idle) => tokio::time::sleep(Duration::from_millis(20)).await,
                         Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                     }

@@ -766,7 +766,7 @@ async fn workers_booking_one_agreements_month_at_once_give_every_sale_its_own_ra
         .map(|_| {
             let worker = app.attributor();
             tokio::spawn(async move {
-                while worker.step().await.unwrap() == mitra::background::Step::Busy {}
+                while worker.step().await.unwrap() != mitra::background::Step::Idle {}
             })
         })
         .collect();

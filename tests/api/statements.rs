@@ -23,7 +23,7 @@ async fn book(app: &TestApp, f: &Fixture, order: &str, amount: i64) -> Value {
 
 pub async fn chain_all(app: &TestApp) {
     let chainer = app.workers.chainer();
-    while chainer.step().await.unwrap() == Step::Busy {}
+    while chainer.step().await.unwrap() != Step::Idle {}
 }
 
 pub async fn statement(app: &TestApp, program: &Value, partner: &Value, after: i64) -> Value {
