@@ -3,8 +3,9 @@
 //! A hit costs a hash lookup; a miss is one query, and concurrent misses for
 //! the same link share it. Entries are refreshed after `TTL`; if Postgres is
 //! down then, the old entry keeps serving, so shoppers are still redirected.
-//! Every instance polls Postgres for changed links (and agreements and
-//! programs) once a second and drops what changed, so a disabled link stops
+//! Every instance polls Postgres for changed links, programs, agreements
+//! and memberships once a second and drops the links they touch (a changed
+//! program's links, not the whole cache), so a disabled link stops
 //! redirecting everywhere within a couple of seconds, with or without Redis.
 
 use crate::domain::link_code;
@@ -258,27 +259,43 @@ impl LinkCache {
             select now() as "now!",
                    array(select id from links
                          where updated_at > $1::timestamptz - make_interval(secs => $2)) as "links!",
-                   exists(select 1 from programs
-                          where updated_at > $1::timestamptz - make_interval(secs => $2))
-                   or exists(select 1 from agreements
-                             where updated_at > $1::timestamptz - make_interval(secs => $2))
-                   or exists(select 1 from enrollments
-                             where updated_at > $1::timestamptz - make_interval(secs => $2)) as "others!"
+                   array(select id from programs
+                         where updated_at > $1::timestamptz - make_interval(secs => $2)
+                         union
+                         select program_id from agreements
+                         where updated_at > $1::timestamptz - make_interval(secs => $2)
+                         union
+                         select program_id from enrollments
+                         where updated_at > $1::timestamptz - make_interval(secs => $2)) as "programs!"
             "#,
             since,
             POLL_OVERLAP_SECS
         )
         .fetch_one(&self.db)
         .await?;
-        if row.others {
-            // Programs, agreements and memberships change rarely; start afresh.
-            self.clear();
-        } else {
-            for id in row.links {
-                self.invalidate(id);
-            }
+        for id in row.links {
+            self.invalidate(id);
         }
+        self.invalidate_programs(&row.programs);
         Ok(row.now)
+    }
+
+    /// Drops the links of these programs: what a cached link holds besides
+    /// its own row (the program's URLs and domains, its agreement's current
+    /// partners, their memberships) all belongs to its program, so a change
+    /// there touches no other program's links. (Clearing everything instead
+    /// made every enrollment anywhere, several a second at scale, send every
+    /// redirect to Postgres for the next five polls.)
+    fn invalidate_programs(&self, programs: &[i64]) {
+        if programs.is_empty() {
+            return;
+        }
+        let programs: std::collections::HashSet<i64> = programs.iter().copied().collect();
+        self.cache.retain(|_, (entry, _)| {
+            entry
+                .as_ref()
+                .is_none_or(|link| !programs.contains(&link.program_id.get()))
+        });
     }
 }
 

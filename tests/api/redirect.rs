@@ -346,3 +346,52 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
         "the proxy's header names the client"
     );
 }
+
+#[tokio::test]
+async fn a_change_in_one_program_keeps_the_other_programs_links_cached() {
+    let app = spawn_app().await;
+    let a = fixture(&app, json!({})).await;
+    let b = fixture(&app, json!({})).await;
+    // Both programs were set up an hour ago, before the poll's overlap.
+    for statement in [
+        "update programs set updated_at = now() - interval '1 hour'",
+        "update agreements set updated_at = now() - interval '1 hour'",
+        "update enrollments set updated_at = now() - interval '1 hour'",
+        "update links set updated_at = now() - interval '1 hour'",
+    ] {
+        sqlx::query(statement).execute(&app.db).await.unwrap();
+    }
+    let cache = &app.state.link_cache;
+    let since = cache.poll_changes(None).await.unwrap();
+    let cached = |f: &Fixture| {
+        let code = mitra::domain::link_code::decode(s(&f.link["code"])).unwrap();
+        cache.verified(&code).is_some()
+    };
+    for f in [&a, &b] {
+        let res = follow(&app, &TestApp::link_path(&f.link)).await;
+        assert_eq!(res.status(), StatusCode::FOUND);
+    }
+    assert!(
+        cached(&a) && cached(&b),
+        "both links cached by their redirects"
+    );
+
+    // A partner is invited to program A: a membership change there.
+    let newcomer = app.create_partner("Budi").await;
+    let res = app
+        .request(
+            Method::POST,
+            &format!("/v1/programs/{}/enrollments", s(&a.program["id"])),
+            Some(&app.admin_token),
+            Some(&json!({"partner_id": newcomer["id"]})),
+        )
+        .await;
+    assert_status(res, StatusCode::CREATED).await;
+    cache.poll_changes(Some(since)).await.unwrap();
+    assert!(!cached(&a), "program A's link is read again");
+    assert!(cached(&b), "program B's link stays cached");
+    // And A's link, read again, still redirects.
+    let res = follow(&app, &TestApp::link_path(&a.link)).await;
+    assert_eq!(res.status(), StatusCode::FOUND);
+    assert!(cached(&a));
+}
