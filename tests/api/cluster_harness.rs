@@ -51,23 +51,26 @@ impl RedisCluster {
             rand::random::<u32>()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut ports: Vec<u16> = Vec::new();
-        while ports.len() < 6 {
-            let p = free_port_pair();
-            if !ports.contains(&p) {
-                ports.push(p);
-            }
-        }
         let mut cluster = Self {
-            nodes: ports
-                .iter()
-                .map(|&port| ClusterNode { port, child: None })
-                .collect(),
+            nodes: Vec::new(),
             dir,
         };
-        for port in ports.clone() {
-            cluster.start_node(port);
+        // A port found free may be taken (by another test's connection)
+        // before redis-server binds it: then another port is tried.
+        let mut attempts = 0;
+        while cluster.nodes.len() < 6 {
+            let port = free_port_pair();
+            if cluster.nodes.iter().any(|n| n.port == port) {
+                continue;
+            }
+            cluster.nodes.push(ClusterNode { port, child: None });
+            if !cluster.try_start_node(port) {
+                cluster.nodes.pop();
+                attempts += 1;
+                assert!(attempts < 10, "redis-server did not start on 10 ports");
+            }
         }
+        let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port).collect();
         let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let out = Command::new("redis-cli")
             .args(["--cluster", "create"])
@@ -85,6 +88,12 @@ impl RedisCluster {
     }
 
     fn start_node(&mut self, port: u16) {
+        assert!(self.try_start_node(port), "redis-server did not start");
+    }
+
+    /// Starts the node on `port`; false when it did not come up within 5 s
+    /// (it exited, its port taken, or it never answered).
+    fn try_start_node(&mut self, port: u16) -> bool {
         let dir = self.dir.join(port.to_string());
         std::fs::create_dir_all(&dir).unwrap();
         let child = Command::new("redis-server")
@@ -108,15 +117,26 @@ impl RedisCluster {
             .spawn()
             .expect("redis-server is installed (scripts/test installs it)");
         let node = self.nodes.iter_mut().find(|n| n.port == port).unwrap();
-        node.child = Some(child);
+        let child = node.child.insert(child);
         let since = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                since.elapsed() < Duration::from_secs(5),
-                "redis-server did not start"
-            );
+            let exited = matches!(child.try_wait(), Ok(Some(_)));
+            if exited || since.elapsed() > Duration::from_secs(5) {
+                let _ = child.kill();
+                let _ = child.wait();
+                node.child = None;
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Something answered; make sure it is this node, not a process that
+        // took the port first.
+        std::thread::sleep(Duration::from_millis(20));
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            node.child = None;
+            return false;
+        }
+        true
     }
 
     /// REDIS_URL for mitra: every node, comma-separated.
