@@ -2,7 +2,8 @@
 # End-to-end load test of the money path against a release build: 20,000
 # signed sales (valid click ids) posted concurrently, timed until every one
 # is booked, beside a plain multi-row INSERT of as many rows into the same
-# Postgres; then webhooks at a steady 1,000/s for tail latency.
+# Postgres; then webhooks at a steady 1,000/s for tail latency, and the
+# same again with nothing booking beside them (the tail's baseline).
 #
 #   benches/conversions_load.sh
 #   LOAD_CONVERSIONS=50000 LOAD_CONNECTIONS=128 benches/conversions_load.sh
@@ -147,6 +148,22 @@ for kind, rates in runs.items():
     mean = sum(rates) / len(rates)
     print(f"MEAN {kind}: {mean:.0f} booked/s over {len(rates)} runs {rates}: {mean / flat:.0%} of flat")
 PY
+fi
+
+# The tail's baseline, measured in the same run: the same paced webhooks
+# with nothing booking beside them (the server restarted as `--role api`),
+# so a p99 above shows what booking on the same cores adds. LOAD_BASELINE=0
+# skips it.
+if [ "${LOAD_PACED_SECONDS:-10}" -gt 0 ] && [ "${LOAD_BASELINE:-1}" = 1 ] && [ "${PG_STATS:-0}" != 1 ]; then
+    say "baseline: the same paced webhooks with nothing booking (--role api)"
+    kill "$SERVER" 2>/dev/null || true
+    wait "$SERVER" 2>/dev/null || true
+    target/release/mitra serve --role api >>/tmp/mitra-bench-conversions.log 2>&1 &
+    SERVER=$!
+    for _ in $(seq 100); do curl -fs "$BASE/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+    LOAD_BASE="$BASE" LOAD_PROGRAM="$PROGRAM" LOAD_SECRET="$SECRET" LOAD_LINK="$LINK" \
+        LOAD_RUN_ID="base$$-$RANDOM" LOAD_CONVERSIONS=0 \
+        cargo bench --bench webhook_load --quiet 2>/dev/null | sed -n 's/^paced:/paced, intake only (baseline):/p'
 fi
 
 if [ "${PG_STATS:-0}" = 1 ]; then
