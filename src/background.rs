@@ -228,6 +228,51 @@ mod tests {
         assert!(shutdown.is_cancelled(), "the other tasks are told to stop");
     }
 
+    /// Virtual time (tokio's paused clock): the pauses are exact.
+    #[tokio::test(start_paused = true)]
+    async fn busy_goes_on_at_once_drained_lingers_idle_polls_failed_backs_off() {
+        let pauses = Pauses {
+            linger: Duration::from_millis(50),
+            idle: Duration::from_millis(500),
+        };
+        let script = [
+            Some(Step::Busy),
+            Some(Step::Drained),
+            Some(Step::Idle),
+            None, // fails
+            Some(Step::Busy),
+        ];
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let shutdown = CancellationToken::new();
+        let (log, stop) = (calls.clone(), shutdown.clone());
+        let started = tokio::time::Instant::now();
+        run_loop(
+            "test",
+            shutdown.clone(),
+            pauses,
+            Arc::new(Metrics::new()),
+            move || {
+                let (log, stop) = (log.clone(), stop.clone());
+                async move {
+                    let mut log = log.lock().unwrap();
+                    log.push(started.elapsed());
+                    let outcome = script.get(log.len() - 1).copied().flatten();
+                    if log.len() == script.len() {
+                        stop.cancel();
+                    }
+                    outcome.ok_or_else(|| anyhow::anyhow!("step failed"))
+                }
+            },
+        )
+        .await;
+        let ms = |n: u64| Duration::from_millis(n);
+        assert_eq!(
+            *calls.lock().unwrap(),
+            // busy: at once; drained: +50; idle: +500; failed: +100 (backoff)
+            vec![ms(0), ms(0), ms(50), ms(550), ms(650)]
+        );
+    }
+
     #[tokio::test]
     async fn a_failing_or_panicking_task_is_named_in_the_error() {
         let shutdown = CancellationToken::new();
