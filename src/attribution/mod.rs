@@ -62,7 +62,8 @@ impl Attributor {
     }
 
     /// One batch: claim, load, decide, book, commit. Busy when it claimed a
-    /// full batch, drained when it claimed less (the queue is empty now).
+    /// full batch and got on with it; drained when it claimed less (the
+    /// queue is empty now) or could do nothing with what it claimed.
     pub async fn step(&self) -> anyhow::Result<Step> {
         self.housekeeping_if_due().await?;
         let mut tx = self.db.begin().await?;
@@ -95,6 +96,10 @@ impl Attributor {
         deltas.extend(refund_report.deltas.iter().copied());
         rollup::add(&mut tx, &deltas).await?;
         write_outcomes(&mut tx, &outcomes).await?;
+        // Nothing decided and nothing booked: every row claimed was a refund
+        // whose sale another worker holds. Claiming them again at once
+        // would spin until that worker commits.
+        let progressed = !outcomes.is_empty() || !booked.is_empty();
         // Refunds that arrived before these sales can now be applied.
         requeue_waiting_refunds(&mut tx).await?;
         tx.commit().await?;
@@ -106,7 +111,11 @@ impl Attributor {
             commissions = booked.len(),
             "attribution batch committed"
         );
-        Ok(if full { Step::Busy } else { Step::Drained })
+        Ok(if full && progressed {
+            Step::Busy
+        } else {
+            Step::Drained
+        })
     }
 
     /// One line per conversion, under the webhook's request id: the trace

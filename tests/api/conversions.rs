@@ -1037,3 +1037,51 @@ async fn another_programs_key_cannot_read_its_conversions() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn refunds_whose_sale_another_worker_holds_wait_instead_of_spinning() {
+    use mitra::background::Step;
+    let app = spawn_app_with(Roles::API, &[("MITRA_ATTRIBUTION_BATCH", "1")]).await;
+    let f = fixture(&app, json!({})).await;
+    let res = app
+        .post_conversion(
+            &f.program,
+            &sale("H-1", 10_000, &app.click_id_ago(&f.link, MINUTE)),
+        )
+        .await;
+    assert_status(res, StatusCode::ACCEPTED).await;
+    app.attribute().await;
+    let refund = json!({"order_id": "H-1", "event": "refund", "amount_minor": 1_000,
+                        "currency": "EUR", "event_id": "r-1"});
+    let res = app.post_conversion(&f.program, &refund).await;
+    assert_status(res, StatusCode::ACCEPTED).await;
+    // Another worker holds the sale: its row locked in a transaction.
+    let mut holder = app.db.begin().await.unwrap();
+    sqlx::query("select id from conversions where order_id = 'H-1' and event = 'sale' for update")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let worker = app.attributor();
+    assert_eq!(
+        worker.step().await.unwrap(),
+        Step::Drained,
+        "a full batch that could do nothing waits before claiming again"
+    );
+    let waiting: String =
+        sqlx::query_scalar("select status from conversions where event = 'refund'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(waiting, "received", "the refund is claimed again later");
+    holder.rollback().await.unwrap();
+    while worker.step().await.unwrap() != Step::Idle {}
+    let (status, refunded): (String, i64) = sqlx::query_as(
+        "select r.status, s.refunded_minor from conversions r, conversions s
+         where r.event = 'refund' and s.event = 'sale'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_ne!(status, "received");
+    assert_eq!(refunded, 1_000);
+}
