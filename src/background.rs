@@ -51,42 +51,35 @@ pub async fn run_loop<F, Fut>(
     tracing::info!(worker = name, "worker started");
     let mut failures: u32 = 0;
     while !shutdown.is_cancelled() {
-        let pause = match step().await {
+        // Each outcome, and how long to wait before the next step (none
+        // for a busy one).
+        let (outcome, pause) = match step().await {
             Ok(Step::Busy) => {
                 failures = 0;
-                metrics
-                    .worker_steps
-                    .with_label_values(&[name, "busy"])
-                    .inc();
-                // Yield so a long backlog cannot starve the rest of the runtime.
-                tokio::task::yield_now().await;
-                continue;
+                ("busy", None)
             }
             Ok(Step::Drained) => {
                 failures = 0;
-                metrics
-                    .worker_steps
-                    .with_label_values(&[name, "drained"])
-                    .inc();
-                pauses.linger
+                ("drained", Some(pauses.linger))
             }
             Ok(Step::Idle) => {
                 failures = 0;
-                metrics
-                    .worker_steps
-                    .with_label_values(&[name, "idle"])
-                    .inc();
-                pauses.idle
+                ("idle", Some(pauses.idle))
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
-                metrics
-                    .worker_steps
-                    .with_label_values(&[name, "failed"])
-                    .inc();
                 tracing::warn!(worker = name, error = ?e, failures, "worker step failed");
-                backoff(failures)
+                ("failed", Some(backoff(failures)))
             }
+        };
+        metrics
+            .worker_steps
+            .with_label_values(&[name, outcome])
+            .inc();
+        let Some(pause) = pause else {
+            // Yield so a long backlog cannot starve the rest of the runtime.
+            tokio::task::yield_now().await;
+            continue;
         };
         tokio::select! {
             _ = shutdown.cancelled() => break,
