@@ -67,11 +67,15 @@ say "building the release binary and the load generator"
 cargo build --release --quiet
 cargo bench --bench webhook_load --no-run --quiet 2>/dev/null
 
-target/release/mitra serve >/tmp/mitra-bench-conversions.log 2>&1 &
-SERVER=$!
+start_server() { # [serve options]: starts mitra, sets SERVER, waits until ready
+    target/release/mitra serve "$@" >>/tmp/mitra-bench-conversions.log 2>&1 &
+    SERVER=$!
+    for _ in $(seq 100); do curl -fs "$BASE/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+    curl -fs "$BASE/readyz" >/dev/null || { cat /tmp/mitra-bench-conversions.log; die "the server did not become ready"; }
+}
+: >/tmp/mitra-bench-conversions.log
 trap 'kill $SERVER 2>/dev/null || true; stop_pg' EXIT
-for _ in $(seq 100); do curl -fs "$BASE/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fs "$BASE/readyz" >/dev/null || { cat /tmp/mitra-bench-conversions.log; die "the server did not become ready"; }
+start_server
 
 api() { curl -fsS -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' "$@"; }
 json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)[sys.argv[1]])" "$1"; }
@@ -158,9 +162,7 @@ if [ "${LOAD_PACED_SECONDS:-10}" -gt 0 ] && [ "${LOAD_BASELINE:-1}" = 1 ] && [ "
     say "baseline: the same paced webhooks with nothing booking (--role api)"
     kill "$SERVER" 2>/dev/null || true
     wait "$SERVER" 2>/dev/null || true
-    target/release/mitra serve --role api >>/tmp/mitra-bench-conversions.log 2>&1 &
-    SERVER=$!
-    for _ in $(seq 100); do curl -fs "$BASE/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+    start_server --role api
     LOAD_BASE="$BASE" LOAD_PROGRAM="$PROGRAM" LOAD_SECRET="$SECRET" LOAD_LINK="$LINK" \
         LOAD_RUN_ID="base$$-$RANDOM" LOAD_CONVERSIONS=0 \
         cargo bench --bench webhook_load --quiet 2>/dev/null | sed -n 's/^paced:/paced, intake only (baseline):/p'

@@ -201,8 +201,11 @@ LOST=$(echo "$METRICS" | awk '/^mitra_clicks_total\{.*outcome="log_failed"/ {s +
 kill -TERM "$SERVER"; wait "$SERVER" || true
 # Every shard's events, decoded (the shards are listed in a registry set).
 STATS=$(REDIS_URL="redis://127.0.0.1:$REDIS_PORT" MITRA_REDIS_PREFIX="$PREFIX" target/release/examples/click_stream_stats)
-stat_of() { echo "$STATS" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k {print $2}'; }
-drained_of() { echo "$DRAINED" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k {s = $2} END {print s + 0}'; }
+count_of() { # tally key: a number from click_stream_stats' key=value line (0 if absent)
+    echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {s = $2} END {print s + 0}'
+}
+stat_of() { count_of "$STATS" "$1"; }
+drained_of() { count_of "$DRAINED" "$1"; }
 QUEUED=$(stat_of events) ENTRIES=$(stat_of entries) EVENT_BYTES=$(stat_of event_bytes)
 EVENTS=$((QUEUED + $(drained_of events)))
 ONCE=$(($(stat_of applied_once) + $(drained_of applied_once)))
