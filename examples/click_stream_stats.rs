@@ -110,11 +110,11 @@ async fn read(
     }
 }
 
-/// The stream id right after `id` ("ms-seq").
+/// The stream id right after `id`.
 fn successor(id: &str) -> String {
-    match id.split_once('-').map(|(ms, seq)| (ms, seq.parse::<u64>())) {
-        Some((ms, Ok(seq))) => format!("{ms}-{}", seq + 1),
-        _ => id.to_owned(),
+    match record::parse_stream_id(id) {
+        Some((ms, seq)) => format!("{ms}-{}", seq + 1),
+        None => id.to_owned(),
     }
 }
 

@@ -560,9 +560,9 @@ impl ClickConsumer {
                     .arg(&g.name)
                     .query_async(&mut conn)
                     .await?;
-                pending_start(&summary).and_then(|s| parse_id(&s))
+                pending_start(&summary).and_then(|s| record::parse_stream_id(&s))
             } else {
-                parse_id(&g.last_delivered_id).map(|(ms, seq)| (ms, seq + 1))
+                record::parse_stream_id(&g.last_delivered_id).map(|(ms, seq)| (ms, seq + 1))
             };
             depth = depth.max(g.pending as u64 + g.lag.unwrap_or(0) as u64);
             if let Some(id) = first_needed {
@@ -584,7 +584,7 @@ impl ClickConsumer {
             .ids;
         let age = oldest
             .first()
-            .and_then(|id| parse_id(&id.id))
+            .and_then(|id| record::parse_stream_id(&id.id))
             .map(|(oldest_ms, _)| {
                 (chrono::Utc::now().timestamp_millis() as u64).saturating_sub(oldest_ms)
             })
@@ -628,11 +628,6 @@ fn decode(stream: &Arc<str>, ids: Vec<StreamId>) -> Vec<Entry> {
             }
         })
         .collect()
-}
-
-fn parse_id(id: &str) -> Option<(u64, u64)> {
-    let (ms, seq) = id.split_once('-')?;
-    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 /// The smallest pending id from an XPENDING summary reply.

@@ -299,6 +299,12 @@ fn decode_binary_event(data: &[u8]) -> Result<ClickEvent, DecodeError> {
     })
 }
 
+/// A stream entry id ("ms-seq") as its two numbers.
+pub fn parse_stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
 /// Reads an entry's events, in the format its `f` field names (`None`:
 /// JSON lines). An unreadable event is skipped (and reported to `bad`), so
 /// one bad event cannot block the stream; a cut-short tail is one bad event.
