@@ -118,25 +118,26 @@ impl RedisCluster {
             .expect("redis-server is installed (scripts/test installs it)");
         let node = self.nodes.iter_mut().find(|n| n.port == port).unwrap();
         let child = node.child.insert(child);
+        let exited = |child: &mut std::process::Child| matches!(child.try_wait(), Ok(Some(_)));
         let since = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            let exited = matches!(child.try_wait(), Ok(Some(_)));
-            if exited || since.elapsed() > Duration::from_secs(5) {
-                let _ = child.kill();
-                let _ = child.wait();
-                node.child = None;
-                return false;
+        let up = loop {
+            if exited(child) || since.elapsed() > Duration::from_secs(5) {
+                break false;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                // Something answered; make sure it is this node, not a
+                // process that took the port first.
+                std::thread::sleep(Duration::from_millis(20));
+                break !exited(child);
             }
             std::thread::sleep(Duration::from_millis(20));
-        }
-        // Something answered; make sure it is this node, not a process that
-        // took the port first.
-        std::thread::sleep(Duration::from_millis(20));
-        if matches!(child.try_wait(), Ok(Some(_))) {
+        };
+        if !up {
+            let _ = child.kill();
+            let _ = child.wait();
             node.child = None;
-            return false;
         }
-        true
+        up
     }
 
     /// REDIS_URL for mitra: every node, comma-separated.
