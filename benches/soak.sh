@@ -40,12 +40,7 @@ MITRA_BIN="${MITRA_BIN:-target/release/mitra}"
 # The load generator is run by path: a `cargo bench` in the middle of the
 # soak would first rebuild whatever changed since. LOAD_BIN=path skips the build.
 if [ -z "${LOAD_BIN:-}" ]; then
-    LOAD_BIN=$(SQLX_OFFLINE=true cargo bench --bench webhook_load --no-run --message-format=json 2>/dev/null \
-        | python3 -c 'import json, sys
-for line in sys.stdin:
-    j = json.loads(line)
-    if j.get("reason") == "compiler-artifact" and j["target"]["name"] == "webhook_load" and j.get("executable"):
-        print(j["executable"])')
+    LOAD_BIN=$(bench_executable webhook_load)
 fi
 [ -x "$LOAD_BIN" ] || die "no load generator (cargo bench --bench webhook_load --no-run)"
 

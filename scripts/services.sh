@@ -136,6 +136,18 @@ start_replica() {
     export DATABASE_REPLICA_URL="postgres://postgres@127.0.0.1:$MITRA_PG_REPLICA_PORT/${MITRA_DB_NAME:-mitra}"
 }
 
+# The path of a harness-less bench target (a load generator), built in
+# release mode: benches run it by path, so no `cargo bench` rebuilds
+# anything in the middle of a measurement.
+bench_executable() { # name
+    SQLX_OFFLINE=true cargo bench --bench "$1" --no-run --message-format=json 2>/dev/null \
+        | python3 -c 'import json, sys
+for line in sys.stdin:
+    j = json.loads(line)
+    if j.get("reason") == "compiler-artifact" and j["target"]["name"] == sys.argv[1] and j.get("executable"):
+        print(j["executable"])' "$1"
+}
+
 ensure_services() {
     if [ -z "${DATABASE_URL:-}" ]; then
         start_postgres
