@@ -204,13 +204,18 @@ open_loop() { # url status -> "p50 p99 p99.9" in ms, after checking every answer
 }
 say "GET /l/{code}, the bare 302 and /healthz at $HALF requests/s, Poisson arrivals"
 # The generator spins on the client core, where the stand-in worker drains
-# the stream: it is paused while the yardsticks run (they log no clicks),
-# and gets a few seconds to catch up before the redirect's run.
-[ "$DRAIN" = 1 ] && kill -STOP "$DRAINER"
+# the stream (niced); how late that made the generator is printed below.
+# (Pausing the worker with SIGSTOP is no option: a Redis reply it awaited
+# meanwhile times out.)
 read -r POISSON_BARE_P50 POISSON_BARE_P99 POISSON_BARE_P999 < <(open_loop "$BARE/l/$CODE" 302)
 read -r POISSON_HEALTH_P50 POISSON_HEALTH_P99 POISSON_HEALTH_P999 < <(open_loop "$BASE/healthz" 200)
-[ "$DRAIN" = 1 ] && kill -CONT "$DRAINER" && sleep 3
+aof_rewrites() { redis_cli info persistence | awk -F: '/^aof_rewrites:/ {print $2}' | tr -d '\r'; }
+REWRITES_BEFORE=$(aof_rewrites)
 read -r POISSON_P50 POISSON_P99 POISSON_P999 < <(open_loop "$BASE/l/$CODE" 302)
+POISSON_REWRITES=$(( $(aof_rewrites) - REWRITES_BEFORE ))
+# Redis's own pauses: each automatic AOF rewrite forks Redis on the servers' core.
+REWRITES=$(aof_rewrites)
+LAST_FORK_US=$(redis_cli info stats | awk -F: '/^latest_fork_usec:/ {print $2}' | tr -d '\r')
 # How late the generator itself sent (its own stalls inflate what it measures).
 GENERATOR_LATE=$(awk '{for (i = 1; i <= NF; i++) if ($i ~ /^sender_late_p999_us=/) {split($i, kv, "="); if (kv[2] > m) m = kv[2]}} END {printf "%.3f", m / 1000}' "$WORK/open_loop.txt")
 RSS_KB=$(awk '/^VmHWM/ {print $2}' "/proc/$SERVER/status")
@@ -262,6 +267,7 @@ redirect / healthz throughput:  $RATIO_HEALTH   (all rounds; per CPU-second of s
 redirect / bare 302 throughput: $RATIO_BARE   (per CPU-second: $CPU_RATIO_BARE; target: at least 0.65)
 p99 at half the peak rate:      $PACED_P99 ms paced by wrk, $POISSON_P99 ms Poisson (bare 302: $PACED_BARE_P99, $POISSON_BARE_P99; target: under 1 ms)
 peak resident memory:           $((RSS_KB / 1024)) MiB   (target: under 64 MiB)
+Redis AOF rewrites:             $REWRITES in all, $POISSON_REWRITES during the Poisson redirect run (each forks Redis on the servers' core; the last fork took $LAST_FORK_US us)
 Redis CPU per redirect:         $(python3 -c "print(f'{$REDIS_TICKS * $TICK_US / max(1, $REDIRECTS_TIMED):.2f}')") us
 Redis memory per queued click:  $(python3 -c "print(f'{$REDIS_USED / max(1, $QUEUED):.0f}')") bytes ($QUEUED events left queued in $ENTRIES entries, $(python3 -c "print(f'{$EVENT_BYTES / max(1, $QUEUED):.0f}')") bytes each encoded; Redis RSS $((REDIS_RSS_KB / 1024)) MiB)
 stream drained as it filled:    $([ "$DRAIN" = 1 ] && echo "yes, $(drained_of events) events read and trimmed by the stand-in worker" || echo "no (DRAIN=0)")

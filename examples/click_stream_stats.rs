@@ -12,7 +12,7 @@
 //! every 50 ms it reads the entries written since its last read and trims
 //! them off the streams (as the worker does once it has applied them), so
 //! Redis holds what a deployment holds instead of every event of the run.
-//! On SIGTERM it reads what is left and prints the same tally over
+//! On SIGTERM it reads (and trims) what is left and prints the same tally over
 //! everything it read.
 
 use mitra::clicks::record;
@@ -122,13 +122,17 @@ fn successor(id: &str) -> String {
 async fn main() -> anyhow::Result<()> {
     let url = std::env::var("REDIS_URL")?;
     let prefix = std::env::var("MITRA_REDIS_PREFIX").unwrap_or_else(|_| "mitra:".into());
-    let mut follow = std::env::args().any(|a| a == "--follow");
+    // Following trims what it read, the last pass after SIGTERM included:
+    // what that pass read is in its tally, and left in the stream it would
+    // be counted a second time by the tally of what stays queued.
+    let trim = std::env::args().any(|a| a == "--follow");
+    let mut follow = trim;
     let mut conn = redis::Client::open(url)?
         .get_multiplexed_async_connection()
         .await?;
     let mut stop = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut tally = Tally {
-        ids: (!follow).then(HashSet::new),
+        ids: (!trim).then(HashSet::new),
         ..Tally::default()
     };
     // Where each stream was last read to.
@@ -136,7 +140,7 @@ async fn main() -> anyhow::Result<()> {
     loop {
         for stream in streams(&mut conn, &prefix).await? {
             let from = read_to.remove(&stream).unwrap_or_else(|| "-".into());
-            let to = read(&mut conn, &stream, from, follow, &mut tally).await?;
+            let to = read(&mut conn, &stream, from, trim, &mut tally).await?;
             read_to.insert(stream, to);
         }
         if !follow {
