@@ -19,8 +19,9 @@
 //!   OPEN_LOOP_URL=http://127.0.0.1:8080/l/abc OPEN_LOOP_RATE=40000 \
 //!     OPEN_LOOP_SECONDS=10 cargo bench --bench open_loop
 //!
-//! Prints one line: `OPEN_LOOP rate=… sent=… ok=… failed=… p50_us=…
-//! p90_us=… p99_us=… p999_us=… max_us=…`. Without `OPEN_LOOP_URL` it
+//! Prints one line: `OPEN_LOOP rate=… sent=… ok=… failed=… unanswered=…
+//! p50_us=… p90_us=… p99_us=… p999_us=… max_us=… sender_late_p99_us=…
+//! sender_late_p999_us=…`. Without `OPEN_LOOP_URL` it
 //! prints how to use it and exits (so a plain `cargo bench` passes it by).
 
 use mio::net::TcpStream;
@@ -34,6 +35,11 @@ fn num(name: &str, default: f64) -> f64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// A duration in whole microseconds, saturating.
+fn micros(d: Duration) -> u32 {
+    d.as_micros().min(u32::MAX as u128) as u32
 }
 
 struct Conn {
@@ -134,7 +140,7 @@ fn main() {
             match idle.pop_front() {
                 Some(i) => {
                     send(&mut conns[i], next);
-                    late_us.push(now.duration_since(next).as_micros().min(u32::MAX as u128) as u32);
+                    late_us.push(micros(now.duration_since(next)));
                 }
                 None => waiting.push_back(next),
             }
@@ -164,8 +170,7 @@ fn main() {
                     panic!("an answer to no request (the server timed the connection out?)");
                 };
                 if ok {
-                    let us = done.duration_since(due).as_micros();
-                    latencies_us.push(us.min(u32::MAX as u128) as u32);
+                    latencies_us.push(micros(done.duration_since(due)));
                 } else {
                     failed += 1;
                 }

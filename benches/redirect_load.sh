@@ -192,32 +192,32 @@ PACED_HEALTH_P99=$(to_ms "$(echo "$PACED_HEALTH" | pct 99%)")
 # from when it was due (benches/open_loop.rs): wrk's paced connections fire
 # together on its 1 ms timer, and the tail above is partly the drain time of
 # those bursts, the bare handler's included. Same three targets, same core.
-open_loop() { # url status -> "p50 p99 p99.9" in ms, after checking every answer came
+open_loop() { # url status -> "p50 p99 p99.9 generator-late-p99.9" in ms, after checking every answer came
     local line
     line=$(OPEN_LOOP_URL=$1 OPEN_LOOP_STATUS=$2 OPEN_LOOP_RATE=$HALF OPEN_LOOP_SECONDS=$DURATION \
         OPEN_LOOP_USER_AGENT="$UA" taskset -c "$CLIENT_CORE" "$OPEN_LOOP_BIN" | grep '^OPEN_LOOP')
-    echo "$1: $line" >>"$WORK/open_loop.txt"
     [ "$(count_of "$line" failed)" = 0 ] && [ "$(count_of "$line" unanswered)" = 0 ] \
         || die "open-loop run against $1 lost answers: $line"
-    python3 -c "import sys; print(' '.join(f'{int(sys.argv[i]) / 1000:.3f}' for i in (1, 2, 3)))" \
-        "$(count_of "$line" p50_us)" "$(count_of "$line" p99_us)" "$(count_of "$line" p999_us)"
+    python3 -c "import sys; print(' '.join(f'{int(v) / 1000:.3f}' for v in sys.argv[1:]))" \
+        "$(count_of "$line" p50_us)" "$(count_of "$line" p99_us)" "$(count_of "$line" p999_us)" \
+        "$(count_of "$line" sender_late_p999_us)"
 }
 say "GET /l/{code}, the bare 302 and /healthz at $HALF requests/s, Poisson arrivals"
 # The generator spins on the client core, where the stand-in worker drains
 # the stream (niced); how late that made the generator is printed below.
 # (Pausing the worker with SIGSTOP is no option: a Redis reply it awaited
 # meanwhile times out.)
-read -r POISSON_BARE_P50 POISSON_BARE_P99 POISSON_BARE_P999 < <(open_loop "$BARE/l/$CODE" 302)
-read -r POISSON_HEALTH_P50 POISSON_HEALTH_P99 POISSON_HEALTH_P999 < <(open_loop "$BASE/healthz" 200)
+read -r POISSON_BARE_P50 POISSON_BARE_P99 POISSON_BARE_P999 LATE_BARE < <(open_loop "$BARE/l/$CODE" 302)
+read -r POISSON_HEALTH_P50 POISSON_HEALTH_P99 POISSON_HEALTH_P999 LATE_HEALTH < <(open_loop "$BASE/healthz" 200)
+# Redis's own pauses: each automatic AOF rewrite forks Redis on the servers' core.
 aof_rewrites() { redis_cli info persistence | awk -F: '/^aof_rewrites:/ {print $2}' | tr -d '\r'; }
 REWRITES_BEFORE=$(aof_rewrites)
-read -r POISSON_P50 POISSON_P99 POISSON_P999 < <(open_loop "$BASE/l/$CODE" 302)
-POISSON_REWRITES=$(( $(aof_rewrites) - REWRITES_BEFORE ))
-# Redis's own pauses: each automatic AOF rewrite forks Redis on the servers' core.
+read -r POISSON_P50 POISSON_P99 POISSON_P999 LATE_REDIRECT < <(open_loop "$BASE/l/$CODE" 302)
 REWRITES=$(aof_rewrites)
+POISSON_REWRITES=$((REWRITES - REWRITES_BEFORE))
 LAST_FORK_US=$(redis_cli info stats | awk -F: '/^latest_fork_usec:/ {print $2}' | tr -d '\r')
-# How late the generator itself sent (its own stalls inflate what it measures).
-GENERATOR_LATE=$(awk '{for (i = 1; i <= NF; i++) if ($i ~ /^sender_late_p999_us=/) {split($i, kv, "="); if (kv[2] > m) m = kv[2]}} END {printf "%.3f", m / 1000}' "$WORK/open_loop.txt")
+# How late the generator itself sent, at worst (its own stalls inflate what it measures).
+GENERATOR_LATE=$(python3 -c "import sys; print(max(sys.argv[1:], key=float))" "$LATE_BARE" "$LATE_HEALTH" "$LATE_REDIRECT")
 RSS_KB=$(awk '/^VmHWM/ {print $2}' "/proc/$SERVER/status")
 
 # Redis memory per queued click: the drainer stops, and a short run at full
