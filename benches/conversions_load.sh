@@ -48,6 +48,7 @@ if [ "${PG_AS_DEPLOYED:-1}" = 1 ]; then
     stop_pg() { "${run_as[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast stop >/dev/null 2>&1 || true; rm -rf "$PG_DATA"; }
     [ "$("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc 'show fsync')" = on ] || die "fsync is off"
     export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/mitra_bench_conversions"
+    export LOAD_PG_PRIVATE=1  # the load generator may count the whole server's CPU
 else
     stop_pg() { :; }
     MITRA_DB_NAME=mitra_bench_conversions ensure_services
@@ -70,6 +71,7 @@ cargo bench --bench webhook_load --no-run --quiet 2>/dev/null
 start_server() { # [serve options]: starts mitra, sets SERVER, waits until ready
     target/release/mitra serve "$@" >>/tmp/mitra-bench-conversions.log 2>&1 &
     SERVER=$!
+    export LOAD_SERVER_PID=$SERVER  # the load generator reads its CPU time
     for _ in $(seq 100); do curl -fs "$BASE/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
     curl -fs "$BASE/readyz" >/dev/null || { cat /tmp/mitra-bench-conversions.log; die "the server did not become ready"; }
 }

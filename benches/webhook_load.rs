@@ -151,34 +151,90 @@ async fn soak() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// CPU time of the Postgres backends serving this database, by pid, from
-/// /proc (the bench runs beside Postgres). Backends of other databases (a
-/// shared development server) are left out.
-struct PostgresCpu(std::collections::HashMap<i32, u64>);
+/// CPU ticks (1/100 s) by pid, from /proc: the bench runs beside the
+/// server and Postgres, so it can read what each of them spent.
+struct CpuTicks(std::collections::HashMap<i32, u64>);
 
-async fn postgres_cpu(db: &sqlx::PgPool) -> anyhow::Result<PostgresCpu> {
+/// utime + stime of a process (all its threads), and with `children` also
+/// what its exited and reaped children spent (cutime + cstime).
+fn ticks_of(pid: i32, children: bool) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): state is 0.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let own = f.first()? + f.get(1)?;
+    Some(if children {
+        own + f.get(2)? + f.get(3)?
+    } else {
+        own
+    })
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The Postgres backends serving this database (a shared development
+/// server's other databases are left out).
+async fn postgres_backends(db: &sqlx::PgPool) -> anyhow::Result<CpuTicks> {
     let pids: Vec<i32> =
         sqlx::query_scalar("select pid from pg_stat_activity where datname = current_database()")
             .fetch_all(db)
             .await?;
-    Ok(PostgresCpu(
+    Ok(CpuTicks(
         pids.into_iter()
-            .filter_map(|pid| {
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-                // Fields after the command name (which may hold spaces).
-                let rest = stat.rsplit_once(')')?.1;
-                let f: Vec<&str> = rest.split_whitespace().collect();
-                let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-                Some((pid, ticks))
-            })
+            .filter_map(|pid| Some((pid, ticks_of(pid, false)?)))
             .collect(),
     ))
 }
 
-impl PostgresCpu {
-    /// Seconds used since `before`, by backends alive at both times and
+/// The whole Postgres server: the postmaster with every child it reaped
+/// (an autovacuum worker that came and went), and its live children
+/// (backends, WAL writer, checkpointer). Only meaningful for a server of
+/// the bench's own (`LOAD_PG_PRIVATE=1`).
+async fn postgres_server(db: &sqlx::PgPool) -> anyhow::Result<CpuTicks> {
+    let backend: i32 = sqlx::query_scalar("select pg_backend_pid()")
+        .fetch_one(db)
+        .await?;
+    let postmaster = parent_of(backend).ok_or_else(|| anyhow::anyhow!("no postmaster"))?;
+    let mut ticks = std::collections::HashMap::new();
+    ticks.insert(postmaster, ticks_of(postmaster, true).unwrap_or(0));
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if parent_of(pid) == Some(postmaster)
+            && let Some(t) = ticks_of(pid, false)
+        {
+            ticks.insert(pid, t);
+        }
+    }
+    Ok(CpuTicks(ticks))
+}
+
+fn process(pid: i32) -> CpuTicks {
+    CpuTicks(ticks_of(pid, false).map(|t| (pid, t)).into_iter().collect())
+}
+
+impl CpuTicks {
+    /// Seconds used since `before`, by processes alive at both times and
     /// (all of it) by those started since.
-    fn since(&self, before: &PostgresCpu) -> f64 {
+    fn since(&self, before: &CpuTicks) -> f64 {
         let ticks: u64 = self
             .0
             .iter()
@@ -186,6 +242,72 @@ impl PostgresCpu {
             .sum();
         ticks as f64 / 100.0
     }
+}
+
+/// What the burst cost each process, read before and after it.
+struct CpuShares {
+    backends: CpuTicks,
+    server: Option<CpuTicks>,
+    mitra: Option<CpuTicks>,
+    me: CpuTicks,
+}
+
+impl CpuShares {
+    async fn read(db: &sqlx::PgPool) -> anyhow::Result<Self> {
+        let private = std::env::var("LOAD_PG_PRIVATE").as_deref() == Ok("1");
+        let mitra = std::env::var("LOAD_SERVER_PID")
+            .ok()
+            .and_then(|p| p.parse().ok());
+        Ok(Self {
+            backends: postgres_backends(db).await?,
+            server: if private {
+                Some(postgres_server(db).await?)
+            } else {
+                None
+            },
+            mitra: mitra.map(process),
+            me: process(std::process::id() as i32),
+        })
+    }
+}
+
+/// Microseconds of CPU per booking in each process that served the burst,
+/// and the booking rate the machine's cores would allow at those costs
+/// (everything here shares them: load generator, server, Postgres).
+fn report_cpu_per_booking(before: &CpuShares, after: &CpuShares, n: usize) {
+    let per = |s: f64| s * 1e6 / n.max(1) as f64;
+    let me = after.me.since(&before.me);
+    let mut total = me;
+    let mut parts = Vec::new();
+    if let (Some(a), Some(b)) = (&after.mitra, &before.mitra) {
+        let mitra = a.since(b);
+        total += mitra;
+        parts.push(format!("mitra {:.0} µs", per(mitra)));
+    }
+    let backends = after.backends.since(&before.backends);
+    match (&after.server, &before.server) {
+        (Some(a), Some(b)) => {
+            let server = a.since(b);
+            total += server;
+            parts.push(format!(
+                "Postgres {:.0} µs (backends {:.0})",
+                per(server),
+                per(backends)
+            ));
+        }
+        _ => {
+            total += backends;
+            parts.push(format!("Postgres backends {:.0} µs", per(backends)));
+        }
+    }
+    parts.push(format!("load generator {:.0} µs", per(me)));
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    println!("  CPU per booking: {}", parts.join(", "));
+    println!(
+        "  at these costs {cores} cores allow at most {:.0} bookings/s ({:.0} µs of CPU each)",
+        n as f64 / total.max(0.001) * cores as f64,
+        per(total)
+    );
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -220,7 +342,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|i| target.body(&format!("{run}-burst-{i}")))
         .collect();
     let bodies = Arc::new(tokio::sync::Mutex::new(bodies));
-    let pg_before = postgres_cpu(&db).await?;
+    let cpu_before = CpuShares::read(&db).await?;
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..conns {
@@ -262,7 +384,8 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let booked_in = started.elapsed();
-    let pg_cpu = postgres_cpu(&db).await?.since(&pg_before);
+    let cpu_after = CpuShares::read(&db).await?;
+    let pg_cpu = cpu_after.backends.since(&cpu_before.backends);
     let commissions: i64 = sqlx::query_scalar(
         "select count(*) from commissions c join conversions v on v.id = c.conversion_id where v.order_id like $1",
     )
@@ -325,6 +448,7 @@ async fn main() -> anyhow::Result<()> {
         pg_cpu,
         n as f64 / pg_cpu.max(0.001)
     );
+    report_cpu_per_booking(&cpu_before, &cpu_after, n);
     println!(
         "  plain multi-row INSERT of {n} rows: {:.3} s ({:.0} rows/s); end to end / plain insert: {:.1}x",
         baseline.as_secs_f64(),
