@@ -799,3 +799,93 @@ async fn balances_and_statements_read_through_checkpoints_unchanged() {
     assert_eq!(st["opening"], json!([]), "nothing before the first sale");
     assert_eq!(amounts(&st["closing"][0]), (2_000, 700, 0));
 }
+
+/// Runs `statements` in one transaction (rolled back) and answers the
+/// SQLSTATE and message of the first that fails, or None if none fails.
+async fn first_refusal(db: &sqlx::PgPool, statements: &[&'static str]) -> Option<(String, String)> {
+    let mut tx = db.begin().await.unwrap();
+    for sql in statements {
+        if let Err(e) = sqlx::query(*sql).execute(&mut *tx).await {
+            let d = e.as_database_error().expect("a database error");
+            return Some((d.code().unwrap().into_owned(), d.message().to_owned()));
+        }
+    }
+    tx.rollback().await.unwrap();
+    None
+}
+
+/// The references between money rows (commission -> conversion, ledger
+/// entry -> conversion and commission) hold as foreign keys would, checked
+/// once per statement: a row referring to nothing is refused with the
+/// foreign key's SQLSTATE, a row referring to what exists is stored, and
+/// the rows referred to are never deleted, truncated or given new keys.
+#[tokio::test]
+async fn money_rows_refer_to_rows_that_exist_and_those_are_never_deleted() {
+    let app = spawn_app().await;
+    let f = fixture(&app, json!({})).await;
+    book_sale(&app, &f, "refers-1", 10_000).await;
+    let db = &app.db;
+    let copy_commission =
+        "create temporary table c on commit drop as select * from commissions limit 1";
+    let copy_entry =
+        "create temporary table e on commit drop as select * from ledger_entries limit 1";
+    let cases: [(&[&'static str], Option<&str>); 8] = [
+        (
+            &[
+                copy_commission,
+                "update c set id = id + 1000000, conversion_id = conversion_id + 1000000",
+                "insert into commissions overriding system value select * from c",
+            ],
+            Some("23503"),
+        ),
+        (
+            // The same row for a conversion that exists (as a bonus, so it
+            // is not the commission already booked) is stored.
+            &[
+                copy_commission,
+                "update c set id = id + 1000000, kind = 'bonus', once_key = 'refers'",
+                "insert into commissions overriding system value select * from c",
+            ],
+            None,
+        ),
+        (
+            &[
+                copy_entry,
+                "update e set id = id + 1000000, commission_id = commission_id + 1000000",
+                "insert into ledger_entries overriding system value select * from e",
+            ],
+            Some("23503"),
+        ),
+        (
+            &[
+                copy_entry,
+                "update e set id = id + 1000000, conversion_id = conversion_id + 1000000",
+                "insert into ledger_entries overriding system value select * from e",
+            ],
+            Some("23503"),
+        ),
+        (&["delete from conversions"], Some("23001")),
+        (&["truncate commissions cascade"], Some("23001")),
+        (
+            &["update commissions set conversion_id = conversion_id + 1"],
+            Some("23001"),
+        ),
+        (&["update conversions set id = default"], Some("23001")),
+    ];
+    for (statements, expected) in cases {
+        let refused = first_refusal(db, statements).await;
+        assert_eq!(
+            refused.as_ref().map(|(code, _)| code.as_str()),
+            expected,
+            "{statements:?}: {refused:?}"
+        );
+    }
+    // Nothing above was kept; the booking is whole.
+    let (commissions, entries): (i64, i64) = sqlx::query_as(
+        "select (select count(*) from commissions), (select count(*) from ledger_entries)",
+    )
+    .fetch_one(db)
+    .await
+    .unwrap();
+    assert_eq!((commissions, entries), (1, 1));
+}

@@ -356,4 +356,21 @@ async fn an_entry_committed_late_is_chained_after_those_committed_before_it() {
             .contains("ledger entries are never changed or deleted"),
         "{rewrite}"
     );
+    // Nor does it take a link for an entry that does not exist.
+    let dangling = sqlx::query(
+        "insert into ledger_chain (entry_id, program_id, partner_id, seq, digest, prev_hash, hash)
+         select max(entry_id) + 1000, program_id, partner_id, max(seq) + 1, '\\x00', '\\x00', '\\x00'
+         from ledger_chain group by program_id, partner_id",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap_err();
+    assert_eq!(
+        dangling
+            .as_database_error()
+            .and_then(|d| d.code())
+            .as_deref(),
+        Some("23503"),
+        "{dangling}"
+    );
 }
