@@ -155,34 +155,34 @@ async fn soak() -> anyhow::Result<()> {
 /// server and Postgres, so it can read what each of them spent.
 struct CpuTicks(std::collections::HashMap<i32, u64>);
 
-/// utime + stime of a process (all its threads), and with `children` also
-/// what its exited and reaped children spent (cutime + cstime).
-fn ticks_of(pid: i32, children: bool) -> Option<u64> {
+/// The numeric fields of /proc/{pid}/stat after the command name (which
+/// may hold spaces), from the state (0, read as 0) on: 1 is the parent,
+/// 11 and 12 utime and stime, 13 and 14 cutime and cstime.
+fn stat_fields(pid: i32) -> Option<Vec<u64>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces): state is 0.
     let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(4)
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    let own = f.first()? + f.get(1)?;
+    Some(
+        rest.split_whitespace()
+            .take(15)
+            .map(|v| v.parse().unwrap_or(0))
+            .collect(),
+    )
+}
+
+/// utime + stime from a process's stat fields (all its threads), and with
+/// `children` also what its exited and reaped children spent (cutime +
+/// cstime).
+fn ticks(f: &[u64], children: bool) -> Option<u64> {
+    let own = f.get(11)? + f.get(12)?;
     Some(if children {
-        own + f.get(2)? + f.get(3)?
+        own + f.get(13)? + f.get(14)?
     } else {
         own
     })
 }
 
-fn parent_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+fn ticks_of(pid: i32, children: bool) -> Option<u64> {
+    ticks(&stat_fields(pid)?, children)
 }
 
 /// The Postgres backends serving this database (a shared development
@@ -207,9 +207,11 @@ async fn postgres_server(db: &sqlx::PgPool) -> anyhow::Result<CpuTicks> {
     let backend: i32 = sqlx::query_scalar("select pg_backend_pid()")
         .fetch_one(db)
         .await?;
-    let postmaster = parent_of(backend).ok_or_else(|| anyhow::anyhow!("no postmaster"))?;
-    let mut ticks = std::collections::HashMap::new();
-    ticks.insert(postmaster, ticks_of(postmaster, true).unwrap_or(0));
+    let postmaster = stat_fields(backend)
+        .and_then(|f| Some(f.get(1).copied()? as i32))
+        .ok_or_else(|| anyhow::anyhow!("no postmaster"))?;
+    let mut by_pid = std::collections::HashMap::new();
+    by_pid.insert(postmaster, ticks_of(postmaster, true).unwrap_or(0));
     for entry in std::fs::read_dir("/proc")?.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -218,13 +220,15 @@ async fn postgres_server(db: &sqlx::PgPool) -> anyhow::Result<CpuTicks> {
         else {
             continue;
         };
-        if parent_of(pid) == Some(postmaster)
-            && let Some(t) = ticks_of(pid, false)
+        // One read of each process's stat: its parent and its ticks.
+        if let Some(f) = stat_fields(pid)
+            && f.get(1) == Some(&(postmaster as u64))
+            && let Some(t) = ticks(&f, false)
         {
-            ticks.insert(pid, t);
+            by_pid.insert(pid, t);
         }
     }
-    Ok(CpuTicks(ticks))
+    Ok(CpuTicks(by_pid))
 }
 
 fn process(pid: i32) -> CpuTicks {

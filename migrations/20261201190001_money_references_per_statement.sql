@@ -56,47 +56,23 @@ create trigger commissions_keys_never_change before update of id, conversion_id 
                        or old.conversion_id is distinct from new.conversion_id)
     execute function refuse_changing_money_keys();
 
--- `id = any(array(...))` keeps each check an index scan of the parent's
--- primary key whatever the planner guesses of a transition table's size
--- (it knows nothing of it, and a hash join would read the whole parent).
-create function commissions_refer_to_conversions() returns trigger language plpgsql as $$
+-- One check for every reference: the trigger's arguments name the
+-- referring column and the parent table (whose key is `id`).
+-- `id = any(array(...))` keeps it an index scan of the parent's primary
+-- key whatever the planner guesses of a transition table's size (a hash
+-- join would read the whole parent).
+create function money_rows_refer_to_existing() returns trigger language plpgsql as $$
+declare
+    missing boolean;
 begin
-    if (select count(distinct conversion_id) from new_rows)
-       <> (select count(*) from conversions
-           where id = any(array(select conversion_id from new_rows))) then
-        raise exception 'a commission refers to a conversion that does not exist'
-            using errcode = 'foreign_key_violation';
-    end if;
-    return null;
-end;
-$$;
-
-create function ledger_entries_refer_to_parents() returns trigger language plpgsql as $$
-begin
-    if (select count(distinct conversion_id) from new_entries)
-       <> (select count(*) from conversions
-           where id = any(array(select conversion_id from new_entries
-                                where conversion_id is not null))) then
-        raise exception 'a ledger entry refers to a conversion that does not exist'
-            using errcode = 'foreign_key_violation';
-    end if;
-    if (select count(distinct commission_id) from new_entries)
-       <> (select count(*) from commissions
-           where id = any(array(select commission_id from new_entries
-                                where commission_id is not null))) then
-        raise exception 'a ledger entry refers to a commission that does not exist'
-            using errcode = 'foreign_key_violation';
-    end if;
-    return null;
-end;
-$$;
-
-create function ledger_chain_refers_to_entries() returns trigger language plpgsql as $$
-begin
-    if (select count(distinct entry_id) from new_links)
-       <> (select count(*) from ledger_entries
-           where id = any(array(select entry_id from new_links))) then
-        raise exception 'a chain link refers to a ledger entry that does not exist'
+    execute format(
+        'select (select count(distinct %1$I) from new_rows)
+                <> (select count(*) from %2$I
+                    where id = any(array(select %1$I from new_rows where %1$I is not null)))',
+        tg_argv[0], tg_argv[1]) into missing;
+    if missing then
+        raise exception 'a row of % refers by % to a row of % that does not exist',
+            tg_table_name, tg_argv[0], tg_argv[1]
             using errcode = 'foreign_key_violation';
     end if;
     return null;
@@ -109,12 +85,15 @@ alter table ledger_entries
     drop constraint ledger_entries_commission_id_fkey;
 alter table ledger_chain drop constraint ledger_chain_entry_id_fkey;
 
-create trigger commissions_references after insert on commissions
-    referencing new table as new_rows
-    for each statement execute function commissions_refer_to_conversions();
-create trigger ledger_entries_references after insert on ledger_entries
-    referencing new table as new_entries
-    for each statement execute function ledger_entries_refer_to_parents();
-create trigger ledger_chain_references after insert on ledger_chain
-    referencing new table as new_links
-    for each statement execute function ledger_chain_refers_to_entries();
+create trigger commissions_refer_to_conversions after insert on commissions
+    referencing new table as new_rows for each statement
+    execute function money_rows_refer_to_existing('conversion_id', 'conversions');
+create trigger ledger_entries_refer_to_conversions after insert on ledger_entries
+    referencing new table as new_rows for each statement
+    execute function money_rows_refer_to_existing('conversion_id', 'conversions');
+create trigger ledger_entries_refer_to_commissions after insert on ledger_entries
+    referencing new table as new_rows for each statement
+    execute function money_rows_refer_to_existing('commission_id', 'commissions');
+create trigger ledger_chain_refers_to_entries after insert on ledger_chain
+    referencing new table as new_rows for each statement
+    execute function money_rows_refer_to_existing('entry_id', 'ledger_entries');
