@@ -299,6 +299,63 @@ async fn a_program_proves_no_entry_was_removed_between_two_statements() {
     .await;
 }
 
+/// A booking batch's entries (a thousand here, 8 KB of ids) wait for the
+/// chain as one queued array, compressed with lz4 where the server has it
+/// (Debian's and the official images' builds do), and are chained whole.
+#[tokio::test]
+async fn a_batch_of_a_thousand_entries_is_queued_compressed_with_lz4_and_chained_whole() {
+    let app = spawn_app().await;
+    let f = fixture(&app, json!({})).await;
+    let program = mitra::domain::ProgramId::parse(s(&f.program["id"]))
+        .unwrap()
+        .get();
+    let partner = mitra::domain::PartnerId::parse(s(&f.partner["id"]))
+        .unwrap()
+        .get();
+    let mut tx = app.db.begin().await.unwrap();
+    sqlx::query(
+        "insert into ledger_entries (program_id, partner_id, currency, bucket, amount_minor, kind, actor)
+         select $1, $2, 'EUR', 'pending', g, 'created', 'test' from generate_series(1, 1000) g",
+    )
+    .bind(program)
+    .bind(partner)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let (ids, compression): (i32, Option<String>) = sqlx::query_as(
+        "select cardinality(entry_ids), pg_column_compression(entry_ids) from ledger_chain_queue",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!((ids, compression.as_deref()), (1000, Some("lz4")));
+    tx.commit().await.unwrap();
+    // The outbox's arrays are set the same way.
+    let outbox: Vec<(String, String)> = sqlx::query_as(
+        "select attname::text, attcompression::text from pg_attribute
+         where attrelid = 'outbox_queue'::regclass and attname in ('ids', 'statuses')
+         order by attname",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        outbox,
+        vec![("ids".into(), "l".into()), ("statuses".into(), "l".into())]
+    );
+
+    chain_all(&app).await;
+    let (links, sum, last): (i64, i64, i64) = sqlx::query_as(
+        "select count(*), sum(e.amount_minor)::bigint, max(c.seq) from ledger_chain c
+         join ledger_entries e on e.id = c.entry_id where c.program_id = $1",
+    )
+    .bind(program)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!((links, sum, last), (1000, 500_500, 1000));
+}
+
 #[tokio::test]
 async fn an_entry_committed_late_is_chained_after_those_committed_before_it() {
     let app = spawn_app().await;
