@@ -92,6 +92,13 @@ route_table! {
     /// The admin and partner API under `/v1`, the platforms' webhooks, and
     /// the landing-page snippet: served by the api role.
     API_ROUTES, register_api {
+        // The shops' webhooks first: the router tries patterns in this
+        // order, one regex match each, and these take the money path's
+        // traffic (benches/conversions_load.sh).
+        "/v1/programs/{id}/conversions" => { post: conversions::receive },
+        "/v1/programs/{id}/integrations/shopify" => { post: integrations::shopify },
+        "/v1/programs/{id}/integrations/woocommerce" => { post: integrations::woocommerce },
+        "/v1/programs/{id}/integrations/stripe" => { post: integrations::stripe },
         "/mitra.js" => { get: snippet::script },
         "/v1/programs" => { post: programs::create, get: programs::list },
         "/v1/programs/{id}" => { get: programs::get, patch: programs::update },
@@ -114,13 +121,9 @@ route_table! {
         "/v1/enrollments/{id}/deactivate" => { post: enrollments::deactivate },
         "/v1/enrollments/{id}/ban" => { post: enrollments::ban },
         "/v1/invitations/{token}/{answer}" => { post: enrollments::answer_invitation },
-        "/v1/programs/{id}/conversions" => { post: conversions::receive },
         "/v1/programs/{id}/conversions/{order_id}" => { get: conversions::by_order },
         "/v1/programs/{id}/webhook-secrets" => { post: webhook_secrets::roll },
         "/v1/programs/{id}/integrations" => { get: integrations::list },
-        "/v1/programs/{id}/integrations/shopify" => { post: integrations::shopify },
-        "/v1/programs/{id}/integrations/woocommerce" => { post: integrations::woocommerce },
-        "/v1/programs/{id}/integrations/stripe" => { post: integrations::stripe },
         "/v1/programs/{id}/integrations/{platform}/secret" => { put: integrations::set_secret },
         "/v1/programs/{id}/agreements" => {
             post: agreements::create,
