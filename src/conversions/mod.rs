@@ -352,6 +352,9 @@ pub struct ConversionView {
 }
 
 /// Every conversion of an order (its sale or lead, and refunds), oldest first.
+/// Sales and leads are indexed by order apart from refunds (the unique
+/// `conversions_one_per_order`, the partial `conversions_refund_order`):
+/// one index probe for each part.
 pub async fn by_order(
     db: &PgPool,
     program: ProgramId,
@@ -368,7 +371,13 @@ pub async fn by_order(
                agreement_id as "agreement_id: AgreementId", agreement_version, program_version,
                items as "items: Json<Vec<Item>>", subscription_id,
                refunded_minor, occurred_at, received_at, processed_at, request_id
-        from conversions where program_id = $1 and order_id = $2
+        from conversions
+        where id = any(array(
+            select id from conversions
+            where program_id = $1 and order_id = $2 and event in ('sale', 'lead')
+            union all
+            select id from conversions
+            where program_id = $1 and order_id = $2 and event = 'refund'))
         order by id
         "#,
         program.get(),
