@@ -67,6 +67,45 @@ fn a_missing_or_malformed_variable_stops_the_start_with_one_clear_line() {
     }
 }
 
+/// Processes started together (an api and a worker, pods of a rollout) may
+/// all migrate one new database: one applies, the others wait for it and
+/// find nothing left. A migration that waits for older snapshots (an index
+/// built concurrently) would deadlock with the processes waiting for the
+/// migration lock; none may.
+#[tokio::test]
+async fn three_processes_migrating_a_new_database_at_once_all_succeed() {
+    let (_name, url) = fresh_empty_database().await;
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            mitra()
+                .arg("migrate")
+                .envs(GOOD.iter().copied())
+                .env("DATABASE_URL", url.as_str())
+                .env("REDIS_URL", std::env::var("REDIS_URL").unwrap())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let pool = sqlx::PgPool::connect(url.as_str()).await.unwrap();
+    let applied: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations where success")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(applied, mitra::db::MIGRATOR.iter().count() as i64);
+    pool.close().await;
+}
+
 #[tokio::test]
 async fn serve_migrates_serves_and_exits_0_soon_after_sigterm() {
     let (_name, url) = fresh_empty_database().await;
