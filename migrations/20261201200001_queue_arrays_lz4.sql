@@ -4,7 +4,7 @@
 -- and its conversions' outcomes for the outbox: arrays of up to a batch's
 -- ids (1,000 bigints, 8 KB), over the 2 KB at which Postgres compresses a
 -- value. pglz took about 1.3 ms per such array (1.6% of Postgres's CPU in
--- benches/conversions_load.sh under perf); lz4 takes a tenth of that. The
+-- benches/conversions_load.sh under perf); lz4 about an eighth of that. The
 -- rows live milliseconds, until a worker takes them: compression buys
 -- nothing but the WAL it saves, which lz4 keeps most of.
 --
