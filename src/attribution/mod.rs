@@ -92,9 +92,6 @@ impl Attributor {
 
         let mut outcomes = decided.outcomes;
         outcomes.extend(refund_report.outcomes.iter().cloned());
-        let mut deltas = decided.deltas;
-        deltas.extend(refund_report.deltas.iter().copied());
-        rollup::add(&mut tx, &deltas).await?;
         write_outcomes(&mut tx, &outcomes).await?;
         // Nothing decided and nothing booked: every row claimed was a refund
         // whose sale another worker holds. Claiming them again at once
@@ -102,6 +99,12 @@ impl Attributor {
         let progressed = !outcomes.is_empty() || !booked.is_empty();
         // Refunds that arrived before these sales can now be applied.
         requeue_waiting_refunds(&mut tx).await?;
+        // Last before the commit: every batch of a program's sales through
+        // one link on one day adds to the same rollup rows, and holds
+        // their locks until it commits; the other loops wait for them.
+        let mut deltas = decided.deltas;
+        deltas.extend(refund_report.deltas.iter().copied());
+        rollup::add(&mut tx, &deltas).await?;
         tx.commit().await?;
 
         self.count(&earning, &outcomes, &booked, &refund_report);
