@@ -299,6 +299,13 @@ async fn a_program_proves_no_entry_was_removed_between_two_statements() {
     .await;
 }
 
+/// The fixture's program and partner as the database keys them.
+fn program_and_partner(f: &Fixture) -> (i64, i64) {
+    let program = mitra::domain::ProgramId::parse(s(&f.program["id"])).unwrap();
+    let partner = mitra::domain::PartnerId::parse(s(&f.partner["id"])).unwrap();
+    (program.get(), partner.get())
+}
+
 /// A booking batch's entries (a thousand here, 8 KB of ids) wait for the
 /// chain as one queued array, compressed with lz4 where the server has it
 /// (Debian's and the official images' builds do), and are chained whole.
@@ -306,12 +313,7 @@ async fn a_program_proves_no_entry_was_removed_between_two_statements() {
 async fn a_batch_of_a_thousand_entries_is_queued_compressed_with_lz4_and_chained_whole() {
     let app = spawn_app().await;
     let f = fixture(&app, json!({})).await;
-    let program = mitra::domain::ProgramId::parse(s(&f.program["id"]))
-        .unwrap()
-        .get();
-    let partner = mitra::domain::PartnerId::parse(s(&f.partner["id"]))
-        .unwrap()
-        .get();
+    let (program, partner) = program_and_partner(&f);
     let mut tx = app.db.begin().await.unwrap();
     sqlx::query(
         "insert into ledger_entries (program_id, partner_id, currency, bucket, amount_minor, kind, actor)
@@ -360,12 +362,7 @@ async fn a_batch_of_a_thousand_entries_is_queued_compressed_with_lz4_and_chained
 async fn an_entry_committed_late_is_chained_after_those_committed_before_it() {
     let app = spawn_app().await;
     let f = fixture(&app, json!({})).await;
-    let program = mitra::domain::ProgramId::parse(s(&f.program["id"]))
-        .unwrap()
-        .get();
-    let partner = mitra::domain::PartnerId::parse(s(&f.partner["id"]))
-        .unwrap()
-        .get();
+    let (program, partner) = program_and_partner(&f);
     let insert = "insert into ledger_entries (program_id, partner_id, currency, bucket, amount_minor, kind, actor)
                   values ($1, $2, 'EUR', 'pending', $3, 'created', 'test') returning id";
     let url = app.settings.expose_database_url().to_owned();
