@@ -4,6 +4,7 @@ mod cluster_harness;
 mod helpers;
 
 mod admin_api;
+mod booking;
 mod claims;
 mod cli;
 mod clicks;
