@@ -10,6 +10,7 @@
 #   LOAD_RULES="flat tiered tiered flat" LOAD_PACED_SECONDS=0 benches/conversions_load.sh
 #   BENCH_PORT=18383 BENCH_PG_PORT=18384 benches/conversions_load.sh
 #   PG_STATS=1 benches/conversions_load.sh   # and where Postgres spends its time
+#   MITRA_BIN=/tmp/mitra-before benches/conversions_load.sh   # a prebuilt binary (A/B)
 #
 # LOAD_RULES lists the programs to run, one after the other on the same
 # server: `flat` (10% of sales, the default) or `tiered` (count tiers with
@@ -64,12 +65,15 @@ export MITRA_ADMIN_TOKEN="$ADMIN" MITRA_LINK_KEYS="1:bench-link-key-bench-link-k
     MITRA_LISTEN="127.0.0.1:$PORT" MITRA_REDIS_PREFIX="bench-conv:$$:" RUST_LOG=warn \
     MITRA_WORKER_POLL_MS=20 SQLX_OFFLINE=true
 
+# An A/B runs an earlier build (copied aside) against this one, alternating.
+MITRA_BIN="${MITRA_BIN:-target/release/mitra}"
 say "building the release binary and the load generator"
 cargo build --release --quiet
+[ -x "$MITRA_BIN" ] || die "MITRA_BIN: $MITRA_BIN is not an executable"
 cargo bench --bench webhook_load --no-run --quiet 2>/dev/null
 
 start_server() { # [serve options]: starts mitra, sets SERVER, waits until ready
-    target/release/mitra serve "$@" >>/tmp/mitra-bench-conversions.log 2>&1 &
+    "$MITRA_BIN" serve "$@" >>/tmp/mitra-bench-conversions.log 2>&1 &
     SERVER=$!
     export LOAD_SERVER_PID=$SERVER  # the load generator reads its CPU time
     for _ in $(seq 100); do curl -fs "$BASE/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
