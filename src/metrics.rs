@@ -286,6 +286,15 @@ impl Metrics {
         .unwrap();
     }
 
+    /// Sets a queue's gauges: its items, and how long the oldest has waited
+    /// (`None` when it is empty).
+    pub fn queue(&self, queue: &str, depth: i64, oldest_age_seconds: Option<f64>) {
+        self.queue_depth.with_label_values(&[queue]).set(depth);
+        self.queue_oldest_age
+            .with_label_values(&[queue])
+            .set(oldest_age_seconds.unwrap_or(0.0).max(0.0));
+    }
+
     /// Counts a failed call to `backend` ("postgres" or "redis").
     pub fn backend_error(&self, backend: &str) {
         self.backend_errors.with_label_values(&[backend]).inc();

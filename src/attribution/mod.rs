@@ -204,22 +204,28 @@ impl Attributor {
         self.measure().await
     }
 
-    /// Sets the attribution queue gauges.
+    /// Sets the attribution queue gauges, and those of the refunds waiting
+    /// for their sale (`refunds_waiting`): a refund of an order whose sale
+    /// never arrives (another order id, a sale sent elsewhere) waits
+    /// forever, and its partners' commissions stay unreversed, so its age is
+    /// watched (alert `MitraRefundsWaiting`).
     pub async fn measure(&self) -> anyhow::Result<()> {
-        let row = sqlx::query!(
+        let received = sqlx::query!(
             r#"select count(*) as "depth!", extract(epoch from now() - min(received_at))::float8 as age
                from conversions where status = 'received'"#
         )
         .fetch_one(&self.db)
         .await?;
         self.metrics
-            .queue_depth
-            .with_label_values(&["attribution"])
-            .set(row.depth);
+            .queue("attribution", received.depth, received.age);
+        let waiting = sqlx::query!(
+            r#"select count(*) as "depth!", extract(epoch from now() - min(received_at))::float8 as age
+               from conversions where status = 'waiting'"#
+        )
+        .fetch_one(&self.db)
+        .await?;
         self.metrics
-            .queue_oldest_age
-            .with_label_values(&["attribution"])
-            .set(row.age.unwrap_or(0.0).max(0.0));
+            .queue("refunds_waiting", waiting.depth, waiting.age);
         Ok(())
     }
 }

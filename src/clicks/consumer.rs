@@ -522,18 +522,8 @@ impl ClickConsumer {
             .await;
         let depth: u64 = measured.iter().map(|m| m.0).sum();
         let age_ms = measured.iter().map(|m| m.1).max().unwrap_or(0);
-        self.metrics
-            .queue_depth
-            .with_label_values(&["clicks"])
-            .set(depth as i64);
-        self.metrics
-            .queue_oldest_age
-            .with_label_values(&["clicks"])
-            .set(if depth == 0 {
-                0.0
-            } else {
-                age_ms as f64 / 1000.0
-            });
+        let age = (depth > 0).then(|| age_ms as f64 / 1000.0);
+        self.metrics.queue("clicks", depth as i64, age);
         match error {
             Some(e) => Err(e),
             None => Ok(()),

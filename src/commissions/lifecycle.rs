@@ -92,13 +92,7 @@ impl Lifecycle {
         )
         .fetch_one(&self.db)
         .await?;
-        let m = &self.metrics;
-        m.queue_depth
-            .with_label_values(&["lifecycle"])
-            .set(row.depth);
-        m.queue_oldest_age
-            .with_label_values(&["lifecycle"])
-            .set(row.age.unwrap_or(0.0).max(0.0));
+        self.metrics.queue("lifecycle", row.depth, row.age);
         Ok(())
     }
 }

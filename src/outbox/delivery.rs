@@ -260,13 +260,7 @@ impl Deliverer {
         )
         .fetch_one(&self.db)
         .await?;
-        let m = &self.metrics;
-        m.queue_depth
-            .with_label_values(&["webhooks"])
-            .set(row.depth);
-        m.queue_oldest_age
-            .with_label_values(&["webhooks"])
-            .set(row.age.unwrap_or(0.0).max(0.0));
+        self.metrics.queue("webhooks", row.depth, row.age);
         Ok(())
     }
 }

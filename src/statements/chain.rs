@@ -191,11 +191,7 @@ impl Chainer {
         )
         .fetch_one(&self.db)
         .await?;
-        let m = &self.metrics;
-        m.queue_depth.with_label_values(&["chain"]).set(row.depth);
-        m.queue_oldest_age
-            .with_label_values(&["chain"])
-            .set(row.age.unwrap_or(0.0).max(0.0));
+        self.metrics.queue("chain", row.depth, row.age);
         Ok(())
     }
 }

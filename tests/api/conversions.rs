@@ -885,6 +885,14 @@ async fn a_refund_that_arrives_before_its_sale_waits_and_is_applied_later() {
     app.attribute().await;
     let waiting = app.conversion(&f.program, "E-1").await;
     assert_eq!(waiting["refunds"][0]["status"], "waiting");
+    // Ops see it wait (alert MitraRefundsWaiting on its age).
+    app.attributor().measure().await.unwrap();
+    let m = app.metrics().await;
+    assert_eq!(
+        metric(&m, r#"mitra_queue_depth{queue="refunds_waiting"}"#),
+        1.0
+    );
+    assert!(m.contains(r#"mitra_queue_oldest_age_seconds{queue="refunds_waiting"} "#));
     assert_status(
         app.post_conversion(
             &f.program,
@@ -901,6 +909,12 @@ async fn a_refund_that_arrives_before_its_sale_waits_and_is_applied_later() {
     assert_eq!(
         commissions(&c),
         vec![(s(&f.partner["id"]).to_owned(), 0, "reversed".into())]
+    );
+    app.attributor().measure().await.unwrap();
+    let m = app.metrics().await;
+    assert_eq!(
+        metric(&m, r#"mitra_queue_depth{queue="refunds_waiting"}"#),
+        0.0
     );
 }
 
