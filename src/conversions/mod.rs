@@ -1,6 +1,7 @@
 //! Conversions: what a shop reports (sale, lead, refund), stored in Postgres
 //! before the shop hears back, then attributed by the attribution worker.
 
+pub mod aliases;
 pub mod signature;
 pub mod webhook_context;
 pub mod writer;

@@ -11,6 +11,7 @@
 //! counted (`outcome="conflict"`), since no retry could resolve it.
 
 use super::conversions::{read_body, request_id, store, store_error};
+use crate::conversions::aliases;
 use crate::conversions::signature::{self, SignatureError};
 use crate::conversions::webhook_context::{self, WebhookContext};
 use crate::conversions::{Event, StoreError, Stored};
@@ -28,7 +29,9 @@ use std::time::Instant;
 /// What became of a platform's webhook.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct IntegrationReceipt {
-    /// `stored` when it brought conversions (new or repeated), else `ignored`.
+    /// `stored` when it brought conversions (new or repeated) or named an
+    /// order by another reference (Stripe's `invoice_payment.paid`), else
+    /// `ignored`.
     #[schema(examples("stored"))]
     status: &'static str,
     /// Why nothing was stored, or why some of it was not.
@@ -187,7 +190,7 @@ async fn receive_inner(
         now,
         request_id: request_id(req),
     };
-    let conversions = match map(platform, req, &body, &mapping)? {
+    let mut conversions = match map(platform, req, &body, &mapping)? {
         Mapped::Ignore(reason) => {
             tracing::info!(program = %program, %platform, %reason, "platform webhook ignored");
             return Ok(HttpResponse::Ok().json(IntegrationReceipt {
@@ -196,8 +199,30 @@ async fn receive_inner(
                 conversions: vec![],
             }));
         }
+        Mapped::Alias { alias, order_id } => {
+            aliases::remember(&state.db, program, &alias, &order_id).await?;
+            return Ok(HttpResponse::Ok().json(IntegrationReceipt {
+                status: "stored",
+                reason: Some(format!(
+                    "{alias} names order {order_id}: its refunds go to that order"
+                )),
+                conversions: vec![],
+            }));
+        }
         Mapped::Store(conversions) => conversions,
     };
+    // A refund naming its order by an alias goes to the order itself.
+    let refunded: Vec<String> = conversions
+        .iter()
+        .filter(|c| c.event == Event::Refund)
+        .map(|c| c.order_id.clone())
+        .collect();
+    let orders = aliases::resolve(&state.db, program, &refunded).await?;
+    for c in conversions.iter_mut().filter(|c| c.event == Event::Refund) {
+        if let Some(order_id) = orders.get(&c.order_id) {
+            c.order_id.clone_from(order_id);
+        }
+    }
     // Together, so they ride one group commit.
     let described: Vec<(String, Event)> = conversions
         .iter()
@@ -335,8 +360,8 @@ pub async fn woocommerce(
 /// Receive a Stripe webhook
 ///
 /// POST /v1/programs/{id}/integrations/stripe: Stripe's
-/// `checkout.session.completed`, `invoice.paid` and `charge.refunded`
-/// events, as Stripe sends them. Verified with `Stripe-Signature`
+/// `checkout.session.completed`, `invoice.paid`, `charge.refunded` and
+/// `invoice_payment.paid` events, as Stripe sends them. Verified with `Stripe-Signature`
 /// (`t=...,v1=...`, within 300 s) under the program's Stripe endpoint
 /// secret. Other event types are answered 200 and ignored.
 #[utoipa::path(
@@ -426,6 +451,8 @@ fn events_of(platform: Platform) -> Vec<&'static str> {
             "checkout.session.completed",
             "invoice.paid",
             "charge.refunded",
+            // API versions from 2025-03-31 on: ties a refund to its invoice.
+            "invoice_payment.paid",
         ],
     }
 }

@@ -26,6 +26,9 @@ pub enum Mapped {
     Store(Vec<NewConversion>),
     /// Nothing to store, and why: acknowledged all the same.
     Ignore(String),
+    /// Another name for an order (`alias`): refunds that name the order by
+    /// it are stored under `order_id`, where its sale is.
+    Alias { alias: String, order_id: String },
 }
 
 /// A webhook that is signed by the platform but cannot be mapped.

@@ -12,6 +12,10 @@
 //! - `charge.refunded`: a refund of what this event added to the charge's
 //!   `amount_refunded` (Stripe gives the running total and, in
 //!   `previous_attributes`, the one before).
+//! - `invoice_payment.paid` (API versions from 2025-03-31 on, whose charges
+//!   no longer name their invoice): the invoice's PaymentIntent becomes an
+//!   alias of the invoice, so a refund naming the PaymentIntent is stored
+//!   under the invoice, where the subscription's payment is.
 //!
 //! Order ids: a payment's PaymentIntent (what a charge names, so refunds
 //! find their sale), else the invoice, else the session. Click id: the
@@ -118,6 +122,23 @@ struct Charge {
     invoice: Option<String>,
 }
 
+/// What paid an invoice (API versions from 2025-03-31 on).
+#[derive(Deserialize)]
+struct InvoicePayment {
+    id: String,
+    invoice: String,
+    payment: PaymentOfInvoice,
+}
+
+#[derive(Deserialize)]
+struct PaymentOfInvoice {
+    #[serde(default)]
+    payment_intent: Option<String>,
+    /// Only for a charge made without a PaymentIntent.
+    #[serde(default)]
+    charge: Option<String>,
+}
+
 fn meta(metadata: Option<&Metadata>, key: &str) -> Option<String> {
     present(metadata?.get(key)?.as_str())
 }
@@ -143,6 +164,7 @@ pub fn map(body: &[u8], ctx: &Context) -> Result<Mapped, MapError> {
             session(object("Checkout Session", event.data.object)?, ctx)
         }
         "invoice.paid" => invoice(object("Invoice", event.data.object)?, ctx),
+        "invoice_payment.paid" => invoice_payment(object("Invoice Payment", event.data.object)?),
         "charge.refunded" => {
             let previous = event
                 .data
@@ -243,6 +265,23 @@ fn invoice(i: Invoice, ctx: &Context) -> Result<Mapped, MapError> {
     checked(ctx, vec![c])
 }
 
+/// A subscription's payment is reported under its invoice, but from API
+/// version 2025-03-31 on its refund names only the PaymentIntent, or the
+/// charge when there is none (a Charge no longer names its invoice): that
+/// becomes an alias of the invoice, so the refund finds the sale.
+fn invoice_payment(p: InvoicePayment) -> Result<Mapped, MapError> {
+    Ok(match p.payment.payment_intent.or(p.payment.charge) {
+        Some(paid_by) => Mapped::Alias {
+            alias: paid_by,
+            order_id: p.invoice,
+        },
+        None => Mapped::Ignore(format!(
+            "invoice payment {} names no PaymentIntent or charge",
+            p.id
+        )),
+    })
+}
+
 fn refund(
     charge: Charge,
     previous: i64,
@@ -282,6 +321,8 @@ mod tests {
     const RENEWAL: &[u8] = include_bytes!("../../tests/fixtures/stripe/invoice_paid_renewal.json");
     const REFUND: &[u8] = include_bytes!("../../tests/fixtures/stripe/charge_refunded.json");
     const CUSTOMER: &[u8] = include_bytes!("../../tests/fixtures/stripe/customer_created.json");
+    const INVOICE_PAYMENT: &[u8] =
+        include_bytes!("../../tests/fixtures/stripe/invoice_payment_paid.json");
 
     fn ctx() -> Context {
         Context {
@@ -384,6 +425,31 @@ mod tests {
             refund.event_id.as_deref(),
             Some("stripe:ch_3QKx7hLkdIwHu7ix0Ea6tLhw:refunded:5000")
         );
+    }
+
+    #[test]
+    fn an_invoice_payment_makes_its_payment_intent_an_alias_of_the_invoice() {
+        match map(INVOICE_PAYMENT, &ctx()).unwrap() {
+            Mapped::Alias { alias, order_id } => {
+                assert_eq!(alias, "pi_3QTe8lLkdIwHu7ix1uRkP9sQ");
+                assert_eq!(order_id, "in_1QTe8kLkdIwHu7ixW3cN5yPq");
+            }
+            other => panic!("expected an alias, got {other:?}"),
+        }
+        // Paid by a charge without a PaymentIntent: its refund names the charge.
+        let mut other: serde_json::Value = serde_json::from_slice(INVOICE_PAYMENT).unwrap();
+        other["data"]["object"]["payment"] =
+            serde_json::json!({"type": "charge", "charge": "ch_1"});
+        let body = serde_json::to_vec(&other).unwrap();
+        assert!(matches!(
+            map(&body, &ctx()).unwrap(),
+            Mapped::Alias { alias, .. } if alias == "ch_1"
+        ));
+        // Recorded elsewhere (a payment record): nothing a refund event names.
+        other["data"]["object"]["payment"] =
+            serde_json::json!({"type": "payment_record", "payment_record": "pr_1"});
+        let body = serde_json::to_vec(&other).unwrap();
+        assert!(matches!(map(&body, &ctx()).unwrap(), Mapped::Ignore(_)));
     }
 
     #[test]

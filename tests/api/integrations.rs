@@ -432,6 +432,125 @@ async fn a_stripe_payment_and_a_renewal_are_booked_and_a_refund_reduces_the_paym
     assert_eq!(commissions(&after), vec![(633, "pending".to_owned())]);
 }
 
+/// A refund under Stripe's API from 2025-03-31 on, whose charges no longer
+/// name their invoice: it names the payment's PaymentIntent only.
+fn stripe_refund_2025(charge: &str, payment_intent: &str, amount: i64) -> Value {
+    let mut refund = load("stripe/charge_refunded.json");
+    refund["api_version"] = "2025-03-31.basil".into();
+    refund["created"] = Utc::now().timestamp().into();
+    let object = refund["data"]["object"].as_object_mut().unwrap();
+    object.remove("invoice");
+    object.insert("id".into(), charge.into());
+    object.insert("payment_intent".into(), payment_intent.into());
+    for field in ["amount", "amount_captured", "amount_refunded"] {
+        object.insert(field.into(), amount.into());
+    }
+    refund
+}
+
+/// Stripe's `invoice_payment.paid`: `payment_intent` paid `invoice`.
+fn stripe_invoice_payment(invoice: &str, payment_intent: &str) -> Value {
+    let mut paid = load("stripe/invoice_payment_paid.json");
+    paid["created"] = Utc::now().timestamp().into();
+    paid["data"]["object"]["invoice"] = invoice.into();
+    paid["data"]["object"]["payment"]["payment_intent"] = payment_intent.into();
+    paid
+}
+
+/// A subscription's payments are reported under their invoices; from API
+/// version 2025-03-31 on their refunds name only the PaymentIntent. The
+/// invoice's `invoice_payment.paid` ties the two, before the refund (it is
+/// then stored under the invoice) or after it (the waiting refund moves to
+/// the invoice): either way the refund reaches its sale.
+#[tokio::test]
+async fn refunds_of_subscription_payments_under_stripes_2025_api_find_their_invoices() {
+    let app = spawn_app().await;
+    let f = shop(&app, "USD").await;
+    let click = app.click_id_ago(&f.link, MINUTE);
+    let (first, first_pi) = ("in_1QKy2PLkdIwHu7ixRkE6b0aT", "pi_3QKy2QLkdIwHu7ix0Zc4Vb7n");
+    let mut session = load("stripe/checkout_session_subscription.json");
+    let now = Utc::now().timestamp();
+    session["created"] = now.into();
+    session["data"]["object"]["created"] = (now - 30).into();
+    session["data"]["object"]["client_reference_id"] = click.clone().into();
+    assert_status(
+        app.stripe(&f.program, &session, STRIPE_SECRET).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let (renewal_invoice, renewal_pi) =
+        ("in_1QTe8kLkdIwHu7ixW3cN5yPq", "pi_3QTe8lLkdIwHu7ix1uRkP9sQ");
+    let mut renewal = load("stripe/invoice_paid_renewal.json");
+    renewal["api_version"] = "2025-03-31.basil".into();
+    renewal["data"]["object"]["status_transitions"]["paid_at"] = now.into();
+    renewal["data"]["object"]["subscription_details"]["metadata"]["mitra_click"] =
+        click.clone().into();
+    let invoice = renewal["data"]["object"].as_object_mut().unwrap();
+    invoice.remove("payment_intent");
+    invoice.remove("charge");
+    assert_status(
+        app.stripe(&f.program, &renewal, STRIPE_SECRET).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    app.attribute().await;
+    let sale = app.conversion(&f.program, first).await;
+    assert_eq!(commissions(&sale), vec![(290, "pending".to_owned())]);
+    // The program's rules pay a subscription's first payment only.
+    let renewed = app.conversion(&f.program, renewal_invoice).await;
+    assert_eq!(renewed["status"], "attributed");
+
+    // The first payment's refund comes before its invoice payment: it waits.
+    let refund = stripe_refund_2025("ch_3QKy2QLkdIwHu7ix0Lm4Rt6u", first_pi, 2_900);
+    assert_status(
+        app.stripe(&f.program, &refund, STRIPE_SECRET).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    app.attribute().await;
+    let waiting = app.conversion(&f.program, first_pi).await;
+    assert_eq!(waiting["status"], "waiting");
+    let receipt = assert_status(
+        app.stripe(
+            &f.program,
+            &stripe_invoice_payment(first, first_pi),
+            STRIPE_SECRET,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(receipt["status"], "stored");
+    app.attribute().await;
+    let refunded = app.conversion(&f.program, first).await;
+    assert_eq!(refunded["refunded_minor"], 2_900);
+    assert_eq!(commissions(&refunded), vec![(0, "reversed".to_owned())]);
+
+    // The renewal's invoice payment comes first (as Stripe sends it, at
+    // payment): the refund is stored under the invoice at once.
+    assert_status(
+        app.stripe(
+            &f.program,
+            &stripe_invoice_payment(renewal_invoice, renewal_pi),
+            STRIPE_SECRET,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let refund = stripe_refund_2025("ch_3QTe8lLkdIwHu7ix1Xs0RfUd", renewal_pi, 2_900);
+    let receipt = assert_status(
+        app.stripe(&f.program, &refund, STRIPE_SECRET).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    assert_eq!(receipt["conversions"][0]["order_id"], renewal_invoice);
+    app.attribute().await;
+    let refunded = app.conversion(&f.program, renewal_invoice).await;
+    assert_eq!(refunded["refunded_minor"], 2_900);
+    assert_eq!(refunded["refunds"][0]["status"], "attributed");
+}
+
 #[tokio::test]
 async fn wrong_or_missing_signatures_are_refused_and_store_nothing() {
     let app = spawn_app().await;
