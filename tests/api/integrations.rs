@@ -364,7 +364,12 @@ async fn a_woocommerce_order_is_booked_and_its_refund_lines_reduce_it() {
 
 /// The Stripe fixture's payment, made now, with this click id.
 fn stripe_session(click: &str) -> Value {
-    let mut event = load("stripe/checkout_session_completed.json");
+    stripe_session_from("stripe/checkout_session_completed.json", click)
+}
+
+/// A Checkout Session event from `fixture`, completed now with this click id.
+fn stripe_session_from(fixture: &str, click: &str) -> Value {
+    let mut event = load(fixture);
     let now = Utc::now().timestamp();
     event["created"] = now.into();
     event["data"]["object"]["created"] = (now - 30).into();
@@ -468,11 +473,7 @@ async fn refunds_of_subscription_payments_under_stripes_2025_api_find_their_invo
     let f = shop(&app, "USD").await;
     let click = app.click_id_ago(&f.link, MINUTE);
     let (first, first_pi) = ("in_1QKy2PLkdIwHu7ixRkE6b0aT", "pi_3QKy2QLkdIwHu7ix0Zc4Vb7n");
-    let mut session = load("stripe/checkout_session_subscription.json");
-    let now = Utc::now().timestamp();
-    session["created"] = now.into();
-    session["data"]["object"]["created"] = (now - 30).into();
-    session["data"]["object"]["client_reference_id"] = click.clone().into();
+    let session = stripe_session_from("stripe/checkout_session_subscription.json", &click);
     assert_status(
         app.stripe(&f.program, &session, STRIPE_SECRET).await,
         StatusCode::ACCEPTED,
@@ -482,7 +483,7 @@ async fn refunds_of_subscription_payments_under_stripes_2025_api_find_their_invo
         ("in_1QTe8kLkdIwHu7ixW3cN5yPq", "pi_3QTe8lLkdIwHu7ix1uRkP9sQ");
     let mut renewal = load("stripe/invoice_paid_renewal.json");
     renewal["api_version"] = "2025-03-31.basil".into();
-    renewal["data"]["object"]["status_transitions"]["paid_at"] = now.into();
+    renewal["data"]["object"]["status_transitions"]["paid_at"] = Utc::now().timestamp().into();
     renewal["data"]["object"]["subscription_details"]["metadata"]["mitra_click"] =
         click.clone().into();
     let invoice = renewal["data"]["object"].as_object_mut().unwrap();
