@@ -219,12 +219,12 @@ async fn not_booked_yet<'a>(
     Ok(new
         .iter()
         .filter(|n| {
-            let (c, p, k, o) = key(n);
-            let fresh = seen.insert((c, p, k, o.map(str::to_owned)));
-            match &n.once_key {
+            let (conversion, partner, kind, once_key) = key(n);
+            let fresh = seen.insert((conversion, partner, kind, once_key.map(str::to_owned)));
+            match once_key {
                 // NULL periods never collide in the unique index.
-                Some(o) if n.period.is_some() => {
-                    let per_period = (n.agreement_id.get(), p, n.period, o.clone());
+                Some(once_key) if n.period.is_some() => {
+                    let per_period = (n.agreement_id.get(), partner, n.period, once_key.to_owned());
                     seen_once.insert(per_period) && fresh
                 }
                 _ => fresh,

@@ -361,9 +361,9 @@ pub async fn woocommerce(
 ///
 /// POST /v1/programs/{id}/integrations/stripe: Stripe's
 /// `checkout.session.completed`, `invoice.paid`, `charge.refunded` and
-/// `invoice_payment.paid` events, as Stripe sends them. Verified with `Stripe-Signature`
-/// (`t=...,v1=...`, within 300 s) under the program's Stripe endpoint
-/// secret. Other event types are answered 200 and ignored.
+/// `invoice_payment.paid` events, as Stripe sends them. Verified with
+/// `Stripe-Signature` (`t=...,v1=...`, within 300 s) under the program's
+/// Stripe endpoint secret. Other event types are answered 200 and ignored.
 #[utoipa::path(
     post,
     path = "/v1/programs/{id}/integrations/stripe",
