@@ -12,6 +12,10 @@
 //! every 50 ms it reads the entries written since its last read and trims
 //! them off the streams (as the worker does once it has applied them), so
 //! Redis holds what a deployment holds instead of every event of the run.
+//! It reads in pages the size the worker reads (about 4,000 events, at most
+//! 60 entries): when it has fallen behind, catching up then costs Redis many
+//! small replies, as the worker would, not a few of megabytes each that hold
+//! Redis (and the servers sharing its core) for milliseconds at a time.
 //! On SIGTERM it reads (and trims) what is left and prints the same tally over
 //! everything it read.
 
@@ -69,6 +73,13 @@ async fn streams(
     Ok(streams)
 }
 
+/// Entries per page when following: what the click worker reads per step
+/// (`clicks::consumer`: about 4,000 events, at most 60 entries).
+const FOLLOW_EVENTS: u64 = 4000;
+const FOLLOW_ENTRIES: u64 = 60;
+/// Entries per page of the final tally, when nothing else runs.
+const TALLY_ENTRIES: u64 = 1000;
+
 /// Reads `stream`'s entries after `from` (exclusive; "-": from the start)
 /// into the tally; with `trim`, removes them from the stream once read.
 /// Returns the last id read.
@@ -80,12 +91,18 @@ async fn read(
     tally: &mut Tally,
 ) -> redis::RedisResult<String> {
     loop {
+        let count = if trim {
+            let per_entry = (tally.events / tally.entries.max(1)).max(1);
+            (FOLLOW_EVENTS / per_entry).clamp(1, FOLLOW_ENTRIES)
+        } else {
+            TALLY_ENTRIES
+        };
         let page: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(stream)
             .arg(&from)
             .arg("+")
             .arg("COUNT")
-            .arg(1000)
+            .arg(count)
             .query_async(conn)
             .await?;
         for entry in &page.ids {
@@ -104,7 +121,7 @@ async fn read(
                 .await?;
         }
         from = format!("({}", last.id);
-        if page.ids.len() < 1000 {
+        if (page.ids.len() as u64) < count {
             return Ok(from);
         }
     }
