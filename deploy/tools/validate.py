@@ -280,6 +280,21 @@ def parse_env_file(path):
     return env
 
 
+def redis_as_deployed():
+    """The (flag, value) pairs of REDIS_AS_DEPLOYED in scripts/services.sh:
+    the Redis persistence the benches run with."""
+    with open(os.path.join(ROOT, "scripts", "services.sh")) as f:
+        m = re.search(r"^REDIS_AS_DEPLOYED=\(([^)]*)\)", f.read(), re.M)
+    if not m:
+        fail("scripts/services.sh defines no REDIS_AS_DEPLOYED")
+        return []
+    words = m.group(1).split()
+    if len(words) % 2:
+        fail(f"REDIS_AS_DEPLOYED is not flag/value pairs: {words}")
+        return []
+    return list(zip(words[::2], words[1::2]))
+
+
 def cmd_compose():
     path = os.path.join(COMPOSE_DIR, "compose.yaml")
     with open(path) as f:
@@ -300,8 +315,18 @@ def cmd_compose():
         fail(f"api runs {cmd('api')}")
     if cmd("worker") != ["mitra", "serve", "--role", "worker"]:
         fail(f"worker runs {cmd('worker')}")
-    if "--appendonly" not in (cmd("redis") or []):
-        fail("redis does not run with --appendonly yes")
+    # Every Redis persists as the benches measure it (REDIS_AS_DEPLOYED).
+    persistence = redis_as_deployed()
+    redises = ["redis"] + [n for n, svc in services.items()
+                           if "redis-cluster" in (svc.get("profiles") or [])
+                           and n.startswith("redis-node-")]
+    for n in redises:
+        args = [str(a) for a in (cmd(n) or [])]
+        for flag, value in persistence:
+            if flag not in args or args.index(flag) + 1 >= len(args) \
+                    or args[args.index(flag) + 1] != value:
+                fail(f"{n} does not run with {flag} {value}, as the benches do "
+                     "(REDIS_AS_DEPLOYED in scripts/services.sh)")
     if not str(services.get("postgres", {}).get("image", "")).startswith("postgres:15"):
         fail("postgres is not postgres:15")
     if "healthcheck" not in services.get("postgres", {}):
