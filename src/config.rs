@@ -146,6 +146,8 @@ pub struct WebhookSettings {
     pub retry_base: Duration,
     /// How long one attempt may take.
     pub timeout: Duration,
+    /// How long an event's deliveries and attempts are kept once settled.
+    pub retention: chrono::Duration,
 }
 
 /// Pacing of the background workers.
@@ -363,6 +365,10 @@ impl Settings {
                 None => 10_000,
                 Some(v) => parse_in_range("MITRA_WEBHOOK_TIMEOUT_MS", &v, 100, 60_000)?,
             }),
+            retention: chrono::Duration::days(match get("MITRA_WEBHOOK_RETENTION_DAYS") {
+                None => 30,
+                Some(v) => parse_in_range("MITRA_WEBHOOK_RETENTION_DAYS", &v, 1, 3650)? as i64,
+            }),
         };
         let link_cache_size = match get("MITRA_LINK_CACHE_SIZE") {
             None => 100_000,
@@ -568,6 +574,7 @@ mod tests {
             ("MITRA_WEBHOOK_ALLOW_PRIVATE", "maybe"),
             ("MITRA_WEBHOOK_RETRY_BASE_MS", "1"),
             ("MITRA_WEBHOOK_TIMEOUT_MS", "0"),
+            ("MITRA_WEBHOOK_RETENTION_DAYS", "0"),
             ("MITRA_LINK_CACHE_SIZE", "1"),
             ("MITRA_CLICK_FLUSH_MS", "0"),
             ("MITRA_CLICK_LOG_CAPACITY", "0"),

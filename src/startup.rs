@@ -23,6 +23,7 @@ use crate::http::{self, middleware};
 use crate::links::cache::{self, LinkCache};
 use crate::metrics::Metrics;
 use crate::outbox::delivery::Deliverer;
+use crate::outbox::retention::Retention;
 use crate::redis_client::RedisClient;
 use crate::statements::chain::Chainer;
 use crate::statements::keys::StatementKeys;
@@ -168,6 +169,11 @@ impl Workers {
         )
     }
 
+    /// Purges outgoing webhooks' history past its retention.
+    pub fn webhook_history(&self) -> Retention {
+        Retention::new(self.db.clone(), self.settings.webhooks.retention)
+    }
+
     /// Adds the loops of `roles` to `tasks`, each running until `shutdown`.
     fn spawn(
         &self,
@@ -228,6 +234,13 @@ impl Workers {
             let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
             tasks.spawn("webhooks", async move {
                 run_loop("webhooks", stop, idle, metrics, || worker.step()).await;
+                Ok(())
+            });
+            // Beside delivery, so a backlog of history never delays a delivery.
+            let history = self.webhook_history();
+            let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
+            tasks.spawn("webhook history", async move {
+                run_loop("webhook_history", stop, idle, metrics, || history.step()).await;
                 Ok(())
             });
         }

@@ -5,7 +5,8 @@
 //! reports, so none is lost or invented: one queue row per statement, which
 //! the delivery worker (`delivery`) expands into events (`outbox_expand`),
 //! then fans each event out to the endpoints subscribed to it and sends each delivery the Standard Webhooks
-//! way, retrying with exponential backoff for 3 days; every attempt is kept.
+//! way, retrying with exponential backoff for 3 days; every attempt is kept
+//! until `retention` purges the event's history (30 days by default).
 //! `endpoints` holds what programs and partners register; `guard` the
 //! resolver that keeps deliveries off internal addresses.
 
@@ -13,6 +14,7 @@ pub mod client;
 pub mod delivery;
 pub mod endpoints;
 pub mod guard;
+pub mod retention;
 
 use crate::domain::{
     AgreementId, ClaimId, CommissionId, ConversionId, EnrollmentId, EventId, LedgerEntryId, LinkId,

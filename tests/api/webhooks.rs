@@ -1,10 +1,11 @@
 //! Outgoing webhooks against a real HTTP receiver: what is sent, signed the
 //! Standard Webhooks way (checked with the reference library from PyPI),
-//! retries, every attempt kept, replays, disabling, the SSRF guard, and
-//! kill -9 between commit and delivery.
+//! retries, every attempt kept (until its retention), replays, disabling,
+//! the SSRF guard, and kill -9 between commit and delivery.
 
 use crate::helpers::*;
 use crate::receiver::{Receiver, Reply, verify_with_python};
+use mitra::background::Step;
 use mitra::startup::Roles;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -259,6 +260,161 @@ async fn a_failing_receiver_is_retried_every_attempt_is_kept_and_a_delivery_can_
     assert_eq!(listed[0]["status"], "succeeded");
     let verdicts = verify_with_python(s(&endpoint["secret"]), &got);
     assert_eq!(verdicts, vec![format!("ok {id} webhook.test"); 4]);
+}
+
+/// Event, delivery and attempt ids of the app's deliveries, oldest first.
+async fn delivery_rows(app: &TestApp) -> Vec<(i64, i64, i64)> {
+    sqlx::query_as(
+        "select d.id, d.event_id, (select count(*) from webhook_attempts a where a.delivery_id = d.id)
+         from webhook_deliveries d order by d.id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_past_its_retention_is_purged_but_pending_and_recently_replayed_events_stay() {
+    let hooks = Receiver::start(vec![]).await;
+    let app = spawn_app_with(
+        Roles::API,
+        &[ALLOW_PRIVATE, ("MITRA_WEBHOOK_RETENTION_DAYS", "30")],
+    )
+    .await;
+    let program = app.create_program().await;
+    let token = s(&program["api_key"]);
+    let endpoint = register(&app, token, &hooks.url, &["payout.paid"]).await;
+    let fire = format!("/v1/webhook-endpoints/{}/test", s(&endpoint["id"]));
+    let mut fired = Vec::new();
+    for _ in 0..4 {
+        let res = app
+            .request(reqwest::Method::POST, &fire, Some(token), None)
+            .await;
+        fired.push(assert_status(res, StatusCode::ACCEPTED).await["delivery_id"].clone());
+    }
+    deliver(&app).await;
+    hooks.wait_for(4, Duration::from_secs(10)).await;
+    let rows = delivery_rows(&app).await;
+    assert_eq!(rows.iter().map(|r| r.2).collect::<Vec<_>>(), vec![1; 4]);
+    let old: Vec<i64> = rows[..3].iter().map(|r| r.1).collect();
+
+    // Three events are 40 days old: the first alone, the second replayed
+    // today, the third waiting again (as for a disabled endpoint). The
+    // fourth is from today, and one more, 40 days old, was never dispatched.
+    for aging in [
+        "update outbox_events set created_at = created_at - interval '40 days' where id = any($1)",
+        "update webhook_deliveries set created_at = created_at - interval '40 days'
+         where event_id = any($1)",
+    ] {
+        sqlx::query(aging)
+            .bind(&old)
+            .execute(&app.db)
+            .await
+            .unwrap();
+    }
+    let replay = format!(
+        "/v1/webhook-endpoints/{}/deliveries/{}/replay",
+        s(&endpoint["id"]),
+        s(&fired[1])
+    );
+    let res = app
+        .request(reqwest::Method::POST, &replay, Some(token), None)
+        .await;
+    let replayed = assert_status(res, StatusCode::ACCEPTED).await["delivery_id"].clone();
+    sqlx::query("update webhook_deliveries set status = 'succeeded' where replay_of is not null")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "update webhook_deliveries set status = 'pending', next_attempt_at = now() + interval '1 day'
+         where event_id = $1",
+    )
+    .bind(old[2])
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let undispatched: i64 = sqlx::query_scalar(
+        "insert into outbox_events (type, data, dispatched, created_at)
+         values ('webhook.test', '{}', false, now() - interval '40 days') returning id",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+
+    let history = app.workers.webhook_history();
+    let purged = history.purge().await.unwrap();
+    assert_eq!(
+        (purged.events, purged.deliveries, purged.attempts),
+        (1, 1, 1),
+        "only the first event has passed its retention"
+    );
+    let listed = || async {
+        let page = deliveries(&app, &endpoint, token).await;
+        page.iter().map(|d| d["id"].clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        listed().await,
+        vec![
+            replayed,
+            fired[3].clone(),
+            fired[2].clone(),
+            fired[1].clone()
+        ]
+    );
+    let events: Vec<i64> = sqlx::query_scalar("select id from outbox_events order by id")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(events, vec![old[1], old[2], rows[3].1, undispatched]);
+    // Nothing more to do; and the walk does not look back until it starts over.
+    let again = history.purge().await.unwrap();
+    assert_eq!((again.events, again.deliveries, again.attempts), (0, 0, 0));
+
+    // Once the replay is as old, the event goes with both deliveries (the
+    // replay was never attempted). The running worker has walked past it; one
+    // that starts (or starts its walk over) finds it.
+    sqlx::query(
+        "update webhook_deliveries set created_at = created_at - interval '31 days'
+         where replay_of is not null",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(history.purge().await.unwrap().events, 0);
+    let restarted = app.workers.webhook_history();
+    let purged = restarted.purge().await.unwrap();
+    assert_eq!(
+        (purged.events, purged.deliveries, purged.attempts),
+        (1, 2, 1)
+    );
+    assert_eq!(listed().await, vec![fired[3].clone(), fired[2].clone()]);
+
+    // The loop the webhooks role runs: a step purges at once, then rests.
+    sqlx::query(
+        "update webhook_deliveries set created_at = created_at - interval '40 days',
+                status = 'failed' where event_id = $1",
+    )
+    .bind(old[2])
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query("update outbox_events set dispatched = true where id = $1")
+        .bind(undispatched)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let looping = app.workers.webhook_history();
+    assert_eq!(looping.step().await.unwrap(), Step::Idle);
+    assert_eq!(listed().await, vec![fired[3].clone()]);
+    let events: Vec<i64> = sqlx::query_scalar("select id from outbox_events order by id")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        events,
+        vec![rows[3].1],
+        "the failed one and the dispatched one went"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
