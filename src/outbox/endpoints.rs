@@ -219,13 +219,15 @@ pub async fn test_fire(db: &PgPool, endpoint: &Endpoint) -> Result<DeliveryId, s
 }
 
 /// Sends a delivery's event again, as a new delivery (same event id, so a
-/// receiver that has it already can tell). `None`: no such delivery of the endpoint.
+/// receiver that has it already can tell). `None`: no such delivery of the
+/// endpoint, or none any more: one purged (`retention`) while it was being
+/// replayed fails the replay's reference to it, and is gone all the same.
 pub async fn replay(
     db: &PgPool,
     endpoint: WebhookEndpointId,
     delivery: DeliveryId,
 ) -> Result<Option<DeliveryId>, sqlx::Error> {
-    sqlx::query_scalar!(
+    let replayed = sqlx::query_scalar!(
         r#"insert into webhook_deliveries (endpoint_id, event_id, replay_of)
            select endpoint_id, event_id, id from webhook_deliveries where id = $1 and endpoint_id = $2
            returning id as "id: DeliveryId""#,
@@ -233,7 +235,11 @@ pub async fn replay(
         endpoint.get()
     )
     .fetch_optional(db)
-    .await
+    .await;
+    match replayed {
+        Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Ok(None),
+        other => other,
+    }
 }
 
 /// One attempt of a delivery.

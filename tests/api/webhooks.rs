@@ -418,6 +418,74 @@ async fn history_past_its_retention_is_purged_but_pending_and_recently_replayed_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_purged_while_it_is_replayed_is_not_found() {
+    let hooks = Receiver::start(vec![]).await;
+    let app = spawn_app_with(Roles::API, &[ALLOW_PRIVATE]).await;
+    let program = app.create_program().await;
+    let token = s(&program["api_key"]);
+    let endpoint = register(&app, token, &hooks.url, &["payout.paid"]).await;
+    let fire = format!("/v1/webhook-endpoints/{}/test", s(&endpoint["id"]));
+    let res = app
+        .request(reqwest::Method::POST, &fire, Some(token), None)
+        .await;
+    let fired = assert_status(res, StatusCode::ACCEPTED).await;
+    deliver(&app).await;
+    hooks.wait_for(1, Duration::from_secs(10)).await;
+    let delivery = delivery_rows(&app).await[0].0;
+
+    // The purge has deleted the delivery, and not yet committed.
+    let mut purge = app.db.begin().await.unwrap();
+    for delete in [
+        "delete from webhook_attempts where delivery_id = $1",
+        "delete from webhook_deliveries where id = $1",
+    ] {
+        sqlx::query(delete)
+            .bind(delivery)
+            .execute(&mut *purge)
+            .await
+            .unwrap();
+    }
+    // The replay still reads the delivery, then waits on the purge to
+    // check its reference to it; the purge commits.
+    let replay = format!(
+        "/v1/webhook-endpoints/{}/deliveries/{}/replay",
+        s(&endpoint["id"]),
+        s(&fired["delivery_id"])
+    );
+    let commit = async {
+        let started = std::time::Instant::now();
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "select count(*) from pg_stat_activity
+                 where datname = current_database() and wait_event_type = 'Lock'",
+            )
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the replay never waited"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        purge.commit().await.unwrap();
+    };
+    let (res, ()) = tokio::join!(
+        app.request(reqwest::Method::POST, &replay, Some(token), None),
+        commit
+    );
+    assert_problem(res, StatusCode::NOT_FOUND).await;
+    let left: i64 = sqlx::query_scalar("select count(*) from webhook_deliveries")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_that_keeps_failing_is_disabled_and_its_owner_told() {
     let broken = Receiver::start(vec![Reply::Status(500); 10]).await;
     let alerts = Receiver::start(vec![]).await;
