@@ -14,8 +14,10 @@
 # 4. Redis's memory per queued click, from a last short run whose events are
 #    left in the stream.
 # As in a deployment, the stream is consumed while it fills: a stand-in for
-# the click worker reads and trims it from the load generator's core
-# (DRAIN=0 leaves every event in Redis instead).
+# the click worker reads and trims it, in pages the size the worker reads,
+# from the load generator's core during the throughput runs and at idle
+# priority on the servers' core during the latency runs (DRAIN=0 leaves every
+# event in Redis instead).
 #
 #   benches/redirect_load.sh                 # 10 s runs, 64 connections, 2 rounds
 #   DURATION=30 CONNS=128 ROUNDS=3 benches/redirect_load.sh
