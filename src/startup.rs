@@ -352,8 +352,11 @@ impl Application {
         });
         let server = {
             let state = state.clone();
-            // Sign-in limits are per process, shared by its HTTP workers.
-            let limits = web::Data::new(portal::Limits::new());
+            // Sign-in limits are counted in Redis, shared by every process.
+            let limits = web::Data::new(portal::Limits::shared(
+                state.redis.clone(),
+                state.metrics.clone(),
+            ));
             let mut server = HttpServer::new(move || {
                 App::new()
                     .app_data(state.clone())

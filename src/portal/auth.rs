@@ -113,7 +113,7 @@ pub async fn login(
         .clicks
         .trusted_proxies
         .client_ip(req.peer_addr().map(|a| a.ip()), None);
-    if !limits.allow_sign_in(&email, address) {
+    if !limits.allow_sign_in(&email, address).await {
         tracing::warn!("portal sign-in attempts limited");
         return fail(StatusCode::TOO_MANY_REQUESTS, "login-too-many");
     }
@@ -378,7 +378,7 @@ pub async fn request_reset(
         .trusted_proxies
         .client_ip(req.peer_addr().map(|a| a.ip()), None);
     let email = form.email.trim();
-    if !limits.allow_sign_in(email, address) {
+    if !limits.allow_sign_in(email, address).await {
         return message(
             &visitor,
             StatusCode::TOO_MANY_REQUESTS,

@@ -14,6 +14,7 @@ mod chart;
 mod examples;
 pub mod i18n;
 mod layout;
+mod limits;
 mod merchant;
 mod partner;
 mod simulator;
@@ -23,64 +24,15 @@ mod words;
 use actix_web::http::header;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{HttpResponse, web as aw};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use std::net::IpAddr;
-use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use examples::{Example, all as webhook_examples};
+pub use limits::{ATTEMPTS_PER_ACCOUNT, ATTEMPTS_PER_ADDRESS, Limits};
 
 /// No script but our own file, no inline style or script, no framing, forms
 /// only to ourselves.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
     style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
     frame-ancestors 'none'; base-uri 'none'";
-
-/// Sign-in attempts allowed per account, and per client address, per minute.
-pub const ATTEMPTS_PER_ACCOUNT: u32 = 5;
-pub const ATTEMPTS_PER_ADDRESS: u32 = 30;
-
-/// Limits on sign-in (and password-reset) attempts, kept in each process's
-/// memory: an attacker spreading guesses over N API processes gets N times
-/// the rate, still far too slow to guess a 10-character password.
-pub struct Limits {
-    per_account: DefaultKeyedRateLimiter<String>,
-    per_address: DefaultKeyedRateLimiter<IpAddr>,
-    calls: AtomicU64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Limits {
-    pub fn new() -> Self {
-        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
-        Self {
-            per_account: RateLimiter::keyed(per_minute(ATTEMPTS_PER_ACCOUNT)),
-            per_address: RateLimiter::keyed(per_minute(ATTEMPTS_PER_ADDRESS)),
-            calls: AtomicU64::new(0),
-        }
-    }
-
-    /// Whether one more attempt for `email` from `address` may go ahead;
-    /// counts it against both.
-    pub fn allow_sign_in(&self, email: &str, address: Option<IpAddr>) -> bool {
-        if self.calls.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
-            // Forget keys whose limits have fully recovered, so memory stays bounded.
-            self.per_account.retain_recent();
-            self.per_address.retain_recent();
-        }
-        let account = self
-            .per_account
-            .check_key(&email.trim().to_lowercase())
-            .is_ok();
-        let address = address.is_none_or(|a| self.per_address.check_key(&a).is_ok());
-        account && address
-    }
-}
 
 const CSS: &str = include_str!("static/portal.css");
 const JS: &str = include_str!("static/portal.js");

@@ -309,6 +309,74 @@ async fn sign_in_takes_the_right_password_and_limits_attempts_per_account() {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// A wrong guess at `owner@shop.example`'s password, or the right one.
+async fn sign_in(person: &Person, page: &str, password: &str) -> StatusCode {
+    let fields = [("email", "owner@shop.example"), ("password", password)];
+    person.post("/portal/login", page, &fields).await.status()
+}
+
+#[tokio::test]
+async fn sign_in_attempts_spread_over_two_api_processes_count_together() {
+    let app = spawn_app().await;
+    let _ = merchant(&app).await;
+    // A second API process: the same Postgres, the same Redis and prefix.
+    let other = start(app.settings.clone(), app.database.clone(), Roles::API).await;
+    let (here, there) = (Person::new(&app), Person::at(&other.address, "en"));
+    let (page_here, page_there) = (
+        here.page("/portal/login").await,
+        there.page("/portal/login").await,
+    );
+    for i in 0..5 {
+        let (person, page) = match i % 2 {
+            0 => (&here, &page_here),
+            _ => (&there, &page_there),
+        };
+        assert_eq!(
+            sign_in(person, page, "guess guess guess").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Three guesses reached one process and two the other: five in all.
+    for (person, page) in [(&there, &page_there), (&here, &page_here)] {
+        assert_eq!(
+            sign_in(person, page, "a long enough secret").await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+}
+
+#[tokio::test]
+async fn sign_in_works_and_is_still_limited_while_redis_is_down() {
+    let app = spawn_app_with(Roles::API, &[("REDIS_URL", "redis://127.0.0.1:1")]).await;
+    let _ = merchant(&app).await;
+    let person = Person::new(&app);
+    let page = person.page("/portal/login").await;
+    assert_eq!(
+        sign_in(&person, &page, "a long enough secret").await,
+        StatusCode::SEE_OTHER
+    );
+    let guesser = Person::new(&app);
+    let page = guesser.page("/portal/login").await;
+    for _ in 0..4 {
+        assert_eq!(
+            sign_in(&guesser, &page, "guess guess guess").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        sign_in(&guesser, &page, "a long enough secret").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "this process counts on its own while Redis is away"
+    );
+    let metrics = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metric(&metrics, r#"mitra_backend_errors_total{backend="redis"}"#) >= 6.0);
+}
+
 #[tokio::test]
 async fn forms_without_their_csrf_token_are_refused_and_pages_carry_a_strict_policy() {
     let app = spawn_app().await;

@@ -144,6 +144,17 @@ async fn on_a_redis_cluster_clicks_spread_over_every_primary_and_count_once() {
         StatusCode::OK,
         "readiness PINGs every primary"
     );
+    // Sign-in limits count on the cluster: five attempts through one
+    // process's limits, and the sixth through another's is refused (with
+    // Redis failing, each would count alone and allow it).
+    let limits =
+        || mitra::portal::Limits::shared(app.state.redis.clone(), app.state.metrics.clone());
+    let here = limits();
+    for _ in 0..5 {
+        assert!(here.allow_sign_in("owner@shop.example", None).await);
+    }
+    assert!(!limits().allow_sign_in("owner@shop.example", None).await);
+
     let f = fixture(&app, json!({})).await;
     let path = TestApp::link_path(&f.link);
 
