@@ -32,6 +32,15 @@ async fn deliver(app: &TestApp) {
     }
 }
 
+/// A test-fire to `endpoint`: the delivery it queued.
+async fn test_fire(app: &TestApp, token: &str, endpoint: &Value) -> Value {
+    let path = format!("/v1/webhook-endpoints/{}/test", s(&endpoint["id"]));
+    let res = app
+        .request(reqwest::Method::POST, &path, Some(token), None)
+        .await;
+    assert_status(res, StatusCode::ACCEPTED).await
+}
+
 async fn deliveries(app: &TestApp, endpoint: &Value, token: &str) -> Vec<Value> {
     let path = format!("/v1/webhook-endpoints/{}/deliveries", s(&endpoint["id"]));
     let page = assert_status(app.get(&path, token).await, StatusCode::OK).await;
@@ -194,13 +203,7 @@ async fn a_failing_receiver_is_retried_every_attempt_is_kept_and_a_delivery_can_
     let endpoint = register(&app, token, &hooks.url, &["payout.paid"]).await;
 
     // A test-fire goes through the same queue and retries.
-    let path = format!("/v1/webhook-endpoints/{}/test", s(&endpoint["id"]));
-    let fired = assert_status(
-        app.request(reqwest::Method::POST, &path, Some(token), None)
-            .await,
-        StatusCode::ACCEPTED,
-    )
-    .await;
+    let fired = test_fire(&app, token, &endpoint).await;
     let worker = app.workers.deliverer().unwrap();
     let started = std::time::Instant::now();
     while hooks.received().len() < 3 {
@@ -284,13 +287,9 @@ async fn history_past_its_retention_is_purged_but_pending_and_recently_replayed_
     let program = app.create_program().await;
     let token = s(&program["api_key"]);
     let endpoint = register(&app, token, &hooks.url, &["payout.paid"]).await;
-    let fire = format!("/v1/webhook-endpoints/{}/test", s(&endpoint["id"]));
     let mut fired = Vec::new();
     for _ in 0..4 {
-        let res = app
-            .request(reqwest::Method::POST, &fire, Some(token), None)
-            .await;
-        fired.push(assert_status(res, StatusCode::ACCEPTED).await["delivery_id"].clone());
+        fired.push(test_fire(&app, token, &endpoint).await["delivery_id"].clone());
     }
     deliver(&app).await;
     hooks.wait_for(4, Duration::from_secs(10)).await;
@@ -424,11 +423,7 @@ async fn a_delivery_purged_while_it_is_replayed_is_not_found() {
     let program = app.create_program().await;
     let token = s(&program["api_key"]);
     let endpoint = register(&app, token, &hooks.url, &["payout.paid"]).await;
-    let fire = format!("/v1/webhook-endpoints/{}/test", s(&endpoint["id"]));
-    let res = app
-        .request(reqwest::Method::POST, &fire, Some(token), None)
-        .await;
-    let fired = assert_status(res, StatusCode::ACCEPTED).await;
+    let fired = test_fire(&app, token, &endpoint).await;
     deliver(&app).await;
     hooks.wait_for(1, Duration::from_secs(10)).await;
     let delivery = delivery_rows(&app).await[0].0;
