@@ -35,7 +35,8 @@ enum Command {
     /// Take a balance checkpoint now (workers take one every hour); for
     /// after a restore, or before timing balance reads.
     CheckpointBalances,
-    /// Print a `Mitra-Signature` header value for a webhook body.
+    /// Print a `Mitra-Signature` header value for a webhook body, or with
+    /// `--standard` the three Standard Webhooks headers, one per line.
     Sign {
         /// The program's webhook secret (whsec_...).
         #[arg(long, env = "MITRA_WEBHOOK_SECRET")]
@@ -43,6 +44,14 @@ enum Command {
         /// Unix time to sign with; now by default.
         #[arg(long)]
         timestamp: Option<i64>,
+        /// Sign the Standard Webhooks way: print `webhook-id`,
+        /// `webhook-timestamp` and `webhook-signature` headers.
+        #[arg(long)]
+        standard: bool,
+        /// The message id to sign (`webhook-id`, with --standard); a new
+        /// random one by default.
+        #[arg(long, requires = "standard")]
+        id: Option<String>,
         /// The exact body that will be sent.
         body: String,
     },
@@ -102,10 +111,27 @@ pub async fn run() -> ExitCode {
         Command::Sign {
             secret,
             timestamp,
+            standard,
+            id,
             body,
         } => {
             let t = timestamp.unwrap_or_else(|| chrono::Utc::now().timestamp());
-            println!("{}", webhook_signature::header(&secret, t, body.as_bytes()));
+            if !standard {
+                println!("{}", webhook_signature::header(&secret, t, body.as_bytes()));
+                return ExitCode::SUCCESS;
+            }
+            let id =
+                id.unwrap_or_else(|| format!("msg_{}", base62::encode(rand::random::<u128>())));
+            let Some(signature) =
+                webhook_signature::standard::try_signature(&secret, &id, t, body.as_bytes())
+            else {
+                eprintln!(
+                    "error: the secret is not whsec_ followed by base64, as mitra issues them"
+                );
+                return ExitCode::from(2);
+            };
+            use webhook_signature::standard::{ID, SIGNATURE, TIMESTAMP};
+            println!("{ID}: {id}\n{TIMESTAMP}: {t}\n{SIGNATURE}: {signature}");
             ExitCode::SUCCESS
         }
         Command::Healthcheck => healthcheck(),

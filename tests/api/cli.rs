@@ -182,6 +182,52 @@ async fn serve_migrates_serves_and_exits_0_soon_after_sigterm() {
     );
 }
 
+#[tokio::test]
+async fn sign_standard_prints_the_three_headers_the_conversion_webhook_accepts() {
+    let app = spawn_app().await;
+    let program = app.create_program().await;
+    let body = r#"{"order_id":"STD-1","event":"sale","amount_minor":1000,"currency":"EUR"}"#;
+    let out = mitra()
+        .args(["sign", "--standard", "--secret"])
+        .args([s(&program["webhook_secret"]), body])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let headers: Vec<(String, String)> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (name, value) = l.split_once(": ").expect("name: value");
+            (name.to_owned(), value.to_owned())
+        })
+        .collect();
+    let names: Vec<&str> = headers.iter().map(|h| h.0.as_str()).collect();
+    assert_eq!(
+        names,
+        ["webhook-id", "webhook-timestamp", "webhook-signature"]
+    );
+    assert!(headers[0].1.starts_with("msg_"), "{headers:?}");
+    let path = format!("/v1/programs/{}/conversions", s(&program["id"]));
+    let mut req = app
+        .client
+        .post(app.url(&path))
+        .header("content-type", "application/json")
+        .body(body);
+    for (name, value) in &headers {
+        req = req.header(name, value);
+    }
+    assert_status(req.send().await.unwrap(), reqwest::StatusCode::ACCEPTED).await;
+
+    // A secret mitra could not have issued: said so, nothing printed.
+    let out = mitra()
+        .args(["sign", "--standard", "--secret", "whsec_not base64!", body])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not whsec_ followed by base64"));
+}
+
 #[test]
 fn sign_prints_the_header_a_shop_would_send() {
     let out = mitra()
