@@ -19,10 +19,10 @@ MITRA_PG_REPLICA_PORT="${MITRA_PG_REPLICA_PORT:-55433}"
 # second. The AOF is rewritten (Redis forks, and the child copies the
 # dataset) once it has grown past 1 GB and doubled: the click stream is
 # trimmed as the worker applies it, so the AOF grows with the clicks written,
-# not the data kept, and the default 64 MB let Redis fork every 15-30 s at
+# not the data kept, and the default 64 MB let Redis fork every 10-20 s at
 # 20,000 clicks/s. Each fork stalled Redis and the processes sharing its core
 # for milliseconds: the 8 s runs at 20,000 redirects/s that held a rewrite
-# had a p99.9 of 12-17 ms, the others 2.7-4.4 ms. The cost: up to about 2 GB
+# had a p99.9 of 9.7-19 ms, the others 2.5-4.6 ms. The cost: up to about 2 GB
 # of AOF on disk, and a longer replay when Redis restarts.
 REDIS_AS_DEPLOYED=(--appendonly yes --appendfsync everysec --auto-aof-rewrite-min-size 1gb)
 
