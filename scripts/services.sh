@@ -76,6 +76,11 @@ start_postgres() {
                 || die "initdb failed"
         fi
         [ ${#run_as[@]} -gt 0 ] && chown postgres "$MITRA_DEV_DIR" && touch "$log" && chown postgres "$log"
+        # A pid file left by a server that died (a reboot, a kill) makes
+        # pg_ctl warn that "another server might be running": drop it.
+        if [ -f "$data/postmaster.pid" ] && ! kill -0 "$(head -n1 "$data/postmaster.pid")" 2>/dev/null; then
+            rm -f "$data/postmaster.pid"
+        fi
         say "starting PostgreSQL on 127.0.0.1:$MITRA_PG_PORT"
         # A throwaway development server: durability traded for speed.
         "${run_as[@]}" "$bin/pg_ctl" -D "$data" -l "$log" -w -t 60 start -o \
