@@ -76,13 +76,19 @@ impl Retention {
     }
 
     /// One page of the walk, when it is behind or has rested long enough:
-    /// busy while more pages wait.
+    /// busy while more pages wait. Working off a backlog (the first run on
+    /// months of history), it rests as long as each page took, so it keeps
+    /// Postgres busy half the time at most.
     pub async fn step(&self) -> anyhow::Result<Step> {
         let behind = self.walk.lock().unwrap_or_else(|p| p.into_inner()).behind;
         if !behind && !self.every.due() {
             return Ok(Step::Idle);
         }
+        let started = Instant::now();
         let (purged, more) = self.page().await?;
+        if more {
+            tokio::time::sleep(started.elapsed()).await;
+        }
         if purged != Purged::default() {
             tracing::debug!(
                 events = purged.events,
