@@ -68,7 +68,7 @@ trap cleanup EXIT
 # Redis as deployed: AOF with fsync every second, on the servers' core.
 say "starting Redis with AOF (appendfsync everysec) on 127.0.0.1:$REDIS_PORT"
 taskset -c "$REDIS_CORE" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK" "${REDIS_AS_DEPLOYED[@]}" \
-    --save '' >"$WORK"/redis.log 2>&1 &
+    --save '' >"$WORK/redis.log" 2>&1 &
 REDIS=$!
 PIDS+=("$REDIS")
 redis_cli() { redis-cli -p "$REDIS_PORT" "$@"; }

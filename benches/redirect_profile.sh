@@ -48,7 +48,7 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$OUT" "${REDIS_AS_DEPLOYED[@]}" \
-    --save '' >"$OUT"/redis.log 2>&1 &
+    --save '' >"$OUT/redis.log" 2>&1 &
 REDIS=$!
 PIDS+=("$REDIS")
 for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done

@@ -309,6 +309,14 @@ def cmd_compose():
     def cmd(s):
         return services.get(s, {}).get("command")
 
+    def runs_with(s, flag, value):
+        args = [str(a) for a in (cmd(s) or [])]
+        return flag in args and args[args.index(flag) + 1:][:1] == [value]
+
+    # The redis-cluster profile's nodes.
+    nodes = [n for n, svc in services.items()
+             if "redis-cluster" in (svc.get("profiles") or []) and n.startswith("redis-node-")]
+
     if cmd("migrate") != ["mitra", "migrate"]:
         fail(f"migrate runs {cmd('migrate')}, expected mitra migrate")
     if cmd("api") != ["mitra", "serve", "--role", "api"]:
@@ -317,14 +325,9 @@ def cmd_compose():
         fail(f"worker runs {cmd('worker')}")
     # Every Redis persists as the benches measure it (REDIS_AS_DEPLOYED).
     persistence = redis_as_deployed()
-    redises = ["redis"] + [n for n, svc in services.items()
-                           if "redis-cluster" in (svc.get("profiles") or [])
-                           and n.startswith("redis-node-")]
-    for n in redises:
-        args = [str(a) for a in (cmd(n) or [])]
+    for n in ["redis"] + nodes:
         for flag, value in persistence:
-            if flag not in args or args.index(flag) + 1 >= len(args) \
-                    or args[args.index(flag) + 1] != value:
+            if not runs_with(n, flag, value):
                 fail(f"{n} does not run with {flag} {value}, as the benches do "
                      "(REDIS_AS_DEPLOYED in scripts/services.sh)")
     if not str(services.get("postgres", {}).get("image", "")).startswith("postgres:15"):
@@ -366,15 +369,12 @@ def cmd_compose():
 
     # The redis-cluster profile: six cluster nodes persisting like the single
     # Redis, joined as three primaries with a replica each.
-    nodes = [n for n, svc in services.items()
-             if "redis-cluster" in (svc.get("profiles") or []) and n.startswith("redis-node-")]
     if len(nodes) != 6:
         fail(f"the redis-cluster profile has {len(nodes)} nodes, expected 6")
     for n in nodes:
-        args = cmd(n) or []
         for flag, value in (("--cluster-enabled", "yes"), ("--appendonly", "yes"),
                             ("--cluster-require-full-coverage", "no")):
-            if flag not in args or args[args.index(flag) + 1] != value:
+            if not runs_with(n, flag, value):
                 fail(f"{n} does not run with {flag} {value}")
     init = " ".join(cmd("redis-cluster-init") or [])
     if "--cluster create" not in init or "--cluster-replicas 1" not in init:
