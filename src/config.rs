@@ -146,7 +146,8 @@ pub struct WebhookSettings {
     pub retry_base: Duration,
     /// How long one attempt may take.
     pub timeout: Duration,
-    /// How long an event's deliveries and attempts are kept once settled.
+    /// How long an outgoing webhook event, its deliveries and their attempts
+    /// are kept (counted from when each was made; none pending).
     pub retention: chrono::Duration,
 }
 

@@ -46,8 +46,8 @@ struct Shared {
 }
 
 impl Limits {
-    /// Limits counted in this process alone (tests, tools).
-    pub fn local() -> Self {
+    /// The counts of this process alone, which `shared` keeps beside Redis's.
+    fn local() -> Self {
         let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
         Self {
             shared: None,
