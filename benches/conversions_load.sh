@@ -11,6 +11,12 @@
 #   BENCH_PORT=18383 BENCH_PG_PORT=18384 benches/conversions_load.sh
 #   PG_STATS=1 benches/conversions_load.sh   # and where Postgres spends its time
 #   MITRA_BIN=/tmp/mitra-before benches/conversions_load.sh   # a prebuilt binary (A/B)
+#   LOAD_SHAPE=one benches/conversions_load.sh   # every role in one process
+#
+# mitra runs as deployed (deploy/docker/compose.yaml): an API process
+# (`serve --role api`) takes the webhooks and a worker process (`serve
+# --role worker`) books them. LOAD_SHAPE=one runs a single `serve` with
+# every role instead, as the demo and a small install do.
 #
 # LOAD_RULES lists the programs to run, one after the other on the same
 # server: `flat` (10% of sales, the default) or `tiered` (count tiers with
@@ -72,16 +78,38 @@ cargo build --release --quiet
 [ -x "$MITRA_BIN" ] || die "MITRA_BIN: $MITRA_BIN is not an executable"
 cargo bench --bench webhook_load --no-run --quiet 2>/dev/null
 
+WORKER_PORT="${BENCH_WORKER_PORT:-$((PORT + 10))}"
+WORKER=""
+wait_ready() { # url
+    for _ in $(seq 100); do curl -fs "$1/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+    curl -fs "$1/readyz" >/dev/null || { cat /tmp/mitra-bench-conversions.log; die "mitra did not become ready at $1"; }
+}
 start_server() { # [serve options]: starts mitra, sets SERVER, waits until ready
     "$MITRA_BIN" serve "$@" >>/tmp/mitra-bench-conversions.log 2>&1 &
     SERVER=$!
-    export LOAD_SERVER_PID=$SERVER  # the load generator reads its CPU time
-    for _ in $(seq 100); do curl -fs "$BASE/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-    curl -fs "$BASE/readyz" >/dev/null || { cat /tmp/mitra-bench-conversions.log; die "the server did not become ready"; }
+    export LOAD_SERVER_PID="$SERVER"  # the load generator reads its CPU time
+    wait_ready "$BASE"
+}
+start_worker() { # the booking process beside the API, as deployed
+    MITRA_LISTEN="127.0.0.1:$WORKER_PORT" "$MITRA_BIN" serve --role worker >>/tmp/mitra-bench-conversions.log 2>&1 &
+    WORKER=$!
+    export LOAD_SERVER_PID="$SERVER,$WORKER"  # mitra's CPU is both processes'
+    wait_ready "http://127.0.0.1:$WORKER_PORT"
+}
+stop_worker() {
+    [ -n "$WORKER" ] || return 0
+    kill "$WORKER" 2>/dev/null || true
+    wait "$WORKER" 2>/dev/null || true
+    WORKER=""
 }
 : >/tmp/mitra-bench-conversions.log
-trap 'kill $SERVER 2>/dev/null || true; stop_pg' EXIT
-start_server
+trap 'kill $SERVER $WORKER 2>/dev/null || true; stop_pg' EXIT
+case "${LOAD_SHAPE:-deployed}" in
+    deployed) start_server --role api; start_worker ;;
+    one) start_server ;;
+    *) die "LOAD_SHAPE: expected deployed or one, not ${LOAD_SHAPE}" ;;
+esac
+say "mitra: ${LOAD_SHAPE:-deployed} (pids $LOAD_SERVER_PID)"
 
 api() { curl -fsS -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' "$@"; }
 json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)[sys.argv[1]])" "$1"; }
@@ -181,7 +209,8 @@ fi
 # so a p99 above shows what booking on the same cores adds. LOAD_BASELINE=0
 # skips it.
 if [ "${LOAD_PACED_SECONDS:-10}" -gt 0 ] && [ "${LOAD_BASELINE:-1}" = 1 ] && [ "${PG_STATS:-0}" != 1 ]; then
-    say "baseline: the same paced webhooks with nothing booking (--role api)"
+    say "baseline: the same paced webhooks with nothing booking (--role api alone)"
+    stop_worker
     kill "$SERVER" 2>/dev/null || true
     wait "$SERVER" 2>/dev/null || true
     start_server --role api

@@ -287,7 +287,15 @@ async fn postgres_server(db: &sqlx::PgPool) -> anyhow::Result<CpuTicks> {
 }
 
 fn process(pid: i32) -> CpuTicks {
-    CpuTicks(ticks_of(pid, false).map(|t| (pid, t)).into_iter().collect())
+    processes(&[pid])
+}
+
+fn processes(pids: &[i32]) -> CpuTicks {
+    CpuTicks(
+        pids.iter()
+            .filter_map(|&pid| Some((pid, ticks_of(pid, false)?)))
+            .collect(),
+    )
 }
 
 impl CpuTicks {
@@ -314,9 +322,13 @@ struct CpuShares {
 impl CpuShares {
     async fn read(db: &sqlx::PgPool) -> anyhow::Result<Self> {
         let private = std::env::var("LOAD_PG_PRIVATE").as_deref() == Ok("1");
-        let mitra = std::env::var("LOAD_SERVER_PID")
-            .ok()
-            .and_then(|p| p.parse().ok());
+        // mitra's processes, comma-separated (the API and the worker, as
+        // deployed), counted together.
+        let mitra = std::env::var("LOAD_SERVER_PID").ok().map(|pids| {
+            pids.split(',')
+                .filter_map(|p| p.trim().parse().ok())
+                .collect::<Vec<i32>>()
+        });
         Ok(Self {
             backends: postgres_backends(db).await?,
             server: if private {
@@ -324,7 +336,7 @@ impl CpuShares {
             } else {
                 None
             },
-            mitra: mitra.map(process),
+            mitra: mitra.map(|pids| processes(&pids)),
             me: process(std::process::id() as i32),
         })
     }
