@@ -599,3 +599,19 @@ pub async fn is_active(
         .await?
         .contains(&partner))
 }
+
+/// Whether the partner is, or ever was, in the program: any enrollment,
+/// whatever its status. A statement of the program is the partner's to read.
+pub async fn ever_enrolled(
+    db: &PgPool,
+    program: ProgramId,
+    partner: PartnerId,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"select exists(select 1 from enrollments where program_id = $1 and partner_id = $2) as "found!""#,
+        program.get(),
+        partner.get()
+    )
+    .fetch_one(db)
+    .await
+}

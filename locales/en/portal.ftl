@@ -191,6 +191,12 @@ statement-closing = Closing balance
 statement-shown = The latest { $shown } of { $total } entries of the period are shown; the CSV has every one.
 statement-empty = No entries in this period.
 statement-too-long = This period has too many entries: choose a shorter one.
+statement-signed-title = Verifiable statements
+statement-signed-hint = Each program signs a statement of all your entries with it. Save it and check it on your own computer: no one can change, drop or reorder an entry without the check failing.
+statement-signed-none = No program has a statement for you yet: you were never active in one.
+statement-signed-download = Signed statement (JSON)
+statement-signed-key = The program's public key
+statement-signed-check = Check it with
 
 payouts-title = Payouts
 payouts-none-received = No payouts yet.

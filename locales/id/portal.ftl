@@ -191,6 +191,12 @@ statement-closing = Saldo akhir
 statement-shown = Ditampilkan { $shown } entri terakhir dari { $total } pada periode ini; CSV memuat semuanya.
 statement-empty = Tidak ada entri pada periode ini.
 statement-too-long = Periode ini memuat terlalu banyak entri: pilih periode yang lebih pendek.
+statement-signed-title = Laporan yang dapat diverifikasi
+statement-signed-hint = Setiap program menandatangani laporan berisi semua entri Anda di program itu. Simpan dan periksa di komputer Anda sendiri: tidak ada entri yang dapat diubah, dihapus, atau diurutkan ulang tanpa pemeriksaan itu gagal.
+statement-signed-none = Belum ada program yang memiliki laporan untuk Anda: Anda belum pernah aktif di program mana pun.
+statement-signed-download = Laporan bertanda tangan (JSON)
+statement-signed-key = Kunci publik program
+statement-signed-check = Periksa dengan
 
 payouts-title = Pembayaran
 payouts-none-received = Belum ada pembayaran.

@@ -28,13 +28,7 @@ async fn ever_member(
     program: ProgramId,
     partner: PartnerId,
 ) -> Result<bool, ApiError> {
-    Ok(sqlx::query_scalar!(
-        r#"select exists(select 1 from enrollments where program_id = $1 and partner_id = $2) as "found!""#,
-        program.get(),
-        partner.get()
-    )
-    .fetch_one(&state.db)
-    .await?)
+    Ok(crate::enrollments::ever_enrolled(&state.db, program, partner).await?)
 }
 
 /// The program in the path, when it exists and `who` may read its chain:

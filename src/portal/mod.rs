@@ -17,6 +17,7 @@ mod layout;
 mod limits;
 mod merchant;
 mod partner;
+mod signed_statements;
 mod simulator;
 mod web;
 mod words;
@@ -100,6 +101,10 @@ pub fn configure(cfg: &mut aw::ServiceConfig) {
             .route("/partner/simulate", get().to(simulator::page))
             .route("/partner/statement", get().to(partner::statement))
             .route("/partner/statement.csv", get().to(partner::statement_csv))
+            .route(
+                "/partner/programs/{id}/signed-statement",
+                get().to(signed_statements::download),
+            )
             .route("/partner/payouts", get().to(partner::payouts))
             .route("/merchant", get().to(merchant::overview))
             .route("/merchant/partners", get().to(merchant::partners))

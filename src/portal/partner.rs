@@ -4,6 +4,7 @@
 
 use super::chart::Bars;
 use super::layout::Layout;
+use super::signed_statements::{self, SignedRow};
 use super::web::{Form, PortalError, Visitor, field, see_other};
 use super::words::{rule, word};
 use crate::agreements;
@@ -718,6 +719,8 @@ struct StatementPage {
     shown: Option<String>,
     csv: String,
     too_long: bool,
+    /// Each program's signed statement, to verify offline.
+    signed: Vec<SignedRow>,
 }
 
 /// Lines a statement page shows (the latest); the CSV has every one.
@@ -772,6 +775,7 @@ pub async fn statement(
         enrollments::list(&state.db, Side::Partner(partner), None, 0, 500),
     )?;
     let names = program_names(&ms);
+    let signed = signed_statements::rows(&state, &ms).await?;
     // Words that repeat on every line, looked up once.
     let kinds: HashMap<LedgerKind, String> = LedgerKind::ALL
         .iter()
@@ -845,6 +849,7 @@ pub async fn statement(
         }),
         rows,
         too_long,
+        signed,
     };
     Ok(visitor.html(StatusCode::OK, render(&page)?))
 }

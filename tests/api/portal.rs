@@ -1088,3 +1088,87 @@ async fn what_would_i_earn_prices_an_order_in_the_partners_own_programs_only() {
         .await;
     assert!(page.contains("<strong data-earn>€8.00</strong>"), "{page}");
 }
+
+#[tokio::test]
+async fn a_partner_downloads_each_programs_signed_statement_from_the_portal_and_it_verifies() {
+    // Arrange: a booked sale, chained, for a partner with a portal account.
+    let app = spawn_app().await;
+    let f = fixture(&app, json!({})).await;
+    let click = app.click_id_ago(&f.link, chrono::Duration::minutes(1));
+    assert_status(
+        app.post_conversion(&f.program, &sale("P-1", 10_000, &click))
+            .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    app.attribute().await;
+    crate::statements::chain_all(&app).await;
+    let res = app
+        .post(
+            &format!("/v1/partners/{}/users", s(&f.partner["id"])),
+            &app.admin_token,
+            &json!({"email": "ayu+portal@example.com"}),
+        )
+        .await;
+    let invited = assert_status(res, StatusCode::CREATED).await;
+    let ayu = Person::new(&app);
+    set_password(&ayu, s(&invited["invite_url"])).await;
+
+    // Act: the statement page, and the file its link downloads.
+    let page = ayu.page("/portal/partner/statement").await;
+    let href = format!(
+        "/portal/partner/programs/{}/signed-statement",
+        s(&f.program["id"])
+    );
+    let res = ayu.client.get(ayu.url(&href)).send().await.unwrap();
+
+    // Assert: the page shows the program's published key and the link; the
+    // file is an attachment holding the API's statement, and it verifies.
+    let key = crate::statements::public_key(&app, &f.program, s(&f.partner["api_key"])).await;
+    assert!(page.contains("Verifiable statements"), "{page}");
+    assert!(page.contains(&key), "{page}");
+    assert!(page.contains(&format!("href=\"{href}\"")), "{page}");
+    assert_eq!(res.status(), StatusCode::OK);
+    let disposition = res.headers()["content-disposition"].to_str().unwrap();
+    assert_eq!(
+        disposition,
+        format!(
+            "attachment; filename=\"statement-{}-{}-1.json\"",
+            s(&f.program["id"]),
+            s(&f.partner["id"])
+        )
+    );
+    let file: Value = res.json().await.unwrap();
+    let api = crate::statements::statement(&app, &f.program, &f.partner, 0).await;
+    assert_eq!(file["entries"], api["entries"]);
+    assert_eq!(file["head"], api["head"]);
+    assert_eq!(file["entries"][0]["amount_minor"], 1_000);
+    let (code, out) = crate::statements::verify(&key, &file, None);
+    assert_eq!(code, 0, "{out}");
+
+    // Another partner sees no such program and cannot fetch its statement.
+    let (_, budi) = partner_person(&app, "Budi").await;
+    let (status, _) = budi.get(&href).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let page = budi.page("/portal/partner/statement").await;
+    assert!(!page.contains(&key), "{page}");
+    assert!(
+        page.contains("No program has a statement for you yet"),
+        "{page}"
+    );
+    // And in Bahasa Indonesia the section speaks it.
+    let (_, page) = {
+        let indo = Person::at(&app.address, "id");
+        let res = app
+            .post(
+                &format!("/v1/partners/{}/users", s(&f.partner["id"])),
+                &app.admin_token,
+                &json!({"email": "ayu+id@example.com"}),
+            )
+            .await;
+        let invited = assert_status(res, StatusCode::CREATED).await;
+        set_password(&indo, s(&invited["invite_url"])).await;
+        indo.get("/portal/partner/statement").await
+    };
+    assert!(page.contains("Laporan yang dapat diverifikasi"), "{page}");
+}

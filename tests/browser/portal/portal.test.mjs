@@ -7,6 +7,9 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { writeFileSync, unlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { startMitra, api, signature, launch, ADMIN, screenshots, eventually, SHOTS } from "./harness.mjs";
 
 let mitra;
@@ -183,6 +186,22 @@ for (const lang of ["en", "id"]) {
     assert.match(await p.textContent("[data-commission]"), new RegExp(L.paid));
     await p.goto(`${base}/portal/partner/payouts`);
     assert.match(await p.textContent("[data-payout]"), new RegExp(L.commission));
+
+    // The partner downloads the program's signed statement and checks it
+    // offline with the key the page shows: created, approved, paid.
+    await p.goto(`${base}/portal/partner/statement`);
+    const signedHref = await p.getAttribute("#verifiable a[download]", "href");
+    const publicKey = await p.textContent("#verifiable code.key");
+    let signed;
+    await eventually(async () => {
+      signed = await p.evaluate(async (href) => (await fetch(href)).text(), signedHref);
+      return JSON.parse(signed).entries.length === 5;
+    }, 20000, "the paid commission's entries to be chained");
+    const statementFile = join(tmpdir(), `mitra-statement-${tag}.json`);
+    writeFileSync(statementFile, signed);
+    const verified = execFileSync(process.env.MITRA_BIN, ["verify-statement", statementFile, "--public-key", publicKey]).toString();
+    unlinkSync(statementFile);
+    assert.match(verified, /^ok: statement of ptn_\S+ in prg_\S+: 5 entries/, verified);
 
     // A partner's session reaches no merchant page, and no other partner's link.
     let res = await p.goto(`${base}/portal/merchant`);
