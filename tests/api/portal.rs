@@ -125,15 +125,22 @@ pub async fn set_password(person: &Person, url: &str) {
 /// A partner with a portal account, signed in.
 pub async fn partner_person(app: &TestApp, name: &str) -> (Value, Person) {
     let partner = app.create_partner(name).await;
-    let path = format!("/v1/partners/{}/users", s(&partner["id"]));
     let email = format!("{}+portal@example.com", name.to_lowercase());
+    let person = portal_account(app, &partner, &email, "en").await;
+    (partner, person)
+}
+
+/// A portal account of this partner's, invited by the admin, signed in
+/// and reading `lang`.
+pub async fn portal_account(app: &TestApp, partner: &Value, email: &str, lang: &str) -> Person {
+    let path = format!("/v1/partners/{}/users", s(&partner["id"]));
     let res = app
         .post(&path, &app.admin_token, &json!({"email": email}))
         .await;
     let invited = assert_status(res, StatusCode::CREATED).await;
-    let person = Person::new(app);
+    let person = Person::at(&app.address, lang);
     set_password(&person, s(&invited["invite_url"])).await;
-    (partner, person)
+    person
 }
 
 #[tokio::test]
@@ -1103,16 +1110,7 @@ async fn a_partner_downloads_each_programs_signed_statement_from_the_portal_and_
     .await;
     app.attribute().await;
     crate::statements::chain_all(&app).await;
-    let res = app
-        .post(
-            &format!("/v1/partners/{}/users", s(&f.partner["id"])),
-            &app.admin_token,
-            &json!({"email": "ayu+portal@example.com"}),
-        )
-        .await;
-    let invited = assert_status(res, StatusCode::CREATED).await;
-    let ayu = Person::new(&app);
-    set_password(&ayu, s(&invited["invite_url"])).await;
+    let ayu = portal_account(&app, &f.partner, "ayu+portal@example.com", "en").await;
 
     // Act: the statement page, and the file its link downloads.
     let page = ayu.page("/portal/partner/statement").await;
@@ -1157,18 +1155,7 @@ async fn a_partner_downloads_each_programs_signed_statement_from_the_portal_and_
         "{page}"
     );
     // And in Bahasa Indonesia the section speaks it.
-    let (_, page) = {
-        let indo = Person::at(&app.address, "id");
-        let res = app
-            .post(
-                &format!("/v1/partners/{}/users", s(&f.partner["id"])),
-                &app.admin_token,
-                &json!({"email": "ayu+id@example.com"}),
-            )
-            .await;
-        let invited = assert_status(res, StatusCode::CREATED).await;
-        set_password(&indo, s(&invited["invite_url"])).await;
-        indo.get("/portal/partner/statement").await
-    };
+    let indo = portal_account(&app, &f.partner, "ayu+id@example.com", "id").await;
+    let page = indo.page("/portal/partner/statement").await;
     assert!(page.contains("Laporan yang dapat diverifikasi"), "{page}");
 }
