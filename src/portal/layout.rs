@@ -32,12 +32,13 @@ pub struct Layout {
     pub notice: Option<String>,
 }
 
-const PARTNER_NAV: [(&str, &str); 8] = [
+const PARTNER_NAV: [(&str, &str); 9] = [
     ("/portal/partner", "nav-dashboard"),
     ("/portal/partner/programs", "nav-programs"),
     ("/portal/partner/links", "nav-links"),
     ("/portal/partner/simulate", "nav-simulate"),
     ("/portal/partner/commissions", "nav-commissions"),
+    ("/portal/partner/claims", "nav-claims"),
     ("/portal/partner/statement", "nav-statement"),
     ("/portal/partner/payouts", "nav-payouts"),
     ("/portal/account", "nav-account"),

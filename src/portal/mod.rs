@@ -11,6 +11,7 @@
 
 mod auth;
 mod chart;
+mod claims;
 mod examples;
 pub mod i18n;
 mod layout;
@@ -99,6 +100,8 @@ pub fn configure(cfg: &mut aw::ServiceConfig) {
             .route("/partner/links/{id}", get().to(partner::link))
             .route("/partner/commissions", get().to(partner::commissions))
             .route("/partner/simulate", get().to(simulator::page))
+            .route("/partner/claims", get().to(claims::page))
+            .route("/partner/claims", post().to(claims::open))
             .route("/partner/statement", get().to(partner::statement))
             .route("/partner/statement.csv", get().to(partner::statement_csv))
             .route(

@@ -1159,3 +1159,128 @@ async fn a_partner_downloads_each_programs_signed_statement_from_the_portal_and_
     let page = indo.page("/portal/partner/statement").await;
     assert!(page.contains("Laporan yang dapat diverifikasi"), "{page}");
 }
+
+#[tokio::test]
+async fn a_partner_claims_an_untracked_sale_in_the_portal_and_reads_the_programs_answer() {
+    // Arrange: a partner in a program, with a portal account.
+    let app = spawn_app().await;
+    let f = fixture(&app, json!({})).await;
+    let agreement = s(&f.agreement["id"]).to_owned();
+    let ayu = portal_account(&app, &f.partner, "ayu+claims@example.com", "en").await;
+    let claims_of_program = || async {
+        let path = format!("/v1/programs/{}/claims", s(&f.program["id"]));
+        assert_status(
+            app.get(&path, s(&f.program["api_key"])).await,
+            StatusCode::OK,
+        )
+        .await["data"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+
+    // Act 1: a claim dated ahead and without an amount.
+    let page = ayu.page("/portal/partner/claims").await;
+    assert!(page.contains(&agreement), "{page}");
+    assert!(page.contains("You have opened no claims."), "{page}");
+    let ahead = (chrono::Utc::now() + chrono::Duration::days(2))
+        .date_naive()
+        .to_string();
+    let res = ayu
+        .post(
+            "/portal/partner/claims",
+            &page,
+            &[
+                ("agreement_id", &agreement),
+                ("order_id", "ORD-9"),
+                ("date", &ahead),
+                ("amount", ""),
+            ],
+        )
+        .await;
+
+    // Assert 1: refused in words, the fields kept, nothing stored.
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let refused = res.text().await.unwrap();
+    assert!(
+        refused.contains("Date of the sale: a day from 400 days ago to today"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("Amount of the sale: give an amount such as 125.50"),
+        "{refused}"
+    );
+    assert!(refused.contains(r#"value="ORD-9""#), "{refused}");
+    assert!(claims_of_program().await.is_empty());
+
+    // Act 2: the claim as it should be.
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1))
+        .date_naive()
+        .to_string();
+    let res = ayu
+        .post(
+            "/portal/partner/claims",
+            &page,
+            &[
+                ("agreement_id", &agreement),
+                ("order_id", "ORD-9"),
+                ("date", &yesterday),
+                ("amount", "125.50"),
+                ("expected", "12.55"),
+                ("note", "sent from my newsletter"),
+            ],
+        )
+        .await;
+
+    // Assert 2: opened for the program, as the API would have opened it.
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/portal/partner/claims?notice=claim-opened");
+    let listed = claims_of_program().await;
+    assert_eq!(listed.len(), 1);
+    let claim = &listed[0];
+    assert_eq!(claim["kind"], "untracked");
+    assert_eq!(claim["status"], "open");
+    assert_eq!(claim["order_id"], "ORD-9");
+    assert_eq!(claim["amount_minor"], 12_550);
+    assert_eq!(claim["expected_commission_minor"], 1_255);
+    assert_eq!(claim["agreement_id"], f.agreement["id"]);
+    assert_eq!(claim["partner_id"], f.partner["id"]);
+    let page = ayu.page("/portal/partner/claims?notice=claim-opened").await;
+    assert!(page.contains("Your claim is open"), "{page}");
+    assert!(page.contains(r#"data-status="open""#), "{page}");
+    assert!(page.contains("€125.50"), "{page}");
+
+    // The program declines it through the API; the partner reads why.
+    let path = format!("/v1/claims/{}/decline", s(&claim["id"]));
+    let body = json!({"reason_code": "order_cancelled", "note": "returned on day 3"});
+    assert_status(
+        app.post(&path, s(&f.program["api_key"]), &body).await,
+        StatusCode::OK,
+    )
+    .await;
+    let page = ayu.page("/portal/partner/claims").await;
+    assert!(page.contains(r#"data-status="declined""#), "{page}");
+    assert!(
+        page.contains("Order cancelled or returned: returned on day 3"),
+        "{page}"
+    );
+
+    // Another partner cannot claim under Ayu's agreement.
+    let (_, budi) = partner_person(&app, "Budi").await;
+    let page = budi.page("/portal/partner/claims").await;
+    assert!(!page.contains(&agreement), "{page}");
+    let res = budi
+        .post(
+            "/portal/partner/claims",
+            &page,
+            &[
+                ("agreement_id", &agreement),
+                ("order_id", "ORD-10"),
+                ("date", &yesterday),
+                ("amount", "10"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(claims_of_program().await.len(), 1);
+}

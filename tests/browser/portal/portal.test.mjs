@@ -32,6 +32,7 @@ const LANGS = {
     copy: "Copy", copied: "Copied!", pending: "pending", held: "Held for review", paid: "paid",
     approve: "Approve", payNow: "Pay now", give: "Give an agreement", invite: "Invite",
     signOut: "Sign out", accepted: "Invitation accepted",
+    openClaim: "Open the claim", claimOpened: "Your claim is open", claimOpen: "Open",
   },
   id: {
     locale: "id-ID", timezone: "Asia/Jakarta", currency: "IDR", sale: 1250000, commission: "Rp\u00a01.250",
@@ -39,6 +40,7 @@ const LANGS = {
     copy: "Salin", copied: "Tersalin!", pending: "tertunda", held: "Ditahan untuk ditinjau", paid: "dibayar",
     approve: "Setujui", payNow: "Bayar sekarang", give: "Beri perjanjian", invite: "Undang",
     signOut: "Keluar", accepted: "Undangan diterima",
+    openClaim: "Buka klaim", claimOpened: "Klaim Anda terbuka", claimOpen: "Terbuka",
   },
 };
 
@@ -203,6 +205,21 @@ for (const lang of ["en", "id"]) {
     unlinkSync(statementFile);
     assert.match(verified, /^ok: statement of ptn_\S+ in prg_\S+: 5 entries/, verified);
 
+    // The partner claims a sale the shop never reported, and sees it open.
+    await p.goto(`${base}/portal/partner/claims`);
+    await p.fill("[data-claim-form] input[name=order_id]", `missed-${tag}`);
+    const yesterday = new Date(Date.now() - 86400000).toISOString().slice(0, 10);
+    await p.fill("[data-claim-form] input[name=date]", yesterday);
+    await p.fill("[data-claim-form] input[name=amount]", "125");
+    await p.click(`[data-claim-form] button:text-is("${L.openClaim}")`);
+    await p.waitForURL(/notice=claim-opened/);
+    assert.match(await p.textContent("main"), new RegExp(L.claimOpened));
+    const claimRow = p.locator("[data-claim]");
+    assert.equal(await claimRow.count(), 1);
+    assert.equal(await claimRow.getAttribute("data-status"), "open");
+    assert.match(await claimRow.textContent(), new RegExp(`missed-${tag}`));
+    assert.match(await claimRow.textContent(), new RegExp(L.claimOpen));
+
     // A partner's session reaches no merchant page, and no other partner's link.
     let res = await p.goto(`${base}/portal/merchant`);
     assert.equal(res.status(), 404);
@@ -217,7 +234,7 @@ for (const lang of ["en", "id"]) {
       for (const [name, url] of [
         ["partner-dashboard", "/portal/partner"], ["partner-programs", "/portal/partner/programs"],
         ["partner-links", "/portal/partner/links"], ["partner-link", linkPage],
-        ["partner-commissions", "/portal/partner/commissions"], ["partner-statement", "/portal/partner/statement"],
+        ["partner-commissions", "/portal/partner/commissions"], ["partner-claims", "/portal/partner/claims"], ["partner-statement", "/portal/partner/statement"],
         ["partner-payouts", "/portal/partner/payouts"],
       ]) await screenshots(phone, base + url, name);
       for (const [name, url] of [
