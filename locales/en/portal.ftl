@@ -234,6 +234,16 @@ claim-reason-amount_correct = The amount is right
 claim-reason-insufficient_evidence = Not enough to check it
 claim-reason-deadline_passed = Deadline passed
 claim-reason-other = Other
+claims-queue = Open claims
+claims-queue-hint = Partners' claims waiting for your answer, oldest first. Accepting an untracked sale books it under the partner's terms on the day claimed; accepting a disputed commission adjusts or reinstates it.
+claims-queue-empty = No claim waits for an answer.
+claims-decided = Decided lately
+claim-accept = Accept
+claim-accept-amount = Amount to book instead of the claimed one
+claim-decline = Decline
+claim-reason = Reason
+claim-decision-note = Note for the partner
+claim-needs-reason = Choose a reason to decline.
 
 payouts-title = Payouts
 payouts-none-received = No payouts yet.
@@ -387,6 +397,8 @@ simulate-lines-exceed = The lines ({ $lines }) are more than the order amount ({
 
 notice-signed-out = You are signed out.
 notice-claim-opened = Your claim is open: the program answers it here.
+notice-claim-accepted = The claim is accepted.
+notice-claim-declined = The claim is declined; the partner reads why.
 notice-password-set = Your password is saved. Welcome!
 notice-password-changed = Your password is changed. Sign in with the new one.
 notice-saved = Saved.

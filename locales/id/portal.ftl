@@ -234,6 +234,16 @@ claim-reason-amount_correct = Jumlahnya sudah benar
 claim-reason-insufficient_evidence = Tidak cukup untuk diperiksa
 claim-reason-deadline_passed = Batas waktu terlewati
 claim-reason-other = Lainnya
+claims-queue = Klaim terbuka
+claims-queue-hint = Klaim mitra yang menunggu jawaban Anda, yang terlama lebih dulu. Menerima penjualan tak terlacak membukukannya dengan ketentuan mitra pada tanggal yang diklaim; menerima komisi yang disanggah menyesuaikan atau memulihkannya.
+claims-queue-empty = Tidak ada klaim yang menunggu jawaban.
+claims-decided = Diputuskan baru-baru ini
+claim-accept = Terima
+claim-accept-amount = Jumlah yang dibukukan sebagai ganti jumlah klaim
+claim-decline = Tolak
+claim-reason = Alasan
+claim-decision-note = Catatan untuk mitra
+claim-needs-reason = Pilih alasan penolakan.
 
 payouts-title = Pembayaran
 payouts-none-received = Belum ada pembayaran.
@@ -387,6 +397,8 @@ simulate-lines-exceed = Jumlah baris ({ $lines }) melebihi jumlah pesanan ({ $am
 
 notice-signed-out = Anda sudah keluar.
 notice-claim-opened = Klaim Anda terbuka: program menjawabnya di sini.
+notice-claim-accepted = Klaim diterima.
+notice-claim-declined = Klaim ditolak; mitra membaca alasannya.
 notice-password-set = Kata sandi Anda tersimpan. Selamat datang!
 notice-password-changed = Kata sandi Anda sudah diganti. Masuk dengan yang baru.
 notice-saved = Tersimpan.

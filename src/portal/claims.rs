@@ -1,18 +1,22 @@
-//! Claims in the portal, the partner's side: the claims it opened, where
+//! Claims in the portal. The partner's side: the claims it opened, where
 //! each stands and what the program answered, and a form to claim a sale
-//! that was never booked (`untracked`). The claim is opened by the same
-//! core function as `POST /v1/programs/{id}/claims`, with the same checks
-//! of the order id, date and amount; the program answers it through the
-//! API.
+//! that was never booked (`untracked`), opened by the same core function
+//! as `POST /v1/programs/{id}/claims` with the same checks of the order
+//! id, date and amount. The program's side: its open claims, each to
+//! accept or decline through the same functions as the API's, and the
+//! latest decided ones.
 
+use super::i18n::Tr;
 use super::layout::Layout;
 use super::simulator::parse_amount;
 use super::web::{Form, PortalError, Visitor, field, see_other};
 use super::words::word;
 use crate::agreements;
-use crate::claims::{self, ClaimError, NewClaim};
+use crate::claims::{self, Claim, ClaimError, NewClaim};
 use crate::conversions::{check_amount, check_occurred_at, check_reference};
-use crate::domain::{AgreementId, ClaimKind, EnrollmentStatus, Event, ProgramId};
+use crate::domain::{
+    AgreementId, ClaimId, ClaimKind, ClaimReason, ClaimStatus, EnrollmentStatus, Event, ProgramId,
+};
 use crate::enrollments::{self, Side};
 use crate::http::state::AppState;
 use crate::programs;
@@ -28,7 +32,9 @@ const MAX_LISTED: i64 = 500;
 
 pub struct ClaimRow {
     pub id: String,
-    pub program: String,
+    /// The other side: the program's name on the partner's page, the
+    /// partner's on the program's.
+    pub other: String,
     pub kind: String,
     pub subject: String,
     pub amount: String,
@@ -97,38 +103,13 @@ async fn claims_page(
     listed.reverse();
     listed.truncate(MAX_LISTED as usize);
     let rows = listed
-        .into_iter()
+        .iter()
         .map(|c| {
-            let mut answer = c
-                .reason_code
-                .map(|r| word(&tr, "claim-reason", r.as_str()))
-                .unwrap_or_default();
-            if let Some(note) = &c.decision_note {
-                if !answer.is_empty() {
-                    answer.push_str(": ");
-                }
-                answer.push_str(note);
-            }
-            ClaimRow {
-                id: c.id.to_string(),
-                program: names.get(&c.program_id).cloned().unwrap_or_default(),
-                kind: word(&tr, "claim-kind", c.kind.as_str()),
-                subject: c
-                    .order_id
-                    .clone()
-                    .or_else(|| c.commission_id.map(|id| id.to_string()))
-                    .unwrap_or_default(),
-                amount: c
-                    .amount_minor
-                    .or(c.expected_commission_minor)
-                    .map(|a| tr.money(a, c.currency))
-                    .unwrap_or_default(),
-                status: word(&tr, "claim-status", c.status.as_str()),
-                status_code: c.status.as_str(),
-                opened: tr.date(c.created_at),
-                deadline: tr.date(c.deadline_at),
-                answer,
-            }
+            row(
+                &tr,
+                c,
+                names.get(&c.program_id).cloned().unwrap_or_default(),
+            )
         })
         .collect();
     let active: Vec<ProgramId> = ms
@@ -169,6 +150,44 @@ async fn claims_page(
         page.render()
             .map_err(|e| PortalError::Internal(anyhow::anyhow!("template failed: {e}")))?,
     ))
+}
+
+/// What an order or commission claim is about, as one line.
+fn subject(c: &Claim) -> String {
+    c.order_id
+        .clone()
+        .or_else(|| c.commission_id.map(|id| id.to_string()))
+        .unwrap_or_default()
+}
+
+/// A claim as the lists show it, with the other side's name.
+fn row(tr: &Tr, c: &Claim, other: String) -> ClaimRow {
+    let mut answer = c
+        .reason_code
+        .map(|r| word(tr, "claim-reason", r.as_str()))
+        .unwrap_or_default();
+    if let Some(note) = &c.decision_note {
+        if !answer.is_empty() {
+            answer.push_str(": ");
+        }
+        answer.push_str(note);
+    }
+    ClaimRow {
+        id: c.id.to_string(),
+        other,
+        kind: word(tr, "claim-kind", c.kind.as_str()),
+        subject: subject(c),
+        amount: c
+            .amount_minor
+            .or(c.expected_commission_minor)
+            .map(|a| tr.money(a, c.currency))
+            .unwrap_or_default(),
+        status: word(tr, "claim-status", c.status.as_str()),
+        status_code: c.status.as_str(),
+        opened: tr.date(c.created_at),
+        deadline: tr.date(c.deadline_at),
+        answer,
+    }
 }
 
 /// POST /portal/partner/claims: claims a sale the shop never reported
@@ -285,5 +304,211 @@ pub async fn open(
             .await
         }
         Err((_, ClaimError::Db(e))) => Err(e.into()),
+    }
+}
+
+/// One open claim in the program's queue.
+pub struct QueueRow {
+    pub id: String,
+    pub partner: String,
+    pub kind: String,
+    pub subject: String,
+    pub amount: String,
+    pub expected: String,
+    pub note: String,
+    pub opened: String,
+    pub deadline: String,
+}
+
+pub struct ReasonChoice {
+    pub code: &'static str,
+    pub label: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/merchant_claims.html")]
+struct QueuePage {
+    l: Layout,
+    queue: Vec<QueueRow>,
+    decided: Vec<ClaimRow>,
+    reasons: Vec<ReasonChoice>,
+    errors: Vec<String>,
+}
+
+/// Claims the program lists at most (open ones, then the latest decided).
+const QUEUE_LIMIT: i64 = 500;
+
+/// GET /portal/merchant/claims: the program's open claims, oldest first,
+/// each to accept or decline, and the latest decided ones.
+pub async fn queue(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+) -> Result<HttpResponse, PortalError> {
+    queue_page(&state, &visitor, Vec::new(), StatusCode::OK).await
+}
+
+async fn queue_page(
+    state: &AppState,
+    visitor: &Visitor,
+    errors: Vec<String>,
+    status: StatusCode,
+) -> Result<HttpResponse, PortalError> {
+    let program = visitor.program()?;
+    let tr = visitor.tr();
+    let partners: HashMap<crate::domain::PartnerId, String> =
+        enrollments::list(&state.db, Side::Program(program), None, 0, 10_000)
+            .await?
+            .into_iter()
+            .filter_map(|e| Some((e.partner_id?, e.partner_name?)))
+            .collect();
+    let open = claims::list(
+        &state.db,
+        Some(program),
+        None,
+        Some(ClaimStatus::Open),
+        0,
+        QUEUE_LIMIT,
+    )
+    .await?;
+    let queue = open
+        .into_iter()
+        .map(|c| QueueRow {
+            id: c.id.to_string(),
+            partner: partners.get(&c.partner_id).cloned().unwrap_or_default(),
+            kind: word(&tr, "claim-kind", c.kind.as_str()),
+            subject: subject(&c),
+            amount: c
+                .amount_minor
+                .map(|a| tr.money(a, c.currency))
+                .unwrap_or_default(),
+            expected: c
+                .expected_commission_minor
+                .map(|a| tr.money(a, c.currency))
+                .unwrap_or_default(),
+            note: c.note.clone().unwrap_or_default(),
+            opened: tr.date(c.created_at),
+            deadline: tr.date(c.deadline_at),
+        })
+        .collect();
+    let mut decided: Vec<Claim> = claims::list(&state.db, Some(program), None, None, 0, i64::MAX)
+        .await?
+        .into_iter()
+        .filter(|c| c.status != ClaimStatus::Open)
+        .collect();
+    decided.reverse();
+    decided.truncate(50);
+    let decided = decided
+        .iter()
+        .map(|c| {
+            row(
+                &tr,
+                c,
+                partners.get(&c.partner_id).cloned().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let reasons = ClaimReason::ALL
+        .iter()
+        .filter(|r| **r != ClaimReason::DeadlinePassed)
+        .map(|r| ReasonChoice {
+            code: r.as_str(),
+            label: word(&tr, "claim-reason", r.as_str()),
+        })
+        .collect();
+    let page = QueuePage {
+        l: Layout::new(visitor, "claims-title"),
+        queue,
+        decided,
+        reasons,
+        errors,
+    };
+    Ok(visitor.html(
+        status,
+        page.render()
+            .map_err(|e| PortalError::Internal(anyhow::anyhow!("template failed: {e}")))?,
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct DecisionForm {
+    #[serde(default)]
+    csrf: String,
+    amount: Option<String>,
+    reason_code: Option<String>,
+    note: Option<String>,
+}
+
+/// POST /portal/merchant/claims/{id}/{accept|decline}: the program's
+/// decision, through the same core functions as the API's.
+pub async fn decide(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    path: web::Path<(String, String)>,
+    Form(form): Form<DecisionForm>,
+) -> Result<HttpResponse, PortalError> {
+    visitor.check_csrf(&form.csrf)?;
+    let program = visitor.program()?;
+    let tr = visitor.tr();
+    let (id, action) = path.into_inner();
+    let id: ClaimId = id.parse().map_err(|_| PortalError::NotFound)?;
+    let claim = claims::get(&state.db, id)
+        .await?
+        .filter(|c| c.program_id == program)
+        .ok_or(PortalError::NotFound)?;
+    let note = field(&form.note).map(|n| n.chars().take(2000).collect::<String>());
+    let actor = program.to_string();
+    let (result, notice) = match action.as_str() {
+        "accept" => {
+            let amount = match field(&form.amount) {
+                None => None,
+                Some(a) => match parse_amount(&tr, a, claim.currency.exponent())
+                    .filter(|a| check_amount(None, *a).is_ok())
+                {
+                    Some(v) => Some(v),
+                    None => {
+                        let error = format!(
+                            "{}: {}",
+                            tr.t("claim-accept-amount"),
+                            tr.t("claim-needs-amount")
+                        );
+                        return queue_page(
+                            &state,
+                            &visitor,
+                            vec![error],
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                        )
+                        .await;
+                    }
+                },
+            };
+            let done = claims::accept::accept(&state.db, id, &actor, note.as_deref(), amount).await;
+            (done, "claim-accepted")
+        }
+        "decline" => {
+            let Some(reason) = field(&form.reason_code).and_then(|r| r.parse::<ClaimReason>().ok())
+            else {
+                let error = tr.t("claim-needs-reason");
+                return queue_page(
+                    &state,
+                    &visitor,
+                    vec![error],
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                )
+                .await;
+            };
+            let done = claims::decline(&state.db, id, &actor, reason, note.as_deref()).await;
+            (done, "claim-declined")
+        }
+        _ => return Err(PortalError::NotFound),
+    };
+    match result {
+        Ok(()) => Ok(see_other(&format!(
+            "/portal/merchant/claims?notice={notice}"
+        ))),
+        Err(ClaimError::NotFound(_)) => Err(PortalError::NotFound),
+        Err(ClaimError::Invalid(_, message) | ClaimError::Conflict(message)) => {
+            queue_page(&state, &visitor, vec![message], StatusCode::CONFLICT).await
+        }
+        Err(ClaimError::Db(e)) => Err(e.into()),
     }
 }

@@ -44,11 +44,12 @@ const PARTNER_NAV: [(&str, &str); 9] = [
     ("/portal/account", "nav-account"),
 ];
 
-const MERCHANT_NAV: [(&str, &str); 7] = [
+const MERCHANT_NAV: [(&str, &str); 8] = [
     ("/portal/merchant", "nav-overview"),
     ("/portal/merchant/partners", "nav-partners"),
     ("/portal/merchant/agreements", "nav-agreements"),
     ("/portal/merchant/conversions", "nav-conversions"),
+    ("/portal/merchant/claims", "nav-claims"),
     ("/portal/merchant/payouts", "nav-payouts"),
     ("/portal/merchant/integration", "nav-integration"),
     ("/portal/account", "nav-account"),

@@ -127,6 +127,8 @@ pub fn configure(cfg: &mut aw::ServiceConfig) {
                 post().to(merchant::new_version),
             )
             .route("/merchant/conversions", get().to(merchant::conversions))
+            .route("/merchant/claims", get().to(claims::queue))
+            .route("/merchant/claims/{id}/{action}", post().to(claims::decide))
             .route(
                 "/merchant/conversions/{id}/{action}",
                 post().to(merchant::review),

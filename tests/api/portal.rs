@@ -1284,3 +1284,113 @@ async fn a_partner_claims_an_untracked_sale_in_the_portal_and_reads_the_programs
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert_eq!(claims_of_program().await.len(), 1);
 }
+
+/// Opens an untracked claim through the partner's claims page.
+async fn claim_in_portal(person: &Person, agreement: &str, order: &str, amount: &str) {
+    let page = person.page("/portal/partner/claims").await;
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1))
+        .date_naive()
+        .to_string();
+    let res = person
+        .post(
+            "/portal/partner/claims",
+            &page,
+            &[
+                ("agreement_id", agreement),
+                ("order_id", order),
+                ("date", &yesterday),
+                ("amount", amount),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "{order}");
+}
+
+#[tokio::test]
+async fn a_program_accepts_and_declines_claims_in_the_portal_and_the_partner_reads_the_answers() {
+    // Arrange: two untracked claims from Ayu, and the program's owner signed in.
+    let app = spawn_app().await;
+    let f = fixture(&app, json!({})).await;
+    let ayu = portal_account(&app, &f.partner, "ayu+claims@example.com", "en").await;
+    claim_in_portal(&ayu, s(&f.agreement["id"]), "ORD-1", "125.50").await;
+    claim_in_portal(&ayu, s(&f.agreement["id"]), "ORD-2", "10").await;
+    let res = app
+        .post(
+            &format!("/v1/programs/{}/users", s(&f.program["id"])),
+            s(&f.program["api_key"]),
+            &json!({"email": "claims@shop.example"}),
+        )
+        .await;
+    let invited = assert_status(res, StatusCode::CREATED).await;
+    let owner = Person::new(&app);
+    set_password(&owner, s(&invited["invite_url"])).await;
+    let queue = owner.page("/portal/merchant/claims").await;
+    assert_eq!(queue.matches("data-open-claim=").count(), 2, "{queue}");
+    assert!(queue.contains("ORD-1") && queue.contains("Ayu"), "{queue}");
+    let id_of = |order: &str| {
+        let at = queue.find(order).unwrap();
+        let start = queue[..at].rfind("data-open-claim=\"").unwrap() + "data-open-claim=\"".len();
+        queue[start..start + queue[start..].find('"').unwrap()].to_owned()
+    };
+    let (first, second) = (id_of("ORD-1"), id_of("ORD-2"));
+
+    // Act: a decline without a reason, then with one; an accept of 100.00.
+    let path = format!("/portal/merchant/claims/{second}/decline");
+    let res = owner.post(&path, &queue, &[("note", "why?")]).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("Choose a reason to decline.")
+    );
+    let res = owner
+        .post(
+            &path,
+            &queue,
+            &[
+                ("reason_code", "other_source"),
+                ("note", "a coupon site had it"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        location(&res),
+        "/portal/merchant/claims?notice=claim-declined"
+    );
+    let path = format!("/portal/merchant/claims/{first}/accept");
+    let res = owner.post(&path, &queue, &[("amount", "100")]).await;
+    assert_eq!(
+        location(&res),
+        "/portal/merchant/claims?notice=claim-accepted"
+    );
+
+    // Assert: the sale is booked from the claim at the amount accepted ...
+    let sale = app.conversion(&f.program, "ORD-1").await;
+    assert_eq!(sale["status"], "attributed");
+    assert_eq!(sale["attributed_via"], "claim");
+    assert_eq!(sale["amount_minor"], 10_000);
+    assert_eq!(sale["commissions"][0]["amount_minor"], 1_000);
+    // ... the queue is empty, both decided, and Ayu reads both answers.
+    let queue = owner.page("/portal/merchant/claims").await;
+    assert!(queue.contains("data-claims-empty"), "{queue}");
+    assert_eq!(queue.matches("data-claim=").count(), 2, "{queue}");
+    let page = ayu.page("/portal/partner/claims").await;
+    assert!(page.contains(r#"data-status="accepted""#), "{page}");
+    assert!(
+        page.contains("Credited to another source: a coupon site had it"),
+        "{page}"
+    );
+    // Another program's owner reaches neither the claim nor its decision.
+    let (_, stranger) = merchant(&app).await;
+    let page = stranger.page("/portal/merchant/claims").await;
+    assert!(!page.contains("ORD-1"), "{page}");
+    let res = stranger
+        .post(
+            &format!("/portal/merchant/claims/{second}/accept"),
+            &page,
+            &[],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}

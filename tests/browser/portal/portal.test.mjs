@@ -219,6 +219,17 @@ for (const lang of ["en", "id"]) {
     assert.equal(await claimRow.getAttribute("data-status"), "open");
     assert.match(await claimRow.textContent(), new RegExp(`missed-${tag}`));
     assert.match(await claimRow.textContent(), new RegExp(L.claimOpen));
+    // The merchant accepts it from its queue; the partner sees it accepted.
+    await m.goto(`${base}/portal/merchant/claims`);
+    const openClaim = m.locator("[data-open-claim]");
+    assert.equal(await openClaim.count(), 1);
+    assert.match(await openClaim.textContent(), new RegExp(`missed-${tag}`));
+    const acceptForm = openClaim.locator("details").first();
+    await acceptForm.locator("summary").click();
+    await acceptForm.locator(`button:text-is("${L.accept}")`).click();
+    await m.waitForSelector("[data-claims-empty]");
+    await p.goto(`${base}/portal/partner/claims`);
+    assert.equal(await p.getAttribute("[data-claim]", "data-status"), "accepted");
 
     // A partner's session reaches no merchant page, and no other partner's link.
     let res = await p.goto(`${base}/portal/merchant`);
@@ -240,7 +251,8 @@ for (const lang of ["en", "id"]) {
       for (const [name, url] of [
         ["merchant-overview", "/portal/merchant"], ["merchant-partners", "/portal/merchant/partners"],
         ["merchant-agreements", "/portal/merchant/agreements"], ["merchant-conversions", `/portal/merchant/conversions?order_id=order-${tag}`],
-        ["merchant-payouts", "/portal/merchant/payouts"], ["merchant-integration", "/portal/merchant/integration"],
+        ["merchant-payouts", "/portal/merchant/payouts"], ["merchant-claims", "/portal/merchant/claims"],
+        ["merchant-integration", "/portal/merchant/integration"],
       ]) await screenshots(shop, base + url, name);
       const anon = await chrome.browser.newContext({ locale: "en-US" });
       await screenshots(anon, `${base}/portal/login`, "login");
