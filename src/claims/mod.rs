@@ -268,6 +268,37 @@ pub async fn list(
     Ok(out)
 }
 
+/// The newest `limit` claims by program and/or partner and status, newest
+/// first, without threads (for pages that show the latest).
+pub async fn newest(
+    db: &PgPool,
+    program: Option<ProgramId>,
+    partner: Option<PartnerId>,
+    status: Option<ClaimStatus>,
+    limit: i64,
+) -> Result<Vec<Claim>, sqlx::Error> {
+    let ids = sqlx::query_scalar!(
+        r#"select id from claims
+           where ($1::bigint is null or program_id = $1)
+             and ($2::bigint is null or partner_id = $2) and ($3::text is null or status = $3)
+           order by id desc limit $4"#,
+        program.map(ProgramId::get),
+        partner.map(PartnerId::get),
+        status.map(ClaimStatus::as_str),
+        limit
+    )
+    .fetch_all(db)
+    .await?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(mut c) = get(db, ClaimId::from_db(id)).await? {
+            c.events.clear();
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
 /// A claim with its thread.
 pub async fn get(db: &PgPool, id: ClaimId) -> Result<Option<Claim>, sqlx::Error> {
     let Some(c) = sqlx::query!(

@@ -27,8 +27,8 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use serde::Deserialize;
 use std::collections::HashMap;
 
-/// Most claims the page lists (the newest).
-const MAX_LISTED: i64 = 500;
+/// Most claims the partner's page lists (the newest).
+const MAX_LISTED: i64 = 200;
 
 pub struct ClaimRow {
     pub id: String,
@@ -99,9 +99,7 @@ async fn claims_page(
         .iter()
         .map(|e| (e.program_id, e.program_name.clone()))
         .collect();
-    let mut listed = claims::list(&state.db, None, Some(partner), None, 0, i64::MAX).await?;
-    listed.reverse();
-    listed.truncate(MAX_LISTED as usize);
+    let listed = claims::newest(&state.db, None, Some(partner), None, MAX_LISTED).await?;
     let rows = listed
         .iter()
         .map(|c| {
@@ -335,8 +333,10 @@ struct QueuePage {
     errors: Vec<String>,
 }
 
-/// Claims the program lists at most (open ones, then the latest decided).
-const QUEUE_LIMIT: i64 = 500;
+/// Open claims the program's queue shows at most (the oldest).
+const QUEUE_LIMIT: i64 = 200;
+/// Decided claims the program's page shows (the newest).
+const DECIDED_SHOWN: i64 = 50;
 
 /// GET /portal/merchant/claims: the program's open claims, oldest first,
 /// each to accept or decline, and the latest decided ones.
@@ -390,13 +390,14 @@ async fn queue_page(
             deadline: tr.date(c.deadline_at),
         })
         .collect();
-    let mut decided: Vec<Claim> = claims::list(&state.db, Some(program), None, None, 0, i64::MAX)
-        .await?
-        .into_iter()
-        .filter(|c| c.status != ClaimStatus::Open)
-        .collect();
-    decided.reverse();
-    decided.truncate(50);
+    let mut decided: Vec<Claim> = Vec::new();
+    for status in [ClaimStatus::Accepted, ClaimStatus::Declined] {
+        decided.extend(
+            claims::newest(&state.db, Some(program), None, Some(status), DECIDED_SHOWN).await?,
+        );
+    }
+    decided.sort_by_key(|c| std::cmp::Reverse(c.id));
+    decided.truncate(DECIDED_SHOWN as usize);
     let decided = decided
         .iter()
         .map(|c| {
