@@ -258,14 +258,7 @@ pub async fn list(
     )
     .fetch_all(db)
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        if let Some(mut c) = get(db, ClaimId::from_db(r.id)).await? {
-            c.events.clear();
-            out.push(c);
-        }
-    }
-    Ok(out)
+    without_threads(db, rows.into_iter().map(|r| r.id)).await
 }
 
 /// The newest `limit` claims by program and/or partner and status, newest
@@ -289,7 +282,15 @@ pub async fn newest(
     )
     .fetch_all(db)
     .await?;
-    let mut out = Vec::with_capacity(ids.len());
+    without_threads(db, ids).await
+}
+
+/// These claims, in this order, each without its thread.
+async fn without_threads(
+    db: &PgPool,
+    ids: impl IntoIterator<Item = i64>,
+) -> Result<Vec<Claim>, sqlx::Error> {
+    let mut out = Vec::new();
     for id in ids {
         if let Some(mut c) = get(db, ClaimId::from_db(id)).await? {
             c.events.clear();

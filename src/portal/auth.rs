@@ -4,7 +4,8 @@
 
 use super::layout::Layout;
 use super::web::{
-    Form, LANG_COOKIE, PortalError, SESSION_COOKIE, TZ_COOKIE, Visitor, field, safe_next, see_other,
+    Form, LANG_COOKIE, PortalError, SESSION_COOKIE, TZ_COOKIE, Visitor, field, render, safe_next,
+    see_other,
 };
 use super::{Limits, i18n::Locale};
 use crate::accounts::{self, NewAccount, Purpose, Tenant, mail, passwords};
@@ -40,11 +41,6 @@ struct LoginPage {
 #[derive(Deserialize)]
 pub struct NextQuery {
     next: Option<String>,
-}
-
-fn render(t: &impl Template) -> Result<String, PortalError> {
-    t.render()
-        .map_err(|e| PortalError::Internal(anyhow::anyhow!("template failed: {e}")))
 }
 
 /// GET /portal/login

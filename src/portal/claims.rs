@@ -8,15 +8,14 @@
 
 use super::i18n::Tr;
 use super::layout::Layout;
+use super::partner::{AgreementChoice, agreement_choices};
 use super::simulator::parse_amount;
-use super::web::{Form, PortalError, Visitor, field, see_other};
+use super::web::{Form, PortalError, Visitor, field, render, see_other};
 use super::words::word;
 use crate::agreements;
 use crate::claims::{self, Claim, ClaimError, NewClaim};
 use crate::conversions::{check_amount, check_occurred_at, check_reference};
-use crate::domain::{
-    AgreementId, ClaimId, ClaimKind, ClaimReason, ClaimStatus, EnrollmentStatus, Event, ProgramId,
-};
+use crate::domain::{AgreementId, ClaimId, ClaimKind, ClaimReason, ClaimStatus, Event, ProgramId};
 use crate::enrollments::{self, Side};
 use crate::http::state::AppState;
 use crate::programs;
@@ -43,12 +42,6 @@ pub struct ClaimRow {
     pub opened: String,
     pub deadline: String,
     pub answer: String,
-}
-
-pub struct AgreementChoice {
-    pub id: String,
-    pub label: String,
-    pub selected: bool,
 }
 
 #[derive(Template)]
@@ -110,26 +103,8 @@ async fn claims_page(
             )
         })
         .collect();
-    let active: Vec<ProgramId> = ms
-        .iter()
-        .filter(|e| e.status == EnrollmentStatus::Active)
-        .map(|e| e.program_id)
-        .collect();
     let chosen = form.map(|f| f.agreement_id.as_str());
-    let agreements = agreements::list(&state.db, None, Some(partner), 0, 200)
-        .await?
-        .into_iter()
-        .filter(|a| active.contains(&a.program_id))
-        .map(|a| AgreementChoice {
-            label: format!(
-                "{} · {}",
-                names.get(&a.program_id).cloned().unwrap_or_default(),
-                tr.ta("agreement-version", &[("version", a.version.to_string())])
-            ),
-            selected: chosen == Some(a.id.to_string().as_str()),
-            id: a.id.to_string(),
-        })
-        .collect();
+    let agreements = agreement_choices(state, partner, &ms, &tr, chosen).await?;
     let value =
         |f: fn(&ClaimForm) -> &Option<String>| form.and_then(|x| f(x).clone()).unwrap_or_default();
     let page = ClaimsPage {
@@ -143,11 +118,7 @@ async fn claims_page(
         expected: value(|f| &f.expected),
         note: value(|f| &f.note),
     };
-    Ok(visitor.html(
-        status,
-        page.render()
-            .map_err(|e| PortalError::Internal(anyhow::anyhow!("template failed: {e}")))?,
-    ))
+    Ok(visitor.html(status, render(&page)?))
 }
 
 /// What an order or commission claim is about, as one line.
@@ -423,11 +394,7 @@ async fn queue_page(
         reasons,
         errors,
     };
-    Ok(visitor.html(
-        status,
-        page.render()
-            .map_err(|e| PortalError::Internal(anyhow::anyhow!("template failed: {e}")))?,
-    ))
+    Ok(visitor.html(status, render(&page)?))
 }
 
 #[derive(Deserialize)]

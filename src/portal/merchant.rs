@@ -5,7 +5,7 @@
 use super::chart::Bars;
 use super::examples;
 use super::layout::Layout;
-use super::web::{Form, PortalError, Visitor, field, see_other};
+use super::web::{Form, PortalError, Visitor, field, render, see_other};
 use super::words::{rule, word};
 use crate::agreements::{self, Terms};
 use crate::commissions::decisions::{self, DecideError, Verdict};
@@ -25,11 +25,6 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use chrono::{Duration, Utc};
 use serde::Deserialize;
-
-fn render(t: &impl Template) -> Result<String, PortalError> {
-    t.render()
-        .map_err(|e| PortalError::Internal(anyhow::anyhow!("template failed: {e}")))
-}
 
 async fn program(state: &AppState, visitor: &Visitor) -> Result<Program, PortalError> {
     let id = visitor.program()?;

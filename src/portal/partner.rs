@@ -5,7 +5,7 @@
 use super::chart::Bars;
 use super::layout::Layout;
 use super::signed_statements::{self, SignedRow};
-use super::web::{Form, PortalError, Visitor, field, see_other};
+use super::web::{Form, PortalError, Visitor, field, render, see_other};
 use super::words::{rule, word};
 use crate::agreements;
 use crate::commissions::payouts;
@@ -25,11 +25,6 @@ use askama::Template;
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
-
-fn render(t: &impl Template) -> Result<String, PortalError> {
-    t.render()
-        .map_err(|e| PortalError::Internal(anyhow::anyhow!("template failed: {e}")))
-}
 
 /// The partner's memberships, newest moves first.
 async fn memberships(
@@ -356,6 +351,39 @@ pub struct LinkRow {
 pub struct AgreementChoice {
     pub id: String,
     pub label: String,
+    /// The one a refused form had chosen.
+    pub selected: bool,
+}
+
+/// The partner's agreements in the programs it is active in, as a form
+/// offers them ("program · terms vN"), `chosen` marked.
+pub(super) async fn agreement_choices(
+    state: &AppState,
+    partner: PartnerId,
+    ms: &[enrollments::Enrollment],
+    tr: &super::i18n::Tr,
+    chosen: Option<&str>,
+) -> Result<Vec<AgreementChoice>, PortalError> {
+    let names = program_names(ms);
+    let active: Vec<ProgramId> = ms
+        .iter()
+        .filter(|e| e.status == EnrollmentStatus::Active)
+        .map(|e| e.program_id)
+        .collect();
+    Ok(agreements::list(&state.db, None, Some(partner), 0, 200)
+        .await?
+        .into_iter()
+        .filter(|a| active.contains(&a.program_id))
+        .map(|a| AgreementChoice {
+            label: format!(
+                "{} · {}",
+                names.get(&a.program_id).cloned().unwrap_or_default(),
+                tr.ta("agreement-version", &[("version", a.version.to_string())])
+            ),
+            selected: chosen == Some(a.id.to_string().as_str()),
+            id: a.id.to_string(),
+        })
+        .collect())
 }
 
 #[derive(Template)]
@@ -405,24 +433,8 @@ async fn links_page(
             disabled: l.disabled_at.is_some(),
         })
         .collect();
-    let active: Vec<ProgramId> = ms
-        .iter()
-        .filter(|e| e.status == EnrollmentStatus::Active)
-        .map(|e| e.program_id)
-        .collect();
-    let agreements = agreements::list(&state.db, None, Some(partner), 0, 200)
-        .await?
-        .into_iter()
-        .filter(|a| active.contains(&a.program_id))
-        .map(|a| AgreementChoice {
-            label: format!(
-                "{} · {}",
-                names.get(&a.program_id).cloned().unwrap_or_default(),
-                tr.ta("agreement-version", &[("version", a.version.to_string())])
-            ),
-            id: a.id.to_string(),
-        })
-        .collect();
+    let chosen = form.map(|f| f.agreement_id.as_str());
+    let agreements = agreement_choices(state, partner, &ms, &tr, chosen).await?;
     let value =
         |f: fn(&LinkForm) -> &Option<String>| form.and_then(|x| f(x).clone()).unwrap_or_default();
     let page = LinksPage {

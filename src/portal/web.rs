@@ -316,6 +316,12 @@ impl<T: DeserializeOwned + 'static> FromRequest for Form<T> {
 }
 
 /// A form's text field: trimmed, empty as none.
+/// A page's HTML from its template.
+pub fn render(t: &impl askama::Template) -> Result<String, PortalError> {
+    t.render()
+        .map_err(|e| PortalError::Internal(anyhow::anyhow!("template failed: {e}")))
+}
+
 pub fn field(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
