@@ -211,6 +211,7 @@ claim-amount = Amount of the sale
 claim-expected = Commission you expect
 claim-note = Note for the program
 claim-needs-order = give the shop's order id
+claim-bad-order = use 1 to 128 characters, without control characters
 claim-needs-date = give the day of the sale
 claim-date-range = a day from 400 days ago to today
 claim-needs-amount = give an amount such as 125.50

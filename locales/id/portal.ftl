@@ -211,6 +211,7 @@ claim-amount = Jumlah penjualan
 claim-expected = Komisi yang Anda harapkan
 claim-note = Catatan untuk program
 claim-needs-order = isi ID pesanan dari toko
+claim-bad-order = gunakan 1 sampai 128 karakter, tanpa karakter kontrol
 claim-needs-date = isi tanggal penjualan
 claim-date-range = hari antara 400 hari lalu dan hari ini
 claim-needs-amount = isi jumlah seperti 125.500

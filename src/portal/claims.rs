@@ -194,8 +194,8 @@ pub async fn open(
     match &order_id {
         None => bad("claim-order", tr.t("claim-needs-order")),
         Some(o) => {
-            if let Err(e) = check_reference(o) {
-                bad("claim-order", e)
+            if check_reference(o).is_err() {
+                bad("claim-order", tr.t("claim-bad-order"))
             }
         }
     }

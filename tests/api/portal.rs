@@ -1211,6 +1211,28 @@ async fn a_partner_claims_an_untracked_sale_in_the_portal_and_reads_the_programs
         "{refused}"
     );
     assert!(refused.contains(r#"value="ORD-9""#), "{refused}");
+    // An order id too long for any shop, on the Indonesian page.
+    let indo = portal_account(&app, &f.partner, "ayu+id@example.com", "id").await;
+    let page_id = indo.page("/portal/partner/claims").await;
+    let long = "x".repeat(129);
+    let res = indo
+        .post(
+            "/portal/partner/claims",
+            &page_id,
+            &[
+                ("agreement_id", &agreement),
+                ("order_id", &long),
+                ("date", &ahead),
+                ("amount", "10"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let refused = res.text().await.unwrap();
+    assert!(
+        refused.contains("ID pesanan: gunakan 1 sampai 128 karakter, tanpa karakter kontrol"),
+        "{refused}"
+    );
     assert!(claims_of_program().await.is_empty());
 
     // Act 2: the claim as it should be.
