@@ -8,14 +8,14 @@
 
 use super::i18n::Tr;
 use super::layout::Layout;
-use super::partner::{AgreementChoice, agreement_choices};
+use super::partner::{AgreementChoice, agreement_choices, memberships, program_names};
 use super::simulator::parse_amount;
 use super::web::{Form, PortalError, Visitor, field, render, see_other};
 use super::words::word;
 use crate::agreements;
 use crate::claims::{self, Claim, ClaimError, NewClaim};
 use crate::conversions::{check_amount, check_occurred_at, check_reference};
-use crate::domain::{AgreementId, ClaimId, ClaimKind, ClaimReason, ClaimStatus, Event, ProgramId};
+use crate::domain::{AgreementId, ClaimId, ClaimKind, ClaimReason, ClaimStatus, Event};
 use crate::enrollments::{self, Side};
 use crate::http::state::AppState;
 use crate::programs;
@@ -87,11 +87,8 @@ async fn claims_page(
 ) -> Result<HttpResponse, PortalError> {
     let partner = visitor.partner()?;
     let tr = visitor.tr();
-    let ms = enrollments::list(&state.db, Side::Partner(partner), None, 0, 500).await?;
-    let names: HashMap<ProgramId, String> = ms
-        .iter()
-        .map(|e| (e.program_id, e.program_name.clone()))
-        .collect();
+    let ms = memberships(state, partner).await?;
+    let names = program_names(&ms);
     let listed = claims::newest(&state.db, None, Some(partner), None, MAX_LISTED).await?;
     let rows = listed
         .iter()

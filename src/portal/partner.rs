@@ -27,7 +27,7 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 
 /// The partner's memberships, newest moves first.
-async fn memberships(
+pub(super) async fn memberships(
     state: &AppState,
     partner: PartnerId,
 ) -> Result<Vec<enrollments::Enrollment>, PortalError> {
@@ -35,7 +35,7 @@ async fn memberships(
 }
 
 /// Names of programs by id, from the partner's memberships.
-fn program_names(ms: &[enrollments::Enrollment]) -> HashMap<ProgramId, String> {
+pub(super) fn program_names(ms: &[enrollments::Enrollment]) -> HashMap<ProgramId, String> {
     ms.iter()
         .map(|e| (e.program_id, e.program_name.clone()))
         .collect()
