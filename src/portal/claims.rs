@@ -225,13 +225,16 @@ pub async fn open(
     }
     let expected = match field(&form.expected) {
         None => None,
-        Some(e) => match parse_amount(&tr, e, exponent) {
-            Some(v) => Some(v),
-            None => {
-                bad("claim-expected", tr.t("claim-needs-amount"));
-                None
+        // Within the bounds the API holds `expected_commission_minor` to.
+        Some(e) => {
+            match parse_amount(&tr, e, exponent).filter(|v| check_amount(None, *v).is_ok()) {
+                Some(v) => Some(v),
+                None => {
+                    bad("claim-expected", tr.t("claim-needs-amount"));
+                    None
+                }
             }
-        },
+        }
     };
     let note = field(&form.note).map(|n| n.chars().take(2000).collect::<String>());
     if !errors.is_empty() {

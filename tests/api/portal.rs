@@ -1195,6 +1195,7 @@ async fn a_partner_claims_an_untracked_sale_in_the_portal_and_reads_the_programs
                 ("order_id", "ORD-9"),
                 ("date", &ahead),
                 ("amount", ""),
+                ("expected", "99999999999"),
             ],
         )
         .await;
@@ -1208,6 +1209,10 @@ async fn a_partner_claims_an_untracked_sale_in_the_portal_and_reads_the_programs
     );
     assert!(
         refused.contains("Amount of the sale: give an amount such as 125.50"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("Commission you expect: give an amount such as 125.50"),
         "{refused}"
     );
     assert!(refused.contains(r#"value="ORD-9""#), "{refused}");
