@@ -23,9 +23,9 @@ pub struct SignedRow {
 /// A line for every program the partner was ever active in, with the
 /// program's published key (published now if it never was).
 pub async fn rows(state: &AppState, ms: &[Enrollment]) -> Result<Vec<SignedRow>, PortalError> {
+    // One enrollment per program and partner (a unique index): no repeats.
     let mut programs: Vec<&Enrollment> = ms.iter().filter(|e| e.active_since.is_some()).collect();
     programs.sort_by(|a, b| a.program_name.cmp(&b.program_name));
-    programs.dedup_by_key(|e| e.program_id);
     let mut rows = Vec::with_capacity(programs.len());
     if programs.is_empty() {
         return Ok(rows);
