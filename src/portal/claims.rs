@@ -8,6 +8,7 @@
 
 use super::i18n::Tr;
 use super::layout::Layout;
+use super::merchant::partner_names;
 use super::partner::{AgreementChoice, agreement_choices, memberships, program_names};
 use super::simulator::parse_amount;
 use super::web::{Form, PortalError, Visitor, field, render, see_other};
@@ -16,7 +17,7 @@ use crate::agreements;
 use crate::claims::{self, Claim, ClaimError, NewClaim};
 use crate::conversions::{check_amount, check_occurred_at, check_reference};
 use crate::domain::{AgreementId, ClaimId, ClaimKind, ClaimReason, ClaimStatus, Event};
-use crate::enrollments::{self, Side};
+use crate::enrollments;
 use crate::http::state::AppState;
 use crate::programs;
 use actix_web::http::StatusCode;
@@ -24,7 +25,6 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use chrono::{NaiveDate, TimeZone, Utc};
 use serde::Deserialize;
-use std::collections::HashMap;
 
 /// Most claims the partner's page lists (the newest).
 const MAX_LISTED: i64 = 200;
@@ -326,12 +326,7 @@ async fn queue_page(
 ) -> Result<HttpResponse, PortalError> {
     let program = visitor.program()?;
     let tr = visitor.tr();
-    let partners: HashMap<crate::domain::PartnerId, String> =
-        enrollments::list(&state.db, Side::Program(program), None, 0, 10_000)
-            .await?
-            .into_iter()
-            .filter_map(|e| Some((e.partner_id?, e.partner_name?)))
-            .collect();
+    let partners = partner_names(state, program).await?;
     let open = claims::list(
         &state.db,
         Some(program),

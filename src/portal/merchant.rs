@@ -382,7 +382,7 @@ struct AgreementsPage {
 }
 
 /// Names of the program's partners, for showing shares.
-async fn partner_names(
+pub(super) async fn partner_names(
     state: &AppState,
     program: ProgramId,
 ) -> Result<std::collections::HashMap<PartnerId, String>, PortalError> {
