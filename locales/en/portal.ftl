@@ -185,6 +185,13 @@ reason-rejected = Rejected on { $date }: { $why }
 reason-approved = Approved on { $date }: { $why }
 reason-refunded = Reduced by { $amount } on { $date }: { $why }
 reason-carried = { $amount } to be repaid from your next payout ({ $date }): { $why }
+ledger-reason-held = held for review: { $why }
+ledger-reason-hold-over = the hold period is over
+ledger-reason-approved-early = approved early by the program
+ledger-reason-cleared = cleared after the program's review
+ledger-reason-carried-netted = refunds of paid commissions, netted against this payout
+ledger-reason-refund = a refund of { $amount } ({ $refunded } of { $sale } refunded so far)
+ledger-reason-claim = your claim { $claim } was accepted
 
 statement-title = Statement
 statement-opening = Opening balance

@@ -185,6 +185,13 @@ reason-rejected = Ditolak pada { $date }: { $why }
 reason-approved = Disetujui pada { $date }: { $why }
 reason-refunded = Dikurangi { $amount } pada { $date }: { $why }
 reason-carried = { $amount } akan dipotong dari pembayaran berikutnya ({ $date }): { $why }
+ledger-reason-held = ditahan untuk ditinjau: { $why }
+ledger-reason-hold-over = masa tahan sudah berakhir
+ledger-reason-approved-early = disetujui lebih awal oleh program
+ledger-reason-cleared = dinyatakan aman setelah ditinjau program
+ledger-reason-carried-netted = pengembalian dana atas komisi yang sudah dibayar, dipotong dari pembayaran ini
+ledger-reason-refund = pengembalian dana { $amount } ({ $refunded } dari { $sale } sudah dikembalikan)
+ledger-reason-claim = klaim Anda { $claim } diterima
 
 statement-title = Laporan mutasi
 statement-opening = Saldo awal

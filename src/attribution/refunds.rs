@@ -21,6 +21,7 @@
 
 use super::decide::{Claimed, Outcome};
 use crate::commissions::ledger::{self, Entry, Held};
+use crate::commissions::reasons::LedgerReason;
 use crate::commissions::refunds::{Part, remaining_by_part};
 use crate::domain::allocate_weighted;
 use crate::domain::{
@@ -253,10 +254,12 @@ pub(crate) fn decide(
         for c in held.iter() {
             a.report.deltas.push(delta(Some(c.partner_id), applied, 0));
         }
-        let reason = format!(
-            "refund of {} ({} of {} refunded so far)",
-            refund.amount_minor, refunded, sale.amount_minor
-        );
+        let reason = LedgerReason::Refund {
+            amount_minor: refund.amount_minor,
+            refunded_minor: refunded,
+            sale_minor: sale.amount_minor,
+        }
+        .to_string();
         // Only live commissions share the refund: one a person rejected
         // holds nothing and gives nothing back.
         let live: Vec<&mut Held> = held

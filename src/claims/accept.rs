@@ -18,6 +18,7 @@ use crate::attribution::decide::split;
 use crate::commissions::booking::{self, NewCommission};
 use crate::commissions::decisions;
 use crate::commissions::ledger::{Entry, append};
+use crate::commissions::reasons::LedgerReason;
 use crate::domain::{
     AgreementId, AppliedRule, Bucket, ClaimAction, ClaimId, ClaimKind, CommissionKind,
     CommissionRules, CommissionStatus, ConversionId, ConversionStatus, EarningEvent,
@@ -56,7 +57,7 @@ pub(crate) async fn accept_in(
     )
     .fetch_one(&mut *tx)
     .await?;
-    let reason = format!("claim {id} accepted");
+    let reason = LedgerReason::ClaimAccepted(id).to_string();
     let conversion = match claim.kind {
         ClaimKind::Untracked => book_untracked(tx, &claim, amount_minor, hold_days).await?,
         ClaimKind::Incorrect | ClaimKind::Declined => {

@@ -5,6 +5,7 @@
 //! and milestone or step.
 
 use super::ledger::{Entry, append};
+use super::reasons::LedgerReason;
 use crate::domain::{
     AgreementId, AppliedRule, Bucket, CommissionId, CommissionKind, ConversionId, Currency,
     FraudSignal, PartnerId, ProgramId, RuleSource,
@@ -137,10 +138,8 @@ pub async fn book(
             conversion_id: Some(n.conversion_id),
             payout_id: None,
             actor: "worker".into(),
-            reason: (!n.fraud_reasons.is_empty()).then(|| {
-                let words: Vec<&str> = n.fraud_reasons.iter().map(|f| f.as_str()).collect();
-                format!("held for review: {}", words.join(", "))
-            }),
+            reason: (!n.fraud_reasons.is_empty())
+                .then(|| LedgerReason::HeldForReview(n.fraud_reasons.clone()).to_string()),
         })
         .collect();
     append(tx, &entries).await?;

@@ -2,6 +2,7 @@
 //! reason), and the approval the lifecycle worker makes when a hold ends.
 
 use super::ledger::{Held, append, transfer};
+use super::reasons::LedgerReason;
 use crate::domain::{
     Bucket, CommissionId, CommissionStatus, Currency, LedgerKind, LinkId, PartnerId, ProgramId,
 };
@@ -63,7 +64,8 @@ pub async fn decide(
     let label = held.program_id.to_string();
     let (bucket, counted) = match verdict {
         Verdict::Approve(reason) => {
-            let reason = reason.unwrap_or("approved early");
+            let early = LedgerReason::ApprovedEarly.to_string();
+            let reason = reason.unwrap_or(&early);
             approve(&mut tx, std::slice::from_ref(&held), actor, Some(reason)).await?;
             ("approved", "approved")
         }

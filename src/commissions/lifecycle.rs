@@ -3,6 +3,7 @@
 //! batches it takes the hourly balance checkpoint.
 
 use super::ledger::Held;
+use super::reasons::LedgerReason;
 use super::{checkpoints, decisions};
 use crate::background::{Every, Step};
 use crate::domain::{CommissionId, CommissionStatus, Currency, PartnerId, ProgramId};
@@ -63,7 +64,8 @@ impl Lifecycle {
             }
             return Ok(Step::Idle);
         }
-        decisions::approve(&mut tx, &due, "worker", Some("hold period over")).await?;
+        let reason = LedgerReason::HoldPeriodOver.to_string();
+        decisions::approve(&mut tx, &due, "worker", Some(&reason)).await?;
         tx.commit().await?;
         for c in &due {
             let label = c.program_id.to_string();

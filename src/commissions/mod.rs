@@ -1,8 +1,9 @@
 //! Commissions: what partners earn. Booking (the one path every commission
 //! is created by), the append-only ledger behind every balance, a person's
 //! decisions (approve, reject), the lifecycle worker that approves after
-//! the hold, payouts, the queries partners read, and the balance
-//! checkpoints that keep those queries short.
+//! the hold, payouts, the queries partners read, the balance
+//! checkpoints that keep those queries short, and the reasons mitra writes
+//! on ledger entries.
 
 pub mod booking;
 pub mod checkpoints;
@@ -11,4 +12,5 @@ pub mod ledger;
 pub mod lifecycle;
 pub mod payouts;
 pub mod queries;
+pub mod reasons;
 pub mod refunds;

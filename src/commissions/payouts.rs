@@ -7,6 +7,7 @@
 //! concurrent requests, and a conflicting concurrent change retries.
 
 use super::ledger::{self, Entry, Held};
+use super::reasons::LedgerReason;
 use crate::domain::{
     Bucket, CommissionId, CommissionStatus, Currency, LedgerKind, PartnerId, PayoutId, ProgramId,
 };
@@ -326,7 +327,7 @@ pub fn plan(
                     conversion_id: None,
                     payout_id: None,
                     actor: actor.to_owned(),
-                    reason: Some("carried refunds netted against this payout".into()),
+                    reason: Some(LedgerReason::CarriedNetted.to_string()),
                 });
             }
         }

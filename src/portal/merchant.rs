@@ -9,6 +9,7 @@ use super::web::{Form, PortalError, Visitor, field, render, see_other};
 use super::words::{rule, word};
 use crate::agreements::{self, Terms};
 use crate::commissions::decisions::{self, DecideError, Verdict};
+use crate::commissions::reasons::LedgerReason;
 use crate::commissions::{payouts, queries};
 use crate::conversions;
 use crate::domain::{
@@ -754,8 +755,9 @@ pub async fn review(
     let (id, action) = path.into_inner();
     let conversion: ConversionId = id.parse().map_err(|_| PortalError::NotFound)?;
     let reason = field(&form.reason).map(|r| r.chars().take(500).collect::<String>());
+    let cleared = LedgerReason::ClearedAfterReview.to_string();
     let verdict = match (action.as_str(), reason.as_deref()) {
-        ("approve", r) => Verdict::Approve(Some(r.unwrap_or("cleared after review"))),
+        ("approve", r) => Verdict::Approve(Some(r.unwrap_or(&cleared))),
         ("reject", Some(r)) => Verdict::Reject(r),
         ("reject", None) => {
             return Ok(see_other(

@@ -6,7 +6,7 @@ use super::chart::Bars;
 use super::layout::Layout;
 use super::signed_statements::{self, SignedRow};
 use super::web::{Form, PortalError, Visitor, field, render, see_other};
-use super::words::{rule, word};
+use super::words::{ledger_reason, rule, word};
 use crate::agreements;
 use crate::commissions::payouts;
 use crate::commissions::queries::{self, Filter};
@@ -646,7 +646,11 @@ pub async fn commissions(
                 }
             }
             for e in explained.iter().filter(|e| e.commission_id == c.id) {
-                let text = e.reason.clone().unwrap_or_default();
+                let text = e
+                    .reason
+                    .as_deref()
+                    .map(|r| ledger_reason(&tr, r, c.currency))
+                    .unwrap_or_default();
                 let key = match e.kind {
                     crate::domain::LedgerKind::Rejected => "reason-rejected",
                     crate::domain::LedgerKind::Approved => "reason-approved",

@@ -1,6 +1,7 @@
 //! Statuses, rules and reasons in plain words, in the visitor's language.
 
 use super::i18n::Tr;
+use crate::commissions::reasons::LedgerReason;
 use crate::domain::{AppliedRule, Currency, Rule};
 
 /// A commission's rule: "10% of €125.00 (sale)" or "€2.00 per lead".
@@ -26,4 +27,38 @@ pub fn rule(tr: &Tr, applied: &AppliedRule, base_minor: i64, currency: Currency)
 pub fn word(tr: &Tr, prefix: &str, value: &str) -> String {
     tr.try_t(&format!("{prefix}-{value}"))
         .unwrap_or_else(|| value.to_owned())
+}
+
+/// A ledger entry's reason in the reader's language: those mitra writes in
+/// words, their amounts in money; a person's words as they were written.
+pub fn ledger_reason(tr: &Tr, text: &str, currency: Currency) -> String {
+    match LedgerReason::parse(text) {
+        LedgerReason::HeldForReview(signals) => {
+            let why: Vec<String> = signals
+                .iter()
+                .map(|s| word(tr, "fraud", s.as_str()))
+                .collect();
+            tr.ta("ledger-reason-held", &[("why", why.join("; "))])
+        }
+        LedgerReason::HoldPeriodOver => tr.t("ledger-reason-hold-over"),
+        LedgerReason::ApprovedEarly => tr.t("ledger-reason-approved-early"),
+        LedgerReason::ClearedAfterReview => tr.t("ledger-reason-cleared"),
+        LedgerReason::CarriedNetted => tr.t("ledger-reason-carried-netted"),
+        LedgerReason::Refund {
+            amount_minor,
+            refunded_minor,
+            sale_minor,
+        } => tr.ta(
+            "ledger-reason-refund",
+            &[
+                ("amount", tr.money(amount_minor, currency)),
+                ("refunded", tr.money(refunded_minor, currency)),
+                ("sale", tr.money(sale_minor, currency)),
+            ],
+        ),
+        LedgerReason::ClaimAccepted(id) => {
+            tr.ta("ledger-reason-claim", &[("claim", id.to_string())])
+        }
+        LedgerReason::Written(text) => text,
+    }
 }

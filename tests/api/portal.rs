@@ -1161,6 +1161,72 @@ async fn a_partner_downloads_each_programs_signed_statement_from_the_portal_and_
 }
 
 #[tokio::test]
+async fn why_a_commission_changed_reads_in_the_partners_language_with_its_amounts_in_money() {
+    // Arrange: two booked sales; a quarter of the first refunded, the
+    // second approved early by the program, saying nothing.
+    let app = spawn_app().await;
+    let f = fixture(&app, json!({})).await;
+    let click = app.click_id_ago(&f.link, chrono::Duration::minutes(1));
+    for order in ["R-1", "R-2"] {
+        assert_status(
+            app.post_conversion(&f.program, &sale(order, 10_000, &click))
+                .await,
+            StatusCode::ACCEPTED,
+        )
+        .await;
+    }
+    app.attribute().await;
+    let refund =
+        json!({"order_id": "R-1", "event": "refund", "amount_minor": 2_500, "currency": "EUR"});
+    assert_status(
+        app.post_conversion(&f.program, &refund).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    app.attribute().await;
+    let early = app.order(&f.program, "R-2").await;
+    let path = format!("/v1/commissions/{}/approve", early.of(&f.partner).id);
+    assert_status(
+        app.post(&path, s(&f.program["api_key"]), &json!({})).await,
+        StatusCode::OK,
+    )
+    .await;
+    // What the API keeps and shows is unchanged.
+    let reasons: Vec<String> = sqlx::query_scalar(
+        "select reason from ledger_entries where reason is not null order by id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert!(
+        reasons.contains(&"refund of 2500 (2500 of 10000 refunded so far)".to_owned()),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&"approved early".to_owned()),
+        "{reasons:?}"
+    );
+
+    // Act: the commissions page, in English and in Bahasa Indonesia.
+    let ayu = portal_account(&app, &f.partner, "ayu+why@example.com", "en").await;
+    let en = ayu.page("/portal/partner/commissions").await;
+    let indo = portal_account(&app, &f.partner, "ayu+mengapa@example.com", "id").await;
+    let id = indo.page("/portal/partner/commissions").await;
+
+    // Assert: each reason in words, its amounts in the program's money.
+    assert!(
+        en.contains("a refund of €25.00 (€25.00 of €100.00 refunded so far)"),
+        "{en}"
+    );
+    assert!(en.contains("approved early by the program"), "{en}");
+    assert!(!en.contains("2500 of 10000"), "{en}");
+    assert!(id.contains("pengembalian dana €25"), "{id}");
+    assert!(id.contains("disetujui lebih awal oleh program"), "{id}");
+    assert!(!id.contains("refunded so far"), "{id}");
+    assert!(!id.contains("approved early"), "{id}");
+}
+
+#[tokio::test]
 async fn a_partner_claims_an_untracked_sale_in_the_portal_and_reads_the_programs_answer() {
     // Arrange: a partner in a program, with a portal account.
     let app = spawn_app().await;
