@@ -101,6 +101,17 @@ pub async fn commissions(
     .await
 }
 
+/// One commission of `partner`: none when there is no such commission or
+/// it is another partner's.
+pub async fn commission_of(
+    db: &PgPool,
+    partner: PartnerId,
+    id: CommissionId,
+) -> Result<Option<Commission>, sqlx::Error> {
+    let next = commissions(db, partner, &Filter::default(), id.get() - 1, 1).await?;
+    Ok(next.into_iter().find(|c| c.id == id))
+}
+
 /// A partner's latest commissions by the filter, newest first (the portal's list).
 pub async fn latest_commissions(
     db: &PgPool,

@@ -126,8 +126,9 @@ fn subject(c: &Claim) -> String {
         .unwrap_or_default()
 }
 
-/// A claim as the lists show it, with the other side's name.
-fn row(tr: &Tr, c: &Claim, other: String) -> ClaimRow {
+/// A claim as the lists (and its thread's summary) show it, with the other
+/// side's name.
+pub(super) fn row(tr: &Tr, c: &Claim, other: String) -> ClaimRow {
     let mut answer = c
         .reason_code
         .map(|r| word(tr, "claim-reason", r.as_str()))

@@ -11,7 +11,9 @@
 
 mod auth;
 mod chart;
+mod claim_thread;
 mod claims;
+mod disputes;
 mod examples;
 pub mod i18n;
 mod layout;
@@ -99,9 +101,16 @@ pub fn configure(cfg: &mut aw::ServiceConfig) {
             .route("/partner/links", post().to(partner::create_link))
             .route("/partner/links/{id}", get().to(partner::link))
             .route("/partner/commissions", get().to(partner::commissions))
+            .route("/partner/commissions/{id}/claim", get().to(disputes::page))
+            .route("/partner/commissions/{id}/claim", post().to(disputes::open))
             .route("/partner/simulate", get().to(simulator::page))
             .route("/partner/claims", get().to(claims::page))
             .route("/partner/claims", post().to(claims::open))
+            .route("/partner/claims/{id}", get().to(claim_thread::partner_page))
+            .route(
+                "/partner/claims/{id}/comment",
+                post().to(claim_thread::partner_comment),
+            )
             .route("/partner/statement", get().to(partner::statement))
             .route("/partner/statement.csv", get().to(partner::statement_csv))
             .route(
@@ -128,6 +137,15 @@ pub fn configure(cfg: &mut aw::ServiceConfig) {
             )
             .route("/merchant/conversions", get().to(merchant::conversions))
             .route("/merchant/claims", get().to(claims::queue))
+            .route(
+                "/merchant/claims/{id}",
+                get().to(claim_thread::merchant_page),
+            )
+            // Before `{action}`, which would take "comment" for a decision.
+            .route(
+                "/merchant/claims/{id}/comment",
+                post().to(claim_thread::merchant_comment),
+            )
             .route("/merchant/claims/{id}/{action}", post().to(claims::decide))
             .route(
                 "/merchant/conversions/{id}/{action}",

@@ -3,6 +3,7 @@
 //! an id of anything else answers 404, as in the API.
 
 use super::chart::Bars;
+use super::disputes::open_disputes;
 use super::layout::Layout;
 use super::signed_statements::{self, SignedRow};
 use super::web::{Form, PortalError, Visitor, field, render, see_other};
@@ -587,6 +588,8 @@ pub struct CommissionRow {
     pub share: Option<String>,
     pub version: String,
     pub reasons: Vec<String>,
+    /// The thread of the claim open about it, if one is.
+    pub open_claim: Option<String>,
 }
 
 pub struct StatusChoice {
@@ -628,7 +631,10 @@ pub async fn commissions(
         enrollments::list(&state.db, Side::Partner(partner), None, 0, 500),
     )?;
     let ids: Vec<_> = list.iter().map(|c| c.id).collect();
-    let explained = queries::explanations(&state.db, partner, &ids).await?;
+    let (explained, disputes) = tokio::try_join!(
+        queries::explanations(&state.db, partner, &ids),
+        open_disputes(&state.db, partner, 500),
+    )?;
     let names = program_names(&ms);
     let rows = list
         .iter()
@@ -692,6 +698,7 @@ pub async fn commissions(
                     &[("version", c.agreement_version.to_string())],
                 ),
                 reasons,
+                open_claim: disputes.get(&c.id).cloned(),
             }
         })
         .collect();

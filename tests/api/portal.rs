@@ -1487,3 +1487,219 @@ async fn a_program_accepts_and_declines_claims_in_the_portal_and_the_partner_rea
         .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_partner_disputes_commissions_in_the_portal_and_both_sides_write_in_the_thread() {
+    // Arrange: Ayu's commission of €10.00 on D-1, and one on D-2 the program
+    // rejected; Ayu and the program's owner signed in.
+    let app = spawn_app().await;
+    let f = fixture(&app, json!({})).await;
+    let click = app.click_id_ago(&f.link, chrono::Duration::minutes(1));
+    for order in ["D-1", "D-2"] {
+        assert_status(
+            app.post_conversion(&f.program, &sale(order, 10_000, &click))
+                .await,
+            StatusCode::ACCEPTED,
+        )
+        .await;
+    }
+    app.attribute().await;
+    let first = app.order(&f.program, "D-1").await.of(&f.partner).id.clone();
+    let second = app.order(&f.program, "D-2").await.of(&f.partner).id.clone();
+    assert_status(
+        app.post(
+            &format!("/v1/commissions/{second}/reject"),
+            s(&f.program["api_key"]),
+            &json!({"reason": "coupon site"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let ayu = portal_account(&app, &f.partner, "ayu+dispute@example.com", "en").await;
+    let res = app
+        .post(
+            &format!("/v1/programs/{}/users", s(&f.program["id"])),
+            s(&f.program["api_key"]),
+            &json!({"email": "disputes@shop.example"}),
+        )
+        .await;
+    let invited = assert_status(res, StatusCode::CREATED).await;
+    let owner = Person::new(&app);
+    set_password(&owner, s(&invited["invite_url"])).await;
+    let claims_count = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from claims")
+            .fetch_one(&app.db)
+            .await
+            .unwrap()
+    };
+
+    // Act and assert: each commission offers a dispute; the wrong amount
+    // is claimed through a form that refuses it without the amount expected.
+    let list = ayu.page("/portal/partner/commissions").await;
+    let dispute = format!("/portal/partner/commissions/{first}/claim");
+    assert!(list.contains(&format!("href=\"{dispute}\"")), "{list}");
+    let form = ayu.page(&dispute).await;
+    assert!(form.contains("Think the amount is wrong?"), "{form}");
+    let res = ayu
+        .post(&dispute, &form, &[("note", "two items, both mine")])
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let refused = res.text().await.unwrap();
+    assert!(
+        refused.contains("give an amount such as 125.50"),
+        "{refused}"
+    );
+    assert!(refused.contains("two items, both mine"), "{refused}");
+    assert_eq!(claims_count().await, 0);
+    let res = ayu
+        .post(
+            &dispute,
+            &form,
+            &[("expected", "12.50"), ("note", "two items, both mine")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let thread = location(&res);
+    assert!(
+        thread.starts_with("/portal/partner/claims/") && thread.ends_with("?notice=claim-opened"),
+        "{thread}"
+    );
+    let claim_id = thread["/portal/partner/claims/".len()..thread.find('?').unwrap()].to_owned();
+    // It is the API's claim, as if opened there.
+    let api = assert_status(
+        app.get(&format!("/v1/claims/{claim_id}"), s(&f.partner["api_key"]))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(api["kind"], "incorrect");
+    assert_eq!(api["commission_id"], first.as_str());
+    assert_eq!(api["expected_commission_minor"], 1_250);
+    assert_eq!(api["note"], "two items, both mine");
+    // The list now leads to the open claim, and so does the form's address.
+    let list = ayu.page("/portal/partner/commissions").await;
+    let href = format!("/portal/partner/claims/{claim_id}");
+    assert!(list.contains(&format!("href=\"{href}\"")), "{list}");
+    let (status, _) = ayu.get(&dispute).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    // The rejected one is disputed as a whole: no amount needed.
+    let dispute2 = format!("/portal/partner/commissions/{second}/claim");
+    let form = ayu.page(&dispute2).await;
+    assert!(form.contains("was rejected or reversed"), "{form}");
+    let res = ayu
+        .post(&dispute2, &form, &[("note", "the coupon site is mine")])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(claims_count().await, 2);
+
+    // Both sides write in the first claim's thread.
+    let mine = owner
+        .page(&format!("/portal/merchant/claims/{claim_id}"))
+        .await;
+    assert!(mine.contains("two items, both mine"), "{mine}");
+    assert!(
+        mine.contains("Ayu") && mine.contains("opened the claim"),
+        "{mine}"
+    );
+    assert!(mine.contains("€12.50"), "{mine}");
+    let path = format!("/portal/merchant/claims/{claim_id}/comment");
+    let res = owner.post(&path, &mine, &[("note", "  ")]).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("Write something to send.")
+    );
+    let res = owner
+        .post(&path, &mine, &[("note", "Which items were they?")])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(&res),
+        format!("/portal/merchant/claims/{claim_id}?notice=claim-commented#step-1")
+    );
+    let page = ayu.page(&href).await;
+    assert!(page.contains("Which items were they?"), "{page}");
+    let program_name = s(&f.program["name"]);
+    assert!(
+        page.contains(&format!("<strong>{program_name}</strong> · wrote")),
+        "{page}"
+    );
+    let res = ayu
+        .post(
+            &format!("{href}/comment"),
+            &page,
+            &[("note", "A scarf and gloves.")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let mine = owner
+        .page(&format!("/portal/merchant/claims/{claim_id}"))
+        .await;
+    assert!(mine.contains("<strong>You</strong> · wrote"), "{mine}");
+    assert!(mine.contains("A scarf and gloves."), "{mine}");
+    let api = assert_status(
+        app.get(&format!("/v1/claims/{claim_id}"), s(&f.program["api_key"]))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let notes: Vec<&str> = api["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["note"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "two items, both mine",
+            "Which items were they?",
+            "A scarf and gloves."
+        ]
+    );
+
+    // The program accepts at what Ayu expected: her commission holds it.
+    let queue = owner.page("/portal/merchant/claims").await;
+    let res = owner
+        .post(
+            &format!("/portal/merchant/claims/{claim_id}/accept"),
+            &queue,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        location(&res),
+        "/portal/merchant/claims?notice=claim-accepted"
+    );
+    assert_eq!(
+        app.order(&f.program, "D-1")
+            .await
+            .of(&f.partner)
+            .amount_minor,
+        1_250
+    );
+
+    // In Bahasa Indonesia the thread speaks it.
+    let indo = portal_account(&app, &f.partner, "ayu+utas@example.com", "id").await;
+    let page = indo.page(&href).await;
+    assert!(page.contains("membuka klaim"), "{page}");
+    assert!(page.contains("Percakapan"), "{page}");
+
+    // Nobody else reaches the thread, its comments or the dispute form.
+    let (_, budi) = partner_person(&app, "Budi").await;
+    assert_eq!(budi.get(&href).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(budi.get(&dispute2).await.0, StatusCode::NOT_FOUND);
+    let own = budi.page("/portal/partner/commissions").await;
+    let res = budi
+        .post(&format!("{href}/comment"), &own, &[("note", "hi")])
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let (_, stranger) = merchant(&app).await;
+    let path = format!("/portal/merchant/claims/{claim_id}");
+    assert_eq!(stranger.get(&path).await.0, StatusCode::NOT_FOUND);
+    // A partner's session does not reach the program's side of it.
+    assert_eq!(ayu.get(&path).await.0, StatusCode::NOT_FOUND);
+}

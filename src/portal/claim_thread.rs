@@ -1,0 +1,259 @@
+//! A claim's thread in the portal, on both sides: what was claimed, where it
+//! stands, every step with who and when, and a box to comment. A partner
+//! reads its own claims (`/portal/partner/claims/{id}`), a program its
+//! program's (`/portal/merchant/claims/{id}`); anyone else finds no such
+//! page. A comment goes through the same core function as `POST
+//! /v1/claims/{id}/comments`, and the other side is told by webhook
+//! (`claim.commented`).
+
+use super::claims::{ClaimRow, row};
+use super::i18n::Tr;
+use super::layout::Layout;
+use super::web::{Form, PortalError, Visitor, field, render, see_other};
+use super::words::word;
+use crate::accounts::Tenant;
+use crate::claims::{self, Claim, ClaimError};
+use crate::domain::{ClaimId, ClaimStatus};
+use crate::http::state::AppState;
+use crate::{partners, programs};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+/// The thread's address on one side (`partner` or `merchant`).
+pub fn thread_path(side: &str, id: &str) -> String {
+    format!("/portal/{side}/claims/{id}")
+}
+
+/// One step of the thread, as the page shows it.
+pub struct StepRow {
+    pub who: String,
+    /// Whether the reader wrote it.
+    pub mine: bool,
+    pub action: String,
+    pub action_code: &'static str,
+    pub when: String,
+    pub reason: Option<String>,
+    pub note: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "portal/claim_thread.html")]
+struct ThreadPage {
+    l: Layout,
+    /// `partner` or `merchant`: where its forms and links go.
+    side: &'static str,
+    claim: ClaimRow,
+    /// The other side's role, as the summary names it (`program`, `partner`).
+    other_role: &'static str,
+    expected: String,
+    occurred: String,
+    /// The program may still decide it (in its queue).
+    decide_in_queue: bool,
+    steps: Vec<StepRow>,
+    errors: Vec<String>,
+    comment: String,
+}
+
+#[derive(Deserialize)]
+pub struct CommentForm {
+    #[serde(default)]
+    csrf: String,
+    note: Option<String>,
+}
+
+/// The claim, if the visitor is the party of `side` (`partner` or
+/// `merchant`, from the address) to it; and what the visitor signs its
+/// steps with.
+async fn visible(
+    state: &AppState,
+    visitor: &Visitor,
+    side: &'static str,
+    raw: &str,
+) -> Result<(Claim, String), PortalError> {
+    let tenant = visitor.require()?.user.tenant;
+    let id: ClaimId = raw.parse().map_err(|_| PortalError::NotFound)?;
+    let claim = claims::get(&state.db, id)
+        .await?
+        .ok_or(PortalError::NotFound)?;
+    match (side, tenant) {
+        ("partner", Tenant::Partner(p)) if p == claim.partner_id => Ok((claim, p.to_string())),
+        ("merchant", Tenant::Program(p)) if p == claim.program_id => Ok((claim, p.to_string())),
+        _ => Err(PortalError::NotFound),
+    }
+}
+
+/// GET /portal/partner/claims/{id}
+pub async fn partner_page(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    path: web::Path<String>,
+) -> Result<HttpResponse, PortalError> {
+    page(&state, &visitor, "partner", &path).await
+}
+
+/// GET /portal/merchant/claims/{id}
+pub async fn merchant_page(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    path: web::Path<String>,
+) -> Result<HttpResponse, PortalError> {
+    page(&state, &visitor, "merchant", &path).await
+}
+
+async fn page(
+    state: &AppState,
+    visitor: &Visitor,
+    side: &'static str,
+    raw: &str,
+) -> Result<HttpResponse, PortalError> {
+    let (claim, me) = visible(state, visitor, side, raw).await?;
+    thread_page(
+        state,
+        visitor,
+        claim,
+        side,
+        &me,
+        None,
+        Vec::new(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn thread_page(
+    state: &AppState,
+    visitor: &Visitor,
+    claim: Claim,
+    side: &'static str,
+    me: &str,
+    comment: Option<&str>,
+    errors: Vec<String>,
+    status: StatusCode,
+) -> Result<HttpResponse, PortalError> {
+    let tr = visitor.tr();
+    // The other side's name, and its id as its steps are signed.
+    let (other, other_actor, other_role) = if side == "partner" {
+        let name = programs::get(&state.db, claim.program_id)
+            .await?
+            .map(|p| p.name)
+            .unwrap_or_default();
+        (name, claim.program_id.to_string(), "program")
+    } else {
+        let name = partners::get(&state.db, claim.partner_id)
+            .await?
+            .map(|p| p.name)
+            .unwrap_or_default();
+        (name, claim.partner_id.to_string(), "partner")
+    };
+    let steps = claim
+        .events
+        .iter()
+        .map(|e| StepRow {
+            who: who(&tr, &e.actor, me, &other_actor, &other),
+            mine: e.actor == me,
+            action: word(&tr, "claim-action", e.action.as_str()),
+            action_code: e.action.as_str(),
+            when: tr.datetime(e.created_at),
+            reason: e.reason_code.map(|r| word(&tr, "claim-reason", r.as_str())),
+            note: e.note.clone(),
+        })
+        .collect();
+    let page = ThreadPage {
+        l: Layout::new(visitor, "claim-thread-title"),
+        side,
+        other_role,
+        expected: claim
+            .expected_commission_minor
+            .map(|a| tr.money(a, claim.currency))
+            .unwrap_or_default(),
+        occurred: claim.occurred_at.map(|t| tr.date(t)).unwrap_or_default(),
+        decide_in_queue: side == "merchant" && claim.status == ClaimStatus::Open,
+        claim: row(&tr, &claim, other),
+        steps,
+        errors,
+        comment: comment.unwrap_or_default().to_owned(),
+    };
+    Ok(visitor.html(status, render(&page)?))
+}
+
+/// Who took a step, in words: the reader, the other side by name, the
+/// network's admin, or the program's deadline.
+fn who(tr: &Tr, actor: &str, me: &str, other_actor: &str, other: &str) -> String {
+    match actor {
+        a if a == me => tr.t("claim-actor-you"),
+        a if a == other_actor => other.to_owned(),
+        "admin" => tr.t("claim-actor-admin"),
+        "deadline" => tr.t("claim-actor-deadline"),
+        a => a.to_owned(),
+    }
+}
+
+/// POST /portal/partner/claims/{id}/comment
+pub async fn partner_comment(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    path: web::Path<String>,
+    Form(form): Form<CommentForm>,
+) -> Result<HttpResponse, PortalError> {
+    comment(&state, &visitor, "partner", &path, form).await
+}
+
+/// POST /portal/merchant/claims/{id}/comment
+pub async fn merchant_comment(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    path: web::Path<String>,
+    Form(form): Form<CommentForm>,
+) -> Result<HttpResponse, PortalError> {
+    comment(&state, &visitor, "merchant", &path, form).await
+}
+
+async fn comment(
+    state: &AppState,
+    visitor: &Visitor,
+    side: &'static str,
+    raw: &str,
+    form: CommentForm,
+) -> Result<HttpResponse, PortalError> {
+    visitor.check_csrf(&form.csrf)?;
+    let (claim, me) = visible(state, visitor, side, raw).await?;
+    let Some(note) = field(&form.note).map(|n| n.chars().take(2000).collect::<String>()) else {
+        let errors = vec![visitor.tr().t("claim-comment-needs-text")];
+        return thread_page(
+            state,
+            visitor,
+            claim,
+            side,
+            &me,
+            None,
+            errors,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    };
+    match claims::comment(&state.db, claim.id, &me, &note).await {
+        Ok(()) => Ok(see_other(&format!(
+            "{}?notice=claim-commented#step-{}",
+            thread_path(side, &claim.id.to_string()),
+            claim.events.len()
+        ))),
+        Err(ClaimError::Db(e)) => Err(e.into()),
+        Err(ClaimError::NotFound(_)) => Err(PortalError::NotFound),
+        Err(ClaimError::Invalid(_, m) | ClaimError::Conflict(m)) => {
+            thread_page(
+                state,
+                visitor,
+                claim,
+                side,
+                &me,
+                Some(&note),
+                vec![m],
+                StatusCode::CONFLICT,
+            )
+            .await
+        }
+    }
+}
