@@ -13,6 +13,7 @@ use super::web::{Form, PortalError, Visitor, field, render, see_other};
 use super::words::word;
 use crate::accounts::Tenant;
 use crate::claims::{self, Claim, ClaimError};
+use crate::commissions::queries;
 use crate::domain::{ClaimId, ClaimStatus};
 use crate::http::state::AppState;
 use crate::{partners, programs};
@@ -47,6 +48,12 @@ struct ThreadPage {
     claim: ClaimRow,
     /// The other side's role, as the summary names it (`program`, `partner`).
     other_role: &'static str,
+    /// What is claimed, in words: the order, of a commission claim too.
+    subject: String,
+    /// A commission claim: the commission as it stands (amount, status).
+    commission: Option<String>,
+    /// "Commission you expect" or "… the partner expects".
+    expected_label: String,
     expected: String,
     occurred: String,
     /// The program may still decide it (in its queue).
@@ -161,9 +168,34 @@ async fn thread_page(
             note: e.note.clone(),
         })
         .collect();
+    // A commission claim names the commission; the reader knows its order.
+    let disputed = match claim.commission_id {
+        Some(id) => queries::commission_of(&state.db, claim.partner_id, id).await?,
+        None => None,
+    };
+    let subject = match (&disputed, &claim.order_id) {
+        (Some(c), _) => format!("{} {}", tr.t("order"), c.order_id),
+        (None, Some(order)) => format!("{} {order}", tr.t("order")),
+        (None, None) => String::new(),
+    };
+    let commission = disputed.as_ref().map(|c| {
+        format!(
+            "{} ({})",
+            tr.money(c.amount_minor, c.currency),
+            word(&tr, "commission-status", c.status.as_str())
+        )
+    });
+    let expected_label = tr.t(if side == "partner" {
+        "claim-expected"
+    } else {
+        "claim-expected-by-partner"
+    });
     let page = ThreadPage {
         l: Layout::new(visitor, "claim-thread-title"),
         side,
+        subject,
+        commission,
+        expected_label,
         other_role,
         expected: claim
             .expected_commission_minor

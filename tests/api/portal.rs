@@ -1602,7 +1602,12 @@ async fn a_partner_disputes_commissions_in_the_portal_and_both_sides_write_in_th
         mine.contains("Ayu") && mine.contains("opened the claim"),
         "{mine}"
     );
-    assert!(mine.contains("€12.50"), "{mine}");
+    assert!(
+        mine.contains("Commission the partner expects: €12.50"),
+        "{mine}"
+    );
+    assert!(mine.contains("<strong>Order D-1</strong>"), "{mine}");
+    assert!(mine.contains("Commission: €10.00 (pending)"), "{mine}");
     let path = format!("/portal/merchant/claims/{claim_id}/comment");
     let res = owner.post(&path, &mine, &[("note", "  ")]).await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);

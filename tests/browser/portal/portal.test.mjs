@@ -33,6 +33,7 @@ const LANGS = {
     approve: "Approve", payNow: "Pay now", give: "Give an agreement", invite: "Invite",
     signOut: "Sign out", accepted: "Invitation accepted",
     openClaim: "Open the claim", claimOpened: "Your claim is open", claimOpen: "Open",
+    dispute: "Dispute this commission", expected: "15", send: "Send", decline: "Decline", wrote: "wrote",
   },
   id: {
     locale: "id-ID", timezone: "Asia/Jakarta", currency: "IDR", sale: 1250000, commission: "Rp\u00a01.250",
@@ -41,6 +42,7 @@ const LANGS = {
     approve: "Setujui", payNow: "Bayar sekarang", give: "Beri perjanjian", invite: "Undang",
     signOut: "Keluar", accepted: "Undangan diterima",
     openClaim: "Buka klaim", claimOpened: "Klaim Anda terbuka", claimOpen: "Terbuka",
+    dispute: "Sanggah komisi ini", expected: "1500", send: "Kirim", decline: "Tolak", wrote: "menulis",
   },
 };
 
@@ -230,6 +232,37 @@ for (const lang of ["en", "id"]) {
     await m.waitForSelector("[data-claims-empty]");
     await p.goto(`${base}/portal/partner/claims`);
     assert.equal(await p.getAttribute("[data-claim]", "data-status"), "accepted");
+
+    // The partner disputes the paid commission's amount from the
+    // commissions page; the merchant asks in the claim's thread, the
+    // partner reads it there, and the merchant declines.
+    await p.goto(`${base}/portal/partner/commissions?status=paid`);
+    await p.click(`[data-commission][data-status=paid] a:text-is("${L.dispute}")`);
+    if (SHOTS && lang === "en") await screenshots(phone, p.url(), "partner-dispute");
+    await p.fill("[data-dispute-form] input[name=expected]", L.expected);
+    await p.fill("[data-dispute-form] textarea[name=note]", `two items in order-${tag}`);
+    await p.click(`[data-dispute-form] button:text-is("${L.openClaim}")`);
+    await p.waitForURL(/\/portal\/partner\/claims\/clm_\w+\?notice=claim-opened/);
+    const threadUrl = p.url().split("?")[0];
+    assert.equal(await p.locator("[data-step=opened]").count(), 1);
+    assert.match(await p.textContent("[data-step=opened]"), new RegExp(`two items in order-${tag}`));
+    await m.goto(`${base}/portal/merchant/claims`);
+    await m.click("[data-open-claim] a[data-thread]");
+    await m.fill("[data-comment-form] textarea[name=note]", `Which items, ${tag}?`);
+    await m.click(`[data-comment-form] button:text-is("${L.send}")`);
+    await m.waitForURL(/notice=claim-commented/);
+    await p.goto(threadUrl);
+    const asked = p.locator("[data-step=commented]");
+    assert.match(await asked.textContent(), new RegExp(`Which items, ${tag}\\?`));
+    assert.match(await asked.textContent(), new RegExp(`Toko ${tag} · ${L.wrote}`));
+    if (SHOTS) await screenshots(phone, threadUrl, `partner-claim-thread${lang === "en" ? "" : "-id"}`);
+    await m.goto(`${base}/portal/merchant/claims`);
+    const declineForm = m.locator("[data-open-claim] details").nth(1);
+    await declineForm.locator("summary").click();
+    await declineForm.locator(`button:text-is("${L.decline}")`).click();
+    await m.waitForSelector("[data-claims-empty]");
+    await p.goto(threadUrl);
+    assert.equal(await p.getAttribute("[data-claim]", "data-status"), "declined");
 
     // A partner's session reaches no merchant page, and no other partner's link.
     let res = await p.goto(`${base}/portal/merchant`);
