@@ -7,7 +7,7 @@
 //! long-running task as one set (see `background::Supervised`).
 
 use crate::attribution::Attributor;
-use crate::background::{Pauses, Supervised, run_loop};
+use crate::background::{Pauses, Supervised, run_loop, wakeups};
 use crate::claims::overdue::Overdue;
 use crate::clicks::consumer::{ClickConsumer, RECLAIM_IDLE};
 use crate::clicks::log::{ClickLog, Flusher};
@@ -36,6 +36,7 @@ use sqlx::PgPool;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// How long in-flight requests get to finish after SIGTERM.
@@ -189,18 +190,28 @@ impl Workers {
             let worker = self.click_consumer(RECLAIM_IDLE);
             let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
             tasks.spawn("clicks", async move {
-                run_loop("clicks", stop, idle, metrics, || worker.step()).await;
+                run_loop("clicks", stop, idle, None, metrics, || worker.step()).await;
                 Ok(())
             });
         }
         if roles.attribution {
+            // Received conversions wake the idle loops (the webhook intake
+            // pokes the channel after each commit); the poll is the fallback.
+            let wake = Arc::new(Notify::new());
+            let (db, stop) = (self.db.clone(), shutdown.clone());
+            let listener = wakeups::listen(db, wakeups::CONVERSIONS, wake.clone(), stop);
+            tasks.spawn("attribution wake-ups", async move {
+                listener.await;
+                Ok(())
+            });
             // Several loops per process: while one waits on Postgres another
             // computes; SKIP LOCKED keeps their batches apart.
             for _ in 0..self.settings.attribution.concurrency {
                 let worker = self.attributor();
                 let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
+                let wake = Some(wake.clone());
                 tasks.spawn("attribution", async move {
-                    run_loop("attribution", stop, idle, metrics, || worker.step()).await;
+                    run_loop("attribution", stop, idle, wake, metrics, || worker.step()).await;
                     Ok(())
                 });
             }
@@ -209,7 +220,7 @@ impl Workers {
             let worker = self.lifecycle();
             let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
             tasks.spawn("lifecycle", async move {
-                run_loop("lifecycle", stop, idle, metrics, || worker.step()).await;
+                run_loop("lifecycle", stop, idle, None, metrics, || worker.step()).await;
                 Ok(())
             });
         }
@@ -217,7 +228,7 @@ impl Workers {
             let worker = self.chainer();
             let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
             tasks.spawn("chain", async move {
-                run_loop("chain", stop, idle, metrics, || worker.step()).await;
+                run_loop("chain", stop, idle, None, metrics, || worker.step()).await;
                 Ok(())
             });
         }
@@ -225,7 +236,7 @@ impl Workers {
             let worker = self.overdue_claims();
             let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
             tasks.spawn("claims", async move {
-                run_loop("claims", stop, idle, metrics, || worker.step()).await;
+                run_loop("claims", stop, idle, None, metrics, || worker.step()).await;
                 Ok(())
             });
         }
@@ -233,14 +244,17 @@ impl Workers {
             let worker = self.deliverer()?;
             let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
             tasks.spawn("webhooks", async move {
-                run_loop("webhooks", stop, idle, metrics, || worker.step()).await;
+                run_loop("webhooks", stop, idle, None, metrics, || worker.step()).await;
                 Ok(())
             });
             // Beside delivery, so a backlog of history never delays a delivery.
             let history = self.webhook_history();
             let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
             tasks.spawn("webhook history", async move {
-                run_loop("webhook_history", stop, idle, metrics, || history.step()).await;
+                run_loop("webhook_history", stop, idle, None, metrics, || {
+                    history.step()
+                })
+                .await;
                 Ok(())
             });
         }

@@ -1,8 +1,11 @@
 //! Group commit for webhooks: concurrent webhooks share one INSERT and one
 //! commit. Each handler still answers only after its row is committed; under
-//! load, many rows ride one round trip instead of one each.
+//! load, many rows ride one round trip instead of one each. After a commit
+//! that stored something new, the attribution workers are poked
+//! (`background::wakeups`), so an idle worker books it at once.
 
 use super::{NewConversion, StoreError, Stored, store_many};
+use crate::background::wakeups::{self, Poke};
 use sqlx::PgPool;
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -28,6 +31,7 @@ impl ConversionWriter {
         (
             Self { tx },
             WriterTask {
+                poke: Poke::new(db.clone(), wakeups::CONVERSIONS),
                 db,
                 rx: Arc::new(Mutex::new(rx)),
             },
@@ -52,6 +56,7 @@ fn closed() -> StoreError {
 /// Takes what webhooks queued and writes it, `WRITERS` statements at a time.
 pub struct WriterTask {
     db: PgPool,
+    poke: Poke,
     rx: Arc<Mutex<mpsc::Receiver<(NewConversion, Reply)>>>,
 }
 
@@ -89,6 +94,9 @@ impl WriterTask {
             let (new, replies): (Vec<NewConversion>, Vec<Reply>) = batch.into_iter().unzip();
             match store_many(&self.db, &new).await {
                 Ok(results) => {
+                    if results.iter().any(|r| matches!(r, Ok(Stored::New(_)))) {
+                        self.poke.poke();
+                    }
                     for (reply, result) in replies.into_iter().zip(results) {
                         let _ = reply.send(result);
                     }

@@ -1099,3 +1099,77 @@ async fn refunds_whose_sale_another_worker_holds_wait_instead_of_spinning() {
     assert_ne!(status, "received");
     assert_eq!(refunded, 1_000);
 }
+
+/// Waits up to `within` for the order's sale to be booked.
+async fn booked_within(app: &TestApp, program: &Value, order: &str, within: std::time::Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if app.conversion(program, order).await["status"] == "attributed" {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{order} not booked within {within:?}: {}",
+            app.conversion(program, order).await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+/// The backend of the process's wake-up listener, once it listens.
+async fn listener_backend(app: &TestApp, besides: Option<i32>) -> i32 {
+    for _ in 0..200 {
+        let pid: Option<i32> = sqlx::query_scalar(
+            "select pid from pg_stat_activity
+             where datname = current_database() and query ilike 'listen %' and pid <> coalesce($1, 0)",
+        )
+        .bind(besides)
+        .fetch_optional(&app.db)
+        .await
+        .unwrap();
+        if let Some(pid) = pid {
+            return pid;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("no wake-up listener");
+}
+
+#[tokio::test]
+async fn an_idle_worker_books_a_sale_at_once_not_at_its_next_poll() {
+    // Arrange: workers that poll once a minute: only a wake-up books a sale
+    // within seconds.
+    let app = spawn_app_with(Roles::ALL, &[("MITRA_WORKER_POLL_MS", "60000")]).await;
+    let f = fixture(&app, json!({})).await;
+    let click = app.click_id_ago(&f.link, MINUTE);
+    let listener = listener_backend(&app, None).await;
+    // The loops' first steps found nothing; they idle now.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let within = std::time::Duration::from_secs(5);
+
+    // Act and assert: a sale is booked at once ...
+    assert_status(
+        app.post_conversion(&f.program, &sale("W-1", 10_000, &click))
+            .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    booked_within(&app, &f.program, "W-1", within).await;
+    // ... and so is the next, after the listener's connection was cut and
+    // made again.
+    let cut: bool = sqlx::query_scalar("select pg_terminate_backend($1)")
+        .bind(listener)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(cut);
+    listener_backend(&app, Some(listener)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_status(
+        app.post_conversion(&f.program, &sale("W-2", 10_000, &click))
+            .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    booked_within(&app, &f.program, "W-2", within).await;
+}

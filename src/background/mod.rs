@@ -1,16 +1,20 @@
 //! The pieces every background worker is made of: a step, the loop that
 //! runs it until shutdown, the backoff after a failure, and a timer for
-//! housekeeping between steps.
+//! housekeeping between steps, and the wake-ups that end an idle wait
+//! early (`wakeups`).
 //!
 //! A step does one batch of work inside its own transaction and reports
 //! whether it found any. Shutdown is only checked between steps, so a batch
 //! in flight always finishes (or, if the process is killed, rolls back and is
 //! claimed again). Tests drive the steps directly.
 
+pub mod wakeups;
+
 use crate::metrics::Metrics;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// What one step did.
@@ -35,13 +39,18 @@ pub struct Pauses {
 }
 
 /// Runs `step` until `shutdown` fires: busy steps follow each other at once,
-/// a drained step waits `pauses.linger`, an idle step `pauses.idle` (either
-/// less, if shutdown comes first), and a failed step is logged and retried
-/// after a backoff that grows to 25.6 s.
+/// a drained step waits `pauses.linger`, an idle step `pauses.idle` or until
+/// `wake` is notified (either less, if shutdown comes first), and a failed
+/// step is logged and retried after a backoff that grows to 25.6 s.
+///
+/// A wake-up that comes while the step runs still counts: the loop listens
+/// for it from before the step. Only an idle wait is cut short; a linger
+/// waits its time, so that what arrives meanwhile makes one batch.
 pub async fn run_loop<F, Fut>(
     name: &'static str,
     shutdown: CancellationToken,
     pauses: Pauses,
+    wake: Option<Arc<Notify>>,
     metrics: Arc<Metrics>,
     mut step: F,
 ) where
@@ -51,6 +60,10 @@ pub async fn run_loop<F, Fut>(
     tracing::info!(worker = name, "worker started");
     let mut failures: u32 = 0;
     while !shutdown.is_cancelled() {
+        let mut woken = wake.as_deref().map(|w| Box::pin(w.notified()));
+        if let Some(w) = woken.as_mut() {
+            w.as_mut().enable();
+        }
         // Each outcome, and how long to wait before the next step (none
         // for a busy one).
         let (outcome, pause) = match step().await {
@@ -81,9 +94,16 @@ pub async fn run_loop<F, Fut>(
             tokio::task::yield_now().await;
             continue;
         };
+        let wakeable = outcome == "idle";
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(pause) => {}
+            _ = async {
+                match woken {
+                    Some(w) if wakeable => w.await,
+                    _ => std::future::pending().await,
+                }
+            } => {}
         }
     }
     tracing::info!(worker = name, "worker stopped");
@@ -243,6 +263,7 @@ mod tests {
             "test",
             shutdown.clone(),
             pauses,
+            None,
             Arc::new(Metrics::new()),
             move || {
                 let (log, stop) = (log.clone(), stop.clone());
@@ -263,6 +284,60 @@ mod tests {
             *calls.lock().unwrap(),
             // busy: at once; drained: +50; idle: +500; failed: +100 (backoff)
             vec![ms(0), ms(0), ms(50), ms(550), ms(650)]
+        );
+    }
+
+    /// A wake-up ends an idle wait at once, and one that comes while the
+    /// step runs is not lost; a linger still waits its time.
+    #[tokio::test(start_paused = true)]
+    async fn a_wake_up_ends_an_idle_wait_but_not_a_linger() {
+        let pauses = Pauses {
+            linger: Duration::from_millis(50),
+            idle: Duration::from_millis(500),
+        };
+        let script = [Step::Idle, Step::Drained, Step::Idle, Step::Idle];
+        let wake = Arc::new(Notify::new());
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let shutdown = CancellationToken::new();
+        let started = tokio::time::Instant::now();
+        // Work arrives at 100 ms (the loop idles) and at 120 ms (it lingers).
+        let waker = wake.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            waker.notify_waiters();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            waker.notify_waiters();
+        });
+        let (log, stop, waker) = (calls.clone(), shutdown.clone(), wake.clone());
+        run_loop(
+            "test",
+            shutdown.clone(),
+            pauses,
+            Some(wake),
+            Arc::new(Metrics::new()),
+            move || {
+                let (log, stop, waker) = (log.clone(), stop.clone(), waker.clone());
+                async move {
+                    let mut log = log.lock().unwrap();
+                    log.push(started.elapsed());
+                    // The third step finds nothing, and work arrives meanwhile.
+                    if log.len() == 3 {
+                        waker.notify_waiters();
+                    }
+                    if log.len() == script.len() {
+                        stop.cancel();
+                    }
+                    Ok(script[log.len() - 1])
+                }
+            },
+        )
+        .await;
+        let ms = |n: u64| Duration::from_millis(n);
+        assert_eq!(
+            *calls.lock().unwrap(),
+            // idle, woken at 100; drained: lingers to 150 despite the wake at
+            // 120; idle, woken during its own step: at once
+            vec![ms(0), ms(100), ms(150), ms(150)]
         );
     }
 
