@@ -27,8 +27,9 @@ use tokio_util::sync::CancellationToken;
 pub const CONVERSIONS: &str = "mitra_conversions";
 
 /// Pokes at most this often: a worker woken once finds every row queued
-/// since, and while rows keep arriving the workers are not idle anyway.
-const MIN_GAP: Duration = Duration::from_millis(5);
+/// since, and goes on to linger and look again while rows keep arriving
+/// (a steady 1,000 webhooks/s pokes 50 times a second, not once a batch).
+const MIN_GAP: Duration = Duration::from_millis(20);
 
 /// Pokes a channel after work was committed: at most one poke in flight
 /// and one per `MIN_GAP`, never waiting for it.
