@@ -12,7 +12,7 @@
 #   PG_STATS=1 benches/conversions_load.sh   # and where Postgres spends its time
 #   MITRA_BIN=/tmp/mitra-before benches/conversions_load.sh   # a prebuilt binary (A/B)
 #   LOAD_SHAPE=one benches/conversions_load.sh   # every role in one process
-#   MITRA_WORKER_POLL_MS=500 benches/conversions_load.sh   # the idle poll as deployed (here 20 ms)
+#   MITRA_WORKER_POLL_MS=20 benches/conversions_load.sh   # a faster idle poll (deployed: 500 ms)
 #
 # mitra runs as deployed (deploy/docker/compose.yaml): an API process
 # (`serve --role api`) takes the webhooks and a worker process (`serve
@@ -70,7 +70,7 @@ BASE="http://127.0.0.1:$PORT"
 ADMIN="bench-admin-token-0000000"
 export MITRA_ADMIN_TOKEN="$ADMIN" MITRA_LINK_KEYS="1:bench-link-key-bench-link-key" \
     MITRA_LISTEN="127.0.0.1:$PORT" MITRA_REDIS_PREFIX="bench-conv:$$:" RUST_LOG=warn \
-    MITRA_WORKER_POLL_MS="${MITRA_WORKER_POLL_MS:-20}" SQLX_OFFLINE=true
+    MITRA_WORKER_POLL_MS="${MITRA_WORKER_POLL_MS:-500}" SQLX_OFFLINE=true
 
 # An A/B runs an earlier build (copied aside) against this one, alternating.
 MITRA_BIN="${MITRA_BIN:-target/release/mitra}"
