@@ -13,6 +13,8 @@ pub mod accept;
 pub mod csv;
 pub mod overdue;
 
+use crate::conversions::{check_amount, check_occurred_at, check_reference};
+use crate::domain::Event;
 use crate::domain::{
     AgreementId, ClaimAction, ClaimId, ClaimKind, ClaimReason, ClaimStatus, CommissionId,
     CommissionStatus, ConversionId, Currency, OverdueAction, PartnerId, ProgramId,
@@ -78,6 +80,74 @@ pub struct Claim {
     /// Every step, oldest first (in lists: left out).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<ClaimEvent>,
+}
+
+/// What is missing or wrong in the sale an untracked claim names. Each
+/// edge says it in its own words: the API as a field error in English
+/// (`field`, `message`), the portal in its reader's language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UntrackedProblem {
+    NoOrder,
+    BadOrder(String),
+    NoDate,
+    BadDate(String),
+    NoAmount,
+    BadAmount(String),
+}
+
+impl UntrackedProblem {
+    /// The API's name of the field.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::NoOrder | Self::BadOrder(_) => "order_id",
+            Self::NoDate | Self::BadDate(_) => "occurred_at",
+            Self::NoAmount | Self::BadAmount(_) => "amount_minor",
+        }
+    }
+
+    /// What is wrong, as the API says it.
+    pub fn message(&self) -> String {
+        match self {
+            Self::NoOrder => "an untracked claim names the order".into(),
+            Self::NoDate => "an untracked claim says when the sale was".into(),
+            Self::NoAmount => "an untracked claim gives the sale's amount".into(),
+            Self::BadOrder(m) | Self::BadDate(m) | Self::BadAmount(m) => m.clone(),
+        }
+    }
+}
+
+/// Checks the sale an untracked claim names as a webhook's sale is checked:
+/// the shop's order id, a date from 400 days ago to now, and an amount.
+pub fn check_untracked(
+    order_id: Option<&str>,
+    occurred_at: Option<DateTime<Utc>>,
+    amount_minor: Option<i64>,
+    now: DateTime<Utc>,
+) -> Vec<UntrackedProblem> {
+    use UntrackedProblem as P;
+    let mut problems = Vec::new();
+    match order_id.map(check_reference) {
+        None => problems.push(P::NoOrder),
+        Some(Err(m)) => problems.push(P::BadOrder(m)),
+        Some(Ok(_)) => {}
+    }
+    match occurred_at.map(|t| check_occurred_at(t, now)) {
+        None => problems.push(P::NoDate),
+        Some(Err(m)) => problems.push(P::BadDate(m)),
+        Some(Ok(_)) => {}
+    }
+    match amount_minor.map(|a| check_amount(Some(Event::Sale), a)) {
+        None => problems.push(P::NoAmount),
+        Some(Err(m)) => problems.push(P::BadAmount(m)),
+        Some(Ok(_)) => {}
+    }
+    problems
+}
+
+/// The commission a partner says it expects: an amount within the bounds
+/// of any amount.
+pub fn check_expected(minor: i64) -> Result<i64, String> {
+    check_amount(None, minor)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -484,4 +554,42 @@ pub async fn policy(
     .fetch_optional(db)
     .await?
     .map(|r| (r.claim_deadline_days, r.overdue)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use UntrackedProblem as P;
+
+    #[test]
+    fn an_untracked_claim_names_an_order_a_date_in_range_and_an_amount() {
+        let now = Utc::now();
+        assert_eq!(
+            check_untracked(Some("ORD-1"), Some(now), Some(12_550), now),
+            []
+        );
+        assert_eq!(
+            check_untracked(None, None, None, now),
+            [P::NoOrder, P::NoDate, P::NoAmount]
+        );
+        let problems = check_untracked(
+            Some("bad\norder"),
+            Some(now - chrono::Duration::days(401)),
+            Some(-1),
+            now,
+        );
+        assert_eq!(
+            problems.iter().map(P::field).collect::<Vec<_>>(),
+            ["order_id", "occurred_at", "amount_minor"]
+        );
+        assert!(
+            problems
+                .iter()
+                .all(|p| matches!(p, P::BadOrder(_) | P::BadDate(_) | P::BadAmount(_)))
+        );
+        assert_eq!(
+            P::NoAmount.message(),
+            "an untracked claim gives the sale's amount"
+        );
+    }
 }

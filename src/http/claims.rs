@@ -3,9 +3,9 @@
 
 use super::pagination::{Cursor, List, Page};
 use crate::claims::{self, Claim, ClaimError, NewClaim};
-use crate::conversions::{check_amount, check_occurred_at, check_reference};
+use crate::conversions::check_amount;
 use crate::domain::{
-    AgreementId, ClaimId, ClaimKind, ClaimReason, ClaimStatus, CommissionId, Event, OverdueAction,
+    AgreementId, ClaimId, ClaimKind, ClaimReason, ClaimStatus, CommissionId, OverdueAction,
     PartnerId, ProgramId,
 };
 use crate::http::auth::Principal;
@@ -185,35 +185,10 @@ fn checked(
     };
     match b.kind {
         ClaimKind::Untracked => {
-            match &b.order_id {
-                None => bad("order_id", "an untracked claim names the order".into()),
-                Some(o) => {
-                    if let Err(e) = check_reference(o) {
-                        bad("order_id", e)
-                    }
-                }
-            }
-            match b.occurred_at {
-                None => bad(
-                    "occurred_at",
-                    "an untracked claim says when the sale was".into(),
-                ),
-                Some(t) => {
-                    if let Err(e) = check_occurred_at(t, now) {
-                        bad("occurred_at", e)
-                    }
-                }
-            }
-            match b.amount_minor {
-                None => bad(
-                    "amount_minor",
-                    "an untracked claim gives the sale's amount".into(),
-                ),
-                Some(a) => {
-                    if let Err(e) = check_amount(Some(Event::Sale), a) {
-                        bad("amount_minor", e)
-                    }
-                }
+            for p in
+                claims::check_untracked(b.order_id.as_deref(), b.occurred_at, b.amount_minor, now)
+            {
+                bad(p.field(), p.message());
             }
             if b.commission_id.is_some() {
                 bad(
@@ -245,7 +220,7 @@ fn checked(
         }
     }
     if let Some(e) = b.expected_commission_minor
-        && let Err(m) = check_amount(None, e)
+        && let Err(m) = claims::check_expected(e)
     {
         bad("expected_commission_minor", m);
     }

@@ -14,9 +14,8 @@ use super::simulator::parse_amount;
 use super::web::{Form, PortalError, Visitor, field, render, see_other};
 use super::words::word;
 use crate::agreements;
-use crate::claims::{self, Claim, ClaimError, NewClaim};
-use crate::conversions::{check_amount, check_occurred_at, check_reference};
-use crate::domain::{AgreementId, ClaimId, ClaimKind, ClaimReason, ClaimStatus, Event};
+use crate::claims::{self, Claim, ClaimError, NewClaim, UntrackedProblem};
+use crate::domain::{AgreementId, ClaimId, ClaimKind, ClaimReason, ClaimStatus};
 use crate::enrollments;
 use crate::http::state::AppState;
 use crate::programs;
@@ -189,14 +188,6 @@ pub async fn open(
         errors.push(format!("{}: {message}", tr.t(key)));
     };
     let order_id = field(&form.order_id).map(str::to_owned);
-    match &order_id {
-        None => bad("claim-order", tr.t("claim-needs-order")),
-        Some(o) => {
-            if check_reference(o).is_err() {
-                bad("claim-order", tr.t("claim-bad-order"))
-            }
-        }
-    }
     let occurred_at = field(&form.date)
         .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
         .and_then(|d| {
@@ -207,28 +198,24 @@ pub async fn open(
                 .earliest()
         })
         .map(|t| t.with_timezone(&Utc));
-    match occurred_at {
-        None => bad("claim-date", tr.t("claim-needs-date")),
-        Some(t) => {
-            if check_occurred_at(t, now).is_err() {
-                bad("claim-date", tr.t("claim-date-range"))
-            }
-        }
-    }
     let amount_minor = field(&form.amount).and_then(|a| parse_amount(&tr, a, exponent));
-    match amount_minor {
-        None => bad("claim-amount", tr.t("claim-needs-amount")),
-        Some(a) => {
-            if check_amount(Some(Event::Sale), a).is_err() {
-                bad("claim-amount", tr.t("claim-needs-amount"))
+    for p in claims::check_untracked(order_id.as_deref(), occurred_at, amount_minor, now) {
+        let (label, problem) = match p {
+            UntrackedProblem::NoOrder => ("claim-order", "claim-needs-order"),
+            UntrackedProblem::BadOrder(_) => ("claim-order", "claim-bad-order"),
+            UntrackedProblem::NoDate => ("claim-date", "claim-needs-date"),
+            UntrackedProblem::BadDate(_) => ("claim-date", "claim-date-range"),
+            UntrackedProblem::NoAmount | UntrackedProblem::BadAmount(_) => {
+                ("claim-amount", "claim-needs-amount")
             }
-        }
+        };
+        bad(label, tr.t(problem));
     }
     let expected = match field(&form.expected) {
         None => None,
         // Within the bounds the API holds `expected_commission_minor` to.
         Some(e) => {
-            match parse_amount(&tr, e, exponent).filter(|v| check_amount(None, *v).is_ok()) {
+            match parse_amount(&tr, e, exponent).filter(|v| claims::check_expected(*v).is_ok()) {
                 Some(v) => Some(v),
                 None => {
                     bad("claim-expected", tr.t("claim-needs-amount"));
@@ -426,7 +413,7 @@ pub async fn decide(
             let amount = match field(&form.amount) {
                 None => None,
                 Some(a) => match parse_amount(&tr, a, claim.currency.exponent())
-                    .filter(|a| check_amount(None, *a).is_ok())
+                    .filter(|a| claims::check_expected(*a).is_ok())
                 {
                     Some(v) => Some(v),
                     None => {

@@ -13,7 +13,6 @@ use super::web::{Form, PortalError, Visitor, field, render, see_other};
 use super::words::word;
 use crate::claims::{self, ClaimError, NewClaim};
 use crate::commissions::queries::{self, Commission};
-use crate::conversions::check_amount;
 use crate::domain::{ClaimKind, ClaimStatus, CommissionId, CommissionStatus, PartnerId};
 use crate::http::state::AppState;
 use crate::programs;
@@ -161,7 +160,7 @@ pub async fn open(
         }
         None => None,
         Some(e) => match parse_amount(&tr, e, c.currency.exponent())
-            .filter(|v| check_amount(None, *v).is_ok())
+            .filter(|v| claims::check_expected(*v).is_ok())
         {
             Some(v) => Some(v),
             None => {
