@@ -91,31 +91,24 @@ async fn visible(
     }
 }
 
-/// GET /portal/partner/claims/{id}
-pub async fn partner_page(
-    state: web::Data<AppState>,
-    visitor: Visitor,
-    path: web::Path<String>,
-) -> Result<HttpResponse, PortalError> {
-    page(&state, &visitor, "partner", &path).await
+/// The side an address names, as the pages spell it.
+fn side_of(raw: &str) -> Result<&'static str, PortalError> {
+    match raw {
+        "partner" => Ok("partner"),
+        "merchant" => Ok("merchant"),
+        _ => Err(PortalError::NotFound),
+    }
 }
 
-/// GET /portal/merchant/claims/{id}
-pub async fn merchant_page(
+/// GET /portal/{partner|merchant}/claims/{id}
+pub async fn page(
     state: web::Data<AppState>,
     visitor: Visitor,
-    path: web::Path<String>,
+    path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, PortalError> {
-    page(&state, &visitor, "merchant", &path).await
-}
-
-async fn page(
-    state: &AppState,
-    visitor: &Visitor,
-    side: &'static str,
-    raw: &str,
-) -> Result<HttpResponse, PortalError> {
-    let (claim, me) = visible(state, visitor, side, raw).await?;
+    let (state, visitor) = (&state, &visitor);
+    let side = side_of(&path.0)?;
+    let (claim, me) = visible(state, visitor, side, &path.1).await?;
     thread_page(
         state,
         visitor,
@@ -223,35 +216,17 @@ fn who(tr: &Tr, actor: &str, me: &str, other_actor: &str, other: &str) -> String
     }
 }
 
-/// POST /portal/partner/claims/{id}/comment
-pub async fn partner_comment(
+/// POST /portal/{partner|merchant}/claims/{id}/comment
+pub async fn comment(
     state: web::Data<AppState>,
     visitor: Visitor,
-    path: web::Path<String>,
+    path: web::Path<(String, String)>,
     Form(form): Form<CommentForm>,
 ) -> Result<HttpResponse, PortalError> {
-    comment(&state, &visitor, "partner", &path, form).await
-}
-
-/// POST /portal/merchant/claims/{id}/comment
-pub async fn merchant_comment(
-    state: web::Data<AppState>,
-    visitor: Visitor,
-    path: web::Path<String>,
-    Form(form): Form<CommentForm>,
-) -> Result<HttpResponse, PortalError> {
-    comment(&state, &visitor, "merchant", &path, form).await
-}
-
-async fn comment(
-    state: &AppState,
-    visitor: &Visitor,
-    side: &'static str,
-    raw: &str,
-    form: CommentForm,
-) -> Result<HttpResponse, PortalError> {
+    let (state, visitor) = (&state, &visitor);
     visitor.check_csrf(&form.csrf)?;
-    let (claim, me) = visible(state, visitor, side, raw).await?;
+    let side = side_of(&path.0)?;
+    let (claim, me) = visible(state, visitor, side, &path.1).await?;
     let Some(note) = field(&form.note).map(|n| n.chars().take(2000).collect::<String>()) else {
         let errors = vec![visitor.tr().t("claim-comment-needs-text")];
         return thread_page(

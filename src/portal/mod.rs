@@ -106,11 +106,6 @@ pub fn configure(cfg: &mut aw::ServiceConfig) {
             .route("/partner/simulate", get().to(simulator::page))
             .route("/partner/claims", get().to(claims::page))
             .route("/partner/claims", post().to(claims::open))
-            .route("/partner/claims/{id}", get().to(claim_thread::partner_page))
-            .route(
-                "/partner/claims/{id}/comment",
-                post().to(claim_thread::partner_comment),
-            )
             .route("/partner/statement", get().to(partner::statement))
             .route("/partner/statement.csv", get().to(partner::statement_csv))
             .route(
@@ -137,14 +132,12 @@ pub fn configure(cfg: &mut aw::ServiceConfig) {
             )
             .route("/merchant/conversions", get().to(merchant::conversions))
             .route("/merchant/claims", get().to(claims::queue))
+            // A claim's thread on either side; its comments before the
+            // program's `{action}`, which would take "comment" for a decision.
+            .route("/{side}/claims/{id}", get().to(claim_thread::page))
             .route(
-                "/merchant/claims/{id}",
-                get().to(claim_thread::merchant_page),
-            )
-            // Before `{action}`, which would take "comment" for a decision.
-            .route(
-                "/merchant/claims/{id}/comment",
-                post().to(claim_thread::merchant_comment),
+                "/{side}/claims/{id}/comment",
+                post().to(claim_thread::comment),
             )
             .route("/merchant/claims/{id}/{action}", post().to(claims::decide))
             .route(

@@ -1160,14 +1160,12 @@ async fn a_partner_downloads_each_programs_signed_statement_from_the_portal_and_
     assert!(page.contains("Laporan yang dapat diverifikasi"), "{page}");
 }
 
-#[tokio::test]
-async fn why_a_commission_changed_reads_in_the_partners_language_with_its_amounts_in_money() {
-    // Arrange: two booked sales; a quarter of the first refunded, the
-    // second approved early by the program, saying nothing.
+/// An app whose fixture partner earned on a sale of €100.00 per order.
+async fn with_sales(orders: &[&str]) -> (TestApp, Fixture) {
     let app = spawn_app().await;
     let f = fixture(&app, json!({})).await;
     let click = app.click_id_ago(&f.link, chrono::Duration::minutes(1));
-    for order in ["R-1", "R-2"] {
+    for order in orders {
         assert_status(
             app.post_conversion(&f.program, &sale(order, 10_000, &click))
                 .await,
@@ -1176,6 +1174,14 @@ async fn why_a_commission_changed_reads_in_the_partners_language_with_its_amount
         .await;
     }
     app.attribute().await;
+    (app, f)
+}
+
+#[tokio::test]
+async fn why_a_commission_changed_reads_in_the_partners_language_with_its_amounts_in_money() {
+    // Arrange: two booked sales; a quarter of the first refunded, the
+    // second approved early by the program, saying nothing.
+    let (app, f) = with_sales(&["R-1", "R-2"]).await;
     let refund =
         json!({"order_id": "R-1", "event": "refund", "amount_minor": 2_500, "currency": "EUR"});
     assert_status(
@@ -1492,18 +1498,7 @@ async fn a_program_accepts_and_declines_claims_in_the_portal_and_the_partner_rea
 async fn a_partner_disputes_commissions_in_the_portal_and_both_sides_write_in_the_thread() {
     // Arrange: Ayu's commission of €10.00 on D-1, and one on D-2 the program
     // rejected; Ayu and the program's owner signed in.
-    let app = spawn_app().await;
-    let f = fixture(&app, json!({})).await;
-    let click = app.click_id_ago(&f.link, chrono::Duration::minutes(1));
-    for order in ["D-1", "D-2"] {
-        assert_status(
-            app.post_conversion(&f.program, &sale(order, 10_000, &click))
-                .await,
-            StatusCode::ACCEPTED,
-        )
-        .await;
-    }
-    app.attribute().await;
+    let (app, f) = with_sales(&["D-1", "D-2"]).await;
     let first = app.order(&f.program, "D-1").await.of(&f.partner).id.clone();
     let second = app.order(&f.program, "D-2").await.of(&f.partner).id.clone();
     assert_status(
@@ -1705,6 +1700,9 @@ async fn a_partner_disputes_commissions_in_the_portal_and_both_sides_write_in_th
     let (_, stranger) = merchant(&app).await;
     let path = format!("/portal/merchant/claims/{claim_id}");
     assert_eq!(stranger.get(&path).await.0, StatusCode::NOT_FOUND);
-    // A partner's session does not reach the program's side of it.
+    // A partner's session does not reach the program's side of it, nor a
+    // side that does not exist.
     assert_eq!(ayu.get(&path).await.0, StatusCode::NOT_FOUND);
+    let nowhere = format!("/portal/admin/claims/{claim_id}");
+    assert_eq!(ayu.get(&nowhere).await.0, StatusCode::NOT_FOUND);
 }
