@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
+use std::collections::HashMap;
 
 /// What one partner earns from one conversion.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -110,6 +111,27 @@ pub async fn commission_of(
 ) -> Result<Option<Commission>, sqlx::Error> {
     let next = commissions(db, partner, &Filter::default(), id.get() - 1, 1).await?;
     Ok(next.into_iter().find(|c| c.id == id))
+}
+
+/// The order of each of these commissions (of any partner: the caller
+/// shows only commissions the reader may see).
+pub async fn orders_of(
+    db: &PgPool,
+    ids: &[CommissionId],
+) -> Result<HashMap<CommissionId, String>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<i64> = ids.iter().map(|i| i.get()).collect();
+    let rows = sqlx::query!(
+        r#"select c.id as "id: CommissionId", v.order_id
+           from commissions c join conversions v on v.id = c.conversion_id
+           where c.id = any($1)"#,
+        &ids
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.order_id)).collect())
 }
 
 /// A partner's latest commissions by the filter, newest first (the portal's list).

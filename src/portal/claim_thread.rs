@@ -196,7 +196,7 @@ async fn thread_page(
             .unwrap_or_default(),
         occurred: claim.occurred_at.map(|t| tr.date(t)).unwrap_or_default(),
         decide_in_queue: side == "merchant" && claim.status == ClaimStatus::Open,
-        claim: row(&tr, &claim, other),
+        claim: row(&tr, &claim, other, &Default::default()),
         steps,
         errors,
         comment: comment.unwrap_or_default().to_owned(),

@@ -15,7 +15,8 @@ use super::web::{Form, PortalError, Visitor, field, render, see_other};
 use super::words::word;
 use crate::agreements;
 use crate::claims::{self, Claim, ClaimError, NewClaim, UntrackedProblem};
-use crate::domain::{AgreementId, ClaimId, ClaimKind, ClaimReason, ClaimStatus};
+use crate::commissions::queries;
+use crate::domain::{AgreementId, ClaimId, ClaimKind, ClaimReason, ClaimStatus, CommissionId};
 use crate::enrollments;
 use crate::http::state::AppState;
 use crate::programs;
@@ -24,6 +25,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use chrono::{NaiveDate, TimeZone, Utc};
 use serde::Deserialize;
+use std::collections::HashMap;
 
 /// Most claims the partner's page lists (the newest).
 const MAX_LISTED: i64 = 200;
@@ -89,14 +91,12 @@ async fn claims_page(
     let ms = memberships(state, partner).await?;
     let names = program_names(&ms);
     let listed = claims::newest(&state.db, None, Some(partner), None, MAX_LISTED).await?;
+    let orders = disputed_orders(state, &listed).await?;
     let rows = listed
         .iter()
         .map(|c| {
-            row(
-                &tr,
-                c,
-                names.get(&c.program_id).cloned().unwrap_or_default(),
-            )
+            let program = names.get(&c.program_id).cloned().unwrap_or_default();
+            row(&tr, c, program, &orders)
         })
         .collect();
     let chosen = form.map(|f| f.agreement_id.as_str());
@@ -117,17 +117,31 @@ async fn claims_page(
     Ok(visitor.html(status, render(&page)?))
 }
 
-/// What an order or commission claim is about, as one line.
-fn subject(c: &Claim) -> String {
+/// The orders of the commissions these claims dispute, so each claim is
+/// named by its order.
+pub(super) async fn disputed_orders(
+    state: &AppState,
+    claims: &[Claim],
+) -> Result<Orders, sqlx::Error> {
+    let ids: Vec<CommissionId> = claims.iter().filter_map(|c| c.commission_id).collect();
+    queries::orders_of(&state.db, &ids).await
+}
+
+type Orders = HashMap<CommissionId, String>;
+
+/// What a claim is about, as one line: its order, or the order of the
+/// commission it disputes.
+fn subject(c: &Claim, orders: &Orders) -> String {
     c.order_id
         .clone()
+        .or_else(|| c.commission_id.and_then(|id| orders.get(&id).cloned()))
         .or_else(|| c.commission_id.map(|id| id.to_string()))
         .unwrap_or_default()
 }
 
 /// A claim as the lists (and its thread's summary) show it, with the other
 /// side's name.
-pub(super) fn row(tr: &Tr, c: &Claim, other: String) -> ClaimRow {
+pub(super) fn row(tr: &Tr, c: &Claim, other: String, orders: &Orders) -> ClaimRow {
     let mut answer = c
         .reason_code
         .map(|r| word(tr, "claim-reason", r.as_str()))
@@ -142,7 +156,7 @@ pub(super) fn row(tr: &Tr, c: &Claim, other: String) -> ClaimRow {
         id: c.id.to_string(),
         other,
         kind: word(tr, "claim-kind", c.kind.as_str()),
-        subject: subject(c),
+        subject: subject(c, orders),
         amount: c
             .amount_minor
             .or(c.expected_commission_minor)
@@ -324,13 +338,23 @@ async fn queue_page(
         QUEUE_LIMIT,
     )
     .await?;
+    let mut decided: Vec<Claim> = Vec::new();
+    for status in [ClaimStatus::Accepted, ClaimStatus::Declined] {
+        decided.extend(
+            claims::newest(&state.db, Some(program), None, Some(status), DECIDED_SHOWN).await?,
+        );
+    }
+    decided.sort_by_key(|c| std::cmp::Reverse(c.id));
+    decided.truncate(DECIDED_SHOWN as usize);
+    let both: Vec<Claim> = open.iter().chain(&decided).cloned().collect();
+    let orders = disputed_orders(state, &both).await?;
     let queue = open
         .into_iter()
         .map(|c| QueueRow {
             id: c.id.to_string(),
             partner: partners.get(&c.partner_id).cloned().unwrap_or_default(),
             kind: word(&tr, "claim-kind", c.kind.as_str()),
-            subject: subject(&c),
+            subject: subject(&c, &orders),
             amount: c
                 .amount_minor
                 .map(|a| tr.money(a, c.currency))
@@ -344,22 +368,11 @@ async fn queue_page(
             deadline: tr.date(c.deadline_at),
         })
         .collect();
-    let mut decided: Vec<Claim> = Vec::new();
-    for status in [ClaimStatus::Accepted, ClaimStatus::Declined] {
-        decided.extend(
-            claims::newest(&state.db, Some(program), None, Some(status), DECIDED_SHOWN).await?,
-        );
-    }
-    decided.sort_by_key(|c| std::cmp::Reverse(c.id));
-    decided.truncate(DECIDED_SHOWN as usize);
     let decided = decided
         .iter()
         .map(|c| {
-            row(
-                &tr,
-                c,
-                partners.get(&c.partner_id).cloned().unwrap_or_default(),
-            )
+            let partner = partners.get(&c.partner_id).cloned().unwrap_or_default();
+            row(&tr, c, partner, &orders)
         })
         .collect();
     let reasons = ClaimReason::ALL

@@ -1572,6 +1572,14 @@ async fn a_partner_disputes_commissions_in_the_portal_and_both_sides_write_in_th
     assert_eq!(api["commission_id"], first.as_str());
     assert_eq!(api["expected_commission_minor"], 1_250);
     assert_eq!(api["note"], "two items, both mine");
+    // The claims list names it by its order, and leads to its thread.
+    let claims = ayu.page("/portal/partner/claims").await;
+    assert!(
+        claims.contains(&format!(
+            "<a href=\"/portal/partner/claims/{claim_id}\">D-1</a>"
+        )),
+        "{claims}"
+    );
     // The list now leads to the open claim, and so does the form's address.
     let list = ayu.page("/portal/partner/commissions").await;
     let href = format!("/portal/partner/claims/{claim_id}");
@@ -1588,6 +1596,13 @@ async fn a_partner_disputes_commissions_in_the_portal_and_both_sides_write_in_th
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(claims_count().await, 2);
 
+    // The program's queue names both by their orders.
+    let queue = owner.page("/portal/merchant/claims").await;
+    assert!(queue.contains("D-1") && queue.contains("D-2"), "{queue}");
+    assert!(
+        !queue.contains(&first) && !queue.contains(&second),
+        "{queue}"
+    );
     // Both sides write in the first claim's thread.
     let mine = owner
         .page(&format!("/portal/merchant/claims/{claim_id}"))
