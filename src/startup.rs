@@ -194,20 +194,25 @@ impl Workers {
                 Ok(())
             });
         }
-        if roles.attribution {
-            // Received conversions wake the idle loops (the webhook intake
-            // pokes the channel after each commit); the poll is the fallback.
-            let wake = Arc::new(Notify::new());
+        // Work arrived: a webhook stored a conversion (the intake pokes the
+        // channel after its commit, from whichever process), or this
+        // process's attribution booked some (its commit queued ledger
+        // entries to chain and outgoing webhooks to send). It ends the idle
+        // wait of the loops that handle them; their poll is the fallback.
+        let wake = Arc::new(Notify::new());
+        if roles.attribution || roles.chain || roles.webhooks {
             let (db, stop) = (self.db.clone(), shutdown.clone());
             let listener = wakeups::listen(db, wakeups::CONVERSIONS, wake.clone(), stop);
-            tasks.spawn("attribution wake-ups", async move {
+            tasks.spawn("wake-ups", async move {
                 listener.await;
                 Ok(())
             });
+        }
+        if roles.attribution {
             // Several loops per process: while one waits on Postgres another
             // computes; SKIP LOCKED keeps their batches apart.
             for _ in 0..self.settings.attribution.concurrency {
-                let worker = self.attributor();
+                let worker = self.attributor().waking(wake.clone());
                 let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
                 let wake = Some(wake.clone());
                 tasks.spawn("attribution", async move {
@@ -227,8 +232,9 @@ impl Workers {
         if roles.chain {
             let worker = self.chainer();
             let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
+            let wake = Some(wake.clone());
             tasks.spawn("chain", async move {
-                run_loop("chain", stop, idle, None, metrics, || worker.step()).await;
+                run_loop("chain", stop, idle, wake, metrics, || worker.step()).await;
                 Ok(())
             });
         }
@@ -243,8 +249,9 @@ impl Workers {
         if roles.webhooks {
             let worker = self.deliverer()?;
             let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
+            let wake = Some(wake.clone());
             tasks.spawn("webhooks", async move {
-                run_loop("webhooks", stop, idle, None, metrics, || worker.step()).await;
+                run_loop("webhooks", stop, idle, wake, metrics, || worker.step()).await;
                 Ok(())
             });
             // Beside delivery, so a backlog of history never delays a delivery.

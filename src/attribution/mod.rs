@@ -34,6 +34,7 @@ use decide::{Claimed, Outcome};
 use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use std::sync::Arc;
+use tokio::sync::Notify;
 
 pub struct Attributor {
     db: PgPool,
@@ -42,6 +43,9 @@ pub struct Attributor {
     settings: AttributionSettings,
     averages: fraud::SaleAverages,
     housekeeping: Every,
+    /// Told after a commit that booked or decided something (the chain and
+    /// outgoing webhooks have work).
+    done: Option<Arc<Notify>>,
 }
 
 impl Attributor {
@@ -58,7 +62,16 @@ impl Attributor {
             settings,
             averages: fraud::SaleAverages::default(),
             housekeeping: Every::new(std::time::Duration::from_secs(5)),
+            done: None,
         }
+    }
+
+    /// Tells `done`'s waiters after each commit that booked or decided
+    /// something: the idle loops that chain ledger entries and send
+    /// outgoing webhooks.
+    pub fn waking(mut self, done: Arc<Notify>) -> Self {
+        self.done = Some(done);
+        self
     }
 
     /// One batch: claim, load, decide, book, commit. Busy when it claimed a
@@ -106,6 +119,9 @@ impl Attributor {
         deltas.extend(refund_report.deltas.iter().copied());
         rollup::add(&mut tx, &deltas).await?;
         tx.commit().await?;
+        if progressed && let Some(done) = &self.done {
+            done.notify_waiters();
+        }
 
         self.count(&earning, &outcomes, &booked, &refund_report);
         self.trace(earning.iter().chain(&refund_rows), &outcomes);

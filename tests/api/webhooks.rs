@@ -952,3 +952,39 @@ async fn enrollments_payouts_and_claims_are_told_to_both_sides() {
         assert_eq!(body("claim.commented")["data"]["actor"], program["id"]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_sends_a_sales_webhooks_at_once_not_at_its_next_poll() {
+    // Arrange: every role in one process, polling once a minute: only the
+    // wake-ups (the intake's poke, then the booking's commit) send within
+    // seconds. The program listens for both events of a sale.
+    let hooks = Receiver::start(vec![]).await;
+    let app = spawn_app_with(
+        Roles::ALL,
+        &[ALLOW_PRIVATE, ("MITRA_WORKER_POLL_MS", "60000")],
+    )
+    .await;
+    let f = fixture(&app, json!({})).await;
+    register(
+        &app,
+        s(&f.program["api_key"]),
+        &hooks.url,
+        &["conversion.received", "commission.created"],
+    )
+    .await;
+    // The loops' first steps found nothing; they idle now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Act: a sale.
+    let click = app.click_id_ago(&f.link, chrono::Duration::minutes(1));
+    assert_status(
+        app.post_conversion(&f.program, &sale("I-1", 12_500, &click))
+            .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+
+    // Assert: both webhooks arrive within seconds, not a minute.
+    let got = hooks.wait_for(2, Duration::from_secs(5)).await;
+    assert_eq!(types(&got), ["commission.created", "conversion.received"]);
+}
