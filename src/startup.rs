@@ -196,11 +196,13 @@ impl Workers {
         }
         // Work arrived: a webhook stored a conversion (the intake pokes the
         // channel after its commit, from whichever process), or this
-        // process's attribution booked some (its commit queued ledger
-        // entries to chain and outgoing webhooks to send). It ends the idle
-        // wait of the loops that handle them; their poll is the fallback.
+        // process's attribution booked some (its commit queued outgoing
+        // webhooks). It ends the idle wait of the loops that handle them;
+        // their poll is the fallback. The chain is not woken: woken after
+        // every batch in a burst, it chained in small batches, and booking
+        // ran 0.93x as fast (6 runs); a statement may wait for the poll.
         let wake = Arc::new(Notify::new());
-        if roles.attribution || roles.chain || roles.webhooks {
+        if roles.attribution || roles.webhooks {
             let (db, stop) = (self.db.clone(), shutdown.clone());
             let listener = wakeups::listen(db, wakeups::CONVERSIONS, wake.clone(), stop);
             tasks.spawn("wake-ups", async move {
@@ -232,9 +234,8 @@ impl Workers {
         if roles.chain {
             let worker = self.chainer();
             let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
-            let wake = Some(wake.clone());
             tasks.spawn("chain", async move {
-                run_loop("chain", stop, idle, wake, metrics, || worker.step()).await;
+                run_loop("chain", stop, idle, None, metrics, || worker.step()).await;
                 Ok(())
             });
         }

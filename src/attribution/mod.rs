@@ -43,8 +43,8 @@ pub struct Attributor {
     settings: AttributionSettings,
     averages: fraud::SaleAverages,
     housekeeping: Every,
-    /// Told after a commit that booked or decided something (the chain and
-    /// outgoing webhooks have work).
+    /// Told after a commit that booked or decided something (outgoing
+    /// webhooks have events to send).
     done: Option<Arc<Notify>>,
 }
 
@@ -67,8 +67,7 @@ impl Attributor {
     }
 
     /// Tells `done`'s waiters after each commit that booked or decided
-    /// something: the idle loops that chain ledger entries and send
-    /// outgoing webhooks.
+    /// something: the idle loops that send outgoing webhooks.
     pub fn waking(mut self, done: Arc<Notify>) -> Self {
         self.done = Some(done);
         self

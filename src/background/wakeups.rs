@@ -3,8 +3,8 @@
 //! The side that adds work pokes a Postgres channel (`pg_notify`) after its
 //! commit; one listener per process (`listen`) wakes the loops idling on
 //! that channel. (Within a process, a worker whose commit made work for
-//! another tells it directly: attribution wakes the chain and outgoing
-//! webhooks, see `startup`.) A notification is a hint, never the record: one lost (the
+//! another tells it directly: attribution wakes outgoing webhooks, see
+//! `startup`.) A notification is a hint, never the record: one lost (the
 //! listener reconnecting, a process starting, a poke skipped) only means the
 //! work waits for the poll, as it did before. So the poll can stay slow
 //! (`MITRA_WORKER_POLL_MS`, 500 ms) while a quiet system still books a
