@@ -70,34 +70,33 @@ pub struct CommentForm {
     note: Option<String>,
 }
 
-/// The claim, if the visitor is the party of `side` (`partner` or
-/// `merchant`, from the address) to it; and what the visitor signs its
-/// steps with.
+/// A claim as one of its parties reads it.
+struct Shown {
+    claim: Claim,
+    /// `partner` or `merchant`: the side in the page's addresses.
+    side: &'static str,
+    /// What the reader signs its steps with (its partner's or program's id).
+    me: String,
+}
+
+/// The claim at `/portal/{side}/claims/{id}`, if the visitor is its party
+/// on that side (`partner` or `merchant`); anything else is no such page.
 async fn visible(
     state: &AppState,
     visitor: &Visitor,
-    side: &'static str,
-    raw: &str,
-) -> Result<(Claim, String), PortalError> {
+    (side, id): &(String, String),
+) -> Result<Shown, PortalError> {
     let tenant = visitor.require()?.user.tenant;
-    let id: ClaimId = raw.parse().map_err(|_| PortalError::NotFound)?;
+    let id: ClaimId = id.parse().map_err(|_| PortalError::NotFound)?;
     let claim = claims::get(&state.db, id)
         .await?
         .ok_or(PortalError::NotFound)?;
-    match (side, tenant) {
-        ("partner", Tenant::Partner(p)) if p == claim.partner_id => Ok((claim, p.to_string())),
-        ("merchant", Tenant::Program(p)) if p == claim.program_id => Ok((claim, p.to_string())),
-        _ => Err(PortalError::NotFound),
-    }
-}
-
-/// The side an address names, as the pages spell it.
-fn side_of(raw: &str) -> Result<&'static str, PortalError> {
-    match raw {
-        "partner" => Ok("partner"),
-        "merchant" => Ok("merchant"),
-        _ => Err(PortalError::NotFound),
-    }
+    let (side, me) = match (side.as_str(), tenant) {
+        ("partner", Tenant::Partner(p)) if p == claim.partner_id => ("partner", p.to_string()),
+        ("merchant", Tenant::Program(p)) if p == claim.program_id => ("merchant", p.to_string()),
+        _ => return Err(PortalError::NotFound),
+    };
+    Ok(Shown { claim, side, me })
 }
 
 /// GET /portal/{partner|merchant}/claims/{id}
@@ -106,33 +105,21 @@ pub async fn page(
     visitor: Visitor,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, PortalError> {
-    let (state, visitor) = (&state, &visitor);
-    let side = side_of(&path.0)?;
-    let (claim, me) = visible(state, visitor, side, &path.1).await?;
-    thread_page(
-        state,
-        visitor,
-        claim,
-        side,
-        &me,
-        None,
-        Vec::new(),
-        StatusCode::OK,
-    )
-    .await
+    let shown = visible(&state, &visitor, &path).await?;
+    thread_page(&state, &visitor, &shown, None, Vec::new(), StatusCode::OK).await
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The thread page; after a refused comment, with what was typed and why.
 async fn thread_page(
     state: &AppState,
     visitor: &Visitor,
-    claim: Claim,
-    side: &'static str,
-    me: &str,
+    shown: &Shown,
     comment: Option<&str>,
     errors: Vec<String>,
     status: StatusCode,
 ) -> Result<HttpResponse, PortalError> {
+    let Shown { claim, side, me } = shown;
+    let (side, me) = (*side, me.as_str());
     let tr = visitor.tr();
     // The other side's name, and its id as its steps are signed.
     let (other, other_actor, other_role) = if side == "partner" {
@@ -196,7 +183,7 @@ async fn thread_page(
             .unwrap_or_default(),
         occurred: claim.occurred_at.map(|t| tr.date(t)).unwrap_or_default(),
         decide_in_queue: side == "merchant" && claim.status == ClaimStatus::Open,
-        claim: row(&tr, &claim, other, &Default::default()),
+        claim: row(&tr, claim, other, &Default::default()),
         steps,
         errors,
         comment: comment.unwrap_or_default().to_owned(),
@@ -223,44 +210,25 @@ pub async fn comment(
     path: web::Path<(String, String)>,
     Form(form): Form<CommentForm>,
 ) -> Result<HttpResponse, PortalError> {
-    let (state, visitor) = (&state, &visitor);
     visitor.check_csrf(&form.csrf)?;
-    let side = side_of(&path.0)?;
-    let (claim, me) = visible(state, visitor, side, &path.1).await?;
+    let shown = visible(&state, &visitor, &path).await?;
     let Some(note) = field(&form.note).map(|n| n.chars().take(2000).collect::<String>()) else {
         let errors = vec![visitor.tr().t("claim-comment-needs-text")];
-        return thread_page(
-            state,
-            visitor,
-            claim,
-            side,
-            &me,
-            None,
-            errors,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
+        let status = StatusCode::UNPROCESSABLE_ENTITY;
+        return thread_page(&state, &visitor, &shown, None, errors, status).await;
     };
-    match claims::comment(&state.db, claim.id, &me, &note).await {
+    let claim = &shown.claim;
+    match claims::comment(&state.db, claim.id, &shown.me, &note).await {
         Ok(()) => Ok(see_other(&format!(
             "{}?notice=claim-commented#step-{}",
-            thread_path(side, &claim.id.to_string()),
+            thread_path(shown.side, &claim.id.to_string()),
             claim.events.len()
         ))),
         Err(ClaimError::Db(e)) => Err(e.into()),
         Err(ClaimError::NotFound(_)) => Err(PortalError::NotFound),
         Err(ClaimError::Invalid(_, m) | ClaimError::Conflict(m)) => {
-            thread_page(
-                state,
-                visitor,
-                claim,
-                side,
-                &me,
-                Some(&note),
-                vec![m],
-                StatusCode::CONFLICT,
-            )
-            .await
+            let status = StatusCode::CONFLICT;
+            thread_page(&state, &visitor, &shown, Some(&note), vec![m], status).await
         }
     }
 }

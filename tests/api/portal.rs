@@ -91,17 +91,7 @@ pub fn location(res: &reqwest::Response) -> String {
 /// A program user with a password, signed in: the program and the person.
 pub async fn merchant(app: &TestApp) -> (Value, Person) {
     let program = app.create_program().await;
-    let path = format!("/v1/programs/{}/users", s(&program["id"]));
-    let res = app
-        .post(
-            &path,
-            s(&program["api_key"]),
-            &json!({"email": "owner@shop.example"}),
-        )
-        .await;
-    let invited = assert_status(res, StatusCode::CREATED).await;
-    let person = Person::new(app);
-    set_password(&person, s(&invited["invite_url"])).await;
+    let person = program_owner(app, &program, "owner@shop.example").await;
     (program, person)
 }
 
@@ -120,6 +110,18 @@ pub async fn set_password(person: &Person, url: &str) {
         .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&res), "/portal?notice=password-set");
+}
+
+/// A user of `program` with a password, signed in.
+pub async fn program_owner(app: &TestApp, program: &Value, email: &str) -> Person {
+    let path = format!("/v1/programs/{}/users", s(&program["id"]));
+    let res = app
+        .post(&path, s(&program["api_key"]), &json!({"email": email}))
+        .await;
+    let invited = assert_status(res, StatusCode::CREATED).await;
+    let person = Person::new(app);
+    set_password(&person, s(&invited["invite_url"])).await;
+    person
 }
 
 /// A partner with a portal account, signed in.
@@ -1413,16 +1415,7 @@ async fn a_program_accepts_and_declines_claims_in_the_portal_and_the_partner_rea
     let ayu = portal_account(&app, &f.partner, "ayu+claims@example.com", "en").await;
     claim_in_portal(&ayu, s(&f.agreement["id"]), "ORD-1", "125.50").await;
     claim_in_portal(&ayu, s(&f.agreement["id"]), "ORD-2", "10").await;
-    let res = app
-        .post(
-            &format!("/v1/programs/{}/users", s(&f.program["id"])),
-            s(&f.program["api_key"]),
-            &json!({"email": "claims@shop.example"}),
-        )
-        .await;
-    let invited = assert_status(res, StatusCode::CREATED).await;
-    let owner = Person::new(&app);
-    set_password(&owner, s(&invited["invite_url"])).await;
+    let owner = program_owner(&app, &f.program, "claims@shop.example").await;
     let queue = owner.page("/portal/merchant/claims").await;
     assert_eq!(queue.matches("data-open-claim=").count(), 2, "{queue}");
     assert!(queue.contains("ORD-1") && queue.contains("Ayu"), "{queue}");
@@ -1512,16 +1505,7 @@ async fn a_partner_disputes_commissions_in_the_portal_and_both_sides_write_in_th
     )
     .await;
     let ayu = portal_account(&app, &f.partner, "ayu+dispute@example.com", "en").await;
-    let res = app
-        .post(
-            &format!("/v1/programs/{}/users", s(&f.program["id"])),
-            s(&f.program["api_key"]),
-            &json!({"email": "disputes@shop.example"}),
-        )
-        .await;
-    let invited = assert_status(res, StatusCode::CREATED).await;
-    let owner = Person::new(&app);
-    set_password(&owner, s(&invited["invite_url"])).await;
+    let owner = program_owner(&app, &f.program, "disputes@shop.example").await;
     let claims_count = || async {
         sqlx::query_scalar::<_, i64>("select count(*) from claims")
             .fetch_one(&app.db)
