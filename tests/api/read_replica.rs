@@ -171,8 +171,10 @@ async fn reports_read_the_replica_while_it_is_within_its_lag_bound_and_the_prima
     click_and_roll_up(&app, &f.link, 2).await;
     let seen = clicks_reported(&app).await;
     // Lag is measured against samples taken every 500 ms, so it may read
-    // up to 500 ms high: reads may leave the replica from 1.5 s on.
-    if paused_at.elapsed() < Duration::from_millis(1400) {
+    // up to 500 ms high, and up to 1 s when the replica was a moment behind
+    // the last sample as replay stopped: reads may leave the replica from
+    // 1 s on (CI once saw 1.27 s), never sooner.
+    if paused_at.elapsed() < Duration::from_millis(900) {
         assert_eq!(
             seen, 3,
             "a stale report, but within the bound, from the replica"
@@ -186,7 +188,7 @@ async fn reports_read_the_replica_while_it_is_within_its_lag_bound_and_the_prima
     )
     .await;
     assert!(
-        paused_at.elapsed() >= Duration::from_millis(1400),
+        paused_at.elapsed() >= Duration::from_millis(900),
         "reads left the replica long before it was 2 s behind ({:?})",
         paused_at.elapsed()
     );
