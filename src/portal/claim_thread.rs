@@ -48,8 +48,6 @@ struct ThreadPage {
     claim: ClaimRow,
     /// The other side's role, as the summary names it (`program`, `partner`).
     other_role: &'static str,
-    /// What is claimed, in words: the order, of a commission claim too.
-    subject: String,
     /// A commission claim: the commission as it stands (amount, status).
     commission: Option<String>,
     /// "Commission you expect" or "… the partner expects".
@@ -148,16 +146,16 @@ async fn thread_page(
             note: e.note.clone(),
         })
         .collect();
-    // A commission claim names the commission; the reader knows its order.
+    // A commission claim: the commission as it stands, named by its order
+    // as the lists name it.
     let disputed = match claim.commission_id {
         Some(id) => queries::commission_of(&state.db, claim.partner_id, id).await?,
         None => None,
     };
-    let subject = match (&disputed, &claim.order_id) {
-        (Some(c), _) => format!("{} {}", tr.t("order"), c.order_id),
-        (None, Some(order)) => format!("{} {order}", tr.t("order")),
-        (None, None) => String::new(),
-    };
+    let orders = disputed
+        .iter()
+        .map(|c| (c.id, c.order_id.clone()))
+        .collect();
     let commission = disputed.as_ref().map(|c| {
         format!(
             "{} ({})",
@@ -173,7 +171,6 @@ async fn thread_page(
     let page = ThreadPage {
         l: Layout::new(visitor, "claim-thread-title"),
         side,
-        subject,
         commission,
         expected_label,
         other_role,
@@ -183,7 +180,7 @@ async fn thread_page(
             .unwrap_or_default(),
         occurred: claim.occurred_at.map(|t| tr.date(t)).unwrap_or_default(),
         decide_in_queue: side == "merchant" && claim.status == ClaimStatus::Open,
-        claim: row(&tr, claim, other, &Default::default()),
+        claim: row(&tr, claim, other, &orders),
         steps,
         errors,
         comment: comment.unwrap_or_default().to_owned(),
