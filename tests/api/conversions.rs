@@ -1102,18 +1102,11 @@ async fn refunds_whose_sale_another_worker_holds_wait_instead_of_spinning() {
 
 /// Waits up to `within` for the order's sale to be booked.
 async fn booked_within(app: &TestApp, program: &Value, order: &str, within: std::time::Duration) {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        if app.conversion(program, order).await["status"] == "attributed" {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{order} not booked within {within:?}: {}",
-            app.conversion(program, order).await
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    let what = format!("{order} not booked within {within:?}");
+    eventually(within, &what, || async {
+        app.conversion(program, order).await["status"] == "attributed"
+    })
+    .await;
 }
 
 /// The backend of the process's wake-up listener, once it listens.

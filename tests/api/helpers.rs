@@ -828,3 +828,16 @@ impl Order {
             .unwrap_or_else(|| panic!("no commission of {} in {self:?}", partner["id"]))
     }
 }
+
+/// Waits until `check` holds, at most `limit`; fails saying `what` did not.
+pub async fn eventually<F, Fut>(limit: std::time::Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let since = std::time::Instant::now();
+    while !check().await {
+        assert!(since.elapsed() < limit, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -115,19 +115,6 @@ async fn click_and_roll_up(app: &TestApp, link: &Value, n: usize) {
     app.drain_clicks().await;
 }
 
-/// Waits until `check` holds, at most `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let since = Instant::now();
-    while !check().await {
-        assert!(since.elapsed() < limit, "{what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn reports_read_the_replica_while_it_is_within_its_lag_bound_and_the_primary_after() {
     let (database, url) = fresh_database().await;
