@@ -15,6 +15,7 @@
 //! per (conversion, partner), so nothing is booked twice even if one did.
 //! A worker killed mid-batch rolls back; its batch is claimed again.
 
+pub mod accepted;
 pub mod decide;
 pub mod fraud;
 mod load;

@@ -184,7 +184,7 @@ fn wanted(rows: &[Claimed], facts: &Facts) -> Vec<(ProgramId, AgreementId, Naive
 /// attributed sales of the agreement that earned under a rule: a rule that
 /// gains tiers mid-month counts the month's earlier sales (nothing from
 /// before it is re-rated).
-async fn lock(
+pub(super) async fn lock(
     tx: &mut PgConnection,
     wanted: &[(ProgramId, AgreementId, NaiveDate)],
 ) -> Result<HashMap<(AgreementId, NaiveDate), MonthState>, sqlx::Error> {
@@ -248,7 +248,7 @@ async fn select_months(
 }
 
 /// Writes the months' new state (their rows are locked since `facts`).
-async fn write(
+pub(super) async fn write(
     tx: &mut PgConnection,
     months: &[((AgreementId, NaiveDate), MonthState)],
 ) -> Result<(), sqlx::Error> {

@@ -1,12 +1,13 @@
 //! Accepting a claim: what it changes in the ledger.
 //!
-//! - untracked: the sale is booked through the one booking path
-//!   (`commissions::booking::book`) under the agreement version in force at
-//!   the claimed date, for every partner of the agreement as attribution
-//!   would have; the conversion records that it came from the claim
-//!   (`attributed_via: claim`). A sale the shop reported but that was not
-//!   attributed (no click, say) is that conversion; otherwise a conversion is
-//!   made from the claim.
+//! - untracked: the sale is priced as attribution would have priced it
+//!   (`attribution::accepted`: the terms in force at the claimed date, the
+//!   order's lines, the agreement's month with its tiers, milestones and
+//!   re-rating, members only) and booked through the one booking path
+//!   (`commissions::booking::book`); the conversion records that it came
+//!   from the claim (`attributed_via: claim`). A sale the shop reported but
+//!   that was not attributed (no click, say) is that conversion; otherwise a
+//!   conversion is made from the claim.
 //! - incorrect: an `adjusted` ledger entry brings the commission to the
 //!   amount accepted (once paid, a shortfall is due in the next payout and an
 //!   excess is carried as a debt, as refunds are).
@@ -14,18 +15,18 @@
 //!   hold period.
 
 use super::{ClaimError, Locked, lock_open, record};
-use crate::attribution::decide::split;
-use crate::commissions::booking::{self, NewCommission};
+use crate::attribution::accepted::{self, PriceError};
+use crate::commissions::booking;
 use crate::commissions::decisions;
 use crate::commissions::ledger::{Entry, append};
 use crate::commissions::reasons::LedgerReason;
 use crate::domain::{
-    AgreementId, AppliedRule, Bucket, ClaimAction, ClaimId, ClaimKind, CommissionKind,
-    CommissionRules, CommissionStatus, ConversionId, ConversionStatus, EarningEvent,
-    EnrollmentStatus, LedgerKind, LinkId, PartnerId, Rule, RuleSource, earns_at,
+    AgreementId, Bucket, ClaimAction, ClaimId, ClaimKind, CommissionKind, CommissionStatus,
+    ConversionId, ConversionReason, ConversionStatus, Item, LedgerKind, LinkId,
 };
 use crate::rollups::conversions::{self as rollup, Delta};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 
 /// Accepts an open claim. `amount_minor` overrides what was claimed: the
@@ -51,16 +52,16 @@ pub(crate) async fn accept_in(
     amount_minor: Option<i64>,
 ) -> Result<(), ClaimError> {
     let claim = lock_open(tx, id).await?;
-    let hold_days = sqlx::query_scalar!(
-        "select hold_days from programs where id = $1",
-        claim.program_id.get()
-    )
-    .fetch_one(&mut *tx)
-    .await?;
     let reason = LedgerReason::ClaimAccepted(id).to_string();
     let conversion = match claim.kind {
-        ClaimKind::Untracked => book_untracked(tx, &claim, amount_minor, hold_days).await?,
+        ClaimKind::Untracked => book_untracked(tx, &claim, amount_minor).await?,
         ClaimKind::Incorrect | ClaimKind::Declined => {
+            let hold_days = sqlx::query_scalar!(
+                "select hold_days from programs where id = $1",
+                claim.program_id.get()
+            )
+            .fetch_one(&mut *tx)
+            .await?;
             correct(tx, &claim, amount_minor, hold_days, actor, &reason).await?
         }
     };
@@ -116,6 +117,7 @@ struct Reported {
     amount_minor: i64,
     occurred_at: DateTime<Utc>,
     link_id: Option<LinkId>,
+    items: Option<Json<Vec<Item>>>,
     /// Whether it earned anyone a commission already.
     booked: bool,
 }
@@ -128,44 +130,14 @@ struct Sale {
     amount_minor: i64,
     at: DateTime<Utc>,
     link: Option<LinkId>,
-}
-
-/// The agreement's terms in force at the sale's date, and the program's
-/// (`program_version`, `program_commission`).
-struct Terms {
-    version: i32,
-    program_version: i32,
-    commission: Option<serde_json::Value>,
-    program_commission: serde_json::Value,
-    partner_ids: Vec<i64>,
-    share_bps: Vec<i32>,
-    valid_from: Option<DateTime<Utc>>,
-    valid_until: Option<DateTime<Utc>>,
-}
-
-/// A partner of the agreement, as enrolled in the program.
-struct Member {
-    partner_id: PartnerId,
-    status: EnrollmentStatus,
-    ended_at: Option<DateTime<Utc>>,
-}
-
-/// What the sale earns: the rule, the total, and each earning partner's
-/// share and part.
-#[derive(Debug, PartialEq)]
-struct Earnings {
-    rule: Rule,
-    /// Whether the agreement's own rule or the program's produced it.
-    source: RuleSource,
-    total_minor: i64,
-    parts: Vec<(PartnerId, u32, i64)>,
+    /// The order's lines, when the shop reported them.
+    items: Option<Vec<Item>>,
 }
 
 async fn book_untracked(
     tx: &mut PgConnection,
     claim: &Locked,
     amount_override: Option<i64>,
-    hold_days: i32,
 ) -> Result<ConversionId, ClaimError> {
     let reported = match &claim.order_id {
         Some(order_id) => load_reported(tx, claim, order_id).await?,
@@ -173,28 +145,58 @@ async fn book_untracked(
     };
     let sale = the_sale(claim, reported, amount_override)?;
     let agreement = agreement_of(tx, claim).await?;
-    let terms = load_terms(tx, agreement, sale.at).await?;
-    let members = sqlx::query_as!(
-        Member,
-        r#"select partner_id as "partner_id!: PartnerId", status as "status: EnrollmentStatus",
-                  ended_at
-           from enrollments where program_id = $1 and partner_id = any($2)"#,
-        claim.program_id.get(),
-        &terms.partner_ids
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    let earnings = earnings(&terms, &members, &sale)?;
-    write_booking(
+    // Stored unattributed until priced: the agreement's month, if pricing
+    // starts it, counts the agreement's attributed sales.
+    let conversion = match sale.existing {
+        Some(id) => id,
+        None => store_claimed(tx, claim, &sale).await?,
+    };
+    let priced = accepted::price(
         tx,
-        claim,
-        &sale,
-        agreement,
-        (terms.version, terms.program_version),
-        &earnings,
-        hold_days,
+        &accepted::Sale {
+            conversion_id: conversion,
+            program_id: claim.program_id,
+            agreement_id: agreement,
+            amount_minor: sale.amount_minor,
+            currency: claim.currency,
+            items: sale.items.as_deref(),
+            occurred_at: sale.at,
+        },
+        Utc::now(),
     )
     .await
+    .map_err(refusal)?;
+    if priced.earned.bookings.is_empty() {
+        return Err(ClaimError::Conflict(
+            "nobody in the agreement earns from this sale".into(),
+        ));
+    }
+    write_booking(tx, claim, &sale, conversion, agreement, &priced).await?;
+    Ok(conversion)
+}
+
+/// Why an accepted sale cannot be booked, in the claim's words.
+fn refusal(e: PriceError) -> ClaimError {
+    use ConversionReason as R;
+    match e {
+        PriceError::Earns(R::AgreementInactive) => {
+            ClaimError::Conflict("the agreement was not in force on the sale's date".into())
+        }
+        PriceError::Earns(R::NoRule) => {
+            ClaimError::Conflict("the agreement has no commission rule for sales".into())
+        }
+        PriceError::Earns(R::PartnerInactive) => {
+            ClaimError::Conflict("nobody in the agreement earns from this sale".into())
+        }
+        PriceError::Earns(R::AmountOverflow) => {
+            ClaimError::Invalid("amount_minor", "the commission overflows".into())
+        }
+        PriceError::Earns(reason) => ClaimError::Conflict(format!(
+            "the sale earns nothing under the agreement ({})",
+            reason.as_str()
+        )),
+        PriceError::Db(e) => ClaimError::Db(sqlx::Error::Protocol(format!("{e:#}"))),
+    }
 }
 
 /// The shop's report of the order, locked, if it sent one.
@@ -206,7 +208,7 @@ async fn load_reported(
     Ok(sqlx::query_as!(
         Reported,
         r#"select id as "id: ConversionId", status as "status: ConversionStatus", amount_minor,
-                  occurred_at, link_id as "link_id: LinkId",
+                  occurred_at, link_id as "link_id: LinkId", items as "items: Json<Vec<Item>>",
                   exists(select 1 from commissions c where c.conversion_id = v.id) as "booked!"
            from conversions v
            where program_id = $1 and order_id = $2 and event = 'sale' for update"#,
@@ -214,35 +216,6 @@ async fn load_reported(
         order_id
     )
     .fetch_optional(&mut *tx)
-    .await?)
-}
-
-/// The version in force at the sale's date, chosen as attribution chooses.
-async fn load_terms(
-    tx: &mut PgConnection,
-    agreement: AgreementId,
-    at: DateTime<Utc>,
-) -> Result<Terms, ClaimError> {
-    Ok(sqlx::query_as!(
-        Terms,
-        r#"select t.version as "version!", p.version as "program_version!", t.commission,
-                  p.commission as "program_commission!",
-                  t.partner_ids as "partner_ids!", t.share_bps as "share_bps!",
-                  t.valid_from, t.valid_until
-           from agreement_terms t
-           join agreements a on a.id = t.agreement_id
-           join program_versions p on p.program_id = a.program_id and p.version = (
-               select pv.version from program_versions pv where pv.program_id = a.program_id
-               order by case when pv.created_at <= $2 then pv.version else -pv.version end desc
-               limit 1)
-           where t.agreement_id = $1 and t.version = (
-               select v.version from agreement_versions v where v.agreement_id = $1
-               order by case when v.created_at <= $2 then v.version else -v.version end desc
-               limit 1)"#,
-        agreement.get(),
-        at
-    )
-    .fetch_one(&mut *tx)
     .await?)
 }
 
@@ -277,174 +250,98 @@ fn the_sale(
             amount_minor: r.amount_minor,
             at: r.occurred_at,
             link: r.link_id,
+            items: r.items.map(|i| i.0),
         }),
         None => Ok(Sale {
             existing: None,
             amount_minor: amount_override.unwrap_or(claimed_amount),
             at: claimed_at,
             link: None,
+            items: None,
         }),
     }
 }
 
-/// Decides, without I/O, what the sale earns under `terms`: each partner
-/// as attribution would pay it, while it is (or was, at the date) a member.
-fn earnings(terms: &Terms, members: &[Member], sale: &Sale) -> Result<Earnings, ClaimError> {
-    if terms.valid_from.is_some_and(|f| sale.at < f)
-        || terms.valid_until.is_some_and(|u| sale.at >= u)
-    {
-        return Err(ClaimError::Conflict(
-            "the agreement was not in force on the sale's date".into(),
-        ));
-    }
-    let parse = |v: &serde_json::Value| {
-        CommissionRules::parse(v).map_err(|e| {
-            ClaimError::Db(sqlx::Error::Protocol(format!(
-                "stored rules are invalid: {e}"
-            )))
-        })
-    };
-    let program_rules = parse(&terms.program_commission)?;
-    let own = match &terms.commission {
-        Some(v) => parse(v)?,
-        None => CommissionRules::default(),
-    };
-    let (rule, source) = own
-        .rule_over(&program_rules, EarningEvent::Sale)
-        .map(|(rule, source)| (rule.rate, source))
-        .ok_or_else(|| {
-            ClaimError::Conflict("the agreement has no commission rule for sales".into())
-        })?;
-    let shares: Vec<(PartnerId, u32)> = terms
-        .partner_ids
-        .iter()
-        .zip(&terms.share_bps)
-        .map(|(p, s)| (PartnerId::from_db(*p), *s as u32))
-        .collect();
-    let (total_minor, parts) = split(rule, sale.amount_minor, &shares)
-        .ok_or_else(|| ClaimError::Invalid("amount_minor", "the commission overflows".into()))?;
-    let earns = |p: PartnerId| {
-        members
-            .iter()
-            .any(|m| m.partner_id == p && earns_at(m.status, m.ended_at, sale.at))
-    };
-    let parts: Vec<(PartnerId, u32, i64)> = shares
-        .iter()
-        .zip(parts)
-        .filter(|((p, _), part)| *part > 0 && earns(*p))
-        .map(|((p, share), part)| (*p, *share, part))
-        .collect();
-    if parts.is_empty() {
-        return Err(ClaimError::Conflict(
-            "nobody in the agreement earns from this sale".into(),
-        ));
-    }
-    Ok(Earnings {
-        rule,
-        source,
-        total_minor,
-        parts,
+/// Stores the claimed sale the shop never reported, unattributed until it
+/// is priced.
+async fn store_claimed(
+    tx: &mut PgConnection,
+    claim: &Locked,
+    sale: &Sale,
+) -> Result<ConversionId, ClaimError> {
+    sqlx::query_scalar!(
+        r#"insert into conversions
+               (program_id, idempotency_key, order_id, event, amount_minor, currency,
+                occurred_at, status)
+           values ($1, $2, $3, 'sale', $4, $5, $6, 'unattributed')
+           returning id as "id: ConversionId""#,
+        claim.program_id.get(),
+        format!("claim:{}", claim.id),
+        claim.order_id.as_deref(),
+        sale.amount_minor,
+        claim.currency.code(),
+        sale.at,
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
+            ClaimError::Conflict("the shop reported the order meanwhile: accept again".into())
+        }
+        _ => ClaimError::Db(e),
     })
 }
 
-/// Writes the booking: the conversion (the shop's report, now attributed
-/// through the claim, or a new one), its commissions through the one
-/// booking path, and the report roll-ups.
+/// Writes the booking as attribution writes a batch's: the commissions
+/// through the one booking path, then the conversion's outcome (so its
+/// `conversion.attributed` event names the partners it pays), then the
+/// report roll-ups.
 async fn write_booking(
     tx: &mut PgConnection,
     claim: &Locked,
     sale: &Sale,
+    conversion: ConversionId,
     agreement: AgreementId,
-    (version, program_version): (i32, i32),
-    earnings: &Earnings,
-    hold_days: i32,
-) -> Result<ConversionId, ClaimError> {
-    let conversion = match sale.existing {
-        Some(id) => {
-            sqlx::query!(
-                "update conversions set status = 'attributed', reason = null, attributed_via = 'claim',
-                        agreement_id = $2, agreement_version = $3, program_version = $4,
-                        processed_at = now()
-                 where id = $1",
-                id.get(),
-                agreement.get(),
-                version,
-                program_version
-            )
-            .execute(&mut *tx)
-            .await?;
-            id
-        }
-        None => sqlx::query_scalar!(
-            r#"insert into conversions
-                   (program_id, idempotency_key, order_id, event, amount_minor, currency,
-                    occurred_at, status, attributed_via, agreement_id, agreement_version,
-                    program_version, processed_at)
-               values ($1, $2, $3, 'sale', $4, $5, $6, 'attributed', 'claim', $7, $8, $9, now())
-               returning id as "id: ConversionId""#,
-            claim.program_id.get(),
-            format!("claim:{}", claim.id),
-            claim.order_id.as_deref(),
-            sale.amount_minor,
-            claim.currency.code(),
-            sale.at,
-            agreement.get(),
-            version,
-            program_version
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
-                ClaimError::Conflict("the shop reported the order meanwhile: accept again".into())
-            }
-            _ => ClaimError::Db(e),
-        })?,
-    };
-    let approve_after = Utc::now() + Duration::days(i64::from(hold_days));
-    let new: Vec<NewCommission> = earnings
-        .parts
-        .iter()
-        .map(|&(partner_id, share, part)| NewCommission {
-            conversion_id: conversion,
-            program_id: claim.program_id,
-            partner_id,
-            agreement_id: agreement,
-            agreement_version: version,
-            program_version,
-            kind: CommissionKind::Conversion,
-            rule_source: earnings.source,
-            period: None,
-            once_key: None,
-            rule: AppliedRule::plain(EarningEvent::Sale, earnings.rule),
-            base_minor: sale.amount_minor,
-            total_minor: earnings.total_minor,
-            share_bps: share as i32,
-            amount_minor: part,
-            currency: claim.currency,
-            review: false,
-            fraud_reasons: Vec::new(),
-            approve_after,
-        })
-        .collect();
-    booking::book(tx, &new).await?;
+    priced: &accepted::Priced,
+) -> Result<(), ClaimError> {
+    let bookings = &priced.earned.bookings;
+    booking::book(tx, bookings).await?;
+    sqlx::query!(
+        "update conversions set status = 'attributed', reason = null, attributed_via = 'claim',
+                agreement_id = $2, agreement_version = $3, program_version = $4,
+                processed_at = now()
+         where id = $1",
+        conversion.get(),
+        agreement.get(),
+        priced.agreement_version,
+        priced.program_version
+    )
+    .execute(&mut *tx)
+    .await?;
     let day = sale.at.date_naive();
-    let delta = |partner, commission| Delta {
+    let delta = |partner, commission, counted: bool| Delta {
         program: claim.program_id,
         partner,
         link: sale.link,
         day,
-        conversions: 1,
-        revenue_minor: sale.amount_minor,
+        conversions: i64::from(counted),
+        revenue_minor: if counted { sale.amount_minor } else { 0 },
         commission_minor: commission,
     };
-    let mut deltas = vec![delta(None, new.iter().map(|n| n.amount_minor).sum())];
-    deltas.extend(
-        new.iter()
-            .map(|n| delta(Some(n.partner_id), n.amount_minor)),
-    );
+    let mut deltas = vec![delta(
+        None,
+        bookings.iter().map(|b| b.amount_minor).sum(),
+        true,
+    )];
+    deltas.extend(bookings.iter().map(|b| {
+        delta(
+            Some(b.partner_id),
+            b.amount_minor,
+            b.kind == CommissionKind::Conversion,
+        )
+    }));
     rollup::add(tx, &deltas).await?;
-    Ok(conversion)
+    Ok(())
 }
 
 /// An incorrect claim: the commission brought to the accepted amount. A
@@ -552,8 +449,7 @@ async fn correct(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Currency, ProgramId};
-    use serde_json::json;
+    use crate::domain::{Currency, PartnerId, ProgramId};
 
     fn at(day: u32) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(&format!("2026-11-{day:02}T12:00:00Z"))
@@ -584,6 +480,7 @@ mod tests {
             amount_minor: 12_000,
             occurred_at: at(9),
             link_id: None,
+            items: None,
             booked,
         }
     }
@@ -597,7 +494,8 @@ mod tests {
                 existing: None,
                 amount_minor: 9_000,
                 at: at(10),
-                link: None
+                link: None,
+                items: None
             }
         );
         let unattributed = reported(ConversionStatus::Unattributed, false);
@@ -617,57 +515,5 @@ mod tests {
         assert!(
             refused(reported(ConversionStatus::Received, false)).contains("waits for attribution")
         );
-    }
-
-    fn terms(from: Option<DateTime<Utc>>) -> Terms {
-        Terms {
-            version: 2,
-            program_version: 1,
-            commission: Some(json!({"sale": {"percent_bps": 1000}})),
-            program_commission: json!({"sale": {"flat_minor": 500}}),
-            partner_ids: vec![7, 8, 9],
-            share_bps: vec![5000, 3000, 2000],
-            valid_from: from,
-            valid_until: None,
-        }
-    }
-
-    fn member(id: i64, status: EnrollmentStatus, ended_at: Option<DateTime<Utc>>) -> Member {
-        Member {
-            partner_id: PartnerId::from_db(id),
-            status,
-            ended_at,
-        }
-    }
-
-    #[test]
-    fn a_claimed_sale_pays_the_agreements_members_at_its_date_by_their_shares() {
-        let sale = the_sale(&claim(), None, None).unwrap();
-        let members = [
-            member(7, EnrollmentStatus::Active, None),
-            // Left after the sale: still earns from it.
-            member(8, EnrollmentStatus::Deactivated, Some(at(11))),
-            // Left before the sale: earns nothing.
-            member(9, EnrollmentStatus::Deactivated, Some(at(5))),
-        ];
-        let got = earnings(&terms(None), &members, &sale).unwrap();
-        assert_eq!(
-            got,
-            Earnings {
-                rule: Rule::PercentBps(crate::domain::BasisPoints::new(1000).unwrap()),
-                source: RuleSource::Agreement,
-                total_minor: 1_000,
-                parts: vec![
-                    (PartnerId::from_db(7), 5000, 500),
-                    (PartnerId::from_db(8), 3000, 300)
-                ],
-            }
-        );
-        match earnings(&terms(Some(at(11))), &members, &sale) {
-            Err(ClaimError::Conflict(m)) => {
-                assert_eq!(m, "the agreement was not in force on the sale's date")
-            }
-            other => panic!("{:?}", other.map(|e| e.total_minor)),
-        }
     }
 }

@@ -184,6 +184,158 @@ async fn an_untracked_sale_claimed_and_accepted_is_booked_under_the_terms_of_its
     assert_problem(again, StatusCode::CONFLICT).await;
 }
 
+/// The commissions of an order as (kind, amount), sorted.
+fn kinds_and_amounts(conversion: &Value) -> Vec<(String, i64)> {
+    let mut all: Vec<(String, i64)> = conversion["commissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                s(&c["kind"]).to_owned(),
+                c["amount_minor"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+#[tokio::test]
+async fn an_accepted_untracked_sale_takes_its_rank_in_the_month_as_a_tracked_one_would() {
+    // Arrange: 10% of sales, 20% from the month's 2nd sale with the month's
+    // earlier sales re-rated, a bonus at the 2nd sale, books at 5% untiered.
+    let app = spawn_app().await;
+    let program = app.create_program().await;
+    let partner = app.create_partner("Ayu").await;
+    let agreement = app
+        .create_agreement(
+            &program,
+            &[(&partner, 10000)],
+            json!({"commission": {"sale": {
+                "percent_bps": 1000,
+                "tiers": {"by": "count", "rerate": true, "steps": [{"from": 2, "percent_bps": 2000}]},
+                "categories": {"books": {"percent_bps": 500}},
+                "bonuses": [{"by": "count", "at": 2, "flat_minor": 700}]
+            }}}),
+        )
+        .await;
+    let link = app.create_link(&agreement, json!({})).await;
+    let hook = json!({"url": "https://partner.example/hooks", "events": ["conversion.attributed"]});
+    let res = app
+        .post("/v1/webhook-endpoints", s(&partner["api_key"]), &hook)
+        .await;
+    assert_status(res, StatusCode::CREATED).await;
+    let click = app.click_id_ago(&link, chrono::Duration::minutes(1));
+    let now = chrono::Utc::now();
+    assert_status(
+        app.post_conversion(&program, &sale("T-1", 10_000, &click))
+            .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    // The shop reported R-4, with its lines, but no click came with it.
+    let untracked_report = json!({"order_id": "R-4", "event": "sale", "amount_minor": 10_000,
+        "currency": "EUR", "occurred_at": now,
+        "items": [{"sku": "b-1", "category": "books", "amount_minor": 10_000, "quantity": 1}]});
+    assert_status(
+        app.post_conversion(&program, &untracked_report).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    app.attribute().await;
+    assert_eq!(
+        kinds_and_amounts(&app.conversion(&program, "T-1").await),
+        vec![("conversion".to_owned(), 1_000)]
+    );
+    assert_eq!(app.order(&program, "R-4").await.status, "unattributed");
+    let program_key = s(&program["api_key"]);
+
+    // Act: the partner claims U-2, which the shop never reported; accepted.
+    let claim = open(
+        &app,
+        &program,
+        &partner,
+        json!({"kind": "untracked", "order_id": "U-2", "occurred_at": now, "amount_minor": 20_000}),
+    )
+    .await;
+    act(&app, program_key, &claim, "accept", None).await;
+
+    // Assert: the month's 2nd sale: the 2nd step's rate, T-1 re-rated to it,
+    // the milestone's bonus. The base rate alone would have paid 2,000.
+    assert_eq!(
+        kinds_and_amounts(&app.conversion(&program, "U-2").await),
+        vec![
+            ("bonus".to_owned(), 700),
+            ("conversion".to_owned(), 4_000),
+            ("tier_adjustment".to_owned(), 1_000)
+        ]
+    );
+    // The month counted it: the next tracked sale is the 3rd, at 20%, with
+    // neither the bonus nor the re-rating again.
+    assert_status(
+        app.post_conversion(&program, &sale("T-3", 10_000, &click))
+            .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    app.attribute().await;
+    assert_eq!(
+        kinds_and_amounts(&app.conversion(&program, "T-3").await),
+        vec![("conversion".to_owned(), 2_000)]
+    );
+    // A claim of the shop's own report prices its lines: books at 5%.
+    let reported = open(
+        &app,
+        &program,
+        &partner,
+        json!({"kind": "untracked", "order_id": "R-4", "occurred_at": now, "amount_minor": 10_000}),
+    )
+    .await;
+    act(&app, program_key, &reported, "accept", None).await;
+    let r4 = app.conversion(&program, "R-4").await;
+    assert_eq!(
+        (&r4["status"], &r4["attributed_via"]),
+        (&json!("attributed"), &json!("claim"))
+    );
+    assert_eq!(kinds_and_amounts(&r4), vec![("conversion".to_owned(), 500)]);
+    // Outgoing webhooks: each accepted sale's conversion.attributed names the
+    // partner it pays, as attribution's do.
+    sqlx::query("select outbox_expand(1000)")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let paid: Vec<(String, Vec<i64>)> = sqlx::query_as(
+        "select data->>'order_id', partner_ids from outbox_events
+         where type = 'conversion.attributed' order by id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    // (One entry per commission: U-2 names the partner three times.)
+    let paid: Vec<(String, Vec<i64>)> = paid
+        .into_iter()
+        .map(|(order, mut ids)| {
+            ids.dedup();
+            (order, ids)
+        })
+        .collect();
+    let partner_db_id = paid[0].1.clone();
+    assert_eq!(partner_db_id.len(), 1, "{paid:?}");
+    assert_eq!(
+        paid,
+        ["T-1", "U-2", "T-3", "R-4"]
+            .iter()
+            .map(|o| (o.to_string(), partner_db_id.clone()))
+            .collect::<Vec<_>>()
+    );
+    let st = statement_reconciles(&app, &program, &partner).await;
+    assert_eq!(
+        st["closing"][0]["pending_minor"],
+        1_000 + 5_700 + 2_000 + 500
+    );
+}
+
 #[tokio::test]
 async fn a_declined_claim_books_nothing_and_an_incorrect_one_is_adjusted() {
     let app = spawn_app().await;
