@@ -7,7 +7,7 @@
 //! long-running task as one set (see `background::Supervised`).
 
 use crate::attribution::Attributor;
-use crate::background::{Pauses, Supervised, run_loop, wakeups};
+use crate::background::{Pauses, Step, Supervised, run_loop, wakeups};
 use crate::claims::overdue::Overdue;
 use crate::clicks::consumer::{ClickConsumer, RECLAIM_IDLE};
 use crate::clicks::log::{ClickLog, Flusher};
@@ -195,16 +195,19 @@ impl Workers {
             });
         }
         // Work arrived: a webhook stored a conversion (the intake pokes the
-        // channel after its commit, from whichever process), or this
-        // process's attribution booked some (its commit queued outgoing
-        // webhooks). It ends the idle wait of the loops that handle them;
-        // their poll is the fallback. The chain is not woken: woken after
+        // channel after its commit, from whichever process), an API or
+        // portal change may have queued outgoing webhooks (poked after the
+        // response, `middleware::wake_workers`), or this process's
+        // attribution, approvals or claims' deadlines did work (their commits
+        // queue outgoing webhooks). It ends the idle wait of the loops that
+        // handle them; their poll is the fallback. The chain is not woken: woken after
         // every batch in a burst, it chained in small batches, and booking
         // ran 0.93x as fast (6 runs); a statement may wait for the poll.
         let wake = Arc::new(Notify::new());
         if roles.attribution || roles.webhooks {
             let (db, stop) = (self.db.clone(), shutdown.clone());
-            let listener = wakeups::listen(db, wakeups::CONVERSIONS, wake.clone(), stop);
+            let channels = &[wakeups::CONVERSIONS, wakeups::EVENTS];
+            let listener = wakeups::listen(db, channels, wake.clone(), stop);
             tasks.spawn("wake-ups", async move {
                 listener.await;
                 Ok(())
@@ -225,9 +228,13 @@ impl Workers {
         }
         if roles.lifecycle {
             let worker = self.lifecycle();
-            let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
+            let (stop, metrics, wake) = (shutdown.clone(), self.metrics.clone(), wake.clone());
             tasks.spawn("lifecycle", async move {
-                run_loop("lifecycle", stop, idle, None, metrics, || worker.step()).await;
+                let (worker, wake) = (&worker, &wake);
+                run_loop("lifecycle", stop, idle, None, metrics, move || async move {
+                    waking(worker.step().await, wake)
+                })
+                .await;
                 Ok(())
             });
         }
@@ -241,9 +248,13 @@ impl Workers {
         }
         if roles.claims {
             let worker = self.overdue_claims();
-            let (stop, metrics) = (shutdown.clone(), self.metrics.clone());
+            let (stop, metrics, wake) = (shutdown.clone(), self.metrics.clone(), wake.clone());
             tasks.spawn("claims", async move {
-                run_loop("claims", stop, idle, None, metrics, || worker.step()).await;
+                let (worker, wake) = (&worker, &wake);
+                run_loop("claims", stop, idle, None, metrics, move || async move {
+                    waking(worker.step().await, wake)
+                })
+                .await;
                 Ok(())
             });
         }
@@ -268,6 +279,15 @@ impl Workers {
         }
         Ok(())
     }
+}
+
+/// A step that did work committed it, and may have queued outgoing
+/// webhooks: wakes their loop (and the others idling on `wake`).
+fn waking(step: anyhow::Result<Step>, wake: &Notify) -> anyhow::Result<Step> {
+    if matches!(step, Ok(Step::Busy | Step::Drained)) {
+        wake.notify_waiters();
+    }
+    step
 }
 
 /// The master of the programs' statement keys: `MITRA_STATEMENT_KEY`, or,
@@ -358,6 +378,7 @@ impl Application {
             settings: settings.clone(),
         };
         let db_read = db::ReadPool::new(&settings, db.clone(), metrics.clone())?;
+        let wake_workers = wakeups::Poke::new(db.clone(), wakeups::EVENTS);
         let state = web::Data::new(AppState {
             db,
             db_read,
@@ -371,6 +392,7 @@ impl Application {
             webhook_contexts: WebhookContexts::new(),
             conversion_writer,
             statement_keys,
+            wake_workers,
         });
         let server = {
             let state = state.clone();
@@ -391,6 +413,7 @@ impl Application {
                     .service(
                         web::scope("")
                             .wrap(ErrorHandlers::new().default_handler(ensure_problem_json))
+                            .wrap(from_fn(middleware::wake_workers))
                             .wrap(from_fn(middleware::record_metrics))
                             .wrap(from_fn(middleware::request_id_and_span))
                             .configure(|cfg| http::ops(cfg, metrics_here))
@@ -540,5 +563,38 @@ impl Application {
             .await;
         state.db.close().await;
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_step_that_did_work_wakes_the_idle_loops_and_one_that_found_none_does_not() {
+        let wake = Arc::new(Notify::new());
+        for (step, wakes) in [
+            (Step::Busy, true),
+            (Step::Drained, true),
+            (Step::Idle, false),
+        ] {
+            let waiting = wake.notified();
+            tokio::pin!(waiting);
+            waiting.as_mut().enable();
+            assert_eq!(waking(Ok(step), &wake).unwrap(), step);
+            let woken = tokio::time::timeout(Duration::from_millis(10), waiting)
+                .await
+                .is_ok();
+            assert_eq!(woken, wakes, "{step:?}");
+        }
+        let waiting = wake.notified();
+        tokio::pin!(waiting);
+        waiting.as_mut().enable();
+        assert!(waking(Err(anyhow::anyhow!("down")), &wake).is_err());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), waiting)
+                .await
+                .is_err()
+        );
     }
 }

@@ -1,10 +1,13 @@
 //! Waking idle workers when work arrives, instead of at their next poll.
 //!
 //! The side that adds work pokes a Postgres channel (`pg_notify`) after its
-//! commit; one listener per process (`listen`) wakes the loops idling on
-//! that channel. (Within a process, a worker whose commit made work for
-//! another tells it directly: attribution wakes outgoing webhooks, see
-//! `startup`.) A notification is a hint, never the record: one lost (the
+//! commit: the webhook intake when it stored conversions (`CONVERSIONS`),
+//! the API and the portal after a change that may queue outgoing webhooks
+//! (`EVENTS`: a payout, an enrollment, a claim, a decision). One listener
+//! per process (`listen`) wakes the loops idling on those channels. (Within
+//! a process, a worker whose commit made work for another tells it
+//! directly: attribution, the hold-period approvals and the claims'
+//! deadlines wake outgoing webhooks, see `startup`.) A notification is a hint, never the record: one lost (the
 //! listener reconnecting, a process starting, a poke skipped) only means the
 //! work waits for the poll, as it did before. So the poll can stay slow
 //! (`MITRA_WORKER_POLL_MS`, 500 ms) while a quiet system still books a
@@ -27,6 +30,9 @@ use tokio_util::sync::CancellationToken;
 
 /// The channel received conversions are announced on.
 pub const CONVERSIONS: &str = "mitra_conversions";
+
+/// The channel other changes that may queue outgoing webhooks are announced on.
+pub const EVENTS: &str = "mitra_events";
 
 /// Pokes at most this often: a worker woken once finds every row queued
 /// since, and goes on to linger and look again while rows keep arriving
@@ -79,23 +85,23 @@ impl Poke {
     }
 }
 
-/// Listens on `channel` until `shutdown` and wakes `wake`'s waiters at each
+/// Listens on `channels` until `shutdown` and wakes `wake`'s waiters at each
 /// notification, and whenever the connection was lost (what was announced
 /// meanwhile is gone; a look costs one step). A failure to connect is
 /// retried with the workers' backoff: the listener never stops the process.
 pub async fn listen(
     db: PgPool,
-    channel: &'static str,
+    channels: &'static [&'static str],
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
     let mut failures: u32 = 0;
     while !shutdown.is_cancelled() {
-        match listen_once(&db, channel, &wake, &shutdown).await {
+        match listen_once(&db, channels, &wake, &shutdown).await {
             Ok(()) => return,
             Err(e) => {
                 failures = failures.saturating_add(1);
-                tracing::warn!(error = %e, channel, failures, "wake-up listener failed; the workers poll meanwhile");
+                tracing::warn!(error = %e, ?channels, failures, "wake-up listener failed; the workers poll meanwhile");
                 wake.notify_waiters();
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -108,13 +114,13 @@ pub async fn listen(
 
 async fn listen_once(
     db: &PgPool,
-    channel: &'static str,
+    channels: &'static [&'static str],
     wake: &Notify,
     shutdown: &CancellationToken,
 ) -> Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(db).await?;
-    listener.listen(channel).await?;
-    tracing::debug!(channel, "listening for wake-ups");
+    listener.listen_all(channels.iter().copied()).await?;
+    tracing::debug!(?channels, "listening for wake-ups");
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -123,7 +129,7 @@ async fn listen_once(
         // A notification, or `None`: the connection was lost and is made
         // again; either way, look.
         if next.is_none() {
-            tracing::debug!(channel, "wake-up listener reconnected");
+            tracing::debug!(?channels, "wake-up listener reconnected");
         }
         wake.notify_waiters();
     }

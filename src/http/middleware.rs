@@ -1,5 +1,5 @@
-//! Request middleware: a request id for every request, and metrics per
-//! route pattern.
+//! Request middleware: a request id for every request, metrics per route
+//! pattern, and the workers woken after a change.
 
 use crate::http::state::AppState;
 use actix_web::HttpMessage;
@@ -104,4 +104,54 @@ pub async fn record_metrics(
             .observe(start.elapsed().as_secs_f64());
     }
     Ok(res)
+}
+
+/// After a change the API or the portal carried out (a write answered 2xx,
+/// or a portal form's redirect), pokes the workers (`wakeups::EVENTS`): a
+/// payout, an enrollment, a claim or a decision queues outgoing webhooks,
+/// which then go out at once rather than at the workers' next poll. The
+/// poke is a hint sent after the response is made, never awaited, at most
+/// one per process each 20 ms. The webhook intake pokes its own channel
+/// after its group commit, and reads change nothing.
+pub async fn wake_workers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    use actix_web::http::Method;
+    let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let state = write
+        .then(|| req.app_data::<web::Data<AppState>>().cloned())
+        .flatten();
+    let res = next.call(req).await?;
+    if let Some(state) = state
+        && (res.status().is_success() || res.status().is_redirection())
+        && !is_intake(res.request())
+    {
+        state.wake_workers.poke();
+    }
+    Ok(res)
+}
+
+/// The webhook intake: `POST /v1/programs/{id}/conversions`.
+fn is_intake(req: &HttpRequest) -> bool {
+    req.path()
+        .strip_prefix("/v1/programs/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(_, tail)| tail == "conversions")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn only_the_intake_is_left_to_poke_its_own_channel() {
+        let intake = |path: &str| is_intake(&TestRequest::with_uri(path).to_http_request());
+        assert!(intake("/v1/programs/prg_1/conversions"));
+        assert!(!intake("/v1/programs/prg_1/claims"));
+        assert!(!intake("/v1/programs/prg_1/conversions/A-1"));
+        assert!(!intake("/v1/programs"));
+        assert!(!intake("/portal/partner/claims"));
+    }
 }

@@ -1,6 +1,7 @@
 //! What every request handler shares. Workers do not see it: startup wires
 //! each of them with the back ends it needs.
 
+use crate::background::wakeups::Poke;
 use crate::clicks::log::ClickLog;
 use crate::config::Settings;
 use crate::conversions::webhook_context::WebhookContexts;
@@ -29,4 +30,6 @@ pub struct AppState {
     pub webhook_contexts: WebhookContexts,
     pub conversion_writer: ConversionWriter,
     pub statement_keys: StatementKeys,
+    /// Pokes the workers after a change (`middleware::wake_workers`).
+    pub wake_workers: Poke,
 }

@@ -7,7 +7,7 @@ use crate::helpers::*;
 use crate::receiver::{Receiver, Reply, verify_with_python};
 use mitra::background::Step;
 use mitra::startup::Roles;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -987,4 +987,50 @@ async fn an_idle_worker_sends_a_sales_webhooks_at_once_not_at_its_next_poll() {
     // Assert: both webhooks arrive within seconds, not a minute.
     let got = hooks.wait_for(2, Duration::from_secs(5)).await;
     assert_eq!(types(&got), ["commission.created", "conversion.received"]);
+}
+
+#[tokio::test]
+async fn an_idle_worker_sends_the_webhooks_of_an_api_change_at_once_not_at_its_next_poll() {
+    // Arrange: every role in one process, polling once a minute; the
+    // program listens for claims and what accepting one books.
+    let hooks = Receiver::start(vec![]).await;
+    let app = spawn_app_with(
+        Roles::ALL,
+        &[ALLOW_PRIVATE, ("MITRA_WORKER_POLL_MS", "60000")],
+    )
+    .await;
+    let f = fixture(&app, json!({})).await;
+    register(
+        &app,
+        s(&f.program["api_key"]),
+        &hooks.url,
+        &["claim.opened", "claim.accepted", "commission.created"],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Act: the partner claims a sale through the API.
+    let path = format!("/v1/programs/{}/claims", s(&f.program["id"]));
+    let body = json!({"kind": "untracked", "order_id": "C-1",
+                      "occurred_at": chrono::Utc::now(), "amount_minor": 10_000});
+    let opened = assert_status(
+        app.post(&path, s(&f.partner["api_key"]), &body).await,
+        StatusCode::CREATED,
+    )
+    .await;
+
+    // Assert: the program hears of it within seconds, not a minute; and
+    // of its answer, and of what the answer booked.
+    let got = hooks.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(types(&got), ["claim.opened"]);
+    let accept = format!("/v1/claims/{}/accept", s(&opened["data"][0]["id"]));
+    let res = app
+        .request(Method::POST, &accept, Some(s(&f.program["api_key"])), None)
+        .await;
+    assert_status(res, StatusCode::OK).await;
+    let got = hooks.wait_for(3, Duration::from_secs(5)).await;
+    assert_eq!(
+        types(&got),
+        ["claim.accepted", "claim.opened", "commission.created"]
+    );
 }
