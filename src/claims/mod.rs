@@ -355,41 +355,41 @@ pub async fn newest(
     without_threads(db, ids).await
 }
 
-/// These claims, in this order, each without its thread.
+/// These claims, in this order, each without its thread: one query.
 async fn without_threads(
     db: &PgPool,
     ids: impl IntoIterator<Item = i64>,
 ) -> Result<Vec<Claim>, sqlx::Error> {
-    let mut out = Vec::new();
-    for id in ids {
-        if let Some(mut c) = get(db, ClaimId::from_db(id)).await? {
-            c.events.clear();
-            out.push(c);
-        }
+    let ids: Vec<i64> = ids.into_iter().collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(out)
+    let rows = sqlx::query_as!(
+        Row,
+        r#"select c.id as "id: ClaimId", c.program_id as "program_id: ProgramId",
+                  c.partner_id as "partner_id: PartnerId", c.kind as "kind: ClaimKind",
+                  c.status as "status: ClaimStatus", c.order_id, c.occurred_at, c.amount_minor,
+                  c.currency as "currency: Currency", c.agreement_id as "agreement_id: AgreementId",
+                  c.commission_id as "commission_id: CommissionId", c.expected_commission_minor,
+                  c.note, c.deadline_at, c.overdue_action as "overdue_action: OverdueAction",
+                  c.reason_code as "reason_code: ClaimReason", c.decision_note, c.decided_by,
+                  c.decided_at, c.conversion_id as "conversion_id: ConversionId", c.created_at
+           from unnest($1::bigint[]) with ordinality as q(id, n)
+           join claims c on c.id = q.id
+           order by q.n"#,
+        &ids
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(Row::claim).collect())
 }
 
 /// A claim with its thread.
 pub async fn get(db: &PgPool, id: ClaimId) -> Result<Option<Claim>, sqlx::Error> {
-    let Some(c) = sqlx::query!(
-        r#"select id as "id: ClaimId", program_id as "program_id: ProgramId",
-                  partner_id as "partner_id: PartnerId", kind as "kind: ClaimKind",
-                  status as "status: ClaimStatus", order_id, occurred_at, amount_minor,
-                  currency as "currency: Currency", agreement_id as "agreement_id: AgreementId",
-                  commission_id as "commission_id: CommissionId", expected_commission_minor, note,
-                  deadline_at, overdue_action as "overdue_action: OverdueAction",
-                  reason_code as "reason_code: ClaimReason", decision_note, decided_by, decided_at,
-                  conversion_id as "conversion_id: ConversionId", created_at
-           from claims where id = $1"#,
-        id.get()
-    )
-    .fetch_optional(db)
-    .await?
-    else {
+    let Some(mut claim) = without_threads(db, [id.get()]).await?.pop() else {
         return Ok(None);
     };
-    let events = sqlx::query_as!(
+    claim.events = sqlx::query_as!(
         ClaimEvent,
         r#"select action as "action: ClaimAction", actor,
                   reason_code as "reason_code: ClaimReason", note, created_at
@@ -398,30 +398,61 @@ pub async fn get(db: &PgPool, id: ClaimId) -> Result<Option<Claim>, sqlx::Error>
     )
     .fetch_all(db)
     .await?;
-    Ok(Some(Claim {
-        id: c.id,
-        program_id: c.program_id,
-        partner_id: c.partner_id,
-        kind: c.kind,
-        status: c.status,
-        order_id: c.order_id,
-        occurred_at: c.occurred_at,
-        amount_minor: c.amount_minor,
-        currency: c.currency,
-        agreement_id: c.agreement_id,
-        commission_id: c.commission_id,
-        expected_commission_minor: c.expected_commission_minor,
-        note: c.note,
-        deadline_at: c.deadline_at,
-        overdue_action: c.overdue_action,
-        reason_code: c.reason_code,
-        decision_note: c.decision_note,
-        decided_by: c.decided_by,
-        decided_at: c.decided_at,
-        conversion_id: c.conversion_id,
-        created_at: c.created_at,
-        events,
-    }))
+    Ok(Some(claim))
+}
+
+/// A claim's row, as `without_threads` reads it.
+struct Row {
+    id: ClaimId,
+    program_id: ProgramId,
+    partner_id: PartnerId,
+    kind: ClaimKind,
+    status: ClaimStatus,
+    order_id: Option<String>,
+    occurred_at: Option<DateTime<Utc>>,
+    amount_minor: Option<i64>,
+    currency: Currency,
+    agreement_id: Option<AgreementId>,
+    commission_id: Option<CommissionId>,
+    expected_commission_minor: Option<i64>,
+    note: Option<String>,
+    deadline_at: DateTime<Utc>,
+    overdue_action: OverdueAction,
+    reason_code: Option<ClaimReason>,
+    decision_note: Option<String>,
+    decided_by: Option<String>,
+    decided_at: Option<DateTime<Utc>>,
+    conversion_id: Option<ConversionId>,
+    created_at: DateTime<Utc>,
+}
+
+impl Row {
+    fn claim(self) -> Claim {
+        Claim {
+            id: self.id,
+            program_id: self.program_id,
+            partner_id: self.partner_id,
+            kind: self.kind,
+            status: self.status,
+            order_id: self.order_id,
+            occurred_at: self.occurred_at,
+            amount_minor: self.amount_minor,
+            currency: self.currency,
+            agreement_id: self.agreement_id,
+            commission_id: self.commission_id,
+            expected_commission_minor: self.expected_commission_minor,
+            note: self.note,
+            deadline_at: self.deadline_at,
+            overdue_action: self.overdue_action,
+            reason_code: self.reason_code,
+            decision_note: self.decision_note,
+            decided_by: self.decided_by,
+            decided_at: self.decided_at,
+            conversion_id: self.conversion_id,
+            created_at: self.created_at,
+            events: Vec::new(),
+        }
+    }
 }
 
 /// A claim locked for a decision; refused unless open.
