@@ -261,6 +261,7 @@ dispute-hint-incorrect = Think the amount is wrong? Say what you expected and wh
 dispute-hint-declined = This commission was rejected or reversed. If you think it should stand, say why (and the amount, if it is not the whole). The program answers in the claim's thread.
 dispute-why = Why (the program reads this)
 dispute-changed = This commission changed meanwhile: look at it again before you claim.
+claim-too-late = The program takes claims of sales up to { $days } days old: this sale is older.
 cancel = Cancel
 claim-thread-title = Claim
 claim-thread = Thread

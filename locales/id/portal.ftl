@@ -261,6 +261,7 @@ dispute-hint-incorrect = Menurut Anda jumlahnya keliru? Tulis berapa yang Anda h
 dispute-hint-declined = Komisi ini ditolak atau dibatalkan. Jika menurut Anda seharusnya tetap berlaku, tulis alasannya (dan jumlahnya, jika bukan seluruhnya). Program menjawab di percakapan klaim.
 dispute-why = Alasan (dibaca oleh program)
 dispute-changed = Komisi ini berubah sementara itu: periksa lagi sebelum Anda mengklaim.
+claim-too-late = Program ini menerima klaim atas penjualan paling lama { $days } hari: penjualan ini lebih lama.
 cancel = Batal
 claim-thread-title = Klaim
 claim-thread = Percakapan

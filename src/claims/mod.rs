@@ -19,7 +19,7 @@ use crate::domain::{
     AgreementId, ClaimAction, ClaimId, ClaimKind, ClaimReason, ClaimStatus, CommissionId,
     CommissionStatus, ConversionId, Currency, OverdueAction, PartnerId, ProgramId,
 };
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
@@ -158,6 +158,13 @@ pub enum ClaimError {
     Invalid(&'static str, String),
     #[error("{0}")]
     Conflict(String),
+    /// The sale is older than the program's claim window (`window_days`);
+    /// `field` names what the claim gave: its date, or the commission.
+    #[error("the program takes claims of sales up to {window_days} days old")]
+    TooLate {
+        field: &'static str,
+        window_days: i32,
+    },
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -197,7 +204,7 @@ async fn open_in(
 ) -> Result<ClaimId, ClaimError> {
     let program = sqlx::query!(
         r#"select currency as "currency: Currency", claim_deadline_days,
-                  claim_overdue_action as "overdue: OverdueAction"
+                  claim_overdue_action as "overdue: OverdueAction", claim_window_days
            from programs p
            where id = $1 and exists (select 1 from enrollments e
                                      where e.program_id = p.id and e.partner_id = $2)"#,
@@ -207,10 +214,22 @@ async fn open_in(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(ClaimError::NotFound("program"))?;
+    // The sale's date: as claimed, or the disputed commission's sale's.
+    let too_old = |at: Option<DateTime<Utc>>, field| match program.claim_window_days {
+        Some(days) if at.is_some_and(|at| at < Utc::now() - Duration::days(i64::from(days))) => {
+            Err(ClaimError::TooLate {
+                field,
+                window_days: days,
+            })
+        }
+        _ => Ok(()),
+    };
+    too_old(new.occurred_at, "occurred_at")?;
     if let Some(commission) = new.commission_id {
-        let status = sqlx::query_scalar!(
-            r#"select status as "status: CommissionStatus" from commissions
-               where id = $1 and program_id = $2 and partner_id = $3"#,
+        let found = sqlx::query!(
+            r#"select c.status as "status: CommissionStatus", v.occurred_at
+               from commissions c join conversions v on v.id = c.conversion_id
+               where c.id = $1 and c.program_id = $2 and c.partner_id = $3"#,
             commission.get(),
             new.program.get(),
             new.partner.get()
@@ -218,7 +237,8 @@ async fn open_in(
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(ClaimError::NotFound("commission"))?;
-        match (new.kind, status) {
+        too_old(Some(found.occurred_at), "commission_id")?;
+        match (new.kind, found.status) {
             (ClaimKind::Declined, CommissionStatus::Reversed) => {}
             (ClaimKind::Declined, s) => {
                 return Err(ClaimError::Conflict(format!(
@@ -552,20 +572,32 @@ pub(crate) async fn decline_in(
     Ok(())
 }
 
-/// Sets a program's claim deadline and what happens past it (claims opened
-/// from now on get them).
+/// A program's claim policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Days the program has to answer a claim.
+    pub deadline_days: i32,
+    /// What happens to a claim still open then.
+    pub overdue: OverdueAction,
+    /// How old a sale may be to be claimed or disputed; `None`: any age.
+    pub window_days: Option<i32>,
+}
+
+/// Sets a program's claim policy: claims opened from now on get its
+/// deadline, and are held to its window.
 pub async fn set_policy(
     db: &PgPool,
     program: ProgramId,
-    deadline_days: i32,
-    overdue: OverdueAction,
+    policy: Policy,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "update programs set claim_deadline_days = $2, claim_overdue_action = $3, updated_at = now()
+        "update programs set claim_deadline_days = $2, claim_overdue_action = $3,
+                claim_window_days = $4, updated_at = now()
          where id = $1",
         program.get(),
-        deadline_days,
-        overdue.as_str()
+        policy.deadline_days,
+        policy.overdue.as_str(),
+        policy.window_days
     )
     .execute(db)
     .await?;
@@ -573,18 +605,20 @@ pub async fn set_policy(
 }
 
 /// A program's claim policy.
-pub async fn policy(
-    db: &PgPool,
-    program: ProgramId,
-) -> Result<Option<(i32, OverdueAction)>, sqlx::Error> {
+pub async fn policy(db: &PgPool, program: ProgramId) -> Result<Option<Policy>, sqlx::Error> {
     Ok(sqlx::query!(
-        r#"select claim_deadline_days, claim_overdue_action as "overdue: OverdueAction"
+        r#"select claim_deadline_days, claim_overdue_action as "overdue: OverdueAction",
+                  claim_window_days
            from programs where id = $1"#,
         program.get()
     )
     .fetch_optional(db)
     .await?
-    .map(|r| (r.claim_deadline_days, r.overdue)))
+    .map(|r| Policy {
+        deadline_days: r.claim_deadline_days,
+        overdue: r.overdue,
+        window_days: r.claim_window_days,
+    }))
 }
 
 #[cfg(test)]

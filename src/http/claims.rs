@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 impl From<ClaimError> for ApiError {
     fn from(e: ClaimError) -> Self {
         match e {
+            ClaimError::TooLate { field, .. } => ApiError::invalid(field, e.to_string()),
             ClaimError::NotFound(what) => ApiError::NotFound(what),
             ClaimError::Invalid(field, m) => ApiError::invalid(field, m),
             ClaimError::Conflict(m) => ApiError::Conflict(m),
@@ -702,12 +703,20 @@ pub struct ClaimPolicy {
     /// default), `decline` (`deadline_passed`) or `none` (left open, counted
     /// in `mitra_claims_overdue`).
     overdue_action: OverdueAction,
+    /// How many days after a sale the partner may claim it (untracked) or
+    /// dispute its commission (incorrect, declined), 1 to 400; null or
+    /// absent: any sale mitra takes (from 400 days back). A claim of an
+    /// older sale is refused with 422, naming `occurred_at` or
+    /// `commission_id`.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 400, examples(90))]
+    window_days: Option<i32>,
 }
 
 /// Set a program's claim policy
 ///
-/// How long the program has to answer claims, and what happens past it.
-/// Claims opened from now on get it.
+/// How long the program has to answer claims, what happens past it, and
+/// how old a sale may be to be claimed. Claims opened from now on get it.
 #[utoipa::path(
     put,
     path = "/v1/programs/{id}/claim-policy",
@@ -739,12 +748,21 @@ pub async fn set_policy(
     if !(1..=365).contains(&b.deadline_days) {
         return Err(ApiError::invalid("deadline_days", "must be from 1 to 365"));
     }
-    claims::set_policy(&state.db, program, b.deadline_days, b.overdue_action).await?;
-    let (deadline_days, overdue_action) = claims::policy(&state.db, program)
+    if b.window_days.is_some_and(|d| !(1..=400).contains(&d)) {
+        return Err(ApiError::invalid("window_days", "must be from 1 to 400"));
+    }
+    let policy = claims::Policy {
+        deadline_days: b.deadline_days,
+        overdue: b.overdue_action,
+        window_days: b.window_days,
+    };
+    claims::set_policy(&state.db, program, policy).await?;
+    let p = claims::policy(&state.db, program)
         .await?
         .ok_or(ApiError::NotFound("program"))?;
     Ok(HttpResponse::Ok().json(ClaimPolicy {
-        deadline_days,
-        overdue_action,
+        deadline_days: p.deadline_days,
+        overdue_action: p.overdue,
+        window_days: p.window_days,
     }))
 }

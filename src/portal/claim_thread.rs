@@ -223,8 +223,11 @@ pub async fn comment(
         ))),
         Err(ClaimError::Db(e)) => Err(e.into()),
         Err(ClaimError::NotFound(_)) => Err(PortalError::NotFound),
-        Err(ClaimError::Invalid(_, m) | ClaimError::Conflict(m)) => {
+        Err(
+            e @ (ClaimError::Invalid(..) | ClaimError::Conflict(_) | ClaimError::TooLate { .. }),
+        ) => {
             let status = StatusCode::CONFLICT;
+            let m = e.to_string();
             thread_page(&state, &visitor, &shown, Some(&note), vec![m], status).await
         }
     }

@@ -264,6 +264,18 @@ pub async fn open(
     match claims::open(&state.db, &[new], &partner.to_string()).await {
         Ok(_) => Ok(see_other("/portal/partner/claims?notice=claim-opened")),
         Err((_, ClaimError::NotFound(_))) => Err(PortalError::NotFound),
+        Err((_, ClaimError::TooLate { window_days, .. })) => {
+            let tr = visitor.tr();
+            let message = tr.ta("claim-too-late", &[("days", window_days.to_string())]);
+            claims_page(
+                &state,
+                &visitor,
+                Some(&form),
+                vec![message],
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
         Err((_, ClaimError::Invalid(_, message) | ClaimError::Conflict(message))) => {
             claims_page(
                 &state,
@@ -470,9 +482,9 @@ pub async fn decide(
             "/portal/merchant/claims?notice={notice}"
         ))),
         Err(ClaimError::NotFound(_)) => Err(PortalError::NotFound),
-        Err(ClaimError::Invalid(_, message) | ClaimError::Conflict(message)) => {
-            queue_page(&state, &visitor, vec![message], StatusCode::CONFLICT).await
-        }
+        Err(
+            e @ (ClaimError::Invalid(..) | ClaimError::Conflict(_) | ClaimError::TooLate { .. }),
+        ) => queue_page(&state, &visitor, vec![e.to_string()], StatusCode::CONFLICT).await,
         Err(ClaimError::Db(e)) => Err(e.into()),
     }
 }

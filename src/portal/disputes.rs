@@ -205,6 +205,18 @@ pub async fn open(
             )))
         }
         Err((_, ClaimError::NotFound(_))) => Err(PortalError::NotFound),
+        Err((_, ClaimError::TooLate { window_days, .. })) => {
+            let errors = vec![tr.ta("claim-too-late", &[("days", window_days.to_string())])];
+            dispute_page(
+                &state,
+                &visitor,
+                &c,
+                Some(&form),
+                errors,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
         // Another tab opened one first, or the commission changed meanwhile.
         Err((_, ClaimError::Invalid(..) | ClaimError::Conflict(_))) => {
             if let Some(open) = open_disputes(&state.db, partner, 500).await?.get(&c.id) {

@@ -481,7 +481,7 @@ async fn claims_past_the_deadline_follow_the_programs_policy_and_show_on_the_met
     };
     assert_eq!(
         set(7, "none").await,
-        json!({"deadline_days": 7, "overdue_action": "none"})
+        json!({"deadline_days": 7, "overdue_action": "none", "window_days": null})
     );
 
     // A batch in CSV: two claims, each with the policy of its opening.
@@ -562,4 +562,94 @@ async fn claims_past_the_deadline_follow_the_programs_policy_and_show_on_the_met
     assert_eq!(metric(&app.metrics().await, &series), 1.0);
     assert_eq!(balance(&app, &f.partner).await, (1_200, 0, 0));
     statement_reconciles(&app, &f.program, &f.partner).await;
+}
+
+#[tokio::test]
+async fn a_program_takes_claims_only_of_sales_within_its_window() {
+    // Arrange: a booked sale that happened 40 days ago, and a 30-day window.
+    let app = spawn_app().await;
+    let f = fixture(&app, json!({})).await;
+    let click = app.click_id_ago(&f.link, chrono::Duration::minutes(1));
+    assert_status(
+        app.post_conversion(&f.program, &sale("W-1", 10_000, &click))
+            .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    app.attribute().await;
+    let commission = app.order(&f.program, "W-1").await.of(&f.partner).id.clone();
+    sqlx::query(
+        "update conversions set occurred_at = now() - interval '40 days' where order_id = 'W-1'",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let program_key = s(&f.program["api_key"]);
+    let policy = format!("/v1/programs/{}/claim-policy", s(&f.program["id"]));
+    let set = |window: Value| {
+        let (app, policy) = (&app, policy.clone());
+        async move {
+            let body =
+                json!({"deadline_days": 30, "overdue_action": "accept", "window_days": window});
+            app.put(&policy, program_key, &body).await
+        }
+    };
+    for out_of_range in [json!(0), json!(401)] {
+        let refused =
+            assert_problem(set(out_of_range).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(invalid_fields(&refused), ["window_days"]);
+    }
+    assert_eq!(
+        assert_status(set(json!(30)).await, StatusCode::OK).await,
+        json!({"deadline_days": 30, "overdue_action": "accept", "window_days": 30})
+    );
+    let path = format!("/v1/programs/{}/claims", s(&f.program["id"]));
+    let partner_key = s(&f.partner["api_key"]);
+    let days_ago = |d: i64| chrono::Utc::now() - chrono::Duration::days(d);
+
+    // Act and assert: a sale older than the window is refused, naming what
+    // dates it: the claimed date, or the disputed commission.
+    let old_sale = json!({"kind": "untracked", "order_id": "W-2", "occurred_at": days_ago(40),
+                          "amount_minor": 5_000});
+    let refused = assert_problem(
+        app.post(&path, partner_key, &old_sale).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(invalid_fields(&refused), ["occurred_at"]);
+    assert!(
+        s(&refused["errors"][0]["message"]).contains("30 days"),
+        "{refused}"
+    );
+    let dispute = json!({"kind": "incorrect", "commission_id": commission,
+                         "expected_commission_minor": 1_500});
+    let refused = assert_problem(
+        app.post(&path, partner_key, &dispute).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(invalid_fields(&refused), ["commission_id"]);
+    // Within the window: taken.
+    let recent = json!({"kind": "untracked", "order_id": "W-3", "occurred_at": days_ago(29),
+                        "amount_minor": 5_000});
+    assert_status(
+        app.post(&path, partner_key, &recent).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    // No window: any sale mitra takes.
+    assert_eq!(
+        assert_status(set(Value::Null).await, StatusCode::OK).await["window_days"],
+        Value::Null
+    );
+    assert_status(
+        app.post(&path, partner_key, &dispute).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_status(
+        app.post(&path, partner_key, &old_sale).await,
+        StatusCode::CREATED,
+    )
+    .await;
 }

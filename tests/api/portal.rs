@@ -1705,3 +1705,45 @@ async fn a_partner_disputes_commissions_in_the_portal_and_both_sides_write_in_th
     let nowhere = format!("/portal/admin/claims/{claim_id}");
     assert_eq!(ayu.get(&nowhere).await.0, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_dispute_past_the_programs_claim_window_is_refused_in_the_partners_language() {
+    // Arrange: Ayu's commission on a sale of 40 days ago; the program takes
+    // claims of sales up to 30 days old. Ayu reads Bahasa Indonesia.
+    let (app, f) = with_sales(&["D-1"]).await;
+    let commission = app.order(&f.program, "D-1").await.of(&f.partner).id.clone();
+    sqlx::query("update conversions set occurred_at = now() - interval '40 days'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let policy = format!("/v1/programs/{}/claim-policy", s(&f.program["id"]));
+    let body = json!({"deadline_days": 30, "overdue_action": "accept", "window_days": 30});
+    let res = app.put(&policy, s(&f.program["api_key"]), &body).await;
+    assert_status(res, StatusCode::OK).await;
+    let ayu = portal_account(&app, &f.partner, "ayu+late@example.com", "id").await;
+
+    // Act
+    let dispute = format!("/portal/partner/commissions/{commission}/claim");
+    let form = ayu.page(&dispute).await;
+    let res = ayu
+        .post(
+            &dispute,
+            &form,
+            &[("expected", "12.50"), ("note", "terlambat")],
+        )
+        .await;
+
+    // Assert: refused, saying why in Ayu's language, keeping the note; no claim.
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = res.text().await.unwrap();
+    assert!(
+        page.contains("Program ini menerima klaim atas penjualan paling lama 30 hari"),
+        "{page}"
+    );
+    assert!(page.contains("terlambat"), "{page}");
+    let claims: i64 = sqlx::query_scalar("select count(*) from claims")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(claims, 0);
+}
