@@ -16,7 +16,9 @@ use super::words::word;
 use crate::agreements;
 use crate::claims::{self, Claim, ClaimError, NewClaim, UntrackedProblem};
 use crate::commissions::queries;
-use crate::domain::{AgreementId, ClaimId, ClaimKind, ClaimReason, ClaimStatus, CommissionId};
+use crate::domain::{
+    AgreementId, ClaimId, ClaimKind, ClaimReason, ClaimStatus, CommissionId, OverdueAction,
+};
 use crate::enrollments;
 use crate::http::state::AppState;
 use crate::programs;
@@ -316,6 +318,67 @@ struct QueuePage {
     decided: Vec<ClaimRow>,
     reasons: Vec<ReasonChoice>,
     errors: Vec<String>,
+    policy: PolicyForm,
+    overdue_choices: Vec<ReasonChoice>,
+    policy_errors: Vec<String>,
+}
+
+/// The claim policy form, as stored or as typed.
+#[derive(Deserialize, Default)]
+pub struct PolicyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    deadline_days: String,
+    #[serde(default)]
+    overdue_action: String,
+    #[serde(default)]
+    window_days: String,
+}
+
+impl PolicyForm {
+    fn of(p: claims::Policy) -> Self {
+        Self {
+            csrf: String::new(),
+            deadline_days: p.deadline_days.to_string(),
+            overdue_action: p.overdue.as_str().to_owned(),
+            window_days: p.window_days.map(|d| d.to_string()).unwrap_or_default(),
+        }
+    }
+
+    /// The policy, or what is wrong with each field, in the reader's words.
+    fn parse(&self, tr: &Tr) -> Result<claims::Policy, Vec<String>> {
+        let mut errors = Vec::new();
+        let days = |raw: &str, max: i32| {
+            raw.trim()
+                .parse::<i32>()
+                .ok()
+                .filter(|d| (1..=max).contains(d))
+        };
+        let deadline = days(&self.deadline_days, 365);
+        if deadline.is_none() {
+            errors.push(tr.t("claim-policy-bad-deadline"));
+        }
+        let overdue = OverdueAction::parse(&self.overdue_action).ok();
+        if overdue.is_none() {
+            errors.push(tr.t("claim-policy-bad-overdue"));
+        }
+        let window = match self.window_days.trim() {
+            "" => Some(None),
+            raw => days(raw, 400).map(Some),
+        };
+        if window.is_none() {
+            errors.push(tr.t("claim-policy-bad-window"));
+        }
+        match (deadline, overdue, window) {
+            (Some(deadline_days), Some(overdue), Some(window_days)) => Ok(claims::Policy {
+                deadline_days,
+                overdue,
+                window_days,
+            }),
+            _ => Err(errors),
+        }
+    }
 }
 
 /// Open claims the program's queue shows at most (the oldest).
@@ -332,14 +395,71 @@ pub async fn queue(
     queue_page(&state, &visitor, Vec::new(), StatusCode::OK).await
 }
 
+/// POST /portal/merchant/claims/policy: the program's claim policy, as
+/// `PUT /v1/programs/{id}/claim-policy` sets it.
+pub async fn set_policy(
+    state: web::Data<AppState>,
+    visitor: Visitor,
+    Form(form): Form<PolicyForm>,
+) -> Result<HttpResponse, PortalError> {
+    visitor.check_csrf(&form.csrf)?;
+    let program = visitor.program()?;
+    match form.parse(&visitor.tr()) {
+        Ok(policy) => {
+            claims::set_policy(&state.db, program, policy).await?;
+            Ok(see_other(
+                "/portal/merchant/claims?notice=saved#claim-policy",
+            ))
+        }
+        Err(errors) => {
+            let typed = (form, errors);
+            page_with(
+                &state,
+                &visitor,
+                Vec::new(),
+                Some(typed),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+    }
+}
+
 async fn queue_page(
     state: &AppState,
     visitor: &Visitor,
     errors: Vec<String>,
     status: StatusCode,
 ) -> Result<HttpResponse, PortalError> {
+    page_with(state, visitor, errors, None, status).await
+}
+
+/// The queue page; `typed`: a refused policy form and its problems.
+async fn page_with(
+    state: &AppState,
+    visitor: &Visitor,
+    errors: Vec<String>,
+    typed: Option<(PolicyForm, Vec<String>)>,
+    status: StatusCode,
+) -> Result<HttpResponse, PortalError> {
     let program = visitor.program()?;
     let tr = visitor.tr();
+    let (policy, policy_errors) = match typed {
+        Some(typed) => typed,
+        None => {
+            let stored = claims::policy(&state.db, program)
+                .await?
+                .ok_or(PortalError::NotFound)?;
+            (PolicyForm::of(stored), Vec::new())
+        }
+    };
+    let overdue_choices = OverdueAction::ALL
+        .iter()
+        .map(|a| ReasonChoice {
+            code: a.as_str(),
+            label: word(&tr, "claim-overdue", a.as_str()),
+        })
+        .collect();
     let partners = partner_names(state, program).await?;
     let open = claims::list(
         &state.db,
@@ -401,6 +521,9 @@ async fn queue_page(
         decided,
         reasons,
         errors,
+        policy,
+        overdue_choices,
+        policy_errors,
     };
     Ok(visitor.html(status, render(&page)?))
 }

@@ -132,6 +132,7 @@ pub fn configure(cfg: &mut aw::ServiceConfig) {
             )
             .route("/merchant/conversions", get().to(merchant::conversions))
             .route("/merchant/claims", get().to(claims::queue))
+            .route("/merchant/claims/policy", post().to(claims::set_policy))
             // A claim's thread on either side; its comments before the
             // program's `{action}`, which would take "comment" for a decision.
             .route("/{side}/claims/{id}", get().to(claim_thread::page))

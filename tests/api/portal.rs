@@ -1747,3 +1747,107 @@ async fn a_dispute_past_the_programs_claim_window_is_refused_in_the_partners_lan
         .unwrap();
     assert_eq!(claims, 0);
 }
+
+#[tokio::test]
+async fn a_merchant_sets_the_claim_policy_in_the_portal_as_the_api_does() {
+    // Arrange: the program's owner, signed in; the default policy.
+    let app = spawn_app().await;
+    let f = fixture(&app, json!({})).await;
+    let owner = program_owner(&app, &f.program, "policy@shop.example").await;
+    let page = owner.page("/portal/merchant/claims").await;
+    assert!(
+        page.contains(
+            "name=\"deadline_days\" type=\"number\" min=\"1\" max=\"365\" required value=\"75\""
+        ),
+        "{page}"
+    );
+    assert!(
+        page.contains("<option value=\"accept\" selected>"),
+        "{page}"
+    );
+    let stored_policy = || async {
+        sqlx::query_as::<_, (i32, String, Option<i32>)>(
+            "select claim_deadline_days, claim_overdue_action, claim_window_days from programs",
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+    };
+
+    // Act and assert: a form out of range is refused field by field,
+    // keeping what was typed, and changes nothing.
+    let form = "/portal/merchant/claims/policy";
+    let res = owner
+        .post(
+            form,
+            &page,
+            &[
+                ("deadline_days", "0"),
+                ("overdue_action", "decline"),
+                ("window_days", "500"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let refused = res.text().await.unwrap();
+    assert!(
+        refused.contains("Days to answer: a whole number from 1 to 365."),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("Days after the sale: a whole number from 1 to 400"),
+        "{refused}"
+    );
+    assert!(refused.contains("value=\"500\""), "{refused}");
+    assert_eq!(stored_policy().await, (75, "accept".to_owned(), None));
+    // A valid one is the program's policy, as the API would have set it.
+    let res = owner
+        .post(
+            form,
+            &page,
+            &[
+                ("deadline_days", "30"),
+                ("overdue_action", "decline"),
+                ("window_days", "60"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(&res),
+        "/portal/merchant/claims?notice=saved#claim-policy"
+    );
+    assert_eq!(stored_policy().await, (30, "decline".to_owned(), Some(60)));
+    let page = owner.page("/portal/merchant/claims").await;
+    assert!(
+        page.contains("<option value=\"decline\" selected>"),
+        "{page}"
+    );
+    assert!(page.contains("max=\"400\" value=\"60\""), "{page}");
+    // An empty window takes claims of any sale again.
+    let res = owner
+        .post(
+            form,
+            &page,
+            &[
+                ("deadline_days", "30"),
+                ("overdue_action", "none"),
+                ("window_days", ""),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(stored_policy().await, (30, "none".to_owned(), None));
+    // A partner cannot set it.
+    let ayu = portal_account(&app, &f.partner, "ayu+policy@example.com", "en").await;
+    let partner_page = ayu.page("/portal/partner/claims").await;
+    let res = ayu
+        .post(
+            form,
+            &partner_page,
+            &[("deadline_days", "1"), ("overdue_action", "accept")],
+        )
+        .await;
+    assert!(res.status().is_client_error(), "{}", res.status());
+    assert_eq!(stored_policy().await, (30, "none".to_owned(), None));
+}

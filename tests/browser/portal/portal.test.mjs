@@ -34,6 +34,7 @@ const LANGS = {
     signOut: "Sign out", accepted: "Invitation accepted",
     openClaim: "Open the claim", claimOpened: "Your claim is open", claimOpen: "Open",
     dispute: "Dispute this commission", expected: "15", send: "Send", decline: "Decline", wrote: "wrote",
+    save: "Save", tooLate: "takes claims of sales up to 30 days old",
   },
   id: {
     locale: "id-ID", timezone: "Asia/Jakarta", currency: "IDR", sale: 1250000, commission: "Rp\u00a01.250",
@@ -43,6 +44,7 @@ const LANGS = {
     signOut: "Keluar", accepted: "Undangan diterima",
     openClaim: "Buka klaim", claimOpened: "Klaim Anda terbuka", claimOpen: "Terbuka",
     dispute: "Sanggah komisi ini", expected: "1500", send: "Kirim", decline: "Tolak", wrote: "menulis",
+    save: "Simpan", tooLate: "penjualan paling lama 30 hari",
   },
 };
 
@@ -206,6 +208,27 @@ for (const lang of ["en", "id"]) {
     const verified = execFileSync(process.env.MITRA_BIN, ["verify-statement", statementFile, "--public-key", publicKey]).toString();
     unlinkSync(statementFile);
     assert.match(verified, /^ok: statement of ptn_\S+ in prg_\S+: 5 entries/, verified);
+
+    // The merchant takes claims of sales up to 30 days old: the partner's
+    // claim of a sale 40 days old is refused, saying why, and nothing opens.
+    await m.goto(`${base}/portal/merchant/claims`);
+    await m.fill("[data-claim-policy] input[name=window_days]", "30");
+    await m.click(`[data-claim-policy] button:text-is("${L.save}")`);
+    await m.waitForURL(/notice=saved/);
+    assert.equal(await m.inputValue("[data-claim-policy] input[name=window_days]"), "30");
+    await p.goto(`${base}/portal/partner/claims`);
+    await p.fill("[data-claim-form] input[name=order_id]", `late-${tag}`);
+    const longAgo = new Date(Date.now() - 40 * 86400000).toISOString().slice(0, 10);
+    await p.fill("[data-claim-form] input[name=date]", longAgo);
+    await p.fill("[data-claim-form] input[name=amount]", "125");
+    await p.click(`[data-claim-form] button:text-is("${L.openClaim}")`);
+    await p.waitForSelector(".error");
+    assert.match(await p.textContent(".error"), new RegExp(L.tooLate));
+    assert.equal(await p.locator("[data-claim]").count(), 0);
+    // The browser logs the refused form's 422; that one was meant.
+    const refusedLoad = consoleErrors.findIndex((e) => e.includes("status of 422"));
+    assert.notEqual(refusedLoad, -1, "the refusal is a 422");
+    consoleErrors.splice(refusedLoad, 1);
 
     // The partner claims a sale the shop never reported, and sees it open.
     await p.goto(`${base}/portal/partner/claims`);
