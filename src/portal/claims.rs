@@ -266,19 +266,11 @@ pub async fn open(
     match claims::open(&state.db, &[new], &partner.to_string()).await {
         Ok(_) => Ok(see_other("/portal/partner/claims?notice=claim-opened")),
         Err((_, ClaimError::NotFound(_))) => Err(PortalError::NotFound),
-        Err((_, ClaimError::TooLate { window_days, .. })) => {
-            let tr = visitor.tr();
-            let message = tr.ta("claim-too-late", &[("days", window_days.to_string())]);
-            claims_page(
-                &state,
-                &visitor,
-                Some(&form),
-                vec![message],
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await
-        }
-        Err((_, ClaimError::Invalid(_, message) | ClaimError::Conflict(message))) => {
+        Err((
+            _,
+            e @ (ClaimError::TooLate { .. } | ClaimError::Invalid(..) | ClaimError::Conflict(_)),
+        )) => {
+            let message = refusal(&visitor.tr(), e);
             claims_page(
                 &state,
                 &visitor,
@@ -289,6 +281,17 @@ pub async fn open(
             .await
         }
         Err((_, ClaimError::Db(e))) => Err(e.into()),
+    }
+}
+
+/// Why the core refused a claim, in the reader's words where mitra has
+/// them (the program's window); else as the core says it.
+pub fn refusal(tr: &Tr, e: ClaimError) -> String {
+    match e {
+        ClaimError::TooLate { window_days, .. } => {
+            tr.ta("claim-too-late", &[("days", window_days.to_string())])
+        }
+        other => other.to_string(),
     }
 }
 

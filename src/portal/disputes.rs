@@ -205,35 +205,25 @@ pub async fn open(
             )))
         }
         Err((_, ClaimError::NotFound(_))) => Err(PortalError::NotFound),
-        Err((_, ClaimError::TooLate { window_days, .. })) => {
-            let errors = vec![tr.ta("claim-too-late", &[("days", window_days.to_string())])];
-            dispute_page(
-                &state,
-                &visitor,
-                &c,
-                Some(&form),
-                errors,
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await
-        }
-        // Another tab opened one first, or the commission changed meanwhile.
-        Err((_, ClaimError::Invalid(..) | ClaimError::Conflict(_))) => {
-            if let Some(open) = open_disputes(&state.db, partner, 500).await?.get(&c.id) {
-                return Ok(see_other(open));
-            }
-            let c = disputed(&state, partner, &path).await?;
-            let errors = vec![tr.t("dispute-changed")];
-            dispute_page(
-                &state,
-                &visitor,
-                &c,
-                Some(&form),
-                errors,
-                StatusCode::CONFLICT,
-            )
-            .await
-        }
         Err((_, ClaimError::Db(e))) => Err(e.into()),
+        Err((_, e)) => {
+            let (c, error, status) = match e {
+                e @ ClaimError::TooLate { .. } => (
+                    c,
+                    super::claims::refusal(&tr, e),
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                ),
+                // Another tab opened one first, or the commission changed
+                // meanwhile.
+                _ => {
+                    if let Some(open) = open_disputes(&state.db, partner, 500).await?.get(&c.id) {
+                        return Ok(see_other(open));
+                    }
+                    let c = disputed(&state, partner, &path).await?;
+                    (c, tr.t("dispute-changed"), StatusCode::CONFLICT)
+                }
+            };
+            dispute_page(&state, &visitor, &c, Some(&form), vec![error], status).await
+        }
     }
 }

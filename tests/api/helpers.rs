@@ -723,6 +723,24 @@ impl TestApp {
     }
 }
 
+/// Commissions (an order's, or a quote's, as the API answers them) as
+/// (kind, amount), sorted.
+pub fn kinds_and_amounts(commissions: &Value) -> Vec<(String, i64)> {
+    let mut all: Vec<(String, i64)> = commissions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                s(&c["kind"]).to_owned(),
+                c["amount_minor"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
 /// A sale body for `order` of `amount` minor units, in EUR, with a click id.
 pub fn sale(order: &str, amount: i64, click_id: &str) -> Value {
     json!({"order_id": order, "event": "sale", "amount_minor": amount, "currency": "EUR", "click_id": click_id})

@@ -953,11 +953,10 @@ async fn enrollments_payouts_and_claims_are_told_to_both_sides() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_worker_sends_a_sales_webhooks_at_once_not_at_its_next_poll() {
-    // Arrange: every role in one process, polling once a minute: only the
-    // wake-ups (the intake's poke, then the booking's commit) send within
-    // seconds. The program listens for both events of a sale.
+/// Every role in one process, polling once a minute, whose loops idle
+/// now (their first steps found nothing); the fixture's program listens for
+/// `events` at a receiver.
+async fn idle_program_listening(events: &[&str]) -> (Receiver, TestApp, Fixture) {
     let hooks = Receiver::start(vec![]).await;
     let app = spawn_app_with(
         Roles::ALL,
@@ -965,15 +964,18 @@ async fn an_idle_worker_sends_a_sales_webhooks_at_once_not_at_its_next_poll() {
     )
     .await;
     let f = fixture(&app, json!({})).await;
-    register(
-        &app,
-        s(&f.program["api_key"]),
-        &hooks.url,
-        &["conversion.received", "commission.created"],
-    )
-    .await;
-    // The loops' first steps found nothing; they idle now.
+    register(&app, s(&f.program["api_key"]), &hooks.url, events).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
+    (hooks, app, f)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_sends_a_sales_webhooks_at_once_not_at_its_next_poll() {
+    // Arrange: only the wake-ups (the intake's poke, then the booking's
+    // commit) send within seconds. The program listens for both events of a
+    // sale.
+    let (hooks, app, f) =
+        idle_program_listening(&["conversion.received", "commission.created"]).await;
 
     // Act: a sale.
     let click = app.click_id_ago(&f.link, chrono::Duration::minutes(1));
@@ -989,25 +991,11 @@ async fn an_idle_worker_sends_a_sales_webhooks_at_once_not_at_its_next_poll() {
     assert_eq!(types(&got), ["commission.created", "conversion.received"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_worker_sends_the_webhooks_of_an_api_change_at_once_not_at_its_next_poll() {
-    // Arrange: every role in one process, polling once a minute; the
-    // program listens for claims and what accepting one books.
-    let hooks = Receiver::start(vec![]).await;
-    let app = spawn_app_with(
-        Roles::ALL,
-        &[ALLOW_PRIVATE, ("MITRA_WORKER_POLL_MS", "60000")],
-    )
-    .await;
-    let f = fixture(&app, json!({})).await;
-    register(
-        &app,
-        s(&f.program["api_key"]),
-        &hooks.url,
-        &["claim.opened", "claim.accepted", "commission.created"],
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Arrange: the program listens for claims and what accepting one books.
+    let (hooks, app, f) =
+        idle_program_listening(&["claim.opened", "claim.accepted", "commission.created"]).await;
 
     // Act: the partner claims a sale through the API.
     let path = format!("/v1/programs/{}/claims", s(&f.program["id"]));
