@@ -101,8 +101,11 @@ impl Overdue {
         }
         Ok(if due.len() as i64 == BATCH {
             Step::Busy
-        } else {
+        } else if due.is_empty() {
             Step::Idle
+        } else {
+            // Decided some: their webhooks are queued (see `startup`).
+            Step::Drained
         })
     }
 

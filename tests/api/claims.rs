@@ -5,6 +5,7 @@
 
 use crate::helpers::*;
 use crate::statements::{chain_all, public_key, statement, verify};
+use mitra::background::Step;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -499,7 +500,7 @@ async fn claims_past_the_deadline_follow_the_programs_policy_and_show_on_the_met
         .await
         .unwrap();
     let worker = app.workers.overdue_claims();
-    worker.step().await.unwrap();
+    assert_eq!(worker.step().await.unwrap(), Step::Idle);
     let series = format!(
         "mitra_claims_overdue{{program=\"{}\"}}",
         s(&f.program["id"])
@@ -526,7 +527,8 @@ async fn claims_past_the_deadline_follow_the_programs_policy_and_show_on_the_met
     .await
     .unwrap();
     let worker = app.workers.overdue_claims();
-    worker.step().await.unwrap();
+    // It decided one: a step that did work (it wakes outgoing webhooks).
+    assert_eq!(worker.step().await.unwrap(), Step::Drained);
     let done = assert_status(
         app.get(&format!("/v1/claims/{}", s(&later["id"])), program_key)
             .await,
