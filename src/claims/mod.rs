@@ -22,6 +22,7 @@ use crate::domain::{
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
+use std::collections::HashMap;
 
 /// A claim as the partner opens it, checked field by field at the edge.
 #[derive(Debug, Clone)]
@@ -570,6 +571,33 @@ pub(crate) async fn decline_in(
     .await?;
     record(tx, id, ClaimAction::Declined, actor, Some(reason), note).await?;
     Ok(())
+}
+
+/// Which of these commissions of `partner` are past their program's claim
+/// window (their sale is older than it), with the window in days: what
+/// `open` would refuse as `TooLate`, for pages that offer a dispute.
+pub async fn past_window(
+    db: &PgPool,
+    partner: PartnerId,
+    commissions: &[CommissionId],
+) -> Result<HashMap<CommissionId, i32>, sqlx::Error> {
+    if commissions.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<i64> = commissions.iter().map(|c| c.get()).collect();
+    let rows = sqlx::query!(
+        r#"select c.id as "id: CommissionId", p.claim_window_days as "days!"
+           from commissions c
+           join conversions v on v.id = c.conversion_id
+           join programs p on p.id = c.program_id
+           where c.id = any($1) and c.partner_id = $2 and p.claim_window_days is not null
+             and v.occurred_at < now() - make_interval(days => p.claim_window_days)"#,
+        &ids,
+        partner.get()
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.days)).collect())
 }
 
 /// A program's claim policy.

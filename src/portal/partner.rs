@@ -590,6 +590,8 @@ pub struct CommissionRow {
     pub reasons: Vec<String>,
     /// The thread of the claim open about it, if one is.
     pub open_claim: Option<String>,
+    /// Past the program's claim window: why it cannot be disputed.
+    pub too_late: Option<String>,
 }
 
 pub struct StatusChoice {
@@ -631,9 +633,10 @@ pub async fn commissions(
         enrollments::list(&state.db, Side::Partner(partner), None, 0, 500),
     )?;
     let ids: Vec<_> = list.iter().map(|c| c.id).collect();
-    let (explained, disputes) = tokio::try_join!(
+    let (explained, disputes, late) = tokio::try_join!(
         queries::explanations(&state.db, partner, &ids),
         open_disputes(&state.db, partner, 500),
+        crate::claims::past_window(&state.db, partner, &ids),
     )?;
     let names = program_names(&ms);
     let rows = list
@@ -699,6 +702,9 @@ pub async fn commissions(
                 ),
                 reasons,
                 open_claim: disputes.get(&c.id).cloned(),
+                too_late: late
+                    .get(&c.id)
+                    .map(|days| tr.ta("claim-too-late", &[("days", days.to_string())])),
             }
         })
         .collect();

@@ -1722,8 +1722,18 @@ async fn a_dispute_past_the_programs_claim_window_is_refused_in_the_partners_lan
     assert_status(res, StatusCode::OK).await;
     let ayu = portal_account(&app, &f.partner, "ayu+late@example.com", "id").await;
 
-    // Act
+    // The commissions page no longer offers the dispute, and says why.
     let dispute = format!("/portal/partner/commissions/{commission}/claim");
+    let list = ayu.page("/portal/partner/commissions").await;
+    assert!(!list.contains(&format!("href=\"{dispute}\"")), "{list}");
+    assert!(
+        list.contains(
+            "data-too-late>Program ini menerima klaim atas penjualan paling lama 30 hari"
+        ),
+        "{list}"
+    );
+
+    // Act: the form, reached by its address all the same.
     let form = ayu.page(&dispute).await;
     let res = ayu
         .post(
