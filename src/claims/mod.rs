@@ -216,8 +216,9 @@ async fn open_in(
     .await?
     .ok_or(ClaimError::NotFound("program"))?;
     // The sale's date: as claimed, or the disputed commission's sale's.
+    let now = Utc::now();
     let too_old = |at: Option<DateTime<Utc>>, field| match program.claim_window_days {
-        Some(days) if at.is_some_and(|at| at < Utc::now() - Duration::days(i64::from(days))) => {
+        Some(days) if at.is_some_and(|at| outside_window(at, days, now)) => {
             Err(ClaimError::TooLate {
                 field,
                 window_days: days,
@@ -586,18 +587,27 @@ pub async fn past_window(
     }
     let ids: Vec<i64> = commissions.iter().map(|c| c.get()).collect();
     let rows = sqlx::query!(
-        r#"select c.id as "id: CommissionId", p.claim_window_days as "days!"
+        r#"select c.id as "id: CommissionId", v.occurred_at, p.claim_window_days as "days!"
            from commissions c
            join conversions v on v.id = c.conversion_id
            join programs p on p.id = c.program_id
-           where c.id = any($1) and c.partner_id = $2 and p.claim_window_days is not null
-             and v.occurred_at < now() - make_interval(days => p.claim_window_days)"#,
+           where c.id = any($1) and c.partner_id = $2 and p.claim_window_days is not null"#,
         &ids,
         partner.get()
     )
     .fetch_all(db)
     .await?;
-    Ok(rows.into_iter().map(|r| (r.id, r.days)).collect())
+    let now = Utc::now();
+    Ok(rows
+        .into_iter()
+        .filter(|r| outside_window(r.occurred_at, r.days, now))
+        .map(|r| (r.id, r.days))
+        .collect())
+}
+
+/// Whether a sale at `at` is older than a claim window of `days`.
+fn outside_window(at: DateTime<Utc>, days: i32, now: DateTime<Utc>) -> bool {
+    at < now - Duration::days(i64::from(days))
 }
 
 /// A program's claim policy.
