@@ -621,6 +621,37 @@ pub struct Policy {
     pub window_days: Option<i32>,
 }
 
+/// The most days a program may take to answer a claim.
+pub const MAX_DEADLINE_DAYS: i32 = 365;
+/// The widest claim window: as old as a sale mitra takes at all.
+pub const MAX_WINDOW_DAYS: i32 = crate::conversions::MAX_AGE_DAYS as i32;
+
+/// What is wrong with a claim policy: each edge says it in its own words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyProblem {
+    /// `deadline_days` is not from 1 to `MAX_DEADLINE_DAYS`.
+    Deadline,
+    /// `window_days` is not from 1 to `MAX_WINDOW_DAYS`.
+    Window,
+}
+
+impl Policy {
+    /// Its problems, in field order; none when it may be stored.
+    pub fn problems(&self) -> Vec<PolicyProblem> {
+        let mut problems = Vec::new();
+        if !(1..=MAX_DEADLINE_DAYS).contains(&self.deadline_days) {
+            problems.push(PolicyProblem::Deadline);
+        }
+        if self
+            .window_days
+            .is_some_and(|d| !(1..=MAX_WINDOW_DAYS).contains(&d))
+        {
+            problems.push(PolicyProblem::Window);
+        }
+        problems
+    }
+}
+
 /// Sets a program's claim policy: claims opened from now on get its
 /// deadline, and are held to its window.
 pub async fn set_policy(
@@ -663,6 +694,25 @@ pub async fn policy(db: &PgPool, program: ProgramId) -> Result<Option<Policy>, s
 mod tests {
     use super::*;
     use UntrackedProblem as P;
+
+    #[test]
+    fn a_claim_policy_answers_within_a_year_and_its_window_reaches_back_at_most_400_days() {
+        let policy = |deadline_days, window_days| Policy {
+            deadline_days,
+            overdue: OverdueAction::Accept,
+            window_days,
+        };
+        assert_eq!(policy(1, None).problems(), []);
+        assert_eq!(policy(365, Some(400)).problems(), []);
+        assert_eq!(policy(1, Some(1)).problems(), []);
+        assert_eq!(policy(0, None).problems(), [PolicyProblem::Deadline]);
+        assert_eq!(policy(366, Some(30)).problems(), [PolicyProblem::Deadline]);
+        assert_eq!(policy(30, Some(0)).problems(), [PolicyProblem::Window]);
+        assert_eq!(
+            policy(-1, Some(401)).problems(),
+            [PolicyProblem::Deadline, PolicyProblem::Window]
+        );
+    }
 
     #[test]
     fn an_untracked_claim_names_an_order_a_date_in_range_and_an_amount() {

@@ -61,13 +61,16 @@ pub fn check_amount(event: Option<Event>, amount_minor: i64) -> Result<i64, Stri
     }
 }
 
+/// How many days back a conversion (or a claimed sale) may have happened.
+pub const MAX_AGE_DAYS: i64 = 400;
+
 /// When a conversion happened, seen at `now`: not in the future (five
 /// minutes of clock skew allowed), not more than 400 days ago.
 pub fn check_occurred_at(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     if at > now + chrono::Duration::minutes(5) {
         Err("is in the future".into())
-    } else if at < now - chrono::Duration::days(400) {
-        Err("is more than 400 days ago".into())
+    } else if at < now - chrono::Duration::days(MAX_AGE_DAYS) {
+        Err(format!("is more than {MAX_AGE_DAYS} days ago"))
     } else {
         Ok(at)
     }

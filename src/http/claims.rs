@@ -2,7 +2,7 @@
 //! its queue, both write in the thread, the program accepts or declines.
 
 use super::pagination::{Cursor, List, Page};
-use crate::claims::{self, Claim, ClaimError, NewClaim};
+use crate::claims::{self, Claim, ClaimError, NewClaim, PolicyProblem};
 use crate::conversions::check_amount;
 use crate::domain::{
     AgreementId, ClaimId, ClaimKind, ClaimReason, ClaimStatus, CommissionId, OverdueAction,
@@ -745,17 +745,23 @@ pub async fn set_policy(
 ) -> Result<HttpResponse, ApiError> {
     let program = super::program_in_path(&state, who, &path).await?.id;
     let b: ClaimPolicy = body.json()?;
-    if !(1..=365).contains(&b.deadline_days) {
-        return Err(ApiError::invalid("deadline_days", "must be from 1 to 365"));
-    }
-    if b.window_days.is_some_and(|d| !(1..=400).contains(&d)) {
-        return Err(ApiError::invalid("window_days", "must be from 1 to 400"));
-    }
     let policy = claims::Policy {
         deadline_days: b.deadline_days,
         overdue: b.overdue_action,
         window_days: b.window_days,
     };
+    if let Some(problem) = policy.problems().first() {
+        return Err(match problem {
+            PolicyProblem::Deadline => ApiError::invalid(
+                "deadline_days",
+                format!("must be from 1 to {}", claims::MAX_DEADLINE_DAYS),
+            ),
+            PolicyProblem::Window => ApiError::invalid(
+                "window_days",
+                format!("must be from 1 to {}", claims::MAX_WINDOW_DAYS),
+            ),
+        });
+    }
     claims::set_policy(&state.db, program, policy).await?;
     let p = claims::policy(&state.db, program)
         .await?

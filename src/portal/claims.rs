@@ -14,7 +14,7 @@ use super::simulator::parse_amount;
 use super::web::{Form, PortalError, Visitor, field, render, see_other};
 use super::words::word;
 use crate::agreements;
-use crate::claims::{self, Claim, ClaimError, NewClaim, UntrackedProblem};
+use crate::claims::{self, Claim, ClaimError, NewClaim, PolicyProblem, UntrackedProblem};
 use crate::commissions::queries;
 use crate::domain::{
     AgreementId, ClaimId, ClaimKind, ClaimReason, ClaimStatus, CommissionId, OverdueAction,
@@ -351,35 +351,33 @@ impl PolicyForm {
 
     /// The policy, or what is wrong with each field, in the reader's words.
     fn parse(&self, tr: &Tr) -> Result<claims::Policy, Vec<String>> {
-        let mut errors = Vec::new();
-        let days = |raw: &str, max: i32| {
-            raw.trim()
-                .parse::<i32>()
-                .ok()
-                .filter(|d| (1..=max).contains(d))
+        // A number that does not parse is out of range as much as one that
+        // does: the core's bounds judge both (0 is never in range).
+        let days = |raw: &str| raw.trim().parse::<i32>().unwrap_or(0);
+        let overdue = OverdueAction::parse(&self.overdue_action).ok();
+        let policy = claims::Policy {
+            deadline_days: days(&self.deadline_days),
+            overdue: overdue.unwrap_or(OverdueAction::Accept),
+            window_days: match self.window_days.trim() {
+                "" => None,
+                raw => Some(days(raw)),
+            },
         };
-        let deadline = days(&self.deadline_days, 365);
-        if deadline.is_none() {
+        let problems = policy.problems();
+        let mut errors = Vec::new();
+        if problems.contains(&PolicyProblem::Deadline) {
             errors.push(tr.t("claim-policy-bad-deadline"));
         }
-        let overdue = OverdueAction::parse(&self.overdue_action).ok();
         if overdue.is_none() {
             errors.push(tr.t("claim-policy-bad-overdue"));
         }
-        let window = match self.window_days.trim() {
-            "" => Some(None),
-            raw => days(raw, 400).map(Some),
-        };
-        if window.is_none() {
+        if problems.contains(&PolicyProblem::Window) {
             errors.push(tr.t("claim-policy-bad-window"));
         }
-        match (deadline, overdue, window) {
-            (Some(deadline_days), Some(overdue), Some(window_days)) => Ok(claims::Policy {
-                deadline_days,
-                overdue,
-                window_days,
-            }),
-            _ => Err(errors),
+        if errors.is_empty() {
+            Ok(policy)
+        } else {
+            Err(errors)
         }
     }
 }
