@@ -200,9 +200,10 @@ impl Workers {
         // response, `middleware::wake_workers`), or this process's
         // attribution, approvals or claims' deadlines did work (their commits
         // queue outgoing webhooks). It ends the idle wait of the loops that
-        // handle them; their poll is the fallback. The chain is not woken: woken after
-        // every batch in a burst, it chained in small batches, and booking
-        // ran 0.93x as fast (6 runs); a statement may wait for the poll.
+        // handle them; their poll is the fallback. The chain is not woken:
+        // woken after every batch in a burst, it chained in small batches,
+        // and booking ran 0.93x as fast (6 runs); a statement may wait for
+        // the poll.
         let wake = Arc::new(Notify::new());
         if roles.attribution || roles.webhooks {
             let (db, stop) = (self.db.clone(), shutdown.clone());

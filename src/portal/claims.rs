@@ -12,7 +12,7 @@ use super::merchant::partner_names;
 use super::partner::{AgreementChoice, agreement_choices, memberships, program_names};
 use super::simulator::parse_amount;
 use super::web::{Form, PortalError, Visitor, field, render, see_other};
-use super::words::word;
+use super::words::{Choice, choices, word};
 use crate::agreements;
 use crate::claims::{self, Claim, ClaimError, NewClaim, PolicyProblem, UntrackedProblem};
 use crate::commissions::queries;
@@ -288,11 +288,14 @@ pub async fn open(
 /// them (the program's window); else as the core says it.
 pub fn refusal(tr: &Tr, e: ClaimError) -> String {
     match e {
-        ClaimError::TooLate { window_days, .. } => {
-            tr.ta("claim-too-late", &[("days", window_days.to_string())])
-        }
+        ClaimError::TooLate { window_days, .. } => too_late(tr, window_days),
         other => other.to_string(),
     }
+}
+
+/// Why a sale past the program's claim window of `days` cannot be claimed.
+pub fn too_late(tr: &Tr, days: i32) -> String {
+    tr.ta("claim-too-late", &[("days", days.to_string())])
 }
 
 /// One open claim in the program's queue.
@@ -308,21 +311,16 @@ pub struct QueueRow {
     pub deadline: String,
 }
 
-pub struct ReasonChoice {
-    pub code: &'static str,
-    pub label: String,
-}
-
 #[derive(Template)]
 #[template(path = "portal/merchant_claims.html")]
 struct QueuePage {
     l: Layout,
     queue: Vec<QueueRow>,
     decided: Vec<ClaimRow>,
-    reasons: Vec<ReasonChoice>,
+    reasons: Vec<Choice>,
     errors: Vec<String>,
     policy: PolicyForm,
-    overdue_choices: Vec<ReasonChoice>,
+    overdue_choices: Vec<Choice>,
     policy_errors: Vec<String>,
 }
 
@@ -454,13 +452,11 @@ async fn page_with(
             (PolicyForm::of(stored), Vec::new())
         }
     };
-    let overdue_choices = OverdueAction::ALL
-        .iter()
-        .map(|a| ReasonChoice {
-            code: a.as_str(),
-            label: word(&tr, "claim-overdue", a.as_str()),
-        })
-        .collect();
+    let overdue_choices = choices(
+        &tr,
+        "claim-overdue",
+        OverdueAction::ALL.iter().map(|a| a.as_str()),
+    );
     let partners = partner_names(state, program).await?;
     let open = claims::list(
         &state.db,
@@ -508,14 +504,14 @@ async fn page_with(
             row(&tr, c, partner, &orders)
         })
         .collect();
-    let reasons = ClaimReason::ALL
-        .iter()
-        .filter(|r| **r != ClaimReason::DeadlinePassed)
-        .map(|r| ReasonChoice {
-            code: r.as_str(),
-            label: word(&tr, "claim-reason", r.as_str()),
-        })
-        .collect();
+    let reasons = choices(
+        &tr,
+        "claim-reason",
+        ClaimReason::ALL
+            .iter()
+            .filter(|r| **r != ClaimReason::DeadlinePassed)
+            .map(|r| r.as_str()),
+    );
     let page = QueuePage {
         l: Layout::new(visitor, "claims-title"),
         queue,

@@ -6,7 +6,7 @@ use super::chart::Bars;
 use super::examples;
 use super::layout::Layout;
 use super::web::{Form, PortalError, Visitor, field, render, see_other};
-use super::words::{rule, word};
+use super::words::{Choice, choices, rule, word};
 use crate::agreements::{self, Terms};
 use crate::commissions::decisions::{self, DecideError, Verdict};
 use crate::commissions::reasons::LedgerReason;
@@ -125,18 +125,13 @@ pub struct MemberRow {
     pub has_agreement: bool,
 }
 
-pub struct ReasonChoice {
-    pub value: &'static str,
-    pub label: String,
-}
-
 #[derive(Template)]
 #[template(path = "portal/merchant_partners.html")]
 struct PartnersPage {
     l: Layout,
     applications: Vec<MemberRow>,
     members: Vec<MemberRow>,
-    reasons: Vec<ReasonChoice>,
+    reasons: Vec<Choice>,
     invited_url: Option<String>,
     error: Option<String>,
 }
@@ -192,13 +187,11 @@ async fn partners_page(
             members.push(row);
         }
     }
-    let reasons = EnrollmentReason::ALL
-        .iter()
-        .map(|r| ReasonChoice {
-            value: r.as_str(),
-            label: word(&tr, "enrollment-reason", r.as_str()),
-        })
-        .collect();
+    let reasons = choices(
+        &tr,
+        "enrollment-reason",
+        EnrollmentReason::ALL.iter().map(|r| r.as_str()),
+    );
     let page = PartnersPage {
         l: Layout::new(visitor, "partners-title"),
         applications,

@@ -3,6 +3,7 @@
 //! an id of anything else answers 404, as in the API.
 
 use super::chart::Bars;
+use super::claims::too_late;
 use super::disputes::open_disputes;
 use super::layout::Layout;
 use super::signed_statements::{self, SignedRow};
@@ -702,9 +703,7 @@ pub async fn commissions(
                 ),
                 reasons,
                 open_claim: disputes.get(&c.id).cloned(),
-                too_late: late
-                    .get(&c.id)
-                    .map(|days| tr.ta("claim-too-late", &[("days", days.to_string())])),
+                too_late: late.get(&c.id).map(|days| too_late(&tr, *days)),
             }
         })
         .collect();

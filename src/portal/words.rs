@@ -62,3 +62,25 @@ pub fn ledger_reason(tr: &Tr, text: &str, currency: Currency) -> String {
         LedgerReason::Written(text) => text,
     }
 }
+
+/// One option of a select box: the stored word, and its label.
+pub struct Choice {
+    pub value: &'static str,
+    pub label: String,
+}
+
+/// The options of a select box of stored words, each labelled by `word`
+/// under `prefix` (`claim-reason-order_not_found`).
+pub fn choices(
+    tr: &Tr,
+    prefix: &str,
+    values: impl IntoIterator<Item = &'static str>,
+) -> Vec<Choice> {
+    values
+        .into_iter()
+        .map(|value| Choice {
+            value,
+            label: word(tr, prefix, value),
+        })
+        .collect()
+}
