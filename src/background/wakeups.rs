@@ -7,9 +7,10 @@
 //! per process (`listen`) wakes the loops idling on those channels. (Within
 //! a process, a worker whose commit made work for another tells it
 //! directly: attribution, the hold-period approvals and the claims'
-//! deadlines wake outgoing webhooks, see `startup`.) A notification is a hint, never the record: one lost (the
-//! listener reconnecting, a process starting, a poke skipped) only means the
-//! work waits for the poll, as it did before. So the poll can stay slow
+//! deadlines wake outgoing webhooks, see `startup`.) A notification is a
+//! hint, never the record: one lost (the listener reconnecting, a process
+//! starting, a poke skipped) only means the work waits for the poll, as it
+//! did before. So the poll can stay slow
 //! (`MITRA_WORKER_POLL_MS`, 500 ms) while a quiet system still books a
 //! sale within milliseconds.
 //!
