@@ -179,6 +179,7 @@ for RULES in ${LOAD_RULES:-flat}; do
     setup_program "Bench $RULES"
 
     say "posting conversions ($RULES rules)"
+    WAL_START=$(psql -XtAq "$DATABASE_URL" -c "select pg_current_wal_insert_lsn()")
     LOAD_BASE="$BASE" LOAD_PROGRAM="$PROGRAM" LOAD_SECRET="$SECRET" LOAD_LINK="$LINK" \
         LOAD_RUN_ID="run$$-$RULES-$RANDOM" LOAD_ITEMS="$ITEMS" \
         cargo bench --bench webhook_load --quiet 2>/dev/null | tee /tmp/mitra-bench-conversions.out
@@ -188,6 +189,48 @@ for RULES in ${LOAD_RULES:-flat}; do
         echo "RULES $RULES booked_per_s=$RATE vs flat $BASELINE: $(python3 -c "print(f'{$RATE / $BASELINE:.0%}')")"
     fi
     RATES="${RATES:-} $RULES=$RATE"
+    WAL_END=$(psql -XtAq "$DATABASE_URL" -c "select pg_current_wal_insert_lsn()")
+    WAL_BYTES=$(psql -XtAq "$DATABASE_URL" -c "select pg_wal_lsn_diff('$WAL_END', '$WAL_START')::bigint")
+    echo "WAL written while booking: $((WAL_BYTES / 1048576)) MiB, $((WAL_BYTES / ${LOAD_CONVERSIONS:-20000})) bytes per booked sale"
+    if [ "${PG_STATS:-0}" = 1 ] && [ "${PG_AS_DEPLOYED:-1}" = 1 ]; then
+        # What that WAL is, by kind of record: each kind's records and the
+        # full-page images they carried (the first change of a page after a
+        # checkpoint writes the whole page).
+        psql -XtAq "$DATABASE_URL" -c "select pg_switch_wal()" >/dev/null
+        "$PG_BIN/pg_waldump" --stats=record -p "$PG_DATA/pg_wal" -s "$WAL_START" -e "$WAL_END" 2>/dev/null \
+            | python3 -c '
+import re, sys
+rows = []
+for line in sys.stdin:
+    m = re.match(r"(\S+/\S+)\s+(\d+)\s+\(\s*[\d.]+\)\s+(\d+)\s+\(\s*[\d.]+\)\s+(\d+)\s+\(\s*[\d.]+\)\s+(\d+)", line.strip())
+    if m:
+        rows.append((int(m[5]), m[1], int(m[2]), int(m[3]), int(m[4])))
+total = sum(r[0] for r in rows) or 1
+print("%-34s %9s %11s %11s %6s" % ("WAL by record kind", "records", "record B", "page img B", "share"))
+for size, kind, n, rec, fpi in sorted(rows, reverse=True)[:14]:
+    print(f"{kind:34} {n:9} {rec:11} {fpi:11} {size / total:6.1%}")
+'
+        # Which relations those records changed, per booked sale: a row
+        # inserted or updated is one heap record plus one per index it enters.
+        psql -XtAq "$DATABASE_URL" -F ' ' \
+            -c "select relfilenode, relname from pg_class where relfilenode <> 0" >/tmp/mitra-bench-relnames
+        "$PG_BIN/pg_waldump" -p "$PG_DATA/pg_wal" -s "$WAL_START" -e "$WAL_END" 2>/dev/null \
+            | python3 -c '
+import re, sys
+names = dict(line.split() for line in open("/tmp/mitra-bench-relnames") if line.strip())
+sales = int(sys.argv[1])
+counts = {}
+for line in sys.stdin:
+    m = re.search(r"desc: (\S+).*?blkref #0: rel \d+/\d+/(\d+)", line)
+    r = re.match(r"rmgr: (\S+)", line)
+    if m and r and r[1] in ("Heap", "Heap2", "Btree"):
+        key = (names.get(m[2], m[2]), r[1] + "/" + m[1])
+        counts[key] = counts.get(key, 0) + 1
+print("%-44s %-22s %9s" % ("records by relation", "kind", "per sale"))
+for (rel, kind), n in sorted(counts.items(), key=lambda kv: -kv[1])[:30]:
+    print("%-44s %-22s %9.2f" % (rel, kind, n / sales))
+' "${LOAD_CONVERSIONS:-20000}"
+    fi
 done
 if [ "$(echo "$RATES" | tr ' ' '\n' | cut -d= -f1 | sort -u | grep -c .)" -gt 1 ]; then
     # Drift on a shared machine moves every run; the mean of each kind's
