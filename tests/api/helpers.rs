@@ -238,10 +238,7 @@ pub async fn start(
         database,
         admin_token: settings.admin_token.expose_secret().to_owned(),
         settings,
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
+        client: client_builder().build().unwrap(),
         shutdown,
         state,
         workers,
@@ -858,4 +855,15 @@ where
         assert!(since.elapsed() < limit, "{what}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// The tests' HTTP client: no redirects followed, and no connection kept
+/// idle for as long as the server keeps it (actix-web closes an idle
+/// keep-alive connection after 5 s). A request sent on a connection the
+/// server is closing fails with IncompleteMessage; on a loaded machine a
+/// test can pause that long between two requests.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(std::time::Duration::from_secs(2))
 }

@@ -26,9 +26,8 @@ impl Person {
             reqwest::header::HeaderValue::from_str(lang).unwrap(),
         );
         Person {
-            client: reqwest::Client::builder()
+            client: client_builder()
                 .cookie_store(true)
-                .redirect(reqwest::redirect::Policy::none())
                 .default_headers(headers)
                 .build()
                 .unwrap(),

@@ -21,18 +21,26 @@ fn replica_url(database: &str) -> url::Url {
 
 /// Replay paused on the replica for as long as it lives; resumed on drop,
 /// even when the test fails.
-struct ReplayPaused;
+struct ReplayPaused {
+    /// When the primary was at the position the replica replayed to before
+    /// it paused: the replica holds what was committed before this instant,
+    /// and is as stale as the time since.
+    stale_since: Instant,
+}
 
 impl ReplayPaused {
     /// Pauses replay once the replica has caught up with the primary: the
     /// shared server takes WAL from other tests too (a database cloned from
     /// the template is a burst of it), and a replica already behind when
-    /// paused would look stale sooner than the test counts from.
+    /// paused would look stale sooner than the test counts from. Catching
+    /// up takes a while on a loaded machine, so staleness is counted from
+    /// when the position caught up to was read, not from the pause.
     async fn start(primary: &str) -> Self {
         let mut conn = PgConnection::connect(replica_url("postgres").as_str())
             .await
             .unwrap();
         let mut on_primary = PgConnection::connect(primary).await.unwrap();
+        let stale_since = Instant::now();
         let target: String = sqlx::query_scalar("select pg_current_wal_lsn()::text")
             .fetch_one(&mut on_primary)
             .await
@@ -60,7 +68,7 @@ impl ReplayPaused {
             .execute(&mut conn)
             .await
             .unwrap();
-        ReplayPaused
+        ReplayPaused { stale_since }
     }
 }
 
@@ -154,7 +162,7 @@ async fn reports_read_the_replica_while_it_is_within_its_lag_bound_and_the_prima
 
     // The replica stops replaying: what the primary commits now it lacks.
     let paused = ReplayPaused::start(url.as_str()).await;
-    let paused_at = Instant::now();
+    let paused_at = paused.stale_since;
     click_and_roll_up(&app, &f.link, 2).await;
     let seen = clicks_reported(&app).await;
     // Lag is measured against samples taken every 500 ms, so it may read

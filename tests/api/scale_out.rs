@@ -33,10 +33,7 @@ async fn two_apis_and_two_workers_count_every_click_once_and_book_every_conversi
         ServerProcess::start(&["serve", "--role", "worker"], &env),
         ServerProcess::start(&["serve", "--role", "worker"], &env),
     ];
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = client_builder().build().unwrap();
     let admin = |path: &str, body: Value| {
         let req = client
             .post(format!("{}{path}", apis[0].base))
