@@ -154,6 +154,21 @@ start_replica() {
     export DATABASE_REPLICA_URL="postgres://postgres@127.0.0.1:$MITRA_PG_REPLICA_PORT/${MITRA_DB_NAME:-mitra}"
 }
 
+# Stops the replica if it runs and removes it: while it runs it replays
+# everything the primary writes, every test's new database included (about
+# 5 MB of WAL each), on the cores the tests need. The next start_replica
+# makes a new one from a base backup, seconds, where a stopped one would
+# first replay all it missed.
+discard_replica() {
+    local bin data run_as=()
+    bin="$(pg_bin_dir)" || return 0
+    data="$MITRA_DEV_DIR/pg-replica"
+    [ -d "$data" ] || return 0
+    [ "$(id -u)" -eq 0 ] && run_as=(runuser -u postgres --)
+    [ -s "$data/PG_VERSION" ] && "${run_as[@]}" "$bin/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1
+    rm -rf "$data"
+}
+
 # The path of a harness-less bench target (a load generator), built in
 # release mode: benches run it by path, so no `cargo bench` rebuilds
 # anything in the middle of a measurement.
