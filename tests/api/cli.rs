@@ -106,21 +106,49 @@ async fn three_processes_migrating_a_new_database_at_once_all_succeed() {
     pool.close().await;
 }
 
+/// A child process killed when the test ends, passed or failed: a failed
+/// assertion would otherwise leave a server running beside the tests after
+/// it. A child already waited for is left alone (std sends no signal to a
+/// pid that may have been reused).
+struct KillOnDrop(std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 async fn serve_migrates_serves_and_exits_0_soon_after_sigterm() {
     let (_name, url) = fresh_empty_database().await;
-    let mut child = mitra()
-        .arg("serve")
-        .envs(GOOD.iter().copied())
-        .env("DATABASE_URL", url.as_str())
-        .env("REDIS_URL", std::env::var("REDIS_URL").unwrap())
-        .env("MITRA_LISTEN", "127.0.0.1:0")
-        .env("MITRA_LOG_FORMAT", "json")
-        .env("MITRA_REDIS_PREFIX", "test:cli:")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        mitra()
+            .arg("serve")
+            .envs(GOOD.iter().copied())
+            .env("DATABASE_URL", url.as_str())
+            .env("REDIS_URL", std::env::var("REDIS_URL").unwrap())
+            .env("MITRA_LISTEN", "127.0.0.1:0")
+            .env("MITRA_LOG_FORMAT", "json")
+            .env("MITRA_REDIS_PREFIX", "test:cli:")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     // JSON logs on stdout: find the line announcing the port.
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let mut port = None;
