@@ -27,6 +27,7 @@ pub mod simulate;
 use crate::background::{Every, Step};
 use crate::commissions::booking::{self, NewCommission};
 use crate::config::AttributionSettings;
+use crate::conversions::aliases;
 use crate::domain::{CommissionId, ConversionId, ConversionStatus, Event, KeyRing};
 use crate::metrics::Metrics;
 use crate::rollups::conversions as rollup;
@@ -217,6 +218,9 @@ impl Attributor {
         }
         let mut conn = self.db.acquire().await?;
         requeue_waiting_refunds(&mut conn).await?;
+        drop(conn);
+        let kept_since = Utc::now() - chrono::Duration::days(aliases::KEPT_DAYS);
+        aliases::purge(&self.db, kept_since).await?;
         self.measure().await
     }
 

@@ -5,8 +5,17 @@
 //! reported under its invoice.
 
 use crate::domain::ProgramId;
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use std::collections::HashMap;
+
+/// How long an alias is kept: as long as mitra takes an event dated at
+/// the payment it names (a refund of it, say). Stripe refunds and disputes
+/// come within months.
+pub const KEPT_DAYS: i64 = super::MAX_AGE_DAYS;
+
+/// Most aliases one purge deletes; the next deletes more.
+const PURGE_BATCH: i64 = 1_000;
 
 /// Records that `alias` names `order_id` in the program; the first
 /// recorded stays (a retried event changes nothing). A refund that came
@@ -61,4 +70,20 @@ pub async fn resolve(
     .into_iter()
     .map(|r| (r.alias, r.order_id))
     .collect())
+}
+
+/// Deletes up to a batch of the aliases recorded before `before`, oldest
+/// first; returns how many went. The attribution workers call it in their
+/// housekeeping with `now - KEPT_DAYS`.
+pub async fn purge(db: &PgPool, before: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let purged = sqlx::query!(
+        "delete from order_aliases where (program_id, alias) in (
+             select program_id, alias from order_aliases where created_at < $1
+             order by created_at limit $2)",
+        before,
+        PURGE_BATCH
+    )
+    .execute(db)
+    .await?;
+    Ok(purged.rows_affected())
 }

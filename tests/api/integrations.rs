@@ -843,3 +843,54 @@ async fn stripes_own_library_signs_a_webhook_mitra_accepts() {
         .await;
     assert_problem(res, StatusCode::UNAUTHORIZED).await;
 }
+
+/// An order's other names (Stripe's PaymentIntents of invoices) are kept as
+/// long as mitra takes an event of the payment they name, then purged by
+/// the attribution workers.
+#[tokio::test]
+async fn order_aliases_are_purged_once_older_than_any_event_mitra_takes() {
+    let app = spawn_app_with(mitra::startup::Roles::ALL, &[]).await;
+    let f = shop(&app, "USD").await;
+    for (invoice, payment_intent) in [("in_1Old", "pi_1Old"), ("in_1Kept", "pi_1Kept")] {
+        let receipt = assert_status(
+            app.stripe(
+                &f.program,
+                &stripe_invoice_payment(invoice, payment_intent),
+                STRIPE_SECRET,
+            )
+            .await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(receipt["status"], "stored");
+    }
+    // Recorded 401 and 399 days ago: mitra takes events from 400 days back.
+    sqlx::query(
+        "update order_aliases set created_at = now() - make_interval(days =>
+             case alias when 'pi_1Old' then 401 else 399 end)",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    eventually(
+        std::time::Duration::from_secs(15),
+        "the alias past 400 days was never purged",
+        || async {
+            let left: Vec<String> =
+                sqlx::query_scalar("select alias from order_aliases order by alias")
+                    .fetch_all(&app.db)
+                    .await
+                    .unwrap();
+            left == ["pi_1Kept"]
+        },
+    )
+    .await;
+    // The one kept still names its invoice: a refund under it goes there.
+    let refund = stripe_refund_2025("ch_3QKy2QLkdIwHu7ix0Lm4Rt6u", "pi_1Kept", 500);
+    let receipt = assert_status(
+        app.stripe(&f.program, &refund, STRIPE_SECRET).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    assert_eq!(receipt["conversions"][0]["order_id"], "in_1Kept");
+}
