@@ -1,7 +1,6 @@
 //! The `mitra` binary as an operator runs it.
 
 use crate::helpers::*;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -106,64 +105,31 @@ async fn three_processes_migrating_a_new_database_at_once_all_succeed() {
     pool.close().await;
 }
 
-/// A child process killed when the test ends, passed or failed: a failed
-/// assertion would otherwise leave a server running beside the tests after
-/// it. A child already waited for is left alone (std sends no signal to a
-/// pid that may have been reused).
-struct KillOnDrop(std::process::Child);
-
-impl std::ops::Deref for KillOnDrop {
-    type Target = std::process::Child;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for KillOnDrop {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn serve_migrates_serves_and_exits_0_soon_after_sigterm() {
     let (_name, url) = fresh_empty_database().await;
-    let mut child = KillOnDrop(
-        mitra()
-            .arg("serve")
-            .envs(GOOD.iter().copied())
-            .env("DATABASE_URL", url.as_str())
-            .env("REDIS_URL", std::env::var("REDIS_URL").unwrap())
-            .env("MITRA_LISTEN", "127.0.0.1:0")
-            .env("MITRA_LOG_FORMAT", "json")
-            .env("MITRA_REDIS_PREFIX", "test:cli:")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    // Killed when the test ends, should an assertion fail first.
+    let mut server = ServerProcess::start(
+        &["serve"],
+        &GOOD
+            .iter()
+            .map(|(k, v)| (*k, v.to_string()))
+            .chain([
+                ("DATABASE_URL", url.to_string()),
+                ("REDIS_URL", std::env::var("REDIS_URL").unwrap()),
+                ("MITRA_REDIS_PREFIX", "test:cli:".to_owned()),
+            ])
+            .collect::<Vec<_>>(),
     );
-    // JSON logs on stdout: find the line announcing the port.
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut port = None;
-    let mut logged = Vec::new();
-    for line in stdout.lines() {
-        let line = line.unwrap();
-        let json: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-        logged.push(line.clone());
-        if let Some(p) = json["port"].as_u64() {
-            port = Some(p);
-            break;
-        }
+    // JSON logs on stdout, up to the line announcing the port.
+    let logged = server.logs.lock().unwrap().clone();
+    for line in &logged {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not JSON: {line}"
+        );
     }
-    let port = port.expect("a listening line");
+    let port = server.port;
     let base = format!("http://127.0.0.1:{port}");
     let check = mitra()
         .arg("healthcheck")
@@ -190,11 +156,11 @@ async fn serve_migrates_serves_and_exits_0_soon_after_sigterm() {
 
     let started = Instant::now();
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &server.child.id().to_string()])
         .status()
         .unwrap();
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = server.child.try_wait().unwrap() {
             break status;
         }
         assert!(
