@@ -133,8 +133,7 @@ start_replica() {
     fi
     if ! replica_streaming "$bin"; then
         say "making a streaming replica of PostgreSQL on 127.0.0.1:$MITRA_PG_REPLICA_PORT"
-        [ -s "$data/PG_VERSION" ] && "${run_as[@]}" "$bin/pg_ctl" -D "$data" -m immediate stop >/dev/null 2>&1 || true
-        rm -rf "$data"
+        discard_replica
         mkdir -p "$data"
         chmod 700 "$data"
         [ ${#run_as[@]} -gt 0 ] && chown postgres "$data" && touch "$log" && chown postgres "$log"
@@ -165,7 +164,8 @@ discard_replica() {
     data="$MITRA_DEV_DIR/pg-replica"
     [ -d "$data" ] || return 0
     [ "$(id -u)" -eq 0 ] && run_as=(runuser -u postgres --)
-    [ -s "$data/PG_VERSION" ] && "${run_as[@]}" "$bin/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1
+    # A replica already stopped makes pg_ctl fail: nothing to stop then.
+    [ -s "$data/PG_VERSION" ] && { "${run_as[@]}" "$bin/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1 || true; }
     rm -rf "$data"
 }
 
