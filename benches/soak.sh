@@ -132,7 +132,7 @@ for layout in $LAYOUTS; do
         read -r CLICKS BOOKED LEFT < <(psql -tA -F' ' "$DATABASE_URL" -c \
             "select (select coalesce(sum(clicks), 0) from link_click_days),
                     (select count(*) from commissions),
-                    (select count(*) from conversions where status = 'received')")
+                    (select count(*) from attribution_queue)")
         [ "$CLICKS" -ge "${SERVED%.*}" ] && [ "$LEFT" = 0 ] && break
         sleep 1
     done

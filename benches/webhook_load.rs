@@ -447,14 +447,12 @@ async fn main() -> anyhow::Result<()> {
     let accepted_in = started.elapsed();
     let like = format!("{run}-burst-%");
     loop {
-        // Is anything left? (Not a count: under churn the queue's partial
-        // index is full of dead entries, and counting them every few
-        // milliseconds took Postgres time from the run it measures.)
-        let left: bool = sqlx::query_scalar(
-            "select exists (select 1 from conversions where status = 'received')",
-        )
-        .fetch_one(&db)
-        .await?;
+        // Is anything left? (Not a count: under churn the queue is full of
+        // dead entries, and counting them every few milliseconds took
+        // Postgres time from the run it measures.)
+        let left: bool = sqlx::query_scalar("select exists (select 1 from attribution_queue)")
+            .fetch_one(&db)
+            .await?;
         if !left {
             break;
         }

@@ -15,22 +15,27 @@ use sqlx::types::Json;
 use std::collections::HashMap;
 
 /// Claims up to `batch` received conversions, oldest first, skipping those
-/// another worker holds. `no key update`: a row's key never changes, and a
-/// rank reserved for it in another transaction (`months`) may reference it
-/// meanwhile.
+/// another worker holds. The lock is on the queue's row
+/// (`attribution_queue`, which triggers keep to the received conversions),
+/// not the conversion's: the outcome's update takes that, and the
+/// conversion's row stays free for the ranks other transactions reserve
+/// for it meanwhile (`months`, whose references need a key-share lock).
+/// The status is checked as well, so a row of the queue that disagreed
+/// with its conversion could never have it decided twice.
 pub async fn claim(tx: &mut PgConnection, batch: i64) -> Result<Vec<Claimed>, sqlx::Error> {
     sqlx::query_as!(
         Claimed,
         r#"
-        select id as "id: ConversionId", program_id as "program_id: ProgramId",
-               event as "event: Event", order_id, amount_minor,
-               currency as "currency: Currency", click_id, coupon, occurred_at, request_id,
-               items as "items: Json<Vec<Item>>", subscription_id
-        from conversions
-        where status = 'received'
-        order by id
+        select c.id as "id: ConversionId", c.program_id as "program_id: ProgramId",
+               c.event as "event: Event", c.order_id, c.amount_minor,
+               c.currency as "currency: Currency", c.click_id, c.coupon, c.occurred_at,
+               c.request_id, c.items as "items: Json<Vec<Item>>", c.subscription_id
+        from attribution_queue q
+        join conversions c on c.id = q.conversion_id
+        where c.status = 'received'
+        order by q.conversion_id
         limit $1
-        for no key update skip locked
+        for update of q skip locked
         "#,
         batch
     )

@@ -231,16 +231,16 @@ impl Attributor {
     /// watched (alert `MitraRefundsWaiting`).
     pub async fn measure(&self) -> anyhow::Result<()> {
         let received = sqlx::query!(
-            r#"select count(*) as "depth!", extract(epoch from now() - min(received_at))::float8 as age
-               from conversions where status = 'received'"#
+            r#"select count(*) as "depth!", extract(epoch from now() - min(c.received_at))::float8 as age
+               from attribution_queue q join conversions c on c.id = q.conversion_id"#
         )
         .fetch_one(&self.db)
         .await?;
         self.metrics
             .queue("attribution", received.depth, received.age);
         let waiting = sqlx::query!(
-            r#"select count(*) as "depth!", extract(epoch from now() - min(received_at))::float8 as age
-               from conversions where status = 'waiting'"#
+            r#"select count(*) as "depth!", extract(epoch from now() - min(c.received_at))::float8 as age
+               from refunds_waiting w join conversions c on c.id = w.conversion_id"#
         )
         .fetch_one(&self.db)
         .await?;
@@ -297,17 +297,20 @@ async fn write_outcomes(tx: &mut PgConnection, outcomes: &[Outcome]) -> Result<(
 /// has been processed.
 ///
 /// It runs after every batch, so it must cost next to nothing when no
-/// refund waits: the waiting refunds drive (the `conversions_waiting`
-/// partial index), and each looks its sale up by order. Written as
-/// `exists`, the planner could turn it around (a semi-join), and with the
-/// table's statistics behind its growth it did: it read every processed
-/// sale of the table per batch to find none waiting (benches/conversions_load.sh,
-/// 18-31 ms a batch). A scalar subquery cannot be turned into a join.
+/// refund waits: the waiting refunds drive (`refunds_waiting`, which
+/// triggers keep to the conversions waiting; the status change puts the
+/// refund back in `attribution_queue`), and each looks its sale up by
+/// order. Written as `exists`, the planner could turn it around (a
+/// semi-join), and with the table's statistics behind its growth it did: it
+/// read every processed sale of the table per batch to find none waiting
+/// (benches/conversions_load.sh, 18-31 ms a batch). A scalar subquery
+/// cannot be turned into a join.
 async fn requeue_waiting_refunds(tx: &mut PgConnection) -> Result<u64, sqlx::Error> {
     let done = sqlx::query!(
         r#"
         update conversions r set status = 'received', reason = null
-        where r.status = 'waiting' and r.event = 'refund'
+        from refunds_waiting w
+        where r.id = w.conversion_id and r.status = 'waiting' and r.event = 'refund'
           and (select true from conversions s
                where s.program_id = r.program_id and s.order_id = r.order_id
                  and s.event = 'sale' and s.status in ('attributed', 'unattributed', 'rejected')

@@ -882,9 +882,11 @@ async fn a_refund_that_arrives_before_its_sale_waits_and_is_applied_later() {
         StatusCode::ACCEPTED,
     )
     .await;
+    assert_eq!(queues(&app).await, (1, 0), "the refund is queued");
     app.attribute().await;
     let waiting = app.conversion(&f.program, "E-1").await;
     assert_eq!(waiting["refunds"][0]["status"], "waiting");
+    assert_eq!(queues(&app).await, (0, 1), "it waits apart from the queue");
     // Ops see it wait (alert MitraRefundsWaiting on its age).
     app.attributor().measure().await.unwrap();
     let m = app.metrics().await;
@@ -902,7 +904,9 @@ async fn a_refund_that_arrives_before_its_sale_waits_and_is_applied_later() {
         StatusCode::ACCEPTED,
     )
     .await;
+    assert_eq!(queues(&app).await, (1, 1), "the sale is queued");
     app.attribute().await;
+    assert_eq!(queues(&app).await, (0, 0), "the refund was queued again");
     let c = app.conversion(&f.program, "E-1").await;
     assert_eq!(c["status"], "attributed");
     assert_eq!(c["refunds"][0]["status"], "attributed");
@@ -916,6 +920,97 @@ async fn a_refund_that_arrives_before_its_sale_waits_and_is_applied_later() {
         metric(&m, r#"mitra_queue_depth{queue="refunds_waiting"}"#),
         0.0
     );
+}
+
+/// How many conversions are queued for attribution and how many refunds
+/// wait for their sale, asserting the invariant the queue's triggers keep:
+/// `attribution_queue` holds exactly the conversions whose status is
+/// `received`, and `refunds_waiting` exactly those `waiting`.
+async fn queues(app: &TestApp) -> (usize, usize) {
+    let (received, queued, waiting, parked): (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>) =
+        sqlx::query_as(
+            "select array(select id from conversions where status = 'received' order by id),
+                    array(select conversion_id from attribution_queue order by 1),
+                    array(select id from conversions where status = 'waiting' order by id),
+                    array(select conversion_id from refunds_waiting order by 1)",
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        queued, received,
+        "attribution_queue holds the received conversions"
+    );
+    assert_eq!(parked, waiting, "refunds_waiting holds the waiting refunds");
+    (queued.len(), parked.len())
+}
+
+#[tokio::test]
+async fn a_conversion_an_older_binary_writes_is_queued_and_booked() {
+    // During a rolling deploy, an API process from before the queue moved
+    // out of `conversions` still inserts conversions its own way.
+    let app = spawn_app().await;
+    let f = fixture(&app, json!({})).await;
+    let click = app.click_id_ago(&f.link, MINUTE);
+    sqlx::query(
+        "insert into conversions
+             (program_id, idempotency_key, order_id, event, amount_minor, currency, click_id, occurred_at)
+         values ($1, 'old-binary:O-1', 'O-1', 'sale', 20000, 'EUR', $2, now())",
+    )
+    .bind(mitra::domain::ProgramId::parse(s(&f.program["id"])).unwrap().get())
+    .bind(&click)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(queues(&app).await, (1, 0));
+    app.attribute().await;
+    assert_eq!(queues(&app).await, (0, 0));
+    let c = app.conversion(&f.program, "O-1").await;
+    assert_eq!(c["status"], "attributed");
+    assert_eq!(
+        commissions(&c),
+        vec![(s(&f.partner["id"]).to_owned(), 2000, "pending".into())]
+    );
+}
+
+#[tokio::test]
+async fn the_outcome_of_a_booked_sale_is_a_hot_update() {
+    // A HOT update keeps the new version on its page and enters it in no
+    // index: it needs room on the page (the table's fillfactor) and no
+    // index over a column the outcome sets (the queue apart from
+    // `conversions`). Postgres counts both kinds per table.
+    let app = spawn_app().await;
+    let f = fixture(&app, json!({})).await;
+    let n = 60;
+    let posts = (0..n).map(|i| {
+        let body = sale(
+            &format!("H-{i}"),
+            1_000 + i,
+            &app.click_id_ago(&f.link, MINUTE),
+        );
+        let (app, program) = (&app, &f.program);
+        async move { app.post_conversion(program, &body).await.status() }
+    });
+    let statuses = futures::future::join_all(posts).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::ACCEPTED));
+    app.attribute().await;
+    // Each backend reports its counts to the statistics within a second of
+    // going idle.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (updated, hot) = loop {
+        let (updated, hot): (i64, i64) = sqlx::query_as(
+            "select n_tup_upd, n_tup_hot_upd from pg_stat_user_tables where relname = 'conversions'",
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        if updated >= n || std::time::Instant::now() > deadline {
+            break (updated, hot);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(updated, n, "one outcome per sale");
+    assert_eq!(hot, n, "every outcome a HOT update");
 }
 
 #[tokio::test]
