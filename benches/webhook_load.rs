@@ -446,13 +446,22 @@ async fn main() -> anyhow::Result<()> {
     }
     let accepted_in = started.elapsed();
     let like = format!("{run}-burst-%");
+    // Builds before 971864d (an A/B's other side) queued in `conversions`
+    // itself, through a partial index on the status.
+    let queue_apart: bool =
+        sqlx::query_scalar("select to_regclass('attribution_queue') is not null")
+            .fetch_one(&db)
+            .await?;
+    let anything_left = if queue_apart {
+        "select exists (select 1 from attribution_queue)"
+    } else {
+        "select exists (select 1 from conversions where status = 'received')"
+    };
     loop {
         // Is anything left? (Not a count: under churn the queue is full of
         // dead entries, and counting them every few milliseconds took
         // Postgres time from the run it measures.)
-        let left: bool = sqlx::query_scalar("select exists (select 1 from attribution_queue)")
-            .fetch_one(&db)
-            .await?;
+        let left: bool = sqlx::query_scalar(anything_left).fetch_one(&db).await?;
         if !left {
             break;
         }
