@@ -22,6 +22,11 @@ use std::collections::HashMap;
 /// for it meanwhile (`months`, whose references need a key-share lock).
 /// The status is checked as well, so a row of the queue that disagreed
 /// with its conversion could never have it decided twice.
+///
+/// The queue's ids are taken first, as an array the conversions are looked
+/// up by: written as a join, the planner walked `conversions` in id order
+/// and probed the queue for each, reading every conversion ever decided
+/// (16 ms for 400 of 25,000, and growing with the table).
 pub async fn claim(tx: &mut PgConnection, batch: i64) -> Result<Vec<Claimed>, sqlx::Error> {
     sqlx::query_as!(
         Claimed,
@@ -30,12 +35,14 @@ pub async fn claim(tx: &mut PgConnection, batch: i64) -> Result<Vec<Claimed>, sq
                c.event as "event: Event", c.order_id, c.amount_minor,
                c.currency as "currency: Currency", c.click_id, c.coupon, c.occurred_at,
                c.request_id, c.items as "items: Json<Vec<Item>>", c.subscription_id
-        from attribution_queue q
-        join conversions c on c.id = q.conversion_id
-        where c.status = 'received'
-        order by q.conversion_id
-        limit $1
-        for update of q skip locked
+        from conversions c
+        where c.id = any (array(
+                  select conversion_id from attribution_queue
+                  order by conversion_id
+                  limit $1
+                  for update skip locked))
+          and c.status = 'received'
+        order by c.id
         "#,
         batch
     )

@@ -228,19 +228,24 @@ impl Attributor {
     /// for their sale (`refunds_waiting`): a refund of an order whose sale
     /// never arrives (another order id, a sale sent elsewhere) waits
     /// forever, and its partners' commissions stay unreversed, so its age is
-    /// watched (alert `MitraRefundsWaiting`).
+    /// watched (alert `MitraRefundsWaiting`). The oldest of each is the one
+    /// with the lowest id (ids are handed out as conversions arrive), looked
+    /// up alone: joined to its queue, the planner may read all of
+    /// `conversions`.
     pub async fn measure(&self) -> anyhow::Result<()> {
         let received = sqlx::query!(
-            r#"select count(*) as "depth!", extract(epoch from now() - min(c.received_at))::float8 as age
-               from attribution_queue q join conversions c on c.id = q.conversion_id"#
+            r#"select (select count(*) from attribution_queue) as "depth!",
+                      extract(epoch from now() - (select received_at from conversions
+                          where id = (select min(conversion_id) from attribution_queue)))::float8 as age"#
         )
         .fetch_one(&self.db)
         .await?;
         self.metrics
             .queue("attribution", received.depth, received.age);
         let waiting = sqlx::query!(
-            r#"select count(*) as "depth!", extract(epoch from now() - min(c.received_at))::float8 as age
-               from refunds_waiting w join conversions c on c.id = w.conversion_id"#
+            r#"select (select count(*) from refunds_waiting) as "depth!",
+                      extract(epoch from now() - (select received_at from conversions
+                          where id = (select min(conversion_id) from refunds_waiting)))::float8 as age"#
         )
         .fetch_one(&self.db)
         .await?;
@@ -299,8 +304,9 @@ async fn write_outcomes(tx: &mut PgConnection, outcomes: &[Outcome]) -> Result<(
 /// It runs after every batch, so it must cost next to nothing when no
 /// refund waits: the waiting refunds drive (`refunds_waiting`, which
 /// triggers keep to the conversions waiting; the status change puts the
-/// refund back in `attribution_queue`), and each looks its sale up by
-/// order. Written as `exists`, the planner could turn it around (a
+/// refund back in `attribution_queue`), as an array of ids (joined to it,
+/// the planner read every refund through `conversions_refund_order`), and
+/// each looks its sale up by order. Written as `exists`, the planner could turn it around (a
 /// semi-join), and with the table's statistics behind its growth it did: it
 /// read every processed sale of the table per batch to find none waiting
 /// (benches/conversions_load.sh, 18-31 ms a batch). A scalar subquery
@@ -309,8 +315,8 @@ async fn requeue_waiting_refunds(tx: &mut PgConnection) -> Result<u64, sqlx::Err
     let done = sqlx::query!(
         r#"
         update conversions r set status = 'received', reason = null
-        from refunds_waiting w
-        where r.id = w.conversion_id and r.status = 'waiting' and r.event = 'refund'
+        where r.id = any (array(select conversion_id from refunds_waiting))
+          and r.status = 'waiting' and r.event = 'refund'
           and (select true from conversions s
                where s.program_id = r.program_id and s.order_id = r.order_id
                  and s.event = 'sale' and s.status in ('attributed', 'unattributed', 'rejected')
