@@ -180,6 +180,8 @@ for RULES in ${LOAD_RULES:-flat}; do
 
     say "posting conversions ($RULES rules)"
     WAL_START=$(psql -XtAq "$DATABASE_URL" -c "select pg_current_wal_insert_lsn()")
+    # The sales of this span: the burst's and the paced webhooks'.
+    SALES_START=$(psql -XtAq "$DATABASE_URL" -c "select count(*) from conversions where event = 'sale'")
     LOAD_BASE="$BASE" LOAD_PROGRAM="$PROGRAM" LOAD_SECRET="$SECRET" LOAD_LINK="$LINK" \
         LOAD_RUN_ID="run$$-$RULES-$RANDOM" LOAD_ITEMS="$ITEMS" \
         cargo bench --bench webhook_load --quiet 2>/dev/null | tee /tmp/mitra-bench-conversions.out
@@ -191,7 +193,8 @@ for RULES in ${LOAD_RULES:-flat}; do
     RATES="${RATES:-} $RULES=$RATE"
     WAL_END=$(psql -XtAq "$DATABASE_URL" -c "select pg_current_wal_insert_lsn()")
     WAL_BYTES=$(psql -XtAq "$DATABASE_URL" -c "select pg_wal_lsn_diff('$WAL_END', '$WAL_START')::bigint")
-    echo "WAL written while booking: $((WAL_BYTES / 1048576)) MiB, $((WAL_BYTES / ${LOAD_CONVERSIONS:-20000})) bytes per booked sale"
+    SALES=$(( $(psql -XtAq "$DATABASE_URL" -c "select count(*) from conversions where event = 'sale'") - SALES_START ))
+    echo "WAL written while booking: $((WAL_BYTES / 1048576)) MiB, $((WAL_BYTES / (SALES > 0 ? SALES : 1))) bytes per booked sale ($SALES sales)"
     if [ "${PG_STATS:-0}" = 1 ] && [ "${PG_AS_DEPLOYED:-1}" = 1 ]; then
         # What that WAL is, by kind of record: each kind's records and the
         # full-page images they carried (the first change of a page after a
@@ -229,7 +232,7 @@ for line in sys.stdin:
 print("%-44s %-22s %9s" % ("records by relation", "kind", "per sale"))
 for (rel, kind), n in sorted(counts.items(), key=lambda kv: -kv[1])[:30]:
     print("%-44s %-22s %9.2f" % (rel, kind, n / sales))
-' "${LOAD_CONVERSIONS:-20000}"
+' "$((SALES > 0 ? SALES : 1))"
     fi
 done
 if [ "$(echo "$RATES" | tr ' ' '\n' | cut -d= -f1 | sort -u | grep -c .)" -gt 1 ]; then
