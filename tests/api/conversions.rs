@@ -973,6 +973,21 @@ async fn a_conversion_an_older_binary_writes_is_queued_and_booked() {
     );
 }
 
+/// Posts `n` sales through the fixture's link at once (orders
+/// `{prefix}-0`...), each accepted.
+async fn post_clicked_sales(app: &TestApp, f: &Fixture, prefix: &str, n: i64) {
+    let posts = (0..n).map(|i| {
+        let body = sale(
+            &format!("{prefix}-{i}"),
+            1_000 + i,
+            &app.click_id_ago(&f.link, MINUTE),
+        );
+        async move { app.post_conversion(&f.program, &body).await.status() }
+    });
+    let statuses = futures::future::join_all(posts).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::ACCEPTED));
+}
+
 #[tokio::test]
 async fn the_outcome_of_a_booked_sale_is_a_hot_update() {
     // A HOT update keeps the new version on its page and enters it in no
@@ -982,17 +997,7 @@ async fn the_outcome_of_a_booked_sale_is_a_hot_update() {
     let app = spawn_app().await;
     let f = fixture(&app, json!({})).await;
     let n = 60;
-    let posts = (0..n).map(|i| {
-        let body = sale(
-            &format!("H-{i}"),
-            1_000 + i,
-            &app.click_id_ago(&f.link, MINUTE),
-        );
-        let (app, program) = (&app, &f.program);
-        async move { app.post_conversion(program, &body).await.status() }
-    });
-    let statuses = futures::future::join_all(posts).await;
-    assert!(statuses.iter().all(|s| *s == StatusCode::ACCEPTED));
+    post_clicked_sales(&app, &f, "H", n).await;
     app.attribute().await;
     // Each backend reports its counts to the statistics within a second of
     // going idle.
@@ -1018,17 +1023,7 @@ async fn concurrent_workers_book_each_conversion_exactly_once() {
     let app = spawn_app_with(Roles::API, &[("MITRA_ATTRIBUTION_BATCH", "20")]).await;
     let f = fixture(&app, json!({})).await;
     let n = 200;
-    let posts = (0..n).map(|i| {
-        let body = sale(
-            &format!("X-{i}"),
-            1_000 + i,
-            &app.click_id_ago(&f.link, MINUTE),
-        );
-        let (app, program) = (&app, &f.program);
-        async move { app.post_conversion(program, &body).await.status() }
-    });
-    let statuses = futures::future::join_all(posts).await;
-    assert!(statuses.iter().all(|s| *s == StatusCode::ACCEPTED));
+    post_clicked_sales(&app, &f, "X", n).await;
     let workers: Vec<_> = (0..4).map(|_| app.attributor()).collect();
     let runs = workers
         .iter()
