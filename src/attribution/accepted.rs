@@ -5,6 +5,11 @@
 //! reaches, the re-rating of the month's earlier sales), paying only the
 //! partners who were members at that date.
 //!
+//! A subscription's renewal is priced as one: attribution would have sent it
+//! where its first payment went and paid it for the rule's `recurring`
+//! months, so the claim's agreement must be that one (or the first payment
+//! went nowhere), and a renewal past those months earns nothing.
+//!
 //! The month is locked and advanced in the caller's transaction, which books
 //! the sale: unlike a worker's batch (`months`), nothing reserves a rank
 //! apart, so nothing is left behind if the transaction rolls back. The
@@ -12,10 +17,11 @@
 //! conversion is attributed to the agreement only after pricing, since a
 //! month started now counts the agreement's attributed sales.
 
-use super::decide::{self, Earned, Held, Order};
+use super::decide::{self, Earned, Held, Order, Renewal};
 use super::{load, months, pricing};
 use crate::domain::{
-    AgreementId, ConversionId, ConversionReason, Currency, EarningEvent, Item, ProgramId,
+    AgreementId, ConversionId, ConversionReason, ConversionStatus, Currency, EarningEvent, Item,
+    ProgramId,
 };
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgConnection;
@@ -31,6 +37,8 @@ pub struct Sale<'a> {
     /// The order's lines, when the shop reported them.
     pub items: Option<&'a [Item]>,
     pub occurred_at: DateTime<Utc>,
+    /// The subscription the shop reported it under, if any.
+    pub subscription_id: Option<&'a str>,
 }
 
 /// What the sale earns, and the terms versions it earns under.
@@ -48,6 +56,10 @@ pub struct Priced {
 pub enum PriceError {
     #[error("{}", .0.as_str())]
     Earns(ConversionReason),
+    /// A renewal whose subscription's first payment went to another
+    /// agreement: its renewals go there too.
+    #[error("the subscription's first payment went to agreement {0}")]
+    RenewsAnotherAgreements(AgreementId),
     #[error(transparent)]
     Db(#[from] anyhow::Error),
 }
@@ -62,8 +74,10 @@ impl From<sqlx::Error> for PriceError {
 /// keeps one (the month's row stays locked until the caller commits).
 /// `Earns(reason)` when it earns nothing: `agreement_missing`,
 /// `agreement_inactive` (not in force at the date), `no_rule`,
-/// `partner_inactive` (no partner of the agreement was a member then) or
-/// `amount_overflow`.
+/// `partner_inactive` (no partner of the agreement was a member then),
+/// `renewal_not_paid` (a renewal past the rule's months) or
+/// `amount_overflow`; `RenewsAnotherAgreements` for a renewal whose first
+/// payment went to another agreement.
 pub async fn price(
     tx: &mut PgConnection,
     sale: &Sale<'_>,
@@ -106,6 +120,7 @@ pub async fn price(
         .map(|(p, _)| (sale.program_id.get(), p.get()))
         .collect();
     let members = load::members_of(tx, pairs).await?;
+    let renewal = renewal_of(tx, sale).await?;
     let order = Order {
         conversion_id: sale.conversion_id,
         program_id: sale.program_id,
@@ -115,7 +130,7 @@ pub async fn price(
         currency: sale.currency,
         items: sale.items,
         occurred_at: sale.occurred_at,
-        renewal: None,
+        renewal: renewal.as_ref(),
     };
     let held = Held {
         review: Vec::new(),
@@ -132,4 +147,29 @@ pub async fn price(
         program_version: program.version,
         earned,
     })
+}
+
+/// The first payment `sale` renews, when it is a renewal: a sale of a
+/// subscription with an earlier first payment. A first payment attributed
+/// to another agreement takes the renewal there, as attribution does.
+async fn renewal_of(tx: &mut PgConnection, sale: &Sale<'_>) -> Result<Option<Renewal>, PriceError> {
+    let Some(subscription) = sale.subscription_id else {
+        return Ok(None);
+    };
+    let first = load::first_payments(tx, &[(sale.program_id, subscription)])
+        .await?
+        .remove(&(sale.program_id, subscription.to_owned()));
+    let Some(first) = first.filter(|f| f.id != sale.conversion_id) else {
+        return Ok(None);
+    };
+    match (first.status, first.agreement_id) {
+        (ConversionStatus::Attributed, Some(other)) if other != sale.agreement_id => {
+            Err(PriceError::RenewsAnotherAgreements(other))
+        }
+        _ => Ok(Some(Renewal {
+            subscription_id: subscription.to_owned(),
+            first_id: first.id,
+            first_occurred_at: first.occurred_at,
+        })),
+    }
 }

@@ -118,6 +118,7 @@ struct Reported {
     occurred_at: DateTime<Utc>,
     link_id: Option<LinkId>,
     items: Option<Json<Vec<Item>>>,
+    subscription_id: Option<String>,
     /// Whether it earned anyone a commission already.
     booked: bool,
 }
@@ -132,6 +133,8 @@ struct Sale {
     link: Option<LinkId>,
     /// The order's lines, when the shop reported them.
     items: Option<Vec<Item>>,
+    /// The subscription the shop reported it under: a renewal is priced as one.
+    subscription_id: Option<String>,
 }
 
 async fn book_untracked(
@@ -161,6 +164,7 @@ async fn book_untracked(
             currency: claim.currency,
             items: sale.items.as_deref(),
             occurred_at: sale.at,
+            subscription_id: sale.subscription_id.as_deref(),
         },
         Utc::now(),
     )
@@ -191,6 +195,14 @@ fn refusal(e: PriceError) -> ClaimError {
         PriceError::Earns(R::AmountOverflow) => {
             ClaimError::Invalid("amount_minor", "the commission overflows".into())
         }
+        PriceError::Earns(R::RenewalNotPaid) => ClaimError::Conflict(
+            "the order renews a subscription past the months its rule pays renewals for".into(),
+        ),
+        PriceError::RenewsAnotherAgreements(_) => ClaimError::Conflict(
+            "the order renews a subscription whose first payment went to another agreement, \
+             which its renewals follow"
+                .into(),
+        ),
         PriceError::Earns(reason) => ClaimError::Conflict(format!(
             "the sale earns nothing under the agreement ({})",
             reason.as_str()
@@ -209,6 +221,7 @@ async fn load_reported(
         Reported,
         r#"select id as "id: ConversionId", status as "status: ConversionStatus", amount_minor,
                   occurred_at, link_id as "link_id: LinkId", items as "items: Json<Vec<Item>>",
+                  subscription_id,
                   exists(select 1 from commissions c where c.conversion_id = v.id) as "booked!"
            from conversions v
            where program_id = $1 and order_id = $2 and event = 'sale' for update"#,
@@ -251,6 +264,7 @@ fn the_sale(
             at: r.occurred_at,
             link: r.link_id,
             items: r.items.map(|i| i.0),
+            subscription_id: r.subscription_id,
         }),
         None => Ok(Sale {
             existing: None,
@@ -258,6 +272,7 @@ fn the_sale(
             at: claimed_at,
             link: None,
             items: None,
+            subscription_id: None,
         }),
     }
 }
@@ -481,6 +496,7 @@ mod tests {
             occurred_at: at(9),
             link_id: None,
             items: None,
+            subscription_id: None,
             booked,
         }
     }
@@ -495,7 +511,8 @@ mod tests {
                 amount_minor: 9_000,
                 at: at(10),
                 link: None,
-                items: None
+                items: None,
+                subscription_id: None,
             }
         );
         let unattributed = reported(ConversionStatus::Unattributed, false);

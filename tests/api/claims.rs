@@ -641,3 +641,96 @@ async fn a_program_takes_claims_only_of_sales_within_its_window() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_accepted_renewal_is_priced_as_one_through_its_first_payment() {
+    // Arrange: 20% of sales, renewals paid for 2 months. The shop reported a
+    // subscription's first payment and two renewals with no click, so
+    // none was attributed; Ayu and Budi each have an agreement.
+    let app = spawn_app().await;
+    let program = app.create_program().await;
+    let rule = json!({"commission": {"sale": {"percent_bps": 2000, "recurring": {"months": 2}}}});
+    let ayu = app.create_partner("Ayu").await;
+    let budi = app.create_partner("Budi").await;
+    let to_ayu = app
+        .create_agreement(&program, &[(&ayu, 10_000)], rule.clone())
+        .await;
+    app.create_agreement(&program, &[(&budi, 10_000)], rule)
+        .await;
+    let first_at = chrono::Utc::now() - chrono::Duration::days(70);
+    let at = |days| first_at + chrono::Duration::days(days);
+    for (order, days) in [("S-1", 0), ("S-2", 40), ("S-4", 65)] {
+        let body = json!({"order_id": order, "event": "sale", "amount_minor": 5_000,
+                          "currency": "EUR", "subscription_id": "sub-1", "occurred_at": at(days)});
+        assert_status(
+            app.post_conversion(&program, &body).await,
+            StatusCode::ACCEPTED,
+        )
+        .await;
+    }
+    app.attribute().await;
+    assert_eq!(
+        app.conversion(&program, "S-4").await["reason"],
+        "subscription_not_attributed"
+    );
+    let program_key = s(&program["api_key"]);
+    let claim = |partner: &Value, order: &str, days: i64| {
+        let body = json!({"kind": "untracked", "order_id": order, "occurred_at": at(days),
+                          "amount_minor": 5_000});
+        let (app, program, partner) = (&app, &program, partner.clone());
+        async move { open(app, program, &partner, body).await }
+    };
+    let accept = |claim: Value| {
+        let app = &app;
+        async move {
+            app.request(
+                Method::POST,
+                &format!("/v1/claims/{}/accept", s(&claim["id"])),
+                Some(program_key),
+                None,
+            )
+            .await
+        }
+    };
+
+    // A renewal past the rule's 2 months earns nothing, claimed or not (it
+    // was booked as a first payment, at 20%, before).
+    let late = accept(claim(&ayu, "S-4", 65).await).await;
+    let problem = assert_problem(late, StatusCode::CONFLICT).await;
+    assert!(
+        s(&problem["detail"]).contains("past the months"),
+        "{problem}"
+    );
+    assert_eq!(
+        app.conversion(&program, "S-4").await["commissions"],
+        json!([])
+    );
+
+    // The first payment, claimed by Ayu: her agreement's from now on.
+    assert_status(accept(claim(&ayu, "S-1", 0).await).await, StatusCode::OK).await;
+    // Budi's claim of a renewal goes against where attribution sends it.
+    let theirs = accept(claim(&budi, "S-2", 40).await).await;
+    let problem = assert_problem(theirs, StatusCode::CONFLICT).await;
+    assert!(
+        s(&problem["detail"]).contains("another agreement"),
+        "{problem}"
+    );
+    // Ayu's claim of a renewal within the months: booked as a renewal.
+    assert_status(accept(claim(&ayu, "S-2", 40).await).await, StatusCode::OK).await;
+    let s2 = app.conversion(&program, "S-2").await;
+    assert_eq!(
+        (&s2["status"], &s2["attributed_via"], &s2["agreement_id"]),
+        (&json!("attributed"), &json!("claim"), &to_ayu["id"])
+    );
+    let commission = &s2["commissions"][0];
+    assert_eq!(commission["amount_minor"], 1_000);
+    let renewal = &commission["rule"]["renewal"];
+    assert_eq!(
+        (&renewal["subscription_id"], &renewal["months"]),
+        (&json!("sub-1"), &json!(2))
+    );
+    assert_eq!(
+        renewal["first_conversion_id"],
+        app.conversion(&program, "S-1").await["id"]
+    );
+}
