@@ -882,11 +882,15 @@ async fn a_refund_that_arrives_before_its_sale_waits_and_is_applied_later() {
         StatusCode::ACCEPTED,
     )
     .await;
-    assert_eq!(queues(&app).await, (1, 0), "the refund is queued");
+    assert_eq!(queues(&app.db).await, (1, 0), "the refund is queued");
     app.attribute().await;
     let waiting = app.conversion(&f.program, "E-1").await;
     assert_eq!(waiting["refunds"][0]["status"], "waiting");
-    assert_eq!(queues(&app).await, (0, 1), "it waits apart from the queue");
+    assert_eq!(
+        queues(&app.db).await,
+        (0, 1),
+        "it waits apart from the queue"
+    );
     // Ops see it wait (alert MitraRefundsWaiting on its age).
     app.attributor().measure().await.unwrap();
     let m = app.metrics().await;
@@ -904,9 +908,9 @@ async fn a_refund_that_arrives_before_its_sale_waits_and_is_applied_later() {
         StatusCode::ACCEPTED,
     )
     .await;
-    assert_eq!(queues(&app).await, (1, 1), "the sale is queued");
+    assert_eq!(queues(&app.db).await, (1, 1), "the sale is queued");
     app.attribute().await;
-    assert_eq!(queues(&app).await, (0, 0), "the refund was queued again");
+    assert_eq!(queues(&app.db).await, (0, 0), "the refund was queued again");
     let c = app.conversion(&f.program, "E-1").await;
     assert_eq!(c["status"], "attributed");
     assert_eq!(c["refunds"][0]["status"], "attributed");
@@ -926,7 +930,7 @@ async fn a_refund_that_arrives_before_its_sale_waits_and_is_applied_later() {
 /// wait for their sale, asserting the invariant the queue's triggers keep:
 /// `attribution_queue` holds exactly the conversions whose status is
 /// `received`, and `refunds_waiting` exactly those `waiting`.
-async fn queues(app: &TestApp) -> (usize, usize) {
+async fn queues(db: &sqlx::PgPool) -> (usize, usize) {
     let (received, queued, waiting, parked): (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>) =
         sqlx::query_as(
             "select array(select id from conversions where status = 'received' order by id),
@@ -934,7 +938,7 @@ async fn queues(app: &TestApp) -> (usize, usize) {
                     array(select id from conversions where status = 'waiting' order by id),
                     array(select conversion_id from refunds_waiting order by 1)",
         )
-        .fetch_one(&app.db)
+        .fetch_one(db)
         .await
         .unwrap();
     assert_eq!(
@@ -943,6 +947,39 @@ async fn queues(app: &TestApp) -> (usize, usize) {
     );
     assert_eq!(parked, waiting, "refunds_waiting holds the waiting refunds");
     (queued.len(), parked.len())
+}
+
+#[tokio::test]
+async fn upgrading_moves_the_queued_and_waiting_conversions_into_their_tables() {
+    // A database as the release before the queue moved out of
+    // `conversions` left it: two conversions queued, a refund waiting for
+    // its sale, a sale decided.
+    let (_db, url) = fresh_empty_database().await;
+    let db = sqlx::PgPool::connect(url.as_str()).await.unwrap();
+    mitra::db::MIGRATOR
+        .run_to(20261202020001, &db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "insert into conversions
+             (program_id, idempotency_key, order_id, event, amount_minor, currency, occurred_at, status)
+         values (1, 'k1', 'A-1', 'sale', 100, 'EUR', now(), 'received'),
+                (1, 'k2', 'A-2', 'sale', 100, 'EUR', now(), 'attributed'),
+                (1, 'k3', 'A-3', 'refund', 100, 'EUR', now(), 'waiting'),
+                (1, 'k4', 'A-4', 'refund', 100, 'EUR', now(), 'received')",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    mitra::db::migrate(&db).await.unwrap();
+    assert_eq!(queues(&db).await, (2, 1));
+    let fillfactor: Vec<String> =
+        sqlx::query_scalar("select unnest(reloptions) from pg_class where relname = 'conversions'")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(fillfactor, ["fillfactor=45"]);
+    db.close().await;
 }
 
 #[tokio::test]
@@ -962,9 +999,9 @@ async fn a_conversion_an_older_binary_writes_is_queued_and_booked() {
     .execute(&app.db)
     .await
     .unwrap();
-    assert_eq!(queues(&app).await, (1, 0));
+    assert_eq!(queues(&app.db).await, (1, 0));
     app.attribute().await;
-    assert_eq!(queues(&app).await, (0, 0));
+    assert_eq!(queues(&app.db).await, (0, 0));
     let c = app.conversion(&f.program, "O-1").await;
     assert_eq!(c["status"], "attributed");
     assert_eq!(
