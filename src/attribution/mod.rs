@@ -306,11 +306,11 @@ async fn write_outcomes(tx: &mut PgConnection, outcomes: &[Outcome]) -> Result<(
 /// triggers keep to the conversions waiting; the status change puts the
 /// refund back in `attribution_queue`), as an array of ids (joined to it,
 /// the planner read every refund through `conversions_refund_order`), and
-/// each looks its sale up by order. Written as `exists`, the planner could turn it around (a
-/// semi-join), and with the table's statistics behind its growth it did: it
-/// read every processed sale of the table per batch to find none waiting
-/// (benches/conversions_load.sh, 18-31 ms a batch). A scalar subquery
-/// cannot be turned into a join.
+/// each looks its sale up by order. Written as `exists`, the planner could
+/// turn it around (a semi-join), and with the table's statistics behind its
+/// growth it did: it read every processed sale of the table per batch to
+/// find none waiting (benches/conversions_load.sh, 18-31 ms a batch). A
+/// scalar subquery cannot be turned into a join.
 async fn requeue_waiting_refunds(tx: &mut PgConnection) -> Result<u64, sqlx::Error> {
     let done = sqlx::query!(
         r#"
