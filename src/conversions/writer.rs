@@ -69,6 +69,17 @@ impl WriterTask {
     }
 
     async fn write_batches(&self, stop: &CancellationToken) {
+        // Each writer opens its connection and prepares its statement before
+        // the first webhook, which would otherwise wait for both (a process
+        // just started in a rolling deploy takes traffic at once). An empty
+        // batch writes nothing. Postgres down is no matter here: the first
+        // webhook's statement connects, or answers 503.
+        tokio::select! {
+            warmed = store_many(&self.db, &[]) => if let Err(e) = warmed {
+                tracing::debug!(error = %e, "the conversion writer could not warm its connection");
+            },
+            _ = stop.cancelled() => return,
+        }
         loop {
             // Whatever queued while the previous statement ran goes into the
             // next one; nobody waits for a batch to fill.

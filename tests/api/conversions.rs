@@ -292,6 +292,38 @@ async fn bad_bodies_are_refused_with_the_right_status() {
     assert_eq!(count, 0);
 }
 
+/// A process just started (a rolling deploy's new one) takes webhooks at
+/// once: its conversion writers connect and run their statement before the
+/// first arrives, instead of making it wait for both.
+#[tokio::test]
+async fn the_conversion_writers_are_connected_and_prepared_before_the_first_webhook() {
+    let app = spawn_app().await;
+    let warmed = || async {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from pg_stat_activity
+             where datname = current_database() and pid <> pg_backend_pid()
+               and query like '%insert into conversions%'",
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while warmed().await < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the two writers' connections had not run their insert after 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Nothing was stored by it.
+    let stored: i64 = sqlx::query_scalar("select count(*) from conversions")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+}
+
 #[tokio::test]
 async fn a_repeated_webhook_answers_200_with_the_same_id() {
     let app = spawn_app().await;
