@@ -251,11 +251,26 @@ for kind, rates in runs.items():
 PY
 fi
 
+# Where the database's time went, statement by statement (triggers'
+# statements included): the profile of the money path, then (after a
+# reset) of the intake alone.
+statement_profile() { # title
+    [ "${PG_STATS:-0}" = 1 ] || return 0
+    say "Postgres time by statement, $1 (pg_stat_statements, top 25)"
+    psql -X "$DATABASE_URL" -P pager=off -c "
+        select round(total_exec_time::numeric, 0) as total_ms, calls,
+               round((total_exec_time / greatest(calls, 1))::numeric, 3) as mean_ms, rows,
+               regexp_replace(left(query, 110), '\s+', ' ', 'g') as query
+        from pg_stat_statements order by total_exec_time desc limit 25"
+    psql -Xq "$DATABASE_URL" -c "select pg_stat_statements_reset()" >/dev/null
+}
+statement_profile "burst and paced webhooks with booking"
+
 # The tail's baseline, measured in the same run: the same paced webhooks
 # with nothing booking beside them (the server restarted as `--role api`),
 # so a p99 above shows what booking on the same cores adds. LOAD_BASELINE=0
 # skips it.
-if [ "${LOAD_PACED_SECONDS:-10}" -gt 0 ] && [ "${LOAD_BASELINE:-1}" = 1 ] && [ "${PG_STATS:-0}" != 1 ]; then
+if [ "${LOAD_PACED_SECONDS:-10}" -gt 0 ] && [ "${LOAD_BASELINE:-1}" = 1 ]; then
     say "baseline: the same paced webhooks with nothing booking (--role api alone)"
     stop_worker
     kill "$SERVER" 2>/dev/null || true
@@ -264,15 +279,5 @@ if [ "${LOAD_PACED_SECONDS:-10}" -gt 0 ] && [ "${LOAD_BASELINE:-1}" = 1 ] && [ "
     LOAD_BASE="$BASE" LOAD_PROGRAM="$PROGRAM" LOAD_SECRET="$SECRET" LOAD_LINK="$LINK" \
         LOAD_RUN_ID="base$$-$RANDOM" LOAD_CONVERSIONS=0 \
         cargo bench --bench webhook_load --quiet 2>/dev/null | sed -n 's/^paced:/paced, intake only (baseline):/p'
-fi
-
-if [ "${PG_STATS:-0}" = 1 ]; then
-    # Where the database's time went, statement by statement (triggers'
-    # statements included): the profile of the money path.
-    say "Postgres time by statement (pg_stat_statements, top 25)"
-    psql -X "$DATABASE_URL" -P pager=off -c "
-        select round(total_exec_time::numeric, 0) as total_ms, calls,
-               round((total_exec_time / greatest(calls, 1))::numeric, 3) as mean_ms, rows,
-               regexp_replace(left(query, 110), '\s+', ' ', 'g') as query
-        from pg_stat_statements order by total_exec_time desc limit 25"
+    statement_profile "paced webhooks, intake only"
 fi

@@ -37,7 +37,6 @@ fn num(name: &str, default: u64) -> u64 {
 }
 
 struct Target {
-    client: reqwest::Client,
     url: String,
     secret: String,
     keys: KeyRing,
@@ -64,49 +63,21 @@ impl Target {
         }
         serde_json::to_vec(&body).expect("json")
     }
-
-    async fn post(&self, body: Vec<u8>) -> (bool, Duration) {
-        let header = signature::header(&self.secret, Utc::now().timestamp(), &body);
-        let started = Instant::now();
-        let res = self
-            .client
-            .post(&self.url)
-            .header("content-type", "application/json")
-            .header("mitra-signature", header)
-            .body(body)
-            .send()
-            .await;
-        let ok = matches!(&res, Ok(r) if r.status().is_success());
-        match res {
-            Ok(r) if !ok => {
-                let status = r.status();
-                let body = r.text().await.unwrap_or_default();
-                eprintln!(
-                    "webhook_load: {status}: {}",
-                    body.chars().take(200).collect::<String>()
-                );
-            }
-            Ok(r) => {
-                let _ = r.bytes().await;
-            }
-            Err(e) => eprintln!("webhook_load: {e}"),
-        }
-        (ok, started.elapsed())
-    }
 }
 
-/// One keep-alive connection of the burst's, driven by one worker: a request
-/// goes straight onto it, where reqwest's pool parsed the URL again, chose a
-/// connection and handed the request to it through a channel, about a third
-/// of the load generator's CPU (perf) on cores it shares with the server and
-/// Postgres. The server sees the same requests either way.
-struct BurstConnection {
+/// One keep-alive connection, with one request on it at a time (the burst's
+/// workers and the paced sender's tasks drive them): a request goes straight
+/// onto it, where reqwest's pool parsed the URL again, chose a connection
+/// and handed the request to it through a channel, about a third of the load
+/// generator's CPU (perf) on cores it shares with the server and Postgres.
+/// The server sees the same requests either way.
+struct Connection {
     sender: SendRequest<Full<Bytes>>,
     uri: hyper::Uri,
     host: hyper::header::HeaderValue,
 }
 
-impl BurstConnection {
+impl Connection {
     async fn open(url: &str) -> anyhow::Result<Self> {
         let uri: hyper::Uri = url.parse()?;
         let authority = uri
@@ -147,11 +118,8 @@ impl BurstConnection {
     }
 }
 
-fn target(connections: usize) -> anyhow::Result<Target> {
+fn target() -> anyhow::Result<Target> {
     Ok(Target {
-        client: reqwest::Client::builder()
-            .pool_max_idle_per_host(connections)
-            .build()?,
         url: format!(
             "{}/v1/programs/{}/conversions",
             env("LOAD_BASE"),
@@ -171,39 +139,136 @@ async fn soak() -> anyhow::Result<()> {
     let rate = num("LOAD_RATE", 200);
     let seconds = num("LOAD_SECONDS", 60);
     let run = env("LOAD_RUN_ID");
-    let target = Arc::new(target(64)?);
+    let target = Arc::new(target()?);
     let total = (rate * seconds) as usize;
-    let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut tasks = tokio::task::JoinSet::new();
-    let started = Instant::now();
-    let mut failed = 0usize;
-    let mut latencies = Vec::with_capacity(total);
-    for i in 0..total {
-        interval.tick().await;
-        let (target, body) = (target.clone(), target.body(&format!("{run}-soak-{i}")));
-        tasks.spawn(async move { target.post(body).await });
-        // Collect as we go, so a long soak holds no more than what is in flight.
-        while let Some(done) = tasks.try_join_next() {
-            let (ok, took) = done?;
-            failed += usize::from(!ok);
-            latencies.push(took);
-        }
-    }
-    while let Some(done) = tasks.join_next().await {
-        let (ok, took) = done?;
-        failed += usize::from(!ok);
-        latencies.push(took);
-    }
-    latencies.sort();
+    let paced = post_paced(&target, rate, 0, total, |i| {
+        target.body(&format!("{run}-soak-{i}"))
+    })
+    .await?;
+    let failed = paced.failed;
     println!(
         "soak: {total} sales at {:.0}/s, {failed} refused: p50 {:.2} ms, p99 {:.2} ms",
-        total as f64 / started.elapsed().as_secs_f64(),
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99)
+        paced.achieved_rate(),
+        paced.percentile(0.5),
+        paced.percentile(0.99)
     );
     println!("RESULT sales_posted={total} sales_refused={failed}");
     Ok(())
+}
+
+/// Keep-alive connections the paced sender opens before it starts.
+const PACED_CONNECTIONS: usize = 32;
+
+/// What an open-loop run of webhooks measured (the warm-up left out).
+struct Paced {
+    /// Each request's send time from the start, and how long its answer took.
+    timeline: Vec<(Duration, Duration)>,
+    /// Sorted latencies.
+    latencies: Vec<Duration>,
+    /// Sorted: how long after its due time each request went out. Large
+    /// means the generator, sharing the cores, fell behind its schedule.
+    late: Vec<Duration>,
+    failed: usize,
+    sent: usize,
+    sending_took: Duration,
+}
+
+impl Paced {
+    fn percentile(&self, p: f64) -> f64 {
+        percentile(&self.latencies, p)
+    }
+
+    fn late_percentile(&self, p: f64) -> f64 {
+        percentile(&self.late, p)
+    }
+
+    fn achieved_rate(&self) -> f64 {
+        self.sent as f64 / self.sending_took.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Posts `warm_up + total` webhooks, request i due at i/rate s from the
+/// start whatever the answers before it took (open loop). Each goes out on
+/// its own task over an idle keep-alive connection, or a new one when all
+/// are busy (opening it counts in its latency), as a shop's many clients
+/// would; latency runs from when the task starts to the whole answer. The
+/// first `warm_up` requests are not counted: a server just started opens
+/// its Postgres connections and plans its statements on them.
+///
+/// Over plain hyper connections rather than reqwest's pool: at 1,000/s the
+/// generator's CPU comes off the cores the server and Postgres share.
+async fn post_paced(
+    target: &Arc<Target>,
+    rate: u64,
+    warm_up: usize,
+    total: usize,
+    mut body: impl FnMut(usize) -> Vec<u8>,
+) -> anyhow::Result<Paced> {
+    // The one used last goes first (as reqwest's pool does), so the few a
+    // steady rate needs stay warm; those idle long enough for the server's
+    // keep-alive timeout to close them are replaced when next needed.
+    let idle = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+    for _ in 0..PACED_CONNECTIONS {
+        let connection = Connection::open(&target.url).await?;
+        idle.lock().expect("idle connections").push_back(connection);
+    }
+    let gap = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let mut paced = Paced {
+        timeline: Vec::with_capacity(total),
+        latencies: Vec::with_capacity(total),
+        late: Vec::with_capacity(total),
+        failed: 0,
+        sent: warm_up + total,
+        sending_took: Duration::ZERO,
+    };
+    let record =
+        |paced: &mut Paced,
+         (i, sent, late, took, ok): (usize, Duration, Duration, Duration, bool)| {
+            if i >= warm_up {
+                paced.timeline.push((sent, took));
+                paced.latencies.push(took);
+                paced.late.push(late);
+                paced.failed += usize::from(!ok);
+            }
+        };
+    let mut tasks = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    for i in 0..warm_up + total {
+        let due = started + gap.mul_f64(i as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let (target, idle, body) = (target.clone(), idle.clone(), body(i));
+        tasks.spawn(async move {
+            let sent = Instant::now();
+            let late = sent.saturating_duration_since(due);
+            let idle_one = idle.lock().expect("idle connections").pop_back();
+            let result = async {
+                let mut connection = match idle_one {
+                    Some(connection) if !connection.sender.is_closed() => connection,
+                    _ => Connection::open(&target.url).await?,
+                };
+                let ok = connection.post(&target.secret, body).await?;
+                idle.lock().expect("idle connections").push_back(connection);
+                anyhow::Ok(ok)
+            }
+            .await;
+            if let Err(e) = &result {
+                eprintln!("webhook_load: {e}");
+            }
+            let ok = matches!(result, Ok(true));
+            (i, sent - started, late, sent.elapsed(), ok)
+        });
+        // Collect as we go, so a long soak holds no more than is in flight.
+        while let Some(done) = tasks.try_join_next() {
+            record(&mut paced, done?);
+        }
+    }
+    paced.sending_took = started.elapsed();
+    while let Some(done) = tasks.join_next().await {
+        record(&mut paced, done?);
+    }
+    paced.latencies.sort();
+    paced.late.sort();
+    Ok(paced)
 }
 
 /// CPU ticks (1/100 s) by pid, from /proc: the bench runs beside the
@@ -405,7 +470,7 @@ async fn main() -> anyhow::Result<()> {
     let rate = num("LOAD_RATE", 1_000);
     let paced_secs = num("LOAD_PACED_SECONDS", 10);
     let run = env("LOAD_RUN_ID");
-    let target = Arc::new(target(conns)?);
+    let target = Arc::new(target()?);
     let db = sqlx::PgPool::connect(&env("DATABASE_URL")).await?;
 
     // 1. Burst.
@@ -418,7 +483,7 @@ async fn main() -> anyhow::Result<()> {
     let mut workers = Vec::new();
     for _ in 0..conns {
         let (target, bodies) = (target.clone(), bodies.clone());
-        let mut connection = BurstConnection::open(&target.url).await?;
+        let mut connection = Connection::open(&target.url).await?;
         workers.push(tokio::spawn(async move {
             let mut failed = 0usize;
             loop {
@@ -433,7 +498,7 @@ async fn main() -> anyhow::Result<()> {
                         // goes over a new one.
                         eprintln!("webhook_load: {e}");
                         failed += 1;
-                        connection = BurstConnection::open(&target.url).await?;
+                        connection = Connection::open(&target.url).await?;
                     }
                 }
             }
@@ -496,28 +561,30 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let baseline = started_base.elapsed();
 
-    // 3. Paced: one request every 1/rate s, each on its own task (open loop).
+    // 3. Paced: one request every 1/rate s (open loop), after a second at
+    // that rate which is not counted.
     let total = (rate * paced_secs) as usize;
-    let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut pending = Vec::with_capacity(total);
-    let paced_started = Instant::now();
-    for i in 0..total {
-        interval.tick().await;
-        let (target, body) = (target.clone(), target.body(&format!("{run}-paced-{i}")));
-        pending.push(tokio::spawn(async move { target.post(body).await }));
+    let paced = post_paced(&target, rate, rate as usize, total, |i| {
+        target.body(&format!("{run}-paced-{i}"))
+    })
+    .await?;
+    // LOAD_LATENCY_LOG=<file>: each counted request's send time and latency
+    // (ms), to see whether the slow ones come together (a stall of the
+    // server, Postgres or the host) or alone.
+    if let Ok(path) = std::env::var("LOAD_LATENCY_LOG") {
+        let lines: String = paced
+            .timeline
+            .iter()
+            .map(|(sent, took)| {
+                format!(
+                    "{:.3} {:.3}\n",
+                    sent.as_secs_f64() * 1000.0,
+                    took.as_secs_f64() * 1000.0
+                )
+            })
+            .collect();
+        std::fs::write(path, lines)?;
     }
-    let mut latencies = Vec::with_capacity(total);
-    let mut paced_failed = 0;
-    for p in pending {
-        let (ok, took) = p.await?;
-        if !ok {
-            paced_failed += 1;
-        }
-        latencies.push(took);
-    }
-    let achieved = total as f64 / paced_started.elapsed().as_secs_f64();
-    latencies.sort();
 
     println!("conversions: {n} posted with {conns} connections, {failed} refused");
     println!(
@@ -543,16 +610,19 @@ async fn main() -> anyhow::Result<()> {
         booked_in.as_secs_f64() / baseline.as_secs_f64()
     );
     println!(
-        "paced: {total} webhooks at {achieved:.0}/s, {paced_failed} failed: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.9),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 1.0)
+        "paced: {total} webhooks at {:.0}/s, {} failed: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (sent late: p99 {:.2} ms)",
+        paced.achieved_rate(),
+        paced.failed,
+        paced.percentile(0.5),
+        paced.percentile(0.9),
+        paced.percentile(0.99),
+        paced.percentile(1.0),
+        paced.late_percentile(0.99)
     );
     println!(
         "RESULT booked_per_s={:.0} p99_ms={:.2} bookings_per_pg_cpu_s={:.0}",
         n as f64 / booked_in.as_secs_f64(),
-        percentile(&latencies, 0.99),
+        paced.percentile(0.99),
         n as f64 / pg_cpu.max(0.001)
     );
     Ok(())
