@@ -13,6 +13,8 @@
 #   MITRA_BIN=/tmp/mitra-before benches/conversions_load.sh   # a prebuilt binary (A/B)
 #   LOAD_SHAPE=one benches/conversions_load.sh   # every role in one process
 #   MITRA_WORKER_POLL_MS=20 benches/conversions_load.sh   # a faster idle poll (deployed: 500 ms)
+#   LOAD_LATENCY_LOG=/tmp/latency benches/conversions_load.sh   # each paced webhook's send time
+#       and latency in ms, a line each (the last paced run's: intake only, unless LOAD_BASELINE=0)
 #
 # mitra runs as deployed (deploy/docker/compose.yaml): an API process
 # (`serve --role api`) takes the webhooks and a worker process (`serve
