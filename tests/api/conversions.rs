@@ -1057,6 +1057,28 @@ async fn post_clicked_sales(app: &TestApp, f: &Fixture, prefix: &str, n: i64) {
     assert!(statuses.iter().all(|s| *s == StatusCode::ACCEPTED));
 }
 
+/// Postgres locks every row an UPDATE touches before it runs a table's
+/// BEFORE ROW UPDATE triggers, whatever their column lists and WHEN clauses
+/// decide: a tuple lock and its WAL record for each outcome (and each
+/// commission's approval) that no guard needs. The key guards are AFTER
+/// triggers (their refusals are tested in
+/// `lifecycle::money_rows_refer_to_rows_that_exist_and_those_are_never_deleted`).
+#[tokio::test]
+async fn no_before_row_update_trigger_locks_the_booked_rows() {
+    let app = spawn_app().await;
+    // tgtype bits: 1 row, 2 before, 16 update.
+    let before_row_update: Vec<String> = sqlx::query_scalar(
+        "select tgrelid::regclass::text || '.' || tgname from pg_trigger
+         where tgrelid in ('conversions'::regclass, 'commissions'::regclass)
+           and not tgisinternal and tgtype & 19 = 19
+         order by 1",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(before_row_update, Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn the_outcome_of_a_booked_sale_is_a_hot_update() {
     // A HOT update keeps the new version on its page and enters it in no
