@@ -166,10 +166,6 @@ async fn renewal_of(tx: &mut PgConnection, sale: &Sale<'_>) -> Result<Option<Ren
         (ConversionStatus::Attributed, Some(other)) if other != sale.agreement_id => {
             Err(PriceError::RenewsAnotherAgreements(other))
         }
-        _ => Ok(Some(Renewal {
-            subscription_id: subscription.to_owned(),
-            first_id: first.id,
-            first_occurred_at: first.occurred_at,
-        })),
+        _ => Ok(Some(Renewal::of(subscription, &first))),
     }
 }

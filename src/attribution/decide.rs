@@ -207,6 +207,17 @@ pub struct Renewal {
     pub first_occurred_at: DateTime<Utc>,
 }
 
+impl Renewal {
+    /// A renewal of `subscription_id`, whose first payment is `first`.
+    pub fn of(subscription_id: &str, first: &Origin) -> Self {
+        Self {
+            subscription_id: subscription_id.to_owned(),
+            first_id: first.id,
+            first_occurred_at: first.occurred_at,
+        }
+    }
+}
+
 /// The coupon's or the click's agreement, or why there is none. A coupon
 /// beats a click: influencer codes are how merchants expect it. A renewal
 /// (a sale whose subscription has an earlier first payment) goes where the
@@ -235,11 +246,7 @@ pub fn candidate<'a>(row: &'a Claimed, facts: &Facts) -> Result<Candidate<'a>, O
                 link_id: first.link_id,
                 clicked_at: None,
                 click_id: None,
-                renewal: Some(Renewal {
-                    subscription_id: sub.clone(),
-                    first_id: first.id,
-                    first_occurred_at: first.occurred_at,
-                }),
+                renewal: Some(Renewal::of(sub, first)),
             }),
             _ => Err(not(S::Unattributed, R::SubscriptionNotAttributed)),
         };

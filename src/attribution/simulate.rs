@@ -146,11 +146,7 @@ pub async fn simulate(
         match (first.status, first.agreement_id) {
             (ConversionStatus::Attributed, Some(agreement)) => {
                 agreements.push(agreement);
-                renewal = Some(Renewal {
-                    subscription_id: sub.clone(),
-                    first_id: first.id,
-                    first_occurred_at: first.occurred_at,
-                });
+                renewal = Some(Renewal::of(sub, &first));
             }
             (ConversionStatus::Received, _) => {
                 return Err(SimulateError::Subscription(
