@@ -19,6 +19,19 @@ async fn open(app: &TestApp, program: &Value, partner: &Value, body: Value) -> V
     opened["data"][0].clone()
 }
 
+/// Posts `action` (accept, decline, comments) on a claim, whatever it answers.
+async fn try_act(
+    app: &TestApp,
+    token: &str,
+    claim: &Value,
+    action: &str,
+    body: Option<&Value>,
+) -> reqwest::Response {
+    let path = format!("/v1/claims/{}/{action}", s(&claim["id"]));
+    app.request(Method::POST, &path, Some(token), body).await
+}
+
+/// Posts `action` on a claim, and asserts it was done.
 async fn act(
     app: &TestApp,
     token: &str,
@@ -26,10 +39,7 @@ async fn act(
     action: &str,
     body: Option<Value>,
 ) -> Value {
-    let path = format!("/v1/claims/{}/{action}", s(&claim["id"]));
-    let res = app
-        .request(Method::POST, &path, Some(token), body.as_ref())
-        .await;
+    let res = try_act(app, token, claim, action, body.as_ref()).await;
     let expected = if action == "comments" {
         StatusCode::CREATED
     } else {
@@ -118,14 +128,7 @@ async fn an_untracked_sale_claimed_and_accepted_is_booked_under_the_terms_of_its
         Some(json!({"note": "order U-1, card"})),
     )
     .await;
-    let partner_try = app
-        .request(
-            Method::POST,
-            &format!("/v1/claims/{}/accept", s(&claim["id"])),
-            Some(s(&f.partner["api_key"])),
-            None,
-        )
-        .await;
+    let partner_try = try_act(&app, s(&f.partner["api_key"]), &claim, "accept", None).await;
     assert_problem(partner_try, StatusCode::FORBIDDEN).await;
     let accepted = act(
         &app,
@@ -174,14 +177,14 @@ async fn an_untracked_sale_claimed_and_accepted_is_booked_under_the_terms_of_its
     assert_eq!(st["entries"][0]["kind"], "created");
     assert_eq!(st["entries"][0]["amount_minor"], 2_000);
     // Decided once: a second answer conflicts.
-    let again = app
-        .request(
-            Method::POST,
-            &format!("/v1/claims/{}/decline", s(&claim["id"])),
-            Some(program_key),
-            Some(&json!({"reason_code": "other"})),
-        )
-        .await;
+    let again = try_act(
+        &app,
+        program_key,
+        &claim,
+        "decline",
+        Some(&json!({"reason_code": "other"})),
+    )
+    .await;
     assert_problem(again, StatusCode::CONFLICT).await;
 }
 
@@ -347,14 +350,14 @@ async fn a_declined_claim_books_nothing_and_an_incorrect_one_is_adjusted() {
                "amount_minor": 5_000}),
     )
     .await;
-    let needs_reason = app
-        .request(
-            Method::POST,
-            &format!("/v1/claims/{}/decline", s(&untracked["id"])),
-            Some(program_key),
-            Some(&json!({"note": "no"})),
-        )
-        .await;
+    let needs_reason = try_act(
+        &app,
+        program_key,
+        &untracked,
+        "decline",
+        Some(&json!({"note": "no"})),
+    )
+    .await;
     assert_problem(needs_reason, StatusCode::BAD_REQUEST).await;
     let declined = act(
         &app,
@@ -680,23 +683,17 @@ async fn an_accepted_renewal_is_priced_as_one_through_its_first_payment() {
         let (app, program, partner) = (&app, &program, partner.clone());
         async move { open(app, program, &partner, body).await }
     };
-    // Accepting, for the answers `act` does not expect (it asserts 200).
-    let try_accept = |claim: Value| {
-        let app = &app;
-        async move {
-            app.request(
-                Method::POST,
-                &format!("/v1/claims/{}/accept", s(&claim["id"])),
-                Some(program_key),
-                None,
-            )
-            .await
-        }
-    };
 
     // A renewal past the rule's 2 months earns nothing, claimed or not (it
     // was booked as a first payment, at 20%, before).
-    let late = try_accept(claim(&ayu, "S-4", 65).await).await;
+    let late = try_act(
+        &app,
+        program_key,
+        &claim(&ayu, "S-4", 65).await,
+        "accept",
+        None,
+    )
+    .await;
     let problem = assert_problem(late, StatusCode::CONFLICT).await;
     assert!(
         s(&problem["detail"]).contains("past the months"),
@@ -717,7 +714,14 @@ async fn an_accepted_renewal_is_priced_as_one_through_its_first_payment() {
     )
     .await;
     // Budi's claim of a renewal goes against where attribution sends it.
-    let theirs = try_accept(claim(&budi, "S-2", 40).await).await;
+    let theirs = try_act(
+        &app,
+        program_key,
+        &claim(&budi, "S-2", 40).await,
+        "accept",
+        None,
+    )
+    .await;
     let problem = assert_problem(theirs, StatusCode::CONFLICT).await;
     assert!(
         s(&problem["detail"]).contains("another agreement"),
