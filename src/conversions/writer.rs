@@ -81,18 +81,15 @@ impl WriterTask {
         }
         loop {
             // Whatever queued while the previous statement ran goes into the
-            // next one; nobody waits for a batch to fill.
-            let first = tokio::select! {
-                first = self.rx.recv() => first,
+            // next one (`recv_many` waits for one, then takes what is there);
+            // nobody waits for a batch to fill.
+            let mut batch = Vec::new();
+            let taken = tokio::select! {
+                taken = self.rx.recv_many(&mut batch, MAX_BATCH) => taken,
                 _ = stop.cancelled() => return,
             };
-            let Some(first) = first else { return };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match self.rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
+            if taken == 0 {
+                return; // every sender is gone
             }
             let (new, replies): (Vec<NewConversion>, Vec<Reply>) = batch.into_iter().unzip();
             match store_many(&self.db, &new).await {
