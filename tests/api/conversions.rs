@@ -298,24 +298,22 @@ async fn bad_bodies_are_refused_with_the_right_status() {
 #[tokio::test]
 async fn the_conversion_writer_is_connected_and_prepared_before_the_first_webhook() {
     let app = spawn_app().await;
-    let warmed = || async {
-        sqlx::query_scalar::<_, i64>(
-            "select count(*) from pg_stat_activity
-             where datname = current_database() and pid <> pg_backend_pid()
-               and query like '%insert into conversions%'",
-        )
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while warmed().await < 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the writer's connection had not run its insert after 10 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the writer's connection had not run its insert after 10 s",
+        || async {
+            sqlx::query_scalar::<_, i64>(
+                "select count(*) from pg_stat_activity
+                 where datname = current_database() and pid <> pg_backend_pid()
+                   and query like '%insert into conversions%'",
+            )
+            .fetch_one(&app.db)
+            .await
+            .unwrap()
+                >= 1
+        },
+    )
+    .await;
     // Nothing was stored by it.
     let stored: i64 = sqlx::query_scalar("select count(*) from conversions")
         .fetch_one(&app.db)
@@ -1092,19 +1090,21 @@ async fn the_outcome_of_a_booked_sale_is_a_hot_update() {
     app.attribute().await;
     // Each backend reports its counts to the statistics within a second of
     // going idle.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let (updated, hot) = loop {
-        let (updated, hot): (i64, i64) = sqlx::query_as(
+    let counts = || async {
+        sqlx::query_as::<_, (i64, i64)>(
             "select n_tup_upd, n_tup_hot_upd from pg_stat_user_tables where relname = 'conversions'",
         )
         .fetch_one(&app.db)
         .await
-        .unwrap();
-        if updated >= n || std::time::Instant::now() > deadline {
-            break (updated, hot);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        .unwrap()
     };
+    eventually(
+        std::time::Duration::from_secs(20),
+        "the statistics had not counted every outcome after 20 s",
+        || async { counts().await.0 >= n },
+    )
+    .await;
+    let (updated, hot) = counts().await;
     assert_eq!(updated, n, "one outcome per sale");
     assert_eq!(hot, n, "every outcome a HOT update");
 }
