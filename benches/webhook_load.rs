@@ -163,7 +163,7 @@ const PACED_CONNECTIONS: usize = 32;
 struct Paced {
     /// Each request's send time from the start, and how long its answer took.
     timeline: Vec<(Duration, Duration)>,
-    /// Sorted latencies.
+    /// The timeline's latencies, sorted.
     latencies: Vec<Duration>,
     /// Sorted: how long after its due time each request went out. Large
     /// means the generator, sharing the cores, fell behind its schedule.
@@ -215,7 +215,7 @@ async fn post_paced(
     let gap = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
     let mut paced = Paced {
         timeline: Vec::with_capacity(total),
-        latencies: Vec::with_capacity(total),
+        latencies: Vec::new(),
         late: Vec::with_capacity(total),
         failed: 0,
         sent: warm_up + total,
@@ -226,7 +226,6 @@ async fn post_paced(
          (i, sent, late, took, ok): (usize, Duration, Duration, Duration, bool)| {
             if i >= warm_up {
                 paced.timeline.push((sent, took));
-                paced.latencies.push(took);
                 paced.late.push(late);
                 paced.failed += usize::from(!ok);
             }
@@ -266,6 +265,7 @@ async fn post_paced(
     while let Some(done) = tasks.join_next().await {
         record(&mut paced, done?);
     }
+    paced.latencies = paced.timeline.iter().map(|(_, took)| *took).collect();
     paced.latencies.sort();
     paced.late.sort();
     Ok(paced)
