@@ -171,6 +171,7 @@ if [ "$WARMUP" -gt 0 ]; then
     [ "${PG_STATS:-0}" = 1 ] && psql -q "$DATABASE_URL" -c "select pg_stat_statements_reset()" >/dev/null
 fi
 
+sales_stored() { psql -XtAq "$DATABASE_URL" -c "select count(*) from conversions where event = 'sale'"; }
 BASELINE=""
 for RULES in ${LOAD_RULES:-flat}; do
     case "$RULES" in
@@ -183,7 +184,7 @@ for RULES in ${LOAD_RULES:-flat}; do
     say "posting conversions ($RULES rules)"
     WAL_START=$(psql -XtAq "$DATABASE_URL" -c "select pg_current_wal_insert_lsn()")
     # The sales of this span: the burst's and the paced webhooks'.
-    SALES_START=$(psql -XtAq "$DATABASE_URL" -c "select count(*) from conversions where event = 'sale'")
+    SALES_START=$(sales_stored)
     LOAD_BASE="$BASE" LOAD_PROGRAM="$PROGRAM" LOAD_SECRET="$SECRET" LOAD_LINK="$LINK" \
         LOAD_RUN_ID="run$$-$RULES-$RANDOM" LOAD_ITEMS="$ITEMS" \
         cargo bench --bench webhook_load --quiet 2>/dev/null | tee /tmp/mitra-bench-conversions.out
@@ -195,7 +196,7 @@ for RULES in ${LOAD_RULES:-flat}; do
     RATES="${RATES:-} $RULES=$RATE"
     WAL_END=$(psql -XtAq "$DATABASE_URL" -c "select pg_current_wal_insert_lsn()")
     WAL_BYTES=$(psql -XtAq "$DATABASE_URL" -c "select pg_wal_lsn_diff('$WAL_END', '$WAL_START')::bigint")
-    SALES=$(( $(psql -XtAq "$DATABASE_URL" -c "select count(*) from conversions where event = 'sale'") - SALES_START ))
+    SALES=$(( $(sales_stored) - SALES_START ))
     echo "WAL written while booking: $((WAL_BYTES / 1048576)) MiB, $((WAL_BYTES / (SALES > 0 ? SALES : 1))) bytes per booked sale ($SALES sales)"
     if [ "${PG_STATS:-0}" = 1 ] && [ "${PG_AS_DEPLOYED:-1}" = 1 ]; then
         # What that WAL is, by kind of record: each kind's records and the
