@@ -23,6 +23,10 @@
 //! p50_us=… p90_us=… p99_us=… p999_us=… max_us=… sender_late_p99_us=…
 //! sender_late_p999_us=…`. Without `OPEN_LOOP_URL` it
 //! prints how to use it and exits (so a plain `cargo bench` passes it by).
+//!
+//! `OPEN_LOOP_LATENCY_LOG=<file>` also writes each answered request's due
+//! time (ms since the start) and latency (ms), a line each: whether the
+//! slow ones come together (a stall) or alone.
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -115,6 +119,8 @@ fn main() {
     // Requests due while every connection was busy, oldest first.
     let mut waiting: VecDeque<Instant> = VecDeque::new();
     let mut latencies_us: Vec<u32> = Vec::with_capacity((rate * seconds * 1.1) as usize);
+    // (due, latency) of each answered request, for OPEN_LOOP_LATENCY_LOG.
+    let mut timeline: Vec<(Instant, u32)> = Vec::with_capacity(latencies_us.capacity());
     // How late the generator itself sent what it could send at once: its
     // own stalls (a descheduled generator), which inflate the latencies.
     let mut late_us: Vec<u32> = Vec::with_capacity(latencies_us.capacity());
@@ -170,7 +176,9 @@ fn main() {
                     panic!("an answer to no request (the server timed the connection out?)");
                 };
                 if ok {
-                    latencies_us.push(micros(done.duration_since(due)));
+                    let latency = micros(done.duration_since(due));
+                    latencies_us.push(latency);
+                    timeline.push((due, latency));
                 } else {
                     failed += 1;
                 }
@@ -182,6 +190,22 @@ fn main() {
         }
     }
     let elapsed = start.elapsed().as_secs_f64().min(seconds);
+    if let Some(path) = std::env::var("OPEN_LOOP_LATENCY_LOG")
+        .ok()
+        .filter(|p| !p.is_empty())
+    {
+        let lines: String = timeline
+            .iter()
+            .map(|(due, latency)| {
+                format!(
+                    "{:.3} {:.3}\n",
+                    due.duration_since(start).as_secs_f64() * 1e3,
+                    f64::from(*latency) / 1e3
+                )
+            })
+            .collect();
+        std::fs::write(&path, lines).expect("OPEN_LOOP_LATENCY_LOG is writable");
+    }
     latencies_us.sort_unstable();
     late_us.sort_unstable();
     let pct_of = |v: &[u32], p: f64| -> u32 {

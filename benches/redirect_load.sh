@@ -21,6 +21,8 @@
 #
 #   benches/redirect_load.sh                 # 10 s runs, 64 connections, 2 rounds
 #   DURATION=30 CONNS=128 ROUNDS=3 benches/redirect_load.sh
+#   REDIRECT_LATENCY_LOG=/tmp/latency benches/redirect_load.sh   # the Poisson redirect run's
+#       requests, a line each: due time and latency in ms (to tell a stall from scattered slow ones)
 #
 # The servers and Redis run pinned to core 0 and wrk to core 1, so the two
 # do not fight over a core; on a shared machine compare the ratios, not the
@@ -206,9 +208,10 @@ PACED_HEALTH_P99=$(to_ms "$(echo "$PACED_HEALTH" | pct 99%)")
 # from when it was due (benches/open_loop.rs): wrk's paced connections fire
 # together on its 1 ms timer, and the tail above is partly the drain time of
 # those bursts, the bare handler's included. Same three targets, same core.
-open_loop() { # url status -> "p50 p99 p99.9 generator-late-p99.9" in ms, after checking every answer came
+open_loop() { # url status [timeline file] -> "p50 p99 p99.9 generator-late-p99.9" in ms, after checking every answer came
     local line
     line=$(OPEN_LOOP_URL=$1 OPEN_LOOP_STATUS=$2 OPEN_LOOP_RATE=$HALF OPEN_LOOP_SECONDS=$DURATION \
+        OPEN_LOOP_LATENCY_LOG="${3:-}" \
         OPEN_LOOP_USER_AGENT="$UA" taskset -c "$CLIENT_CORE" "$OPEN_LOOP_BIN" | grep '^OPEN_LOOP')
     [ "$(count_of "$line" failed)" = 0 ] && [ "$(count_of "$line" unanswered)" = 0 ] \
         || die "open-loop run against $1 lost answers: $line"
@@ -226,7 +229,7 @@ read -r POISSON_HEALTH_P50 POISSON_HEALTH_P99 POISSON_HEALTH_P999 LATE_HEALTH < 
 # Redis's own pauses: each automatic AOF rewrite forks Redis on the servers' core.
 aof_rewrites() { redis_cli info persistence | awk -F: '/^aof_rewrites:/ {print $2}' | tr -d '\r'; }
 REWRITES_BEFORE=$(aof_rewrites)
-read -r POISSON_P50 POISSON_P99 POISSON_P999 LATE_REDIRECT < <(open_loop "$BASE/l/$CODE" 302)
+read -r POISSON_P50 POISSON_P99 POISSON_P999 LATE_REDIRECT < <(open_loop "$BASE/l/$CODE" 302 "${REDIRECT_LATENCY_LOG:-}")
 REWRITES=$(aof_rewrites)
 POISSON_REWRITES=$((REWRITES - REWRITES_BEFORE))
 LAST_FORK_US=$(redis_cli info stats | awk -F: '/^latest_fork_usec:/ {print $2}' | tr -d '\r')
