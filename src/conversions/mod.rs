@@ -169,7 +169,7 @@ pub enum StoreError {
 /// webhook group commit), each exactly once per idempotency key. The outer
 /// error is a database failure: none of them was stored.
 pub async fn store_many(
-    db: &PgPool,
+    db: &mut sqlx::PgConnection,
     batch: &[NewConversion],
 ) -> Result<Vec<Result<Stored, StoreError>>, sqlx::Error> {
     let keys: Vec<String> = batch.iter().map(NewConversion::idempotency_key).collect();
@@ -217,7 +217,7 @@ pub async fn store_many(
             .map(|c| c.subscription_id.as_deref())
             .collect::<Vec<_>>() as &[Option<&str>],
     )
-    .fetch_all(db)
+    .fetch_all(&mut *db)
     .await?;
     let mut new: std::collections::HashMap<(i64, &str), ConversionId> = inserted
         .iter()
@@ -247,7 +247,7 @@ pub async fn store_many(
                 .collect::<Vec<_>>(),
             &missing.iter().map(|i| keys[*i].clone()).collect::<Vec<_>>(),
         )
-        .fetch_all(db)
+        .fetch_all(&mut *db)
         .await?;
         for i in missing {
             let c = &batch[i];

@@ -305,7 +305,8 @@ async fn the_conversion_writer_is_connected_and_prepared_before_the_first_webhoo
             sqlx::query_scalar::<_, i64>(
                 "select count(*) from pg_stat_activity
                  where datname = current_database() and pid <> pg_backend_pid()
-                   and query like '%insert into conversions%'",
+                   and query like '%insert into conversions%'
+                   and query not like '%pg_stat_activity%'",
             )
             .fetch_one(&app.db)
             .await
@@ -320,6 +321,85 @@ async fn the_conversion_writer_is_connected_and_prepared_before_the_first_webhoo
         .await
         .unwrap();
     assert_eq!(stored, 0);
+}
+
+/// The backend of the conversion writer's held connection, once it has run
+/// its insert.
+async fn writer_backend(app: &TestApp) -> i32 {
+    // Not this query itself, which an earlier call left on another
+    // connection of the test's pool.
+    let query = "select pid from pg_stat_activity
+                 where datname = current_database() and pid <> pg_backend_pid()
+                   and query like '%insert into conversions%'
+                   and query not like '%pg_stat_activity%'";
+    eventually(
+        std::time::Duration::from_secs(10),
+        "no backend had run the writer's insert after 10 s",
+        || async {
+            sqlx::query_scalar::<_, i32>(query)
+                .fetch_optional(&app.db)
+                .await
+                .unwrap()
+                .is_some()
+        },
+    )
+    .await;
+    sqlx::query_scalar(query).fetch_one(&app.db).await.unwrap()
+}
+
+async fn cut(app: &TestApp, pid: i32) {
+    let cut: bool = sqlx::query_scalar("select pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(cut);
+}
+
+#[tokio::test]
+async fn the_writer_replaces_its_connection_when_postgres_closed_it() {
+    let app = spawn_app().await;
+    let f = fixture(&app, json!({})).await;
+    let click = app.click_id_ago(&f.link, MINUTE);
+
+    // Cut while the writer idles: the next webhook finds the connection
+    // gone before it writes, and is stored through another.
+    cut(&app, writer_backend(&app).await).await;
+    tokio::time::sleep(
+        mitra::conversions::writer::IDLE_CHECK + std::time::Duration::from_millis(200),
+    )
+    .await;
+    assert_status(
+        app.post_conversion(&f.program, &sale("CUT-1", 10_000, &click))
+            .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+
+    // Cut right after a statement: that webhook may be refused with 503
+    // (retry), and its retry is stored, once.
+    let pid = writer_backend(&app).await;
+    cut(&app, pid).await;
+    let body = sale("CUT-2", 10_000, &click);
+    let first = app.post_conversion(&f.program, &body).await;
+    let status = first.status();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        let problem: Value = first.json().await.unwrap();
+        assert_eq!(problem["status"], 503, "{problem}");
+        assert_status(
+            app.post_conversion(&f.program, &body).await,
+            StatusCode::ACCEPTED,
+        )
+        .await;
+    } else {
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    let stored: i64 =
+        sqlx::query_scalar("select count(*) from conversions where order_id in ('CUT-1', 'CUT-2')")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(stored, 2);
 }
 
 #[tokio::test]
