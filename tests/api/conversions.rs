@@ -1411,12 +1411,7 @@ async fn an_idle_worker_books_a_sale_at_once_not_at_its_next_poll() {
     booked_within(&app, &f.program, "W-1", within).await;
     // ... and so is the next, after the listener's connection was cut and
     // made again.
-    let cut: bool = sqlx::query_scalar("select pg_terminate_backend($1)")
-        .bind(listener)
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-    assert!(cut);
+    cut(&app, listener).await;
     listener_backend(&app, Some(listener)).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_status(
