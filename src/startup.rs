@@ -524,12 +524,14 @@ impl Application {
             click_flusher.run(stop).await;
             Ok(())
         });
-        let stop = drained.clone();
-        tasks.spawn("conversion writer", async move {
-            conversion_writer.run(stop).await;
-            Ok(())
-        });
         if roles.api {
+            // Only a process that takes webhooks writes them, and holds the
+            // writer's connection (elsewhere the task is dropped unstarted).
+            let stop = drained.clone();
+            tasks.spawn("conversion writer", async move {
+                conversion_writer.run(stop).await;
+                Ok(())
+            });
             let (cache, stop) = (state.link_cache.clone(), shutdown.clone());
             tasks.spawn("link cache invalidation", async move {
                 cache::run_invalidation(cache, stop).await;

@@ -357,6 +357,26 @@ async fn cut(app: &TestApp, pid: i32) {
 }
 
 #[tokio::test]
+async fn a_worker_only_process_holds_no_webhook_writer_connection() {
+    // The API process beside it has the writer; this one takes no webhooks.
+    let app = spawn_app_with(Roles::WORKER, &[]).await;
+    // Its loops are up (the wake-up listener is connected), and its writer
+    // would have warmed up by now.
+    listener_backend(&app, None).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let writers: i64 = sqlx::query_scalar(
+        "select count(*) from pg_stat_activity
+         where datname = current_database() and pid <> pg_backend_pid()
+           and query like '%insert into conversions%'
+           and query not like '%pg_stat_activity%'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(writers, 0);
+}
+
+#[tokio::test]
 async fn the_writer_replaces_its_connection_when_postgres_closed_it() {
     let app = spawn_app().await;
     let f = fixture(&app, json!({})).await;
