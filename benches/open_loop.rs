@@ -118,12 +118,12 @@ fn main() {
     let mut idle: VecDeque<usize> = (0..connections).collect();
     // Requests due while every connection was busy, oldest first.
     let mut waiting: VecDeque<Instant> = VecDeque::new();
-    let mut latencies_us: Vec<u32> = Vec::with_capacity((rate * seconds * 1.1) as usize);
-    // (due, latency) of each answered request, for OPEN_LOOP_LATENCY_LOG.
-    let mut timeline: Vec<(Instant, u32)> = Vec::with_capacity(latencies_us.capacity());
+    // (due, latency in µs) of each answered request: the latencies, and
+    // the OPEN_LOOP_LATENCY_LOG timeline.
+    let mut timeline: Vec<(Instant, u32)> = Vec::with_capacity((rate * seconds * 1.1) as usize);
     // How late the generator itself sent what it could send at once: its
     // own stalls (a descheduled generator), which inflate the latencies.
-    let mut late_us: Vec<u32> = Vec::with_capacity(latencies_us.capacity());
+    let mut late_us: Vec<u32> = Vec::with_capacity(timeline.capacity());
     let (mut sent, mut failed) = (0u64, 0u64);
     let mut events = Events::with_capacity(connections);
 
@@ -176,9 +176,7 @@ fn main() {
                     panic!("an answer to no request (the server timed the connection out?)");
                 };
                 if ok {
-                    let latency = micros(done.duration_since(due));
-                    latencies_us.push(latency);
-                    timeline.push((due, latency));
+                    timeline.push((due, micros(done.duration_since(due))));
                 } else {
                     failed += 1;
                 }
@@ -206,6 +204,7 @@ fn main() {
             .collect();
         std::fs::write(&path, lines).expect("OPEN_LOOP_LATENCY_LOG is writable");
     }
+    let mut latencies_us: Vec<u32> = timeline.iter().map(|(_, latency)| *latency).collect();
     latencies_us.sort_unstable();
     late_us.sort_unstable();
     let pct_of = |v: &[u32], p: f64| -> u32 {

@@ -298,23 +298,7 @@ async fn bad_bodies_are_refused_with_the_right_status() {
 #[tokio::test]
 async fn the_conversion_writer_is_connected_and_prepared_before_the_first_webhook() {
     let app = spawn_app().await;
-    eventually(
-        std::time::Duration::from_secs(10),
-        "the writer's connection had not run its insert after 10 s",
-        || async {
-            sqlx::query_scalar::<_, i64>(
-                "select count(*) from pg_stat_activity
-                 where datname = current_database() and pid <> pg_backend_pid()
-                   and query like '%insert into conversions%'
-                   and query not like '%pg_stat_activity%'",
-            )
-            .fetch_one(&app.db)
-            .await
-            .unwrap()
-                >= 1
-        },
-    )
-    .await;
+    writer_backend(&app).await;
     // Nothing was stored by it.
     let stored: i64 = sqlx::query_scalar("select count(*) from conversions")
         .fetch_one(&app.db)
@@ -323,28 +307,31 @@ async fn the_conversion_writer_is_connected_and_prepared_before_the_first_webhoo
     assert_eq!(stored, 0);
 }
 
+/// The backends that have run the conversion writer's insert, as their
+/// last query (not this query itself, which an earlier call left on another
+/// connection of the test's pool).
+async fn writer_backends(app: &TestApp) -> Vec<i32> {
+    sqlx::query_scalar(
+        "select pid from pg_stat_activity
+         where datname = current_database() and pid <> pg_backend_pid()
+           and query like '%insert into conversions%'
+           and query not like '%pg_stat_activity%'",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap()
+}
+
 /// The backend of the conversion writer's held connection, once it has run
 /// its insert.
 async fn writer_backend(app: &TestApp) -> i32 {
-    // Not this query itself, which an earlier call left on another
-    // connection of the test's pool.
-    let query = "select pid from pg_stat_activity
-                 where datname = current_database() and pid <> pg_backend_pid()
-                   and query like '%insert into conversions%'
-                   and query not like '%pg_stat_activity%'";
     eventually(
         std::time::Duration::from_secs(10),
         "no backend had run the writer's insert after 10 s",
-        || async {
-            sqlx::query_scalar::<_, i32>(query)
-                .fetch_optional(&app.db)
-                .await
-                .unwrap()
-                .is_some()
-        },
+        || async { !writer_backends(app).await.is_empty() },
     )
     .await;
-    sqlx::query_scalar(query).fetch_one(&app.db).await.unwrap()
+    writer_backends(app).await[0]
 }
 
 async fn cut(app: &TestApp, pid: i32) {
@@ -364,16 +351,7 @@ async fn a_worker_only_process_holds_no_webhook_writer_connection() {
     // would have warmed up by now.
     listener_backend(&app, None).await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let writers: i64 = sqlx::query_scalar(
-        "select count(*) from pg_stat_activity
-         where datname = current_database() and pid <> pg_backend_pid()
-           and query like '%insert into conversions%'
-           and query not like '%pg_stat_activity%'",
-    )
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
-    assert_eq!(writers, 0);
+    assert_eq!(writer_backends(&app).await, Vec::<i32>::new());
 }
 
 #[tokio::test]
