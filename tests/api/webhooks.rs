@@ -191,6 +191,62 @@ async fn status_changes_reach_a_real_receiver_signed_the_standard_webhooks_way()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_endpoint_nothing_is_queued_and_a_new_endpoint_hears_the_changes_after_it() {
+    // Arrange: a shop without outgoing webhooks books a sale.
+    let hooks = Receiver::start(vec![]).await;
+    let app = spawn_app_with(Roles::API, &[ALLOW_PRIVATE]).await;
+    let f = fixture(&app, json!({})).await;
+    let click = app.click_id_ago(&f.link, chrono::Duration::minutes(1));
+    assert_status(
+        app.post_conversion(&f.program, &sale("Q-0", 12_500, &click))
+            .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    app.attribute().await;
+    let queued = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from outbox_queue")
+            .fetch_one(&app.db)
+            .await
+            .unwrap()
+    };
+    // Nothing was queued for the outbox: the sale, its outcome, its commission.
+    assert_eq!(queued().await, 0);
+
+    // Act: the program registers an endpoint, and a second sale is booked.
+    let endpoint = register(
+        &app,
+        s(&f.program["api_key"]),
+        &hooks.url,
+        &["conversion.received", "commission.created"],
+    )
+    .await;
+    let click = app.click_id_ago(&f.link, chrono::Duration::minutes(1));
+    assert_status(
+        app.post_conversion(&f.program, &sale("Q-1", 12_500, &click))
+            .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    app.attribute().await;
+    assert!(queued().await > 0);
+    deliver(&app).await;
+
+    // Assert: the endpoint hears the second sale only.
+    let got = hooks.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(types(&got), ["commission.created", "conversion.received"]);
+    assert!(got.iter().all(|r| r.json()["data"]["order_id"] == "Q-1"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(hooks.received().len(), 2);
+    assert_eq!(
+        deliveries(&app, &endpoint, s(&f.program["api_key"]))
+            .await
+            .len(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_receiver_is_retried_every_attempt_is_kept_and_a_delivery_can_be_replayed() {
     let hooks = Receiver::start(vec![Reply::Status(500), Reply::Status(503)]).await;
     let app = spawn_app_with(
