@@ -187,7 +187,7 @@ for RULES in ${LOAD_RULES:-flat}; do
     SALES_START=$(sales_stored)
     LOAD_BASE="$BASE" LOAD_PROGRAM="$PROGRAM" LOAD_SECRET="$SECRET" LOAD_LINK="$LINK" \
         LOAD_RUN_ID="run$$-$RULES-$RANDOM" LOAD_ITEMS="$ITEMS" \
-        cargo bench --bench webhook_load --quiet 2>/dev/null | tee /tmp/mitra-bench-conversions.out
+        cargo bench --bench webhook_load --quiet 2> >(grep '^webhook_load:' >&2) | tee /tmp/mitra-bench-conversions.out
     RATE=$(sed -n 's/^RESULT booked_per_s=\([0-9]*\).*/\1/p' /tmp/mitra-bench-conversions.out)
     if [ "$RULES" = flat ] && [ -z "$BASELINE" ]; then BASELINE="$RATE"; fi
     if [ -n "$BASELINE" ]; then
@@ -281,6 +281,6 @@ if [ "${LOAD_PACED_SECONDS:-10}" -gt 0 ] && [ "${LOAD_BASELINE:-1}" = 1 ]; then
     start_server --role api
     LOAD_BASE="$BASE" LOAD_PROGRAM="$PROGRAM" LOAD_SECRET="$SECRET" LOAD_LINK="$LINK" \
         LOAD_RUN_ID="base$$-$RANDOM" LOAD_CONVERSIONS=0 \
-        cargo bench --bench webhook_load --quiet 2>/dev/null | sed -n 's/^paced:/paced, intake only (baseline):/p'
+        cargo bench --bench webhook_load --quiet 2> >(grep '^webhook_load:' >&2) | sed -n 's/^paced:/paced, intake only (baseline):/p'
     statement_profile "paced webhooks, intake only"
 fi
