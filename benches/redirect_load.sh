@@ -208,28 +208,54 @@ PACED_HEALTH_P99=$(to_ms "$(echo "$PACED_HEALTH" | pct 99%)")
 # from when it was due (benches/open_loop.rs): wrk's paced connections fire
 # together on its 1 ms timer, and the tail above is partly the drain time of
 # those bursts, the bare handler's included. Same three targets, same core.
-open_loop() { # url status [timeline file] -> "p50 p99 p99.9 generator-late-p99.9" in ms, after checking every answer came
-    local line
+#
+# While each runs, the switches on the servers' core are traced (perf,
+# sched:sched_switch) and benches/core_stalls.py sums the slices of 1 ms or
+# more in which the core was given to processes other than the bench's own:
+# a request due then waits for the whole slice and the queue behind it. On a
+# shared machine these make much of the p99 (CORE_STALLS=0 skips it).
+STALLS=0
+if [ "${CORE_STALLS:-1}" = 1 ]; then
+    command -v perf >/dev/null 2>&1 || (apt_install linux-perf) || true
+    perf record -q -C "$SERVER_CORE" -e sched:sched_switch -o "$WORK/probe.data" -- true >/dev/null 2>&1 \
+        && STALLS=1 || echo "perf cannot trace the scheduler here: other processes' slices are not counted" >&2
+fi
+OURS="$SERVER,$BARE_PID,$REDIS${DRAINER:+,$DRAINER}"
+open_loop() { # url status label [timeline file] -> "p50 p99 p99.9 generator-late-p99.9" in ms, after checking every answer came
+    local line trace=()
+    [ "$STALLS" = 1 ] && trace=(perf record -q -C "$SERVER_CORE" -e sched:sched_switch -o "$WORK/sched.data" --)
     line=$(OPEN_LOOP_URL=$1 OPEN_LOOP_STATUS=$2 OPEN_LOOP_RATE=$HALF OPEN_LOOP_SECONDS=$DURATION \
-        OPEN_LOOP_LATENCY_LOG="${3:-}" \
-        OPEN_LOOP_USER_AGENT="$UA" taskset -c "$CLIENT_CORE" "$OPEN_LOOP_BIN" | grep '^OPEN_LOOP')
+        OPEN_LOOP_LATENCY_LOG="${4:-}" \
+        OPEN_LOOP_USER_AGENT="$UA" taskset -c "$CLIENT_CORE" "${trace[@]}" "$OPEN_LOOP_BIN" | grep '^OPEN_LOOP')
     [ "$(count_of "$line" failed)" = 0 ] && [ "$(count_of "$line" unanswered)" = 0 ] \
         || die "open-loop run against $1 lost answers: $line"
+    if [ "$STALLS" = 1 ]; then
+        perf script -i "$WORK/sched.data" -F pid,tid,time,event,trace 2>/dev/null \
+            | benches/core_stalls.py --ours "$OURS" >"$WORK/stalls.$3"
+        rm -f "$WORK/sched.data"
+    fi
     python3 -c "import sys; print(' '.join(f'{int(v) / 1000:.3f}' for v in sys.argv[1:]))" \
         "$(count_of "$line" p50_us)" "$(count_of "$line" p99_us)" "$(count_of "$line" p999_us)" \
         "$(count_of "$line" sender_late_p999_us)"
+}
+stalls_of() { # label -> "33 slices, 90.9 ms in all, longest 7.33 ms (by thread, ms: ...)"
+    [ -s "$WORK/stalls.$1" ] || { echo "not traced"; return; }
+    python3 -c 'import sys
+f = dict(kv.split("=", 1) for kv in open(sys.argv[1]).read().split()[1:])
+by = " ".join(f["by"].split(",")) if f["by"] != "-" else "none"
+print("%s slices, %s ms in all, longest %s ms (by thread, ms: %s)" % (f["slices"], f["stalled_ms"], f["longest_ms"], by))' "$WORK/stalls.$1"
 }
 say "GET /l/{code}, the bare 302 and /healthz at $HALF requests/s, Poisson arrivals"
 # The generator spins on the client core, where the stand-in worker drains
 # the stream (niced); how late that made the generator is printed below.
 # (Pausing the worker with SIGSTOP is no option: a Redis reply it awaited
 # meanwhile times out.)
-read -r POISSON_BARE_P50 POISSON_BARE_P99 POISSON_BARE_P999 LATE_BARE < <(open_loop "$BARE/l/$CODE" 302)
-read -r POISSON_HEALTH_P50 POISSON_HEALTH_P99 POISSON_HEALTH_P999 LATE_HEALTH < <(open_loop "$BASE/healthz" 200)
+read -r POISSON_BARE_P50 POISSON_BARE_P99 POISSON_BARE_P999 LATE_BARE < <(open_loop "$BARE/l/$CODE" 302 bare)
+read -r POISSON_HEALTH_P50 POISSON_HEALTH_P99 POISSON_HEALTH_P999 LATE_HEALTH < <(open_loop "$BASE/healthz" 200 health)
 # Redis's own pauses: each automatic AOF rewrite forks Redis on the servers' core.
 aof_rewrites() { redis_cli info persistence | awk -F: '/^aof_rewrites:/ {print $2}' | tr -d '\r'; }
 REWRITES_BEFORE=$(aof_rewrites)
-read -r POISSON_P50 POISSON_P99 POISSON_P999 LATE_REDIRECT < <(open_loop "$BASE/l/$CODE" 302 "${REDIRECT_LATENCY_LOG:-}")
+read -r POISSON_P50 POISSON_P99 POISSON_P999 LATE_REDIRECT < <(open_loop "$BASE/l/$CODE" 302 redirect "${REDIRECT_LATENCY_LOG:-}")
 REWRITES=$(aof_rewrites)
 POISSON_REWRITES=$((REWRITES - REWRITES_BEFORE))
 LAST_FORK_US=$(redis_cli info stats | awk -F: '/^latest_fork_usec:/ {print $2}' | tr -d '\r')
@@ -279,6 +305,10 @@ paced bare 302, same connections: $(printf '%.0f' "$PACED_BARE_RPS") req/s, p50 
 paced /healthz, same connections: $(printf '%.0f' "$(echo "$PACED_HEALTH" | rps)") req/s, p50 $(to_ms "$(echo "$PACED_HEALTH" | pct 50%)") ms, p99 $PACED_HEALTH_P99 ms
 Poisson arrivals at $HALF req/s, timed from when due (p50 / p99 / p99.9 ms; the generator was late by at most $GENERATOR_LATE ms at its p99.9):
   /l/{code} $POISSON_P50 / $POISSON_P99 / $POISSON_P999   bare 302 $POISSON_BARE_P50 / $POISSON_BARE_P99 / $POISSON_BARE_P999   /healthz $POISSON_HEALTH_P50 / $POISSON_HEALTH_P99 / $POISSON_HEALTH_P999
+other processes on the servers' core meanwhile (slices of 1 ms or more, benches/core_stalls.py):
+  /l/{code}: $(stalls_of redirect)
+  bare 302:  $(stalls_of bare)
+  /healthz:  $(stalls_of health)
 
 redirect / healthz throughput:  $RATIO_HEALTH   (all rounds; per CPU-second of server and Redis: $CPU_RATIO_HEALTH)
 redirect / bare 302 throughput: $RATIO_BARE   (per CPU-second: $CPU_RATIO_BARE; target: at least 0.65)
