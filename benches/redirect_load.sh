@@ -221,18 +221,21 @@ if [ "${CORE_STALLS:-1}" = 1 ]; then
         && STALLS=1 || echo "perf cannot trace the scheduler here: other processes' slices are not counted" >&2
 fi
 OURS="$SERVER,$BARE_PID,$REDIS${DRAINER:+,$DRAINER}"
-open_loop() { # url status label [timeline file] -> "p50 p99 p99.9 generator-late-p99.9" in ms, after checking every answer came
+open_loop() { # url status label server-pid [timeline file] -> "p50 p99 p99.9 generator-late-p99.9" in ms, after checking every answer came
     local line trace=()
     [ "$STALLS" = 1 ] && trace=(perf record -q -C "$SERVER_CORE" -e sched:sched_switch -o "$WORK/sched.data" --)
     line=$(OPEN_LOOP_URL=$1 OPEN_LOOP_STATUS=$2 OPEN_LOOP_RATE=$HALF OPEN_LOOP_SECONDS=$DURATION \
-        OPEN_LOOP_LATENCY_LOG="${4:-}" \
+        OPEN_LOOP_LATENCY_LOG="${5:-}" \
         OPEN_LOOP_USER_AGENT="$UA" taskset -c "$CLIENT_CORE" "${trace[@]}" "$OPEN_LOOP_BIN" | grep '^OPEN_LOOP')
     [ "$(count_of "$line" failed)" = 0 ] && [ "$(count_of "$line" unanswered)" = 0 ] \
         || die "open-loop run against $1 lost answers: $line"
     if [ "$STALLS" = 1 ]; then
-        perf script -i "$WORK/sched.data" -F pid,tid,time,event,trace 2>/dev/null \
-            | benches/core_stalls.py --ours "$OURS" >"$WORK/stalls.$3"
-        rm -f "$WORK/sched.data"
+        perf script -i "$WORK/sched.data" -F pid,tid,time,event,trace >"$WORK/sched.txt" 2>/dev/null
+        # Other processes; and anything but the server measured (its
+        # neighbours in the bench, Redis above all, included).
+        benches/core_stalls.py --ours "$OURS" <"$WORK/sched.txt" >"$WORK/stalls.$3"
+        benches/core_stalls.py --ours "$4" <"$WORK/sched.txt" >"$WORK/stalls.$3.all"
+        rm -f "$WORK/sched.data" "$WORK/sched.txt"
     fi
     python3 -c "import sys; print(' '.join(f'{int(v) / 1000:.3f}' for v in sys.argv[1:]))" \
         "$(count_of "$line" p50_us)" "$(count_of "$line" p99_us)" "$(count_of "$line" p999_us)" \
@@ -250,12 +253,12 @@ say "GET /l/{code}, the bare 302 and /healthz at $HALF requests/s, Poisson arriv
 # the stream (niced); how late that made the generator is printed below.
 # (Pausing the worker with SIGSTOP is no option: a Redis reply it awaited
 # meanwhile times out.)
-read -r POISSON_BARE_P50 POISSON_BARE_P99 POISSON_BARE_P999 LATE_BARE < <(open_loop "$BARE/l/$CODE" 302 bare)
-read -r POISSON_HEALTH_P50 POISSON_HEALTH_P99 POISSON_HEALTH_P999 LATE_HEALTH < <(open_loop "$BASE/healthz" 200 health)
+read -r POISSON_BARE_P50 POISSON_BARE_P99 POISSON_BARE_P999 LATE_BARE < <(open_loop "$BARE/l/$CODE" 302 bare "$BARE_PID")
+read -r POISSON_HEALTH_P50 POISSON_HEALTH_P99 POISSON_HEALTH_P999 LATE_HEALTH < <(open_loop "$BASE/healthz" 200 health "$SERVER")
 # Redis's own pauses: each automatic AOF rewrite forks Redis on the servers' core.
 aof_rewrites() { redis_cli info persistence | awk -F: '/^aof_rewrites:/ {print $2}' | tr -d '\r'; }
 REWRITES_BEFORE=$(aof_rewrites)
-read -r POISSON_P50 POISSON_P99 POISSON_P999 LATE_REDIRECT < <(open_loop "$BASE/l/$CODE" 302 redirect "${REDIRECT_LATENCY_LOG:-}")
+read -r POISSON_P50 POISSON_P99 POISSON_P999 LATE_REDIRECT < <(open_loop "$BASE/l/$CODE" 302 redirect "$SERVER" "${REDIRECT_LATENCY_LOG:-}")
 REWRITES=$(aof_rewrites)
 POISSON_REWRITES=$((REWRITES - REWRITES_BEFORE))
 LAST_FORK_US=$(redis_cli info stats | awk -F: '/^latest_fork_usec:/ {print $2}' | tr -d '\r')
@@ -309,6 +312,10 @@ other processes on the servers' core meanwhile (slices of 1 ms or more, benches/
   /l/{code}: $(stalls_of redirect)
   bare 302:  $(stalls_of bare)
   /healthz:  $(stalls_of health)
+anything but the server measured, Redis included (the same):
+  /l/{code}: $(stalls_of redirect.all)
+  bare 302:  $(stalls_of bare.all)
+  /healthz:  $(stalls_of health.all)
 
 redirect / healthz throughput:  $RATIO_HEALTH   (all rounds; per CPU-second of server and Redis: $CPU_RATIO_HEALTH)
 redirect / bare 302 throughput: $RATIO_BARE   (per CPU-second: $CPU_RATIO_BARE; target: at least 0.65)
