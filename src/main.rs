@@ -11,7 +11,7 @@ fn main() -> ExitCode {
 }
 
 /// glibc's malloc, tuned for a long-running server (see benches/soak.sh and
-/// README, Performance: memory under sustained load).
+/// benches/README.md: memory under sustained load).
 ///
 /// By default glibc raises its mmap threshold to the size of the largest
 /// block freed so far (up to 32 MiB), and its trim threshold to twice

@@ -8,8 +8,8 @@
 //! and goes into the next. Two in flight (as before) made statements of one
 //! row apiece at a steady 1,000 webhooks/s, and every statement costs its
 //! commit, its flush and two triggers: one at a time used 8-10% less CPU of
-//! mitra and of Postgres there, and took a 20,000-sale burst as fast (README,
-//! Performance, "One statement in flight").
+//! mitra and of Postgres there, and took a 20,000-sale burst as fast
+//! (benches/README.md, "The webhooks at 1,000/s: one statement in flight").
 //!
 //! The writer keeps its own connection rather than taking one from the pool
 //! for each statement: sqlx tests a pooled connection with a round trip to
@@ -17,7 +17,7 @@
 //! statement cost three round trips, each waking Postgres and mitra. Held,
 //! it costs one: at 1,000 webhooks/s that took a quarter to a third off
 //! mitra's CPU and Postgres's, and a fifth or more off the p99 with booking
-//! alongside (README, Performance, "The writer's own connection"). A
+//! alongside (benches/README.md, "The writer's own connection"). A
 //! connection that sat idle for `IDLE_CHECK` is tested first, as the pool
 //! would, so one that Postgres (or a proxy) closed while nothing arrived
 //! is replaced instead of failing the next webhook. A failed statement gives
