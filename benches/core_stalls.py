@@ -50,7 +50,7 @@ def main() -> None:
             process_of[int(m["tid"])] = int(m["pid"])
             switches.append((float(m["time"]), int(m["next"]), m["comm"]))
 
-    slices = []  # [start, end, Counter of seconds per process name]
+    slices = []  # [start, end, Counter of seconds per thread (name/tid)]
     current = None
     for (t, tid, comm), (until, _, _) in zip(switches, switches[1:]):
         pid = process_of.get(tid, -1)  # never switched away: outside the container
